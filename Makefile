@@ -1,0 +1,67 @@
+# The two commands of the README: `make run` starts the whole system, `make test`
+# installs what it needs and runs every check. Both create .venv on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+# Tests run against real PostgreSQL and Redis (a database number of their own).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/algotrader
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test lint format typecheck migrations-check deploy-check pytest install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+.env:
+	$(BIN)/python -m algotrader.devenv .
+
+run: install .env
+	honcho run python manage.py migrate --noinput
+	honcho run python manage.py collectstatic --noinput --verbosity 0
+	honcho start
+
+test: install-dev lint typecheck migrations-check deploy-check pytest
+
+lint: install-dev
+	ruff check .
+	ruff format --check .
+
+format: install-dev
+	ruff check --fix .
+	ruff format .
+
+typecheck: install-dev
+	mypy .
+
+migrations-check: install-dev
+	python manage.py makemigrations --check --dry-run
+
+# Production settings must pass Django's deployment checklist with no warning.
+deploy-check: install-dev
+	DJANGO_ENV=production \
+	SECRET_KEY=$$(python -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	JWT_SIGNING_KEY=$$(python -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	FIELD_ENCRYPTION_KEYS=$$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())') \
+	ALLOWED_HOSTS=api.example.com \
+	python manage.py check --deploy --fail-level WARNING
+
+pytest: install-dev
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

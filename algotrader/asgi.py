@@ -1,0 +1,26 @@
+"""The ASGI application: HTTP (API, admin), the app's WebSocket, and the named
+channels consumed by ``manage.py runworker`` (the tick consumer)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "algotrader.settings")
+
+# Django must be set up before anything that imports models.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from algotrader.websocket_auth import JWTAuthMiddleware  # noqa: E402
+from market.routing import channel_routes  # noqa: E402
+from monitoring.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(JWTAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        "channel": ChannelNameRouter(channel_routes),
+    }
+)

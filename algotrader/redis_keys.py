@@ -1,0 +1,21 @@
+"""Every Redis key of the runtime state, named as in EVENT-MAP.md and built only here."""
+
+
+def strategy(strategy_id: int) -> str:
+    return f"strategy:{strategy_id}"
+
+
+def symbol_strategies(symbol: str) -> str:
+    return f"symbol:{symbol}:strategies"
+
+
+def stop_losses(symbol: str) -> str:
+    return f"sl:{symbol}"
+
+
+def price(symbol: str) -> str:
+    return f"price:{symbol}"
+
+
+def lock_state(strategy_id: int) -> str:
+    return f"lock_state:{strategy_id}"

@@ -1,0 +1,23 @@
+"""URL routes: the versioned API, its schema and docs, admin and health."""
+
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from algotrader.api.views import json_not_found, json_server_error
+
+api_v1: list[URLPattern | URLResolver] = [
+    path("auth/", include("algotrader.users.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+    path("", include("monitoring.urls")),
+]
+
+handler404 = json_not_found
+handler500 = json_server_error

@@ -1,0 +1,36 @@
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import forms as auth_forms
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from algotrader.users.models import User
+
+
+class UserCreationForm(auth_forms.BaseUserCreationForm[User]):
+    class Meta:
+        model = User
+        fields = ("email",)
+
+
+class UserChangeForm(auth_forms.UserChangeForm[User]):
+    class Meta:
+        model = User
+        fields: Any = "__all__"
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin[User]):  # type: ignore[type-var]  # email-login user, not AbstractUser
+    form = UserChangeForm
+    add_form = UserCreationForm
+    ordering = ["email"]
+    list_display = ["email", "is_active", "is_staff", "date_joined", "last_login"]
+    list_filter = ["is_active", "is_staff", "is_superuser"]
+    search_fields = ["email"]
+    readonly_fields = ["date_joined", "last_login"]
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)

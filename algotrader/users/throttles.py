@@ -1,0 +1,30 @@
+"""Rate limits on the unauthenticated auth endpoints, per client address and per
+account (the email in the body), so that neither one address nor many addresses
+against one account can hammer login or register."""
+
+import hashlib
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+
+class AuthPerIPThrottle(SimpleRateThrottle):
+    scope = "auth_ip"
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class AuthPerAccountThrottle(SimpleRateThrottle):
+    scope = "auth_account"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        try:
+            email = request.data.get("email")
+        except (AttributeError, Exception):  # unparsable body: the view will answer 400
+            return None
+        if not isinstance(email, str) or not email.strip():
+            return None
+        ident = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}

@@ -1,0 +1,1 @@
+"""Broker accounts and their encrypted credentials (the brokers issue builds them here)."""

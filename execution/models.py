@@ -1,0 +1,1 @@
+"""Orders as write-ahead intents (the execution issue builds them here)."""

@@ -1,0 +1,3 @@
+from market.consumers import TICKS_CHANNEL, TickConsumer
+
+channel_routes = {TICKS_CHANNEL: TickConsumer.as_asgi()}

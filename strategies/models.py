@@ -1,0 +1,1 @@
+"""Strategies and their state machine (the strategies issue builds them here)."""
