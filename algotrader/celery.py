@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from algotrader.queues import CeleryQueue
 
@@ -14,7 +14,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "algotrader.settings")
 
 app = Celery("algotrader")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue(queue.value) for queue in CeleryQueue]
+# One direct exchange and routing key per queue: queues sharing a binding would each
+# receive a copy of the same message (a stop-loss delivered twice).
+app.conf.task_queues = [Queue(queue.value, Exchange(queue.value), routing_key=queue.value) for queue in CeleryQueue]
+app.conf.update(task_default_exchange=CeleryQueue.ORDERS.value, task_default_routing_key=CeleryQueue.ORDERS.value)
 app.autodiscover_tasks()
 
 

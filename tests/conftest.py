@@ -37,12 +37,12 @@ def password() -> str:
 
 
 @pytest.fixture
-def user(db: None, password: str):  # type: ignore[no-untyped-def]
+def user(db: None, password: str):
     return UserFactory(password=password)
 
 
 @pytest.fixture
-def auth_client(user) -> APIClient:  # type: ignore[no-untyped-def]
+def auth_client(user) -> APIClient:
     from rest_framework_simplejwt.tokens import RefreshToken
 
     client = APIClient()

@@ -1,0 +1,48 @@
+"""The API's one error format, its OpenAPI schema and docs."""
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.exceptions import ValidationError
+
+from algotrader.api.exception_handler import flatten_errors
+
+pytestmark = pytest.mark.django_db
+
+
+def test_unknown_api_url_is_a_json_404():
+    response = Client().get("/api/v1/does-not-exist/")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "Not found.", "fields": {}}}
+
+
+def test_wrong_method_is_405_in_the_error_format(auth_client):
+    response = auth_client.delete("/api/v1/auth/me/")
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_nested_validation_errors_flatten_to_dotted_fields():
+    detail = ValidationError({"legs": [{"qty": ["Too big."]}, {}], "name": ["Required."]}).detail
+
+    assert flatten_errors(detail) == {"legs.0.qty": ["Too big."], "name": ["Required."]}
+
+
+def test_openapi_schema_is_valid_and_warning_free(tmp_path):
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+
+    assert "/api/v1/auth/login/" in out.read_text()
+
+
+def test_schema_and_docs_are_served():
+    client = Client()
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    docs = client.get("/api/v1/docs/")
+
+    assert schema.status_code == 200
+    assert schema.json()["openapi"].startswith("3.")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content

@@ -1,0 +1,100 @@
+"""The whole Procfile comes up as `make run` starts it, on the embedded default
+(SQLite in a fresh run folder, real Redis): every process starts and stays up,
+/healthz answers, Flower asks for its login, and both Celery workers answer."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from celery import Celery
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCESSES = ["web", "worker", "stoploss", "beat", "market", "ticks", "flower"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, deadline: float, **kwargs) -> requests.Response:
+    while True:
+        try:
+            return requests.get(url, timeout=2, **kwargs)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},  # the embedded default: SQLite
+        "PATH": f"{venv_bin}:{os.environ['PATH']}",
+        "RUN_DIR": str(tmp_path / "run"),
+        "WEB_PORT": str(free_port()),
+        "FLOWER_PORT": str(free_port()),
+        "FLOWER_BASIC_AUTH": "operator:flower-test-password",
+        "ORDERS_CONCURRENCY": "1",
+        "STOPLOSS_CONCURRENCY": "1",
+    }
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, timeout=120)
+    log = (tmp_path / "honcho.log").open("w+")
+    honcho = subprocess.Popen(
+        [f"{venv_bin}/honcho", "-e", str(empty_env_file), "start"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield {**env, "log": str(tmp_path / "honcho.log"), "pid": str(honcho.pid)}
+    finally:
+        os.killpg(honcho.pid, signal.SIGTERM)
+        try:
+            honcho.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(honcho.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.mark.slow
+def test_every_procfile_process_starts_and_stays_up(stack):
+    deadline = time.monotonic() + 90
+    web = f"http://127.0.0.1:{stack['WEB_PORT']}"
+    flower = f"http://127.0.0.1:{stack['FLOWER_PORT']}"
+
+    health = wait_for(f"{web}/healthz", deadline)
+    schema = requests.get(f"{web}/api/v1/schema/", timeout=10)
+    flower_anonymous = wait_for(f"{flower}/", deadline)
+    flower_operator = requests.get(f"{flower}/", auth=("operator", "flower-test-password"), timeout=10)
+    celery = Celery(broker=stack["REDIS_URL"])
+    replies: list[dict[str, object]] = []
+    while len(replies) < 2 and time.monotonic() < deadline:
+        replies = celery.control.ping(timeout=1.0) or []
+    time.sleep(8)  # past the 5 s idle timeouts (Redis blocking reads) a process could die of
+    log = Path(stack["log"]).read_text()
+
+    assert health.status_code == 200, log
+    assert health.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert schema.status_code == 200
+    assert flower_anonymous.status_code == 401
+    assert flower_operator.status_code == 200
+    assert sorted(name.split("@")[0] for reply in replies for name in reply) == ["orders", "stoploss"], log
+    for process in PROCESSES:
+        assert f"{process}.1 started" in log, f"{process} never started:\n{log}"
+    assert "stopped (rc=" not in log and "exited with code" not in log, log
+    assert os.waitpid(int(stack["pid"]), os.WNOHANG) == (0, 0), log
