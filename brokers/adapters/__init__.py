@@ -1,0 +1,1 @@
+"""Broker adapters: one interface (``base.BrokerAdapter``), one module per broker."""

@@ -1,0 +1,181 @@
+"""The one interface every broker adapter implements, with typed results.
+
+The execution engine, the market listener and the account services speak only
+this interface and the exceptions in ``brokers.exceptions``; no broker's own
+response shapes or error types leak past an adapter.
+
+Money is ``Decimal`` everywhere except ``Tick``, which lives on the hot path and
+carries floats; its consumers convert at their edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+
+
+class Product(StrEnum):
+    INTRADAY = "MIS"  # Kite's name for intraday, squared off by the broker at day end
+
+
+class BrokerOrderStatus(StrEnum):
+    """The broker's view of an order, normalised. Anything not final is OPEN,
+    including statuses an adapter does not know (they are treated as still live)."""
+
+    OPEN = "OPEN"
+    COMPLETE = "COMPLETE"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not BrokerOrderStatus.OPEN
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str
+    api_secret: str = ""
+    access_token: str = ""
+
+    def __repr__(self) -> str:  # never print secrets, not even in a traceback
+        return f"Credentials(api_key={self.api_key[:4]}…)"
+
+
+@dataclass(frozen=True)
+class AccountProfile:
+    """What a successful credential check tells us about the account."""
+
+    broker_user_id: str
+    user_name: str
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    exchange: str
+    symbol: str
+    side: Side
+    quantity: int
+    tag: str  # ours, unique, at most 20 alphanumerics: how an order is found again
+    order_type: OrderType = OrderType.MARKET
+    price: Decimal | None = None  # LIMIT only
+    product: Product = Product.INTRADAY
+
+
+@dataclass(frozen=True)
+class BrokerOrder:
+    broker_order_id: str
+    tag: str
+    exchange: str
+    symbol: str
+    side: Side
+    quantity: int
+    filled_quantity: int
+    status: BrokerOrderStatus
+    average_price: Decimal | None
+    status_message: str
+    placed_at: datetime | None
+    updated_at: datetime | None
+    raw_status: str = ""
+
+
+@dataclass(frozen=True)
+class Position:
+    exchange: str
+    symbol: str
+    quantity: int  # net: positive long, negative short
+    average_price: Decimal
+    product: Product = Product.INTRADAY
+
+
+@dataclass(frozen=True)
+class Instrument:
+    instrument_token: int
+    exchange_token: int
+    exchange: str
+    symbol: str
+    name: str
+    tick_size: Decimal
+    lot_size: int
+    segment: str
+    reference_price: Decimal  # a plausible last close, seeds simulated prices
+
+
+@dataclass(frozen=True)
+class Tick:
+    exchange: str
+    symbol: str
+    price: float
+    exchange_ts: float  # seconds since the epoch, exchange time of the trade (or receipt)
+    instrument_token: int = 0
+
+
+TickHandler = Callable[[list[Tick]], None]
+"""Called once per received frame with all of its ticks (a batch, never one call a tick)."""
+
+
+class FeedEvents(Protocol):
+    """What a tick stream reports besides ticks (B5, B6/M3, M4 are built on these)."""
+
+    def on_connected(self) -> None: ...
+    def on_disconnected(self, reason: str) -> None: ...
+    def on_error(self, reason: str) -> None: ...
+
+
+@runtime_checkable
+class TickStream(Protocol):
+    """A live market-data connection. ``start`` returns at once; ticks arrive on a
+    background thread; the stream reconnects by itself with backoff and
+    re-subscribes to everything subscribed so far."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def subscribe(self, instruments: Iterable[tuple[str, str]]) -> None: ...  # (exchange, symbol)
+    def unsubscribe(self, instruments: Iterable[tuple[str, str]]) -> None: ...
+    @property
+    def connected(self) -> bool: ...
+
+
+@runtime_checkable
+class BrokerAdapter(Protocol):
+    kind: str
+
+    def validate_credentials(self) -> AccountProfile:
+        """Ask the broker who these credentials belong to; BrokerAuthError if it refuses."""
+        ...
+
+    def place_order(self, request: OrderRequest) -> str:
+        """Send the order and return the broker's order id (B3). Raises OrderRejected (B4),
+        RateLimited, BrokerUnavailable (certainly not placed) or AmbiguousOutcome."""
+        ...
+
+    def get_order(self, broker_order_id: str) -> BrokerOrder: ...
+
+    def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
+        """Every order of today's book carrying ``tag``: how an ambiguous placement is settled."""
+        ...
+
+    def cancel_order(self, broker_order_id: str) -> None: ...
+
+    def positions(self) -> list[Position]: ...
+
+    def last_price(self, exchange: str, symbol: str) -> Decimal: ...
+
+    def instruments(self, exchange: str) -> list[Instrument]: ...
+
+    def tick_stream(self, on_ticks: TickHandler, events: FeedEvents | None = None) -> TickStream: ...

@@ -1,0 +1,61 @@
+"""The broker errors the rest of the system sees. Every adapter maps its broker's
+own error shapes onto these; ``permanent`` alone decides retry versus fail.
+
+- ``BrokerAuthError``: credentials wrong or token expired (permanent).
+- ``OrderRejected``: the broker refused the order for a reason that will not go
+  away by itself: margin, invalid symbol, market closed, bad input (permanent).
+- ``RateLimited``: HTTP 429 or the broker's throttle (retryable, after a pause).
+- ``BrokerUnavailable``: the request certainly did not take effect: connection
+  refused, DNS, a 5xx for a read (retryable).
+- ``AmbiguousOutcome``: an order request was sent and no answer came back
+  (timeout, reset, 5xx after sending): it may or may not exist at the broker,
+  so it must be looked up by its tag before anything is retried.
+"""
+
+from algotrader.exceptions import ApplicationError
+
+
+class BrokerError(ApplicationError):
+    code = "broker_error"
+    status = 502
+    message = "The broker could not complete the request."
+    permanent = False
+
+    def __init__(self, message: str | None = None, *, broker_error_type: str = "", **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.broker_error_type = broker_error_type
+
+
+class BrokerAuthError(BrokerError):
+    code = "broker_auth_failed"
+    status = 400
+    message = "The broker refused these credentials, or the session token has expired."
+    permanent = True
+
+
+class OrderRejected(BrokerError):
+    code = "order_rejected"
+    status = 400
+    message = "The broker rejected the order."
+    permanent = True
+
+
+class RateLimited(BrokerError):
+    code = "broker_rate_limited"
+    status = 503
+    message = "The broker is rate limiting requests."
+    permanent = False
+
+
+class BrokerUnavailable(BrokerError):
+    code = "broker_unavailable"
+    status = 503
+    message = "The broker could not be reached."
+    permanent = False
+
+
+class AmbiguousOutcome(BrokerError):
+    code = "broker_outcome_unknown"
+    status = 504
+    message = "The broker did not answer: the order may or may not have been placed."
+    permanent = False
