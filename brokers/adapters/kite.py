@@ -1,0 +1,461 @@
+"""The Zerodha Kite Connect v3 adapter: REST over ``requests`` exactly as Kite's
+public documentation specifies (headers, form-encoded writes, the ``status``/
+``data`` envelope, ``error_type`` names, the login checksum), mapped onto
+``brokers.adapters.base`` and ``brokers.exceptions``.
+
+Error mapping (``error_type`` first, then HTTP status, then transport):
+
+=========================================  =====================================
+TokenException                             BrokerAuthError (session expired/bad)
+PermissionException                        BrokerAuthError (the app/account lacks a right;
+                                           only the user can fix it)
+UserException                              OrderRejected on place/modify/cancel (e.g. segment
+                                           not enabled), BrokerAuthError elsewhere (account
+                                           blocked, profile unavailable)
+OrderException, InputException,            OrderRejected, with the broker's message
+MarginException, HoldingException
+HTTP 429 (any error_type)                  RateLimited
+NetworkException, DataException,           BrokerUnavailable; but AmbiguousOutcome on an
+GeneralException, unknown, non-JSON        order write answered with a 5xx (the OMS may have
+                                           taken it: DataException even means it answered)
+timeout / reset after the request was      AmbiguousOutcome on an order write,
+sent                                       BrokerUnavailable on a read
+connect refused / DNS / TLS handshake /    BrokerUnavailable (nothing reached the broker)
+connect timeout
+=========================================  =====================================
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
+
+import requests
+import urllib3.exceptions
+
+from brokers.adapters.base import (
+    AccountProfile,
+    BrokerOrder,
+    BrokerOrderStatus,
+    Credentials,
+    FeedEvents,
+    Instrument,
+    OrderRequest,
+    OrderType,
+    Position,
+    Product,
+    Side,
+    TickHandler,
+)
+from brokers.adapters.kite_ticker import KiteTickStream
+from brokers.exceptions import (
+    AmbiguousOutcome,
+    BrokerAuthError,
+    BrokerError,
+    BrokerUnavailable,
+    OrderRejected,
+    RateLimited,
+)
+
+logger = logging.getLogger(__name__)
+
+KITE_VERSION: Final = "3"
+# Kite's timestamps are exchange wall-clock times without an offset.
+EXCHANGE_TZ: Final = ZoneInfo("Asia/Kolkata")
+TAG_PATTERN: Final = re.compile(r"[A-Za-z0-9]{1,20}")
+VARIETY: Final = "regular"
+
+FINAL_STATUSES: Final = {
+    "COMPLETE": BrokerOrderStatus.COMPLETE,
+    "REJECTED": BrokerOrderStatus.REJECTED,
+    "CANCELLED": BrokerOrderStatus.CANCELLED,
+}
+
+_PERMANENT_ORDER_ERRORS: Final = frozenset({"OrderException", "InputException", "MarginException", "HoldingException"})
+_AUTH_ERRORS: Final = frozenset({"TokenException", "PermissionException"})
+
+
+def normalise_status(raw_status: str) -> BrokerOrderStatus:
+    """Only Kite's three final statuses end an order; everything else (OPEN, TRIGGER PENDING,
+    VALIDATION PENDING, PUT ORDER REQ RECEIVED, MODIFY PENDING, an unknown string) is live."""
+    return FINAL_STATUSES.get(raw_status.strip().upper(), BrokerOrderStatus.OPEN)
+
+
+def to_decimal(value: object) -> Decimal:
+    """A price from Kite JSON (parsed with ``parse_float=Decimal``), CSV or a form: never via float."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"not a price: {value!r}")
+    if isinstance(value, int | str):
+        try:
+            return Decimal(str(value).strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"not a price: {value!r}") from exc
+    if isinstance(value, float):  # only if a caller parsed JSON without parse_float
+        return Decimal(repr(value))
+    raise ValueError(f"not a price: {value!r}")
+
+
+def parse_kite_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(text[:19], fmt).replace(tzinfo=EXCHANGE_TZ)
+        except ValueError:
+            continue
+    return None
+
+
+def validate_tag(tag: str) -> None:
+    # Kite accepts at most 20 characters; ours are alphanumeric so they survive any echo intact.
+    if not TAG_PATTERN.fullmatch(tag):
+        raise OrderRejected(f"Order tag {tag!r} must be 1 to 20 letters or digits.", broker_error_type="InputException")
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the failure happened before any byte of the request could reach Kite."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.InvalidURL):
+        return True
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        # urllib3 raises NewConnectionError (refused, unreachable, DNS: NameResolutionError) before sending.
+        if isinstance(current, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError):
+            return True
+        if isinstance(current, urllib3.exceptions.MaxRetryError):
+            pending.append(current.reason)
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        pending.extend([current.__cause__, current.__context__])
+    return False
+
+
+class KiteAdapter:
+    """One Kite Connect account: one ``requests.Session``, no retries of its own (callers
+    decide from ``permanent``), and never an order request sent twice."""
+
+    kind = "kite"
+
+    def __init__(self, credentials: Credentials, *, api_root: str, ws_root: str, timeout: float = 7.0) -> None:
+        self._credentials = credentials
+        self._api_root = api_root.rstrip("/")
+        self._ws_root = ws_root
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.headers.update({"X-Kite-Version": KITE_VERSION, "User-Agent": "algotrader-kite/1"})
+
+    def __repr__(self) -> str:
+        return f"KiteAdapter(api_root={self._api_root!r}, credentials={self._credentials!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- login ---------------------------------------------------------------
+
+    def login_url(self, login_root: str) -> str:
+        """Where the user signs in to Kite; Kite redirects back with a ``request_token``."""
+        return f"{login_root}?{urlencode({'api_key': self._credentials.api_key, 'v': KITE_VERSION})}"
+
+    def exchange_request_token(self, request_token: str, api_secret: str) -> str:
+        """Trade a login's ``request_token`` for an access token (POST /session/token)."""
+        api_key = self._credentials.api_key
+        checksum = hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
+        data = self._request(
+            "POST",
+            "/session/token",
+            form={"api_key": api_key, "request_token": request_token, "checksum": checksum},
+            authenticated=False,
+            secrets=(api_secret, request_token),
+        )
+        token = data.get("access_token") if isinstance(data, Mapping) else None
+        if not isinstance(token, str) or not token:
+            raise BrokerUnavailable("Kite's session response carried no access token.")
+        return token
+
+    # -- BrokerAdapter -------------------------------------------------------
+
+    def validate_credentials(self) -> AccountProfile:
+        data = self._mapping(self._request("GET", "/user/profile"))
+        user_id = str(data.get("user_id") or "")
+        if not user_id:
+            raise BrokerUnavailable("Kite's profile response carried no user id.")
+        return AccountProfile(
+            broker_user_id=user_id,
+            user_name=str(data.get("user_name") or data.get("user_shortname") or ""),
+            email=str(data.get("email") or ""),
+        )
+
+    def place_order(self, request: OrderRequest) -> str:
+        validate_tag(request.tag)
+        form: dict[str, str] = {
+            "exchange": request.exchange,
+            "tradingsymbol": request.symbol,
+            "transaction_type": str(request.side),
+            "quantity": str(request.quantity),
+            "product": str(request.product),
+            "order_type": str(request.order_type),
+            "validity": "DAY",
+            "tag": request.tag,
+        }
+        if request.order_type is OrderType.LIMIT:
+            if request.price is None or request.price <= 0:
+                raise OrderRejected("A LIMIT order needs a positive price.", broker_error_type="InputException")
+            form["price"] = format(request.price, "f")
+        data = self._request("POST", f"/orders/{VARIETY}", form=form, order_write=True)
+        order_id = data.get("order_id") if isinstance(data, Mapping) else None
+        if not order_id:
+            # Kite said success but we cannot name the order: only its tag can find it now.
+            raise AmbiguousOutcome("Kite accepted the order request but returned no order id.")
+        return str(order_id)
+
+    def get_order(self, broker_order_id: str) -> BrokerOrder:
+        history = self._request("GET", f"/orders/{quote(broker_order_id, safe='')}")
+        if not isinstance(history, list) or not history:
+            raise BrokerUnavailable(f"Kite returned no history for order {broker_order_id}.")
+        return self._order(history[-1])
+
+    def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
+        validate_tag(tag)
+        book = self._request("GET", "/orders")
+        if not isinstance(book, list):
+            raise BrokerUnavailable("Kite's order book was not a list.")
+        return [self._order(entry) for entry in book if isinstance(entry, Mapping) and tag in _tags_of(entry)]
+
+    def cancel_order(self, broker_order_id: str) -> None:
+        self._request("DELETE", f"/orders/{VARIETY}/{quote(broker_order_id, safe='')}", order_write=True)
+
+    def positions(self) -> list[Position]:
+        data = self._mapping(self._request("GET", "/portfolio/positions"))
+        net = data.get("net") or []
+        if not isinstance(net, list):
+            raise BrokerUnavailable("Kite's positions were not a list.")
+        positions = []
+        for entry in net:
+            quantity = int(entry.get("quantity") or 0)
+            # Kite keeps squared-off positions of the day with quantity 0; they hold nothing.
+            # Only intraday (MIS) is ours: delivery holdings are not this system's to manage.
+            if quantity == 0 or entry.get("product") != Product.INTRADAY.value:
+                continue
+            positions.append(
+                Position(
+                    exchange=str(entry["exchange"]),
+                    symbol=str(entry["tradingsymbol"]),
+                    quantity=quantity,
+                    average_price=to_decimal(entry.get("average_price") or 0),
+                    product=Product.INTRADAY,
+                )
+            )
+        return positions
+
+    def last_price(self, exchange: str, symbol: str) -> Decimal:
+        key = f"{exchange}:{symbol}"
+        data = self._mapping(self._request("GET", "/quote/ltp", params={"i": key}))
+        quote_entry = data.get(key)
+        if not isinstance(quote_entry, Mapping) or quote_entry.get("last_price") is None:
+            # Kite answers an unknown instrument with an empty map, not an error.
+            raise OrderRejected(f"Kite has no price for {key}.", broker_error_type="InputException")
+        return to_decimal(quote_entry["last_price"])
+
+    def instruments(self, exchange: str) -> list[Instrument]:
+        text = self._request_csv(f"/instruments/{quote(exchange, safe='')}")
+        return [
+            Instrument(
+                instrument_token=int(row["instrument_token"]),
+                exchange_token=int(row["exchange_token"]),
+                exchange=row["exchange"],
+                symbol=row["tradingsymbol"],
+                name=row.get("name") or "",
+                tick_size=to_decimal(row.get("tick_size") or "0"),
+                lot_size=int(row.get("lot_size") or 1),
+                segment=row.get("segment") or "",
+                reference_price=to_decimal(row.get("last_price") or "0"),
+            )
+            for row in csv.DictReader(io.StringIO(text))
+            if row.get("instrument_token")
+        ]
+
+    def tick_stream(self, on_ticks: TickHandler, events: FeedEvents | None = None) -> KiteTickStream:
+        return KiteTickStream(
+            api_key=self._credentials.api_key,
+            access_token=self._credentials.access_token,
+            ws_root=self._ws_root,
+            instruments=self.instruments,
+            on_ticks=on_ticks,
+            events=events,
+        )
+
+    # -- transport -----------------------------------------------------------
+
+    def _mapping(self, data: object) -> Mapping[str, Any]:
+        if not isinstance(data, Mapping):
+            raise BrokerUnavailable("Kite's response data was not an object.")
+        return data
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        form: Mapping[str, str] | None,
+        params: Mapping[str, str] | None,
+        authenticated: bool,
+        order_write: bool,
+    ) -> requests.Response:
+        headers = {}
+        if authenticated:
+            headers["Authorization"] = f"token {self._credentials.api_key}:{self._credentials.access_token}"
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                f"{self._api_root}{path}",
+                data=form,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            logger.warning(
+                "kite %s %s failed after %.0f ms: %s",
+                method,
+                path,
+                (time.monotonic() - started) * 1000,
+                type(exc).__name__,
+            )
+            # `from None`: the requests exception holds the prepared request, Authorization header included.
+            if _never_sent(exc):
+                raise BrokerUnavailable(f"Kite could not be reached ({type(exc).__name__}).") from None
+            if order_write:
+                raise AmbiguousOutcome(
+                    f"Kite did not answer {method} {path} ({type(exc).__name__}): the order may have been taken."
+                ) from None
+            raise BrokerUnavailable(f"Kite did not answer {method} {path} ({type(exc).__name__}).") from None
+        logger.debug(
+            "kite %s %s -> %s in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000
+        )
+        return response
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        authenticated: bool = True,
+        order_write: bool = False,
+        secrets: Iterable[str] = (),
+    ) -> Any:
+        secrets = tuple(secrets)
+        response = self._send(
+            method,
+            path,
+            form=form,
+            params=params,
+            authenticated=authenticated,
+            order_write=order_write,
+        )
+        try:
+            body = response.json(parse_float=Decimal)
+        except ValueError:
+            body = None
+        if response.ok and isinstance(body, Mapping) and body.get("status") != "error" and "data" in body:
+            return body["data"]
+        raise self._error(response, body, order_write=order_write, secrets=secrets)
+
+    def _request_csv(self, path: str) -> str:
+        response = self._send("GET", path, form=None, params=None, authenticated=True, order_write=False)
+        if response.ok and "json" not in response.headers.get("Content-Type", ""):
+            return response.content.decode("utf-8-sig")
+        try:
+            body = response.json(parse_float=Decimal)
+        except ValueError:
+            body = None
+        raise self._error(response, body, order_write=False, secrets=())
+
+    def _error(
+        self, response: requests.Response, body: object, *, order_write: bool, secrets: tuple[str, ...]
+    ) -> BrokerError:
+        status = response.status_code
+        envelope = body if isinstance(body, Mapping) else {}
+        error_type = str(envelope.get("error_type") or "")
+        message = self._redact(str(envelope.get("message") or f"Kite answered HTTP {status}."), secrets)
+        logger.info(
+            "kite %s %s -> %s %s", response.request.method, response.request.path_url.split("?")[0], status, error_type
+        )
+
+        if status == 429:
+            return RateLimited(message, broker_error_type=error_type)
+        if error_type in _AUTH_ERRORS:
+            return BrokerAuthError(message, broker_error_type=error_type)
+        if error_type == "UserException":
+            cls = OrderRejected if order_write else BrokerAuthError
+            return cls(message, broker_error_type=error_type)
+        if error_type in _PERMANENT_ORDER_ERRORS:
+            return OrderRejected(message, broker_error_type=error_type)
+        if not error_type and status in (401, 403):
+            return BrokerAuthError(message)
+        if order_write and (status >= 500 or response.ok):
+            # NetworkException/DataException/GeneralException or a bare 5xx after the order was sent:
+            # Kite's OMS may have taken it, so it must be looked up by tag, never blindly re-sent.
+            return AmbiguousOutcome(message, broker_error_type=error_type)
+        return BrokerUnavailable(message, broker_error_type=error_type)
+
+    def _redact(self, text: str, extra: tuple[str, ...]) -> str:
+        for secret in (self._credentials.access_token, self._credentials.api_secret, *extra):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _order(self, entry: Mapping[str, Any]) -> BrokerOrder:
+        raw_status = str(entry.get("status") or "")
+        filled = int(entry.get("filled_quantity") or 0)
+        average = to_decimal(entry.get("average_price") or 0)
+        placed_at = parse_kite_time(entry.get("order_timestamp"))
+        updated_at = (
+            parse_kite_time(entry.get("exchange_update_timestamp"))
+            or parse_kite_time(entry.get("exchange_timestamp"))
+            or placed_at
+        )
+        tags = _tags_of(entry)
+        return BrokerOrder(
+            broker_order_id=str(entry.get("order_id") or ""),
+            tag=str(entry.get("tag") or (tags[0] if tags else "")),
+            exchange=str(entry.get("exchange") or ""),
+            symbol=str(entry.get("tradingsymbol") or ""),
+            side=Side(str(entry.get("transaction_type") or "").upper()),
+            quantity=int(entry.get("quantity") or 0),
+            filled_quantity=filled,
+            status=normalise_status(raw_status),
+            # Kite reports 0 until something fills.
+            average_price=average if filled and average > 0 else None,
+            status_message=str(entry.get("status_message") or ""),
+            placed_at=placed_at,
+            updated_at=updated_at,
+            raw_status=raw_status,
+        )
+
+
+def _tags_of(entry: Mapping[str, Any]) -> list[str]:
+    tags = [str(entry["tag"])] if entry.get("tag") else []
+    extra = entry.get("tags")
+    if isinstance(extra, list):
+        tags.extend(str(t) for t in extra if t and str(t) not in tags)
+    return tags

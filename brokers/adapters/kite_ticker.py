@@ -1,0 +1,456 @@
+"""Kite's binary tick WebSocket: the packet parser (exactly the layouts of Kite Connect
+v3's "message structure") and ``KiteTickStream``, a self-reconnecting ``TickStream`` over
+``websocket-client`` that delivers one batch of ``Tick`` per received frame."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlencode
+
+import websocket
+
+from brokers.adapters.base import FeedEvents, Instrument, Tick, TickHandler
+from brokers.exceptions import BrokerError
+
+logger = logging.getLogger(__name__)
+
+MODE_LTP: Final = "ltp"
+MODE_QUOTE: Final = "quote"
+MODE_FULL: Final = "full"
+
+# The low byte of an instrument token is its segment (Kite's EXCHANGE_MAP).
+SEGMENT_CDS: Final = 3
+SEGMENT_BCD: Final = 6
+SEGMENT_INDICES: Final = 9
+
+LTP_PACKET: Final = 8
+INDEX_QUOTE_PACKET: Final = 28
+INDEX_FULL_PACKET: Final = 32
+QUOTE_PACKET: Final = 44
+FULL_PACKET: Final = 184
+
+_U16 = struct.Struct(">H")
+# Prices are signed (MCX crude went below zero); counts, volumes and times are unsigned.
+_LTP = struct.Struct(">Ii")
+_INDEX_QUOTE = struct.Struct(">Iiiiiii")  # token, ltp, high, low, open, close, change
+_QUOTE = struct.Struct(">IiIiIIIiiii")  # token, ltp, ltq, atp, volume, buy qty, sell qty, open, high, low, close
+_FULL_EXTRA = struct.Struct(">IIIII")  # last trade time, oi, oi day high, oi day low, exchange timestamp
+_DEPTH_ENTRY = struct.Struct(">IiH2x")  # quantity, price, orders, padding
+
+
+def price_divisor(instrument_token: int) -> float:
+    """Prices arrive as integers: paise for most segments, more decimals for currency."""
+    segment = instrument_token & 0xFF
+    if segment == SEGMENT_CDS:
+        return 10_000_000.0
+    if segment == SEGMENT_BCD:
+        return 10_000.0
+    return 100.0
+
+
+@dataclass(frozen=True)
+class DepthEntry:
+    quantity: int
+    price: float
+    orders: int
+
+
+@dataclass(frozen=True)
+class KitePacket:
+    """One parsed packet; fields a mode does not carry stay at their defaults."""
+
+    instrument_token: int
+    mode: str
+    tradable: bool
+    last_price: float
+    last_quantity: int = 0
+    average_price: float = 0.0
+    volume: int = 0
+    buy_quantity: int = 0
+    sell_quantity: int = 0
+    open: float = 0.0
+    high: float = 0.0
+    low: float = 0.0
+    close: float = 0.0
+    change: float = 0.0
+    last_trade_time: int = 0
+    oi: int = 0
+    oi_day_high: int = 0
+    oi_day_low: int = 0
+    exchange_timestamp: int = 0  # seconds since the epoch; 0 when the mode does not carry it
+    buy_depth: tuple[DepthEntry, ...] = field(default=())
+    sell_depth: tuple[DepthEntry, ...] = field(default=())
+
+
+def split_packets(frame: bytes) -> list[bytes]:
+    """A frame is a 2-byte packet count, then per packet a 2-byte length and the packet.
+    A frame shorter than two bytes is Kite's 1-byte heartbeat."""
+    if len(frame) < 2:
+        return []
+    (count,) = _U16.unpack_from(frame, 0)
+    packets = []
+    offset = 2
+    for _ in range(count):
+        if offset + 2 > len(frame):
+            break
+        (length,) = _U16.unpack_from(frame, offset)
+        offset += 2
+        if offset + length > len(frame):
+            logger.warning("kite ticker: truncated frame (%d bytes, packet of %d at %d)", len(frame), length, offset)
+            break
+        packets.append(frame[offset : offset + length])
+        offset += length
+    return packets
+
+
+def parse_packet(packet: bytes) -> KitePacket | None:
+    size = len(packet)
+    if size < LTP_PACKET:
+        return None
+    token = struct.unpack_from(">I", packet, 0)[0]
+    divisor = price_divisor(token)
+    tradable = token & 0xFF != SEGMENT_INDICES
+
+    if size == LTP_PACKET:
+        _, ltp = _LTP.unpack(packet)
+        return KitePacket(token, MODE_LTP, tradable, ltp / divisor)
+
+    if size in (INDEX_QUOTE_PACKET, INDEX_FULL_PACKET):
+        _, ltp, high, low, open_, close, _net_change = _INDEX_QUOTE.unpack_from(packet, 0)
+        timestamp = struct.unpack_from(">I", packet, 28)[0] if size == INDEX_FULL_PACKET else 0
+        last_price = ltp / divisor
+        close_price = close / divisor
+        return KitePacket(
+            token,
+            MODE_FULL if size == INDEX_FULL_PACKET else MODE_QUOTE,
+            tradable,
+            last_price,
+            open=open_ / divisor,
+            high=high / divisor,
+            low=low / divisor,
+            close=close_price,
+            change=(last_price - close_price) * 100 / close_price if close_price else 0.0,
+            exchange_timestamp=timestamp,
+        )
+
+    if size in (QUOTE_PACKET, FULL_PACKET):
+        _, ltp, ltq, atp, volume, buy_qty, sell_qty, open_, high, low, close = _QUOTE.unpack_from(packet, 0)
+        last_price = ltp / divisor
+        close_price = close / divisor
+        extra: dict[str, Any] = {}
+        if size == FULL_PACKET:
+            last_trade_time, oi, oi_high, oi_low, timestamp = _FULL_EXTRA.unpack_from(packet, QUOTE_PACKET)
+            depth = [
+                DepthEntry(quantity, price / divisor, orders)
+                for quantity, price, orders in (_DEPTH_ENTRY.unpack_from(packet, 64 + 12 * i) for i in range(10))
+            ]
+            extra = {
+                "last_trade_time": last_trade_time,
+                "oi": oi,
+                "oi_day_high": oi_high,
+                "oi_day_low": oi_low,
+                "exchange_timestamp": timestamp,
+                "buy_depth": tuple(depth[:5]),
+                "sell_depth": tuple(depth[5:]),
+            }
+        return KitePacket(
+            token,
+            MODE_FULL if size == FULL_PACKET else MODE_QUOTE,
+            tradable,
+            last_price,
+            last_quantity=ltq,
+            average_price=atp / divisor,
+            volume=volume,
+            buy_quantity=buy_qty,
+            sell_quantity=sell_qty,
+            open=open_ / divisor,
+            high=high / divisor,
+            low=low / divisor,
+            close=close_price,
+            change=(last_price - close_price) * 100 / close_price if close_price else 0.0,
+            **extra,
+        )
+
+    logger.debug("kite ticker: ignoring a packet of unknown size %d", size)
+    return None
+
+
+def parse_frame(frame: bytes) -> list[KitePacket]:
+    return [parsed for parsed in map(parse_packet, split_packets(frame)) if parsed is not None]
+
+
+InstrumentLoader = Callable[[str], list[Instrument]]
+OrderUpdateHandler = Callable[[dict[str, Any]], None]
+
+
+class KiteTickStream:
+    """A ``TickStream`` on Kite's WebSocket. One daemon thread runs the connection and
+    reconnects with capped exponential backoff plus jitter until ``stop``; every
+    subscription is remembered and replayed on each (re)connect."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        access_token: str,
+        ws_root: str,
+        instruments: InstrumentLoader,
+        on_ticks: TickHandler,
+        events: FeedEvents | None = None,
+        on_order_update: OrderUpdateHandler | None = None,
+        mode: str = MODE_FULL,  # full is the only equity mode that carries the exchange timestamp
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 4.0,
+    ) -> None:
+        if mode not in (MODE_LTP, MODE_QUOTE, MODE_FULL):
+            raise ValueError(f"unknown Kite tick mode {mode!r}")
+        self._url = f"{ws_root}?{urlencode({'api_key': api_key, 'access_token': access_token})}"
+        self._secrets = tuple(s for s in (access_token,) if s)
+        self._load_instruments = instruments
+        self._on_ticks = on_ticks
+        self._events = events
+        self._on_order_update = on_order_update
+        self._mode = mode
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+
+        self._lock = threading.Lock()
+        self._resolve_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._app: websocket.WebSocketApp | None = None
+        self._connected = False
+        self._opened_at: float | None = None
+        self._last_error = ""
+        self._wanted: set[tuple[str, str]] = set()
+        self._subscribed_tokens: set[int] = set()  # tokens whose ticks are delivered
+        self._token_of: dict[tuple[str, str], int] = {}
+        self._key_of: dict[int, tuple[str, str]] = {}
+        self._loaded_exchanges: set[str] = set()
+
+    # -- TickStream ----------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="kite-ticker", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            app, thread = self._app, self._thread
+        if app is not None:
+            app.close()
+        if thread is not None:
+            thread.join(timeout=10)
+            with self._lock:
+                self._thread = None
+
+    def subscribe(self, instruments: Iterable[tuple[str, str]]) -> None:
+        keys = {(exchange.upper(), symbol.upper()) for exchange, symbol in instruments}
+        with self._lock:
+            self._wanted |= keys
+        tokens = self._resolve(keys)
+        with self._lock:
+            self._subscribed_tokens |= set(tokens)
+        if self._connected:
+            self._send_subscription(tokens)
+
+    def unsubscribe(self, instruments: Iterable[tuple[str, str]]) -> None:
+        keys = {(exchange.upper(), symbol.upper()) for exchange, symbol in instruments}
+        with self._lock:
+            self._wanted -= keys
+            tokens = [self._token_of[key] for key in keys if key in self._token_of]
+            self._subscribed_tokens -= set(tokens)
+        if tokens and self._connected:
+            self._send({"a": "unsubscribe", "v": tokens})
+
+    # -- instruments ---------------------------------------------------------
+
+    def _resolve(self, keys: Iterable[tuple[str, str]]) -> list[int]:
+        """Instrument tokens for (exchange, symbol) keys, loading each exchange's list once.
+        A key that cannot be resolved now stays wanted and is tried again on reconnect."""
+        keys = set(keys)
+        with self._resolve_lock:
+            for exchange in sorted({exchange for exchange, _ in keys} - self._loaded_exchanges):
+                try:
+                    listed = self._load_instruments(exchange)
+                except BrokerError as exc:
+                    self._report_error(f"instrument list for {exchange} unavailable: {exc.message}")
+                    continue
+                with self._lock:
+                    for instrument in listed:
+                        key = (instrument.exchange.upper(), instrument.symbol.upper())
+                        self._token_of[key] = instrument.instrument_token
+                        self._key_of[instrument.instrument_token] = key
+                    self._loaded_exchanges.add(exchange)
+            with self._lock:
+                unknown = sorted(key for key in keys if key not in self._token_of and key[0] in self._loaded_exchanges)
+                tokens = [self._token_of[key] for key in keys if key in self._token_of]
+        if unknown:
+            self._report_error(f"unknown instruments: {', '.join(':'.join(key) for key in unknown)}")
+        return sorted(tokens)
+
+    # -- connection loop -----------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            app = websocket.WebSocketApp(
+                self._url,
+                header={"X-Kite-Version": "3"},
+                on_open=self._handle_open,
+                on_message=self._handle_message,
+                on_error=self._handle_error,
+            )
+            with self._lock:
+                if self._stopping.is_set():
+                    break
+                self._app = app
+                self._opened_at = None
+                self._last_error = ""
+            try:
+                app.run_forever(ping_interval=self._ping_interval, ping_timeout=self._ping_timeout, reconnect=0)
+            except Exception as exc:  # run_forever raising must never kill the stream
+                self._last_error = self._redact(f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                self._app = None
+                self._connected = False
+                opened_at = self._opened_at
+                reason = self._last_error or ("stopped" if self._stopping.is_set() else "closed by the server")
+            if opened_at is not None:
+                logger.warning("kite ticker: disconnected: %s", reason)
+                self._notify("on_disconnected", reason)
+                # A connection that held for a while resets the backoff; one that drops at once does not.
+                if time.monotonic() - opened_at >= 10:
+                    attempt = 0
+            else:
+                self._report_error(f"connect failed: {reason}")
+            if self._stopping.is_set():
+                break
+            delay = min(self._backoff_max, self._backoff_initial * 2**attempt) * random.uniform(0.5, 1.0)
+            attempt = min(attempt + 1, 30)
+            self._stopping.wait(delay)
+
+    def _handle_open(self, app: websocket.WebSocketApp) -> None:
+        if self._stopping.is_set():
+            app.close()
+            return
+        with self._lock:
+            self._connected = True
+            self._opened_at = time.monotonic()
+            wanted = set(self._wanted)
+        logger.info("kite ticker: connected")
+        self._notify("on_connected")
+        tokens = self._resolve(wanted)
+        with self._lock:
+            self._subscribed_tokens = {self._token_of[key] for key in self._wanted if key in self._token_of}
+        self._send_subscription(tokens)
+
+    def _handle_error(self, app: websocket.WebSocketApp, error: object) -> None:
+        self._last_error = self._redact(f"{type(error).__name__}: {error}")
+
+    def _handle_message(self, app: websocket.WebSocketApp, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self._handle_text(message)
+            return
+        received_at = time.time()
+        with self._lock:
+            delivered = {token: self._key_of[token] for token in self._subscribed_tokens if token in self._key_of}
+        batch = [
+            Tick(
+                exchange=delivered[packet.instrument_token][0],
+                symbol=delivered[packet.instrument_token][1],
+                price=packet.last_price,
+                exchange_ts=float(packet.exchange_timestamp) if packet.exchange_timestamp else received_at,
+                instrument_token=packet.instrument_token,
+            )
+            for packet in parse_frame(message)
+            # A frame in flight when an unsubscribe was sent may still carry the old instrument.
+            if packet.instrument_token in delivered
+        ]
+        if not batch:
+            return
+        try:
+            self._on_ticks(batch)
+        except Exception:
+            logger.exception("kite ticker: tick handler failed")
+            self._report_error("tick handler failed")
+
+    def _handle_text(self, message: str) -> None:
+        try:
+            payload = json.loads(message)
+        except ValueError:
+            logger.warning("kite ticker: unparseable text message")
+            return
+        if not isinstance(payload, dict):
+            return
+        kind = payload.get("type")
+        data = payload.get("data")
+        if kind == "order" and isinstance(data, dict):
+            logger.info(
+                "kite ticker: order update %s %s tag=%s", data.get("order_id"), data.get("status"), data.get("tag")
+            )
+            if self._on_order_update is not None:
+                try:
+                    self._on_order_update(data)
+                except Exception:
+                    logger.exception("kite ticker: order update handler failed")
+        elif kind == "error":
+            self._report_error(f"broker error: {self._redact(str(data))}")
+        else:
+            logger.info("kite ticker: %s message: %s", kind, self._redact(str(data))[:500])
+
+    # -- sending -------------------------------------------------------------
+
+    def _send_subscription(self, tokens: list[int]) -> None:
+        if tokens:
+            self._send({"a": "subscribe", "v": tokens})
+            self._send({"a": "mode", "v": [self._mode, tokens]})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            app = self._app
+        if app is None or not self._connected:
+            return  # remembered in _wanted; replayed by _handle_open on the next connection
+        try:
+            app.send(json.dumps(message))
+        except Exception as exc:
+            # The connection is going away; the loop reconnects and replays every subscription.
+            self._report_error(self._redact(f"send failed: {type(exc).__name__}: {exc}"))
+
+    def _report_error(self, reason: str) -> None:
+        logger.warning("kite ticker: %s", reason)
+        self._notify("on_error", reason)
+
+    def _notify(self, event: str, *args: str) -> None:
+        if self._events is None:
+            return
+        try:
+            getattr(self._events, event)(*args)
+        except Exception:
+            logger.exception("kite ticker: feed event handler %s failed", event)
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
