@@ -14,8 +14,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "algotrader.settings")
 
 app = Celery("algotrader")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# One direct exchange and routing key per queue: queues sharing a binding would each
-# receive a copy of the same message (a stop-loss delivered twice).
+# Each queue declares its own direct exchange and routing key, so a message's route is
+# explicit (and shown truthfully in worker banners and Flower); tests/algotrader/
+# test_celery_queues.py checks that each message lands in exactly one queue.
 app.conf.task_queues = [Queue(queue.value, Exchange(queue.value), routing_key=queue.value) for queue in CeleryQueue]
 app.conf.update(task_default_exchange=CeleryQueue.ORDERS.value, task_default_routing_key=CeleryQueue.ORDERS.value)
 app.autodiscover_tasks()

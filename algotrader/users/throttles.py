@@ -20,10 +20,9 @@ class AuthPerAccountThrottle(SimpleRateThrottle):
     scope = "auth_account"
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
-        try:
-            email = request.data.get("email")
-        except (AttributeError, Exception):  # unparsable body: the view will answer 400
-            return None
+        # A body that does not parse raises ParseError here, which DRF answers with 400.
+        data = request.data
+        email = data.get("email") if isinstance(data, dict) else None
         if not isinstance(email, str) or not email.strip():
             return None
         ident = hashlib.sha256(email.strip().lower().encode()).hexdigest()

@@ -73,12 +73,21 @@ def test_register_bad_input_is_400_with_field_messages(api_client, body, field):
     assert error["fields"][field]
 
 
-@pytest.mark.parametrize("raw", ['{"email": "a@example.com", ', "[1, 2, 3]", '"just a string"', "null"])
-def test_malformed_or_non_object_json_is_400_not_500(api_client, raw):
+@pytest.mark.parametrize("url", [REGISTER, LOGIN, REFRESH])
+def test_malformed_json_is_400_malformed_request(api_client, url):
+    response = api_client.generic("POST", url, '{"email": "a@example.com", ', content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"
+
+
+@pytest.mark.parametrize("raw", ["[1, 2, 3]", '"just a string"', "null", "42"])
+def test_json_that_is_not_an_object_is_400_invalid(api_client, raw):
     response = api_client.generic("POST", REGISTER, raw, content_type="application/json")
 
     assert response.status_code == 400
-    assert response.json()["error"]["code"] in {"malformed_request", "invalid"}
+    assert response.json()["error"]["code"] == "invalid"
+    assert response.json()["error"]["fields"]["non_field_errors"]
 
 
 def test_non_json_content_type_is_415(api_client):

@@ -1,0 +1,29 @@
+"""Task messages land in exactly the queue they are routed to, on the real Redis
+broker: a stop-loss must never also be delivered through the orders queue."""
+
+import pytest
+
+from algotrader.celery import app
+from algotrader.queues import CeleryQueue
+from algotrader.redis_client import get_redis
+
+
+@pytest.fixture
+def broker_lists():
+    redis = get_redis()
+    with app.connection_for_write() as connection:
+        for queue in app.conf.task_queues:
+            queue(connection.default_channel).declare()  # as a worker does at start-up
+    return lambda: {queue: redis.llen(queue.value) for queue in CeleryQueue}
+
+
+def test_a_task_routed_to_stoploss_lands_only_in_stoploss(broker_lists):
+    app.send_task("algotrader.tests.noop", queue=CeleryQueue.STOPLOSS.value)
+
+    assert broker_lists() == {CeleryQueue.STOPLOSS: 1, CeleryQueue.ORDERS: 0}
+
+
+def test_an_unrouted_task_lands_only_in_orders(broker_lists):
+    app.send_task("algotrader.tests.noop")
+
+    assert broker_lists() == {CeleryQueue.STOPLOSS: 0, CeleryQueue.ORDERS: 1}
