@@ -268,6 +268,22 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) or [
     _secret("FIELD_ENCRYPTION_KEYS", "ZGV2ZWxvcG1lbnQtb25seS1pbnNlY3VyZS1rZXkhISE=")
 ]
 
+# --- Brokers ------------------------------------------------------------------
+# Kite Connect endpoints (point them at the Kite simulator in tests and demos).
+
+KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
+KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="wss://ws.kite.trade")
+KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login")
+
+# The paper broker: market orders fill at the last tick, moved against the trader by
+# PAPER_SLIPPAGE_BPS and completed PAPER_LATENCY_MS after they are placed.
+PAPER_SLIPPAGE_BPS = env.float("PAPER_SLIPPAGE_BPS", default=5.0)
+PAPER_LATENCY_MS = env.int("PAPER_LATENCY_MS", default=200)
+PAPER_TICK_INTERVAL = env.float("PAPER_TICK_INTERVAL", default=0.5)
+PAPER_MARKET_ALWAYS_OPEN = env.bool("PAPER_MARKET_ALWAYS_OPEN", default=True)
+if PAPER_SLIPPAGE_BPS < 0 or PAPER_LATENCY_MS < 0 or PAPER_TICK_INTERVAL <= 0:
+    raise ImproperlyConfigured("PAPER_SLIPPAGE_BPS and PAPER_LATENCY_MS must be >= 0, PAPER_TICK_INTERVAL > 0")
+
 # --- Security hardening (production) ------------------------------------------
 
 if PRODUCTION:

@@ -19,3 +19,34 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
         obj.set_password(extracted or "correct horse battery staple")
         if create:
             obj.save(update_fields=["password"])
+
+
+def _session_expiry() -> Any:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() + timedelta(hours=8)
+
+
+class BrokerAccountFactory(factory.django.DjangoModelFactory[Any]):
+    """An active paper account by default; ``kite=True`` gives a Kite account with a live session."""
+
+    class Meta:
+        model = "brokers.BrokerAccount"
+
+    class Params:
+        kite = factory.Trait(
+            kind="kite",
+            api_key=factory.Sequence(lambda n: f"kiteapikey{n:06d}"),
+            api_secret=factory.Sequence(lambda n: f"kiteapisecret{n:06d}xyz"),
+            access_token=factory.Sequence(lambda n: f"kiteaccesstoken{n:06d}abc"),
+            broker_user_id=factory.Sequence(lambda n: f"AB{n:04d}"),
+            token_expires_at=factory.LazyFunction(_session_expiry),
+        )
+
+    owner = factory.SubFactory(UserFactory)
+    kind = "paper"
+    label = factory.Sequence(lambda n: f"account {n}")
+    status = "active"
+    broker_user_id = factory.LazyAttribute(lambda account: f"PAPER{account.owner.pk}")

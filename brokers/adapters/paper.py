@@ -1,0 +1,348 @@
+"""The paper broker: the whole adapter interface with no credentials and no money.
+
+Each account's order book lives in the database (``PaperOrder``). Market orders are
+priced when placed at the last tick (``price:{symbol}`` in Redis, else the
+instrument's reference price) moved against the trader by ``PAPER_SLIPPAGE_BPS``,
+and complete ``PAPER_LATENCY_MS`` later; LIMIT orders stay OPEN until the last
+price crosses them. Both are settled when the book is read. The tick stream steps
+a ``SimulatedMarket`` on a background thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from datetime import datetime, time, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from algotrader import redis_keys
+from algotrader.redis_client import get_redis
+from brokers.adapters.base import (
+    AccountProfile,
+    BrokerOrder,
+    BrokerOrderStatus,
+    FeedEvents,
+    Instrument,
+    OrderRequest,
+    OrderType,
+    Position,
+    Product,
+    Side,
+    TickHandler,
+)
+from brokers.exceptions import BrokerAuthError, OrderRejected
+from brokers.instruments import find_instrument, load_instruments
+from brokers.models import BrokerAccount, PaperOrder
+from brokers.simulated_market import SimulatedMarket
+
+logger = logging.getLogger(__name__)
+
+TAG_PATTERN = re.compile(r"[A-Za-z0-9]{1,20}")
+NSE_TIME_ZONE = ZoneInfo("Asia/Kolkata")
+NSE_OPEN, NSE_CLOSE = time(9, 15), time(15, 30)
+_BPS = Decimal(10_000)
+
+
+def nse_session_open(at: datetime) -> bool:
+    """The NSE equity session, weekdays 09:15-15:30 IST (exchange holidays are the
+    market calendar's business, not the paper broker's)."""
+    local = at.astimezone(NSE_TIME_ZONE)
+    return local.weekday() < 5 and NSE_OPEN <= local.time() < NSE_CLOSE
+
+
+def _to_tick(price: Decimal, tick_size: Decimal, rounding: str) -> Decimal:
+    if not tick_size:
+        return price.quantize(Decimal("0.01"), rounding=rounding)
+    return (price / tick_size).quantize(Decimal(1), rounding=rounding) * tick_size
+
+
+class PaperAdapter:
+    kind = "paper"
+
+    def __init__(self, account: BrokerAccount) -> None:
+        self._account = account
+
+    def __repr__(self) -> str:
+        return f"PaperAdapter(account_id={self._account.pk})"
+
+    # -- credentials ---------------------------------------------------------
+
+    def validate_credentials(self) -> AccountProfile:
+        """A paper account needs no credentials: it is refused only when it no longer
+        exists or an operator disabled it (how the contract's refused adapter is made)."""
+        account = self._account
+        if account.pk is not None:
+            status = BrokerAccount.objects.filter(pk=account.pk).values_list("status", flat=True).first()
+            if status is None or status == BrokerAccount.Status.DISABLED:
+                raise BrokerAuthError("This paper account is disabled or no longer exists.")
+        return AccountProfile(
+            broker_user_id=f"PAPER{account.owner_id}",
+            user_name="Paper trader",
+            email=getattr(account.owner, "email", "") if account.owner_id else "",
+        )
+
+    # -- orders --------------------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> str:
+        instrument = self._tradable(request)
+        now = timezone.now()
+        last = self.last_price(request.exchange, request.symbol)
+        order = PaperOrder(
+            account=self._account,
+            tag=request.tag,
+            exchange=instrument.exchange,
+            symbol=instrument.symbol,
+            side=request.side.value,
+            order_type=request.order_type.value,
+            product=request.product.value,
+            quantity=request.quantity,
+            limit_price=request.price if request.order_type is OrderType.LIMIT else None,
+            placed_at=now,
+        )
+        if request.order_type is OrderType.MARKET:
+            order.fill_price = self._slipped(last, request.side, instrument.tick_size)
+            order.fill_due_at = now + timedelta(milliseconds=settings.PAPER_LATENCY_MS)
+        order.save()
+        logger.info(
+            "paper order placed",
+            extra={"account_id": self._account.pk, "order_id": order.pk, "tag": order.tag, "symbol": order.symbol},
+        )
+        if settings.PAPER_LATENCY_MS == 0 or request.order_type is OrderType.LIMIT:
+            self._settle([order], now)
+        return str(order.pk)
+
+    def get_order(self, broker_order_id: str) -> BrokerOrder:
+        order = self._order(broker_order_id)
+        self._settle([order], timezone.now())
+        return _broker_order(order)
+
+    def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
+        orders = list(self._book().filter(tag=tag))
+        self._settle(orders, timezone.now())
+        return [_broker_order(order) for order in orders]
+
+    def cancel_order(self, broker_order_id: str) -> None:
+        order = self._order(broker_order_id)
+        self._settle([order], timezone.now())
+        # Compare-and-set: a fill settled by another reader a moment ago wins over the cancel.
+        cancelled = PaperOrder.objects.filter(pk=order.pk, status=BrokerOrderStatus.OPEN).update(
+            status=BrokerOrderStatus.CANCELLED, status_message="Cancelled by the user.", updated_at=timezone.now()
+        )
+        if not cancelled:
+            order.refresh_from_db(fields=["status"])
+            raise OrderRejected(f"Order {broker_order_id} is {order.status} and can no longer be cancelled.")
+
+    def positions(self) -> list[Position]:
+        book = self._book()
+        self._settle(list(book.filter(status=BrokerOrderStatus.OPEN)), timezone.now())
+        fills = book.filter(status=BrokerOrderStatus.COMPLETE).order_by("filled_at", "id")
+        net: dict[tuple[str, str, str], tuple[int, Decimal]] = {}
+        for fill in fills:
+            key = (fill.exchange, fill.symbol, fill.product)
+            quantity, average = net.get(key, (0, Decimal(0)))
+            signed = fill.filled_quantity if fill.side == Side.BUY else -fill.filled_quantity
+            assert fill.average_price is not None  # a COMPLETE paper order always has its price
+            net[key] = (quantity + signed, _average_after(quantity, average, signed, fill.average_price))
+        return [
+            Position(exchange=key[0], symbol=key[1], quantity=quantity, average_price=average, product=Product(key[2]))
+            for key, (quantity, average) in net.items()
+        ]
+
+    # -- market data ---------------------------------------------------------
+
+    def last_price(self, exchange: str, symbol: str) -> Decimal:
+        instrument = find_instrument(exchange, symbol)
+        if instrument is None:
+            raise OrderRejected(f"{exchange}:{symbol} is not a tradable instrument.")
+        raw = get_redis().hget(redis_keys.price(instrument.symbol), "price")
+        if raw:
+            price = Decimal(str(raw))
+            if price > 0:
+                return _to_tick(price, instrument.tick_size, ROUND_FLOOR)
+        # No tick seen yet (a fresh install, a quiet symbol): the reference price stands in.
+        return instrument.reference_price
+
+    def instruments(self, exchange: str) -> list[Instrument]:
+        return [i for i in load_instruments() if i.exchange == exchange.upper()]
+
+    def tick_stream(self, on_ticks: TickHandler, events: FeedEvents | None = None) -> PaperTickStream:
+        return PaperTickStream(on_ticks, events, interval=settings.PAPER_TICK_INTERVAL)
+
+    # -- internals -----------------------------------------------------------
+
+    def _book(self) -> QuerySet[PaperOrder]:
+        return PaperOrder.objects.filter(account_id=self._account.pk)
+
+    def _order(self, broker_order_id: str) -> PaperOrder:
+        order = self._book().filter(pk=int(broker_order_id)).first() if broker_order_id.isdigit() else None
+        if order is None:
+            raise OrderRejected(f"There is no order {broker_order_id} in this account's book.")
+        return order
+
+    def _tradable(self, request: OrderRequest) -> Instrument:
+        """Refuse, as a broker's order API would, what can never be filled."""
+        if not TAG_PATTERN.fullmatch(request.tag):
+            raise OrderRejected("The order tag must be 1 to 20 letters or digits.")
+        instrument = find_instrument(request.exchange, request.symbol)
+        if instrument is None:
+            raise OrderRejected(f"{request.exchange}:{request.symbol} is not a tradable instrument.")
+        if request.quantity <= 0:
+            raise OrderRejected("The quantity must be a positive whole number.")
+        if request.quantity % instrument.lot_size:
+            raise OrderRejected(f"The quantity must be a multiple of the lot size {instrument.lot_size}.")
+        if request.order_type is OrderType.LIMIT and (request.price is None or request.price <= 0):
+            raise OrderRejected("A LIMIT order needs a positive price.")
+        if not settings.PAPER_MARKET_ALWAYS_OPEN and not nse_session_open(timezone.now()):
+            raise OrderRejected("The market is closed: orders are accepted Mon-Fri 09:15-15:30 IST.")
+        if self._account.pk is None:
+            raise OrderRejected("This paper account is not saved yet.")
+        return instrument
+
+    def _slipped(self, price: Decimal, side: Side, tick_size: Decimal) -> Decimal:
+        slippage = Decimal(str(settings.PAPER_SLIPPAGE_BPS)) / _BPS
+        if side is Side.BUY:
+            return _to_tick(price * (1 + slippage), tick_size, ROUND_CEILING)
+        return _to_tick(price * (1 - slippage), tick_size, ROUND_FLOOR)
+
+    def _settle(self, orders: Iterable[PaperOrder], now: datetime) -> None:
+        """Complete what is due: market orders past their latency, limits the price crossed."""
+        for order in orders:
+            if order.status != BrokerOrderStatus.OPEN:
+                continue
+            price = self._fill_price(order, now)
+            if price is None:
+                continue
+            # Compare-and-set on OPEN: of two readers settling at once exactly one fills it.
+            filled = PaperOrder.objects.filter(pk=order.pk, status=BrokerOrderStatus.OPEN).update(
+                status=BrokerOrderStatus.COMPLETE,
+                filled_quantity=order.quantity,
+                average_price=price,
+                filled_at=now,
+                updated_at=now,
+            )
+            order.refresh_from_db()
+            if filled:
+                logger.info("paper order filled", extra={"order_id": order.pk, "tag": order.tag, "price": str(price)})
+
+    def _fill_price(self, order: PaperOrder, now: datetime) -> Decimal | None:
+        if order.order_type == OrderType.MARKET:
+            due = order.fill_due_at is None or order.fill_due_at <= now
+            return order.fill_price if due else None
+        assert order.limit_price is not None
+        last = self.last_price(order.exchange, order.symbol)
+        if order.side == Side.BUY and last <= order.limit_price:
+            return last
+        if order.side == Side.SELL and last >= order.limit_price:
+            return last
+        return None
+
+
+def _average_after(quantity: int, average: Decimal, signed_fill: int, price: Decimal) -> Decimal:
+    """Average price of a net position after a fill: adding keeps a weighted average,
+    reducing keeps it, crossing through zero starts afresh at the fill price."""
+    new_quantity = quantity + signed_fill
+    if new_quantity == 0:
+        return Decimal(0)
+    if quantity == 0 or (quantity > 0) != (new_quantity > 0):
+        return price
+    if (quantity > 0) == (signed_fill > 0):
+        return (average * abs(quantity) + price * abs(signed_fill)) / abs(new_quantity)
+    return average
+
+
+def _broker_order(order: PaperOrder) -> BrokerOrder:
+    return BrokerOrder(
+        broker_order_id=str(order.pk),
+        tag=order.tag,
+        exchange=order.exchange,
+        symbol=order.symbol,
+        side=Side(order.side),
+        quantity=order.quantity,
+        filled_quantity=order.filled_quantity,
+        status=BrokerOrderStatus(order.status),
+        average_price=order.average_price,
+        status_message=order.status_message,
+        placed_at=order.placed_at,
+        updated_at=order.filled_at or order.updated_at,
+        raw_status=order.status,
+    )
+
+
+class PaperTickStream:
+    """Steps a simulated market for the subscribed instruments every ``interval`` seconds
+    and hands each step's ticks to the handler as one batch."""
+
+    def __init__(
+        self,
+        on_ticks: TickHandler,
+        events: FeedEvents | None = None,
+        *,
+        interval: float,
+        market: SimulatedMarket | None = None,
+    ) -> None:
+        self._on_ticks = on_ticks
+        self._events = events
+        self._interval = interval
+        self._market = market or SimulatedMarket()
+        self._subscribed: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="paper-ticks", daemon=True)
+        self._thread.start()
+        if self._events is not None:
+            self._events.on_connected()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(5.0, self._interval * 2))
+        if thread is not None and self._events is not None:
+            self._events.on_disconnected("stopped")
+
+    def subscribe(self, instruments: Iterable[tuple[str, str]]) -> None:
+        keys = {(exchange.upper(), symbol.upper()) for exchange, symbol in instruments}
+        for exchange, symbol in keys:
+            # Continue the walk from the last price the system saw, not from the reference price.
+            raw = get_redis().hget(redis_keys.price(symbol), "price")
+            if raw and self._market.instrument(exchange, symbol) is not None:
+                self._market.set_price(exchange, symbol, float(raw))
+        with self._lock:
+            self._subscribed |= keys
+
+    def unsubscribe(self, instruments: Iterable[tuple[str, str]]) -> None:
+        with self._lock:
+            self._subscribed -= {(exchange.upper(), symbol.upper()) for exchange, symbol in instruments}
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            with self._lock:
+                keys = sorted(self._subscribed)
+            if not keys:
+                continue
+            ticks = self._market.step(keys)
+            if not ticks:
+                continue
+            try:
+                self._on_ticks(ticks)
+            except Exception as error:  # a failing handler must not kill the feed
+                logger.exception("paper tick handler failed")
+                if self._events is not None:
+                    self._events.on_error(f"tick handler failed: {error.__class__.__name__}")

@@ -1,0 +1,277 @@
+"""Broker account services: keys submitted and checked with the broker at once (U3,
+then B1 or B2), the Kite login (login URL, request-token exchange), a session marked
+expired (B2 + L4), deletion, and re-encryption of every secret under the newest key.
+
+Broker calls are made outside any database transaction: no row lock is ever held
+across the network, and a refusal's B2 is committed even though the request fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from django.apps import apps
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from algotrader.exceptions import ApplicationError, Conflict
+from algotrader.users.models import User
+from brokers.adapters.base import AccountProfile
+from brokers.adapters.registry import SessionLogin, adapter_for
+from brokers.exceptions import BrokerAuthError
+from brokers.fields import EncryptedTextField
+from brokers.models import BrokerAccount
+from brokers.selectors import BrokerAccountNotFound
+from monitoring.events import Event
+from monitoring.services import emit
+
+logger = logging.getLogger(__name__)
+
+KITE_TIME_ZONE = ZoneInfo("Asia/Kolkata")
+KITE_SESSION_ENDS = time(6, 0)
+_ROTATION_BATCH = 500
+
+
+class BrokerAccountLabelTaken(ApplicationError):
+    code = "label_taken"
+    status = 400
+    message = "You already have a broker account with this label."
+
+
+class BrokerLoginNotSupported(ApplicationError):
+    code = "login_not_supported"
+    status = 400
+    message = "Only Kite accounts sign in at the broker; a paper account needs no login."
+
+
+class BrokerAccountDisabled(Conflict):
+    code = "broker_account_disabled"
+    message = "This broker account has been disabled by an operator."
+
+
+def kite_session_expiry(logged_in_at: datetime) -> datetime:
+    """Kite access tokens die at the next 06:00 Asia/Kolkata, whatever time they were issued."""
+    local = logged_in_at.astimezone(KITE_TIME_ZONE)
+    expiry = datetime.combine(local.date(), KITE_SESSION_ENDS, tzinfo=KITE_TIME_ZONE)
+    if expiry <= local:
+        expiry += timedelta(days=1)
+    return expiry.astimezone(UTC)
+
+
+def _about(account: BrokerAccount) -> dict[str, Any]:
+    # What events may say about an account: never a credential.
+    return {"broker_account_id": account.pk, "kind": account.kind, "label": account.label}
+
+
+def _validate_with_broker(account: BrokerAccount, *, refused_prefix: str) -> AccountProfile:
+    """Ask the broker; a refusal is recorded for the user (B2) and raised with the broker's reason."""
+    try:
+        return adapter_for(account).validate_credentials()
+    except BrokerAuthError as refused:
+        emit(
+            Event.B2_BROKER_AUTH_FAILED,
+            user=account.owner,
+            message=f"{refused_prefix} '{account.label}': {refused.message}",
+            payload={**_about(account), "reason": refused.message},
+        )
+        raise BrokerAuthError(
+            f"{refused_prefix}: {refused.message}", broker_error_type=refused.broker_error_type
+        ) from refused
+
+
+def _activate(account: BrokerAccount, profile: AccountProfile, now: datetime) -> None:
+    account.status = BrokerAccount.Status.ACTIVE
+    account.broker_user_id = profile.broker_user_id[:64]
+    account.last_validated_at = now
+    account.token_expires_at = kite_session_expiry(now) if account.kind == BrokerAccount.Kind.KITE else None
+
+
+def broker_account_submit(
+    *,
+    owner: User,
+    kind: str,
+    label: str,
+    api_key: str = "",
+    api_secret: str = "",
+    access_token: str = "",
+) -> BrokerAccount:
+    """Store an account whose credentials the broker has just accepted (active, B1), or a
+    Kite account that still needs its daily login (login_required). A refusal (B2) stores
+    nothing and raises BrokerAuthError with the broker's reason."""
+    label = label.strip()
+    if BrokerAccount.objects.filter(owner=owner, label=label).exists():
+        raise BrokerAccountLabelTaken(fields={"label": [BrokerAccountLabelTaken.message]})
+    account = BrokerAccount(
+        owner=owner,
+        kind=kind,
+        label=label,
+        api_key=api_key.strip(),
+        api_secret=api_secret.strip(),
+        access_token=access_token.strip(),
+    )
+    emit(
+        Event.U3_BROKER_KEY_SUBMITTED,
+        user=owner,
+        message=f"Broker account '{label}' ({kind}) submitted",
+        payload=_about(account),
+    )
+    if kind == BrokerAccount.Kind.KITE and not account.access_token:
+        # Kite checks keys only through a session: the user logs in next (login-url, session).
+        account.status = BrokerAccount.Status.LOGIN_REQUIRED
+        _insert(account)
+        return account
+
+    now = timezone.now()
+    profile = _validate_with_broker(account, refused_prefix="The broker refused the credentials of")
+    _activate(account, profile, now)
+    with transaction.atomic():
+        _insert(account)
+        emit(
+            Event.B1_BROKER_AUTH_SUCCESS,
+            user=owner,
+            message=f"Broker account '{label}' connected",
+            payload=_about(account),
+        )
+    return account
+
+
+def _insert(account: BrokerAccount) -> None:
+    try:
+        with transaction.atomic():
+            account.save(force_insert=True)
+    except IntegrityError as error:  # the same label submitted twice at once
+        raise BrokerAccountLabelTaken(fields={"label": [BrokerAccountLabelTaken.message]}) from error
+
+
+def broker_account_delete(*, account: BrokerAccount) -> None:
+    about = _about(account)
+    account.delete()
+    logger.info("broker account deleted", extra={"user_id": account.owner_id, **about})
+
+
+def broker_account_login_url(*, account: BrokerAccount) -> str:
+    """Kite's login page for this app; Kite redirects back with a ``request_token``."""
+    if account.kind != BrokerAccount.Kind.KITE:
+        raise BrokerLoginNotSupported()
+    return f"{settings.KITE_LOGIN_URL}?{urlencode({'v': 3, 'api_key': account.api_key})}"
+
+
+def broker_account_create_session(*, account: BrokerAccount, request_token: str) -> BrokerAccount:
+    """Exchange a Kite login's ``request_token`` for the day's access token (the checksum is
+    the adapter's business), confirm it with the broker, and make the account active (B1)."""
+    if account.kind != BrokerAccount.Kind.KITE:
+        raise BrokerLoginNotSupported()
+    if account.status == BrokerAccount.Status.DISABLED:
+        raise BrokerAccountDisabled()
+    adapter = adapter_for(account)
+    if not isinstance(adapter, SessionLogin):
+        raise BrokerLoginNotSupported()
+    try:
+        access_token = adapter.exchange_request_token(request_token.strip(), account.api_secret)
+    except BrokerAuthError as refused:
+        # The account stays as it was: a stale request_token says nothing about the keys.
+        emit(
+            Event.B2_BROKER_AUTH_FAILED,
+            user=account.owner,
+            message=f"Kite refused the login of '{account.label}': {refused.message}",
+            payload={**_about(account), "reason": refused.message},
+        )
+        raise BrokerAuthError(
+            f"Kite refused the login: {refused.message}", broker_error_type=refused.broker_error_type
+        ) from refused
+    now = timezone.now()
+    # An unsaved stand-in carries the new token to the broker; the row changes only below.
+    with_session = BrokerAccount(
+        pk=account.pk,
+        owner=account.owner,
+        kind=account.kind,
+        label=account.label,
+        api_key=account.api_key,
+        api_secret=account.api_secret,
+        access_token=access_token,
+    )
+    profile = _validate_with_broker(with_session, refused_prefix="Kite refused the new session of")
+
+    with transaction.atomic():
+        locked = BrokerAccount.objects.select_for_update().filter(pk=account.pk).first()
+        if locked is None:
+            raise BrokerAccountNotFound()
+        if locked.status == BrokerAccount.Status.DISABLED:
+            raise BrokerAccountDisabled()
+        locked.access_token = access_token
+        _activate(locked, profile, now)
+        locked.save(
+            update_fields=[
+                "access_token",
+                "status",
+                "broker_user_id",
+                "last_validated_at",
+                "token_expires_at",
+                "updated_at",
+            ]
+        )
+        emit(
+            Event.B1_BROKER_AUTH_SUCCESS,
+            user=locked.owner,
+            message=f"Kite session of '{locked.label}' started",
+            payload=_about(locked),
+        )
+    return locked
+
+
+def broker_account_mark_token_expired(*, account: BrokerAccount, reason: str = "") -> bool:
+    """The broker said the session is dead (the engine calls this on BrokerAuthError): entries
+    stop until the user logs in again. Only the caller that flips an active account records
+    B2 and the L4 alert, so a burst of failing orders raises one alert, not one each."""
+    now = timezone.now()
+    with transaction.atomic():
+        flipped = BrokerAccount.objects.filter(pk=account.pk, status=BrokerAccount.Status.ACTIVE).update(
+            status=BrokerAccount.Status.TOKEN_EXPIRED, access_token="", updated_at=now
+        )
+        if flipped:
+            about = {**_about(account), "reason": reason}
+            emit(
+                Event.B2_BROKER_AUTH_FAILED,
+                user=account.owner,
+                message=f"The broker session of '{account.label}' has expired",
+                payload=about,
+            )
+            emit(
+                Event.L4_ALERT_TRIGGERED,
+                user=account.owner,
+                message=f"Log in to your broker again: '{account.label}' cannot place new orders until you do",
+                payload={**about, "alert": "broker_token_expired"},
+            )
+    if flipped:
+        account.status, account.access_token, account.updated_at = BrokerAccount.Status.TOKEN_EXPIRED, "", now
+    return bool(flipped)
+
+
+def encrypted_fields_rotate() -> int:
+    """Re-encrypt every value of every ``EncryptedTextField`` under the first key of
+    FIELD_ENCRYPTION_KEYS, all or nothing, so that older keys can then be removed.
+    Rows are locked as they are read: a token written meanwhile is never overwritten
+    with the stale value read here. Returns the number of rows rewritten."""
+    rotated = 0
+    with transaction.atomic():
+        for model in apps.get_models():
+            names = [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+            if not names:
+                continue
+            manager = model._default_manager
+            # Reading decrypts with any key (a value no key opens aborts everything); writing
+            # encrypts with the first. Keyset batches, not a server-side cursor: an abort
+            # mid-way must not leave a cursor behind in a rolled-back transaction.
+            rows = manager.select_for_update().order_by("pk")
+            batch = list(rows.values_list("pk", *names)[:_ROTATION_BATCH])
+            while batch:
+                for pk, *values in batch:
+                    manager.filter(pk=pk).update(**dict(zip(names, values, strict=True)))
+                    rotated += 1
+                batch = list(rows.filter(pk__gt=batch[-1][0]).values_list("pk", *names)[:_ROTATION_BATCH])
+    return rotated
