@@ -1,0 +1,71 @@
+"""The simulator's own control endpoints under ``/_sim/`` (JSON in and out, no
+authentication: the simulator listens on loopback and is a test tool). Tests in
+other processes use them to arm faults, move prices, create accounts and read an
+account's book, the judge of what really happened at the "broker"."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from decimal import Decimal, InvalidOperation
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from brokers.kite_sim.faults import Fault
+from brokers.kite_sim.rest import Request, Response
+
+if TYPE_CHECKING:
+    from brokers.kite_sim.server import KiteSimulator
+
+
+class SimAdmin:
+    def __init__(self, sim: KiteSimulator) -> None:
+        self.sim = sim
+
+    def handle(self, request: Request) -> Response:
+        try:
+            body = json.loads(request.body or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            status, data = self._route(request, body)
+        except (ValueError, TypeError, KeyError, InvalidOperation) as error:
+            status, data = HTTPStatus.BAD_REQUEST, {"error": str(error)}
+        return _json(status, data)
+
+    def _route(self, request: Request, body: dict[str, Any]) -> tuple[int, Any]:
+        route = (request.method, request.path)
+        if route == ("GET", "/_sim/health"):
+            return HTTPStatus.OK, {"ok": True, "ticker_clients": self.sim.ticker_client_count}
+        if route == ("GET", "/_sim/orders"):
+            api_key = request.param("api_key")
+            if self.sim.accounts.get(api_key) is None:
+                return HTTPStatus.NOT_FOUND, {"error": "unknown api_key"}
+            return HTTPStatus.OK, {"data": self.sim.orders(api_key)}
+        if route == ("GET", "/_sim/faults"):
+            return HTTPStatus.OK, {"data": [fault.as_dict() for fault in self.sim.faults.armed()]}
+        if route == ("POST", "/_sim/faults"):
+            fault = Fault(**body)
+            self.sim.set_fault(fault)
+            return HTTPStatus.CREATED, {"data": fault.as_dict()}
+        if route == ("DELETE", "/_sim/faults"):
+            self.sim.clear_faults()
+            return HTTPStatus.OK, {"data": []}
+        if route == ("POST", "/_sim/price"):
+            symbol = body.get("tradingsymbol") or body["symbol"]
+            self.sim.set_price(body.get("exchange", "NSE"), symbol, Decimal(str(body["price"])))
+            return HTTPStatus.OK, {"data": {"last_price": self.sim.price(body.get("exchange", "NSE"), symbol)}}
+        if route == ("POST", "/_sim/accounts"):
+            if "opening_balance" in body:
+                body["opening_balance"] = Decimal(str(body["opening_balance"]))
+            return HTTPStatus.CREATED, {"data": asdict(self.sim.create_account(**body))}
+        if route == ("POST", "/_sim/expire_token"):
+            self.sim.expire_token(body["api_key"])
+            return HTTPStatus.OK, {"data": True}
+        if route == ("POST", "/_sim/ticker/disconnect"):
+            self.sim.disconnect_ticker_clients()
+            return HTTPStatus.OK, {"data": True}
+        return HTTPStatus.NOT_FOUND, {"error": f"no admin route {request.method} {request.path}"}
+
+
+def _json(status: int, data: Any) -> Response:
+    return Response(status, json.dumps(data, default=str).encode())

@@ -1,0 +1,454 @@
+"""Kite Connect v3's REST API over ``http.server``: form-encoded bodies, the
+``X-Kite-Version: 3`` and ``Authorization: token api_key:access_token`` headers,
+the ``{"status": "success", "data": ...}`` / ``{"status": "error", "message",
+"error_type"}`` envelope with Kite's HTTP statuses, the auto-approving login page
+and the simulator's own ``/_sim/...`` admin endpoints (JSON, unauthenticated,
+loopback only)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from brokers.adapters.base import Instrument
+from brokers.instruments import find_instrument, instruments_by_token, load_instruments
+from brokers.kite_sim.accounts import EXCHANGES, AccountState
+from brokers.kite_sim.clock import kite_time
+from brokers.kite_sim.errors import KiteError, general_error, input_error
+from brokers.kite_sim.faults import SERVER_ERROR_TYPES, Fault, FaultKind
+
+if TYPE_CHECKING:
+    from brokers.kite_sim.server import KiteSimulator
+
+logger = logging.getLogger(__name__)
+
+INSTRUMENT_COLUMNS = (
+    "instrument_token",
+    "exchange_token",
+    "tradingsymbol",
+    "name",
+    "last_price",
+    "expiry",
+    "strike",
+    "tick_size",
+    "lot_size",
+    "instrument_type",
+    "segment",
+    "exchange",
+)
+# Faults answered instead of processing the request.
+PRE_FAULTS = frozenset(
+    {FaultKind.RATE_LIMIT, FaultKind.SERVER_ERROR, FaultKind.TOKEN_EXPIRED, FaultKind.ERROR, FaultKind.DELAY}
+)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    form: dict[str, str]
+    headers: dict[str, str]
+    body: bytes = b""
+    args: dict[str, str] = field(default_factory=dict)
+    account: AccountState | None = None
+
+    def param(self, name: str) -> str:
+        return self.form.get(name) or (self.query.get(name) or [""])[0]
+
+    @property
+    def api_key_hint(self) -> str | None:
+        """The caller's api_key before it is authenticated, so faults can target one account."""
+        authorization = self.headers.get("authorization", "")
+        if authorization.startswith("token "):
+            return authorization[len("token ") :].partition(":")[0]
+        return self.param("api_key") or None
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False  # close the connection without sending anything
+
+
+Handler = Callable[["KiteRest", Request], Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    endpoint: str
+    handler: Handler
+    authenticated: bool = True
+
+
+def success(data: Any) -> Response:
+    return Response(HTTPStatus.OK, json.dumps({"status": "success", "data": data}).encode())
+
+
+def failure(error: KiteError) -> Response:
+    body = {"status": "error", "message": error.message, "data": None, "error_type": error.error_type}
+    return Response(error.status, json.dumps(body).encode())
+
+
+class KiteRest:
+    """The Kite routes; one instance per simulator, called from the HTTP server's threads."""
+
+    def __init__(self, sim: KiteSimulator) -> None:
+        self.sim = sim
+        self.routes: list[Route] = [
+            Route("POST", re.compile(r"/session/token"), "generate_session", KiteRest.session_token, False),
+            Route("DELETE", re.compile(r"/session/token"), "invalidate_access_token", KiteRest.session_delete, False),
+            Route("GET", re.compile(r"/user/profile"), "profile", KiteRest.profile),
+            Route("GET", re.compile(r"/user/margins(?:/(?P<segment>\w+))?"), "margins", KiteRest.margins),
+            Route("GET", re.compile(r"/orders"), "orders", KiteRest.orders),
+            Route("GET", re.compile(r"/orders/(?P<order_id>\w+)/trades"), "order_trades", KiteRest.order_trades),
+            Route("GET", re.compile(r"/orders/(?P<order_id>\d+)"), "order_history", KiteRest.order_history),
+            Route("POST", re.compile(r"/orders/(?P<variety>[a-z]+)"), "place_order", KiteRest.place_order),
+            Route("PUT", re.compile(r"/orders/(?P<variety>[a-z]+)/(?P<order_id>\w+)"), "modify_order", KiteRest.modify),
+            Route(
+                "DELETE", re.compile(r"/orders/(?P<variety>[a-z]+)/(?P<order_id>\w+)"), "cancel_order", KiteRest.cancel
+            ),
+            Route("GET", re.compile(r"/trades"), "trades", KiteRest.trades),
+            Route("GET", re.compile(r"/portfolio/positions"), "positions", KiteRest.positions),
+            Route("GET", re.compile(r"/quote"), "quote", KiteRest.quote),
+            Route("GET", re.compile(r"/quote/ohlc"), "ohlc", KiteRest.ohlc),
+            Route("GET", re.compile(r"/quote/ltp"), "ltp", KiteRest.ltp),
+            # Kite serves the instrument dump without a session; so does the simulator.
+            Route(
+                "GET", re.compile(r"/instruments(?:/(?P<exchange>\w+))?"), "instruments", KiteRest.instruments, False
+            ),
+        ]
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if request.path.startswith("/_sim/"):
+            return self.sim.admin.handle(request)
+        if request.path == "/connect/login":
+            return self.login_page(request)
+        route, allowed = self._match(request)
+        if route is None:
+            status = HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND
+            return failure(general_error("Route not found" if not allowed else "Method not allowed", status))
+        try:
+            if request.headers.get("x-kite-version") != "3":
+                raise input_error("Invalid or missing `X-Kite-Version` header: this API is version 3.")
+            fault = self.sim.faults.take(route.endpoint, request.api_key_hint, PRE_FAULTS)
+            if fault is not None:
+                early = self._pre_fault(fault)
+                if early is not None:
+                    return early
+            if route.authenticated:
+                request.account = self.sim.accounts.authenticate(request.headers.get("authorization"))
+            result = route.handler(self, request)
+            response = result if isinstance(result, Response) else success(result)
+        except KiteError as error:
+            return failure(error)
+        drop = self.sim.faults.take(route.endpoint, request.api_key_hint, frozenset({FaultKind.DROP_RESPONSE}))
+        if drop is not None:
+            logger.info("kite_sim fault: dropping the response of %s %s", request.method, request.path)
+            response.drop = True
+        return response
+
+    def _match(self, request: Request) -> tuple[Route | None, bool]:
+        path_matched = False
+        for route in self.routes:
+            match = route.pattern.fullmatch(request.path)
+            if match is None:
+                continue
+            path_matched = True
+            if route.method == request.method:
+                request.args = {k: v for k, v in match.groupdict().items() if v is not None}
+                return route, True
+        return None, path_matched
+
+    def _pre_fault(self, fault: Fault) -> Response | None:
+        logger.info("kite_sim fault: %s", fault.kind)
+        if fault.kind is FaultKind.DELAY:
+            time.sleep(fault.seconds)
+            return None
+        if fault.kind is FaultKind.RATE_LIMIT:
+            return failure(KiteError("NetworkException", fault.message or "Too many requests", 429))
+        if fault.kind is FaultKind.TOKEN_EXPIRED:
+            message = fault.message or "Incorrect `api_key` or `access_token`."
+            return failure(KiteError("TokenException", message, HTTPStatus.FORBIDDEN))
+        if fault.kind is FaultKind.SERVER_ERROR:
+            status = fault.status or HTTPStatus.SERVICE_UNAVAILABLE
+            error_type = fault.error_type or SERVER_ERROR_TYPES.get(status, "GeneralException")
+            return failure(KiteError(error_type, fault.message or "Service unavailable, please try again.", status))
+        return failure(
+            KiteError(
+                fault.error_type or "GeneralException",
+                fault.message or "Something went wrong.",
+                fault.status or HTTPStatus.BAD_REQUEST,
+            )
+        )
+
+    # --- session ------------------------------------------------------------------------
+
+    def login_page(self, request: Request) -> Response:
+        """Kite's login page, auto-approved: redirect straight back with a request token."""
+        api_key = request.param("api_key")
+        account = self.sim.accounts.get(api_key)
+        if account is None:
+            return failure(input_error("Invalid `api_key`."))
+        token = self.sim.accounts.issue_request_token(api_key)
+        query = {"action": "login", "type": "login", "status": "success", "request_token": token}
+        extra = parse_qs(request.param("redirect_params"))
+        location = f"{account.redirect_url}?{urlencode({**{k: v[0] for k, v in extra.items()}, **query})}"
+        return Response(HTTPStatus.FOUND, b"", content_type="text/html", headers={"Location": location})
+
+    def session_token(self, request: Request) -> dict[str, object]:
+        for name in ("api_key", "request_token", "checksum"):
+            if not request.form.get(name):
+                raise input_error(f"Missing `{name}`.")
+        return self.sim.accounts.exchange_request_token(
+            api_key=request.form["api_key"],
+            request_token=request.form["request_token"],
+            checksum=request.form["checksum"],
+        )
+
+    def session_delete(self, request: Request) -> bool:
+        self.sim.accounts.invalidate(api_key=request.param("api_key"), access_token=request.param("access_token"))
+        return True
+
+    # --- user ---------------------------------------------------------------------------
+
+    def profile(self, request: Request) -> dict[str, object]:
+        assert request.account is not None
+        return request.account.profile()
+
+    def margins(self, request: Request) -> dict[str, Any]:
+        assert request.account is not None
+        margins = self.sim.book.margins(request.account)
+        segment = request.args.get("segment")
+        if segment is None:
+            return margins
+        if segment not in margins:
+            raise input_error("Invalid segment.")
+        return margins[segment]  # type: ignore[no-any-return]
+
+    # --- orders -------------------------------------------------------------------------
+
+    def place_order(self, request: Request) -> dict[str, str]:
+        assert request.account is not None
+        api_key = request.account.api_key
+        fault = self.sim.faults.take("place_order", api_key, frozenset({FaultKind.MARGIN, FaultKind.REJECT}))
+        rejection = None
+        if fault is not None and fault.kind is FaultKind.REJECT:
+            rejection = fault.message or "RMS:Rule: Check circuit limit including square off order exceeds"
+        order = self.sim.book.place(
+            request.account,
+            request.args["variety"],
+            request.form,
+            rejection=rejection,
+            margin_shortfall=fault is not None and fault.kind is FaultKind.MARGIN,
+        )
+        return {"order_id": order.order_id}
+
+    def modify(self, request: Request) -> dict[str, str]:
+        assert request.account is not None
+        order = self.sim.book.modify(request.account, request.args["variety"], request.args["order_id"], request.form)
+        return {"order_id": order.order_id}
+
+    def cancel(self, request: Request) -> dict[str, str]:
+        assert request.account is not None
+        order = self.sim.book.cancel(request.account, request.args["variety"], request.args["order_id"])
+        return {"order_id": order.order_id}
+
+    def orders(self, request: Request) -> list[dict[str, Any]]:
+        assert request.account is not None
+        return self.sim.book.orders(request.account.api_key)
+
+    def order_history(self, request: Request) -> list[dict[str, Any]]:
+        assert request.account is not None
+        return self.sim.book.history(request.account, request.args["order_id"])
+
+    def trades(self, request: Request) -> list[dict[str, Any]]:
+        assert request.account is not None
+        return self.sim.book.trades(request.account.api_key)
+
+    def order_trades(self, request: Request) -> list[dict[str, Any]]:
+        assert request.account is not None
+        return self.sim.book.order_trades(request.account, request.args["order_id"])
+
+    def positions(self, request: Request) -> dict[str, list[dict[str, Any]]]:
+        assert request.account is not None
+        rows = self.sim.book.positions(request.account.api_key)
+        return {"net": rows, "day": [dict(row) for row in rows]}
+
+    # --- market data --------------------------------------------------------------------
+
+    def _requested(self, request: Request) -> list[tuple[str, Instrument]]:
+        found = []
+        for key in request.query.get("i", []):
+            instrument = (
+                instruments_by_token().get(int(key)) if key.isdigit() else find_instrument(*key.partition(":")[::2])
+            )
+            if instrument is not None:  # Kite leaves unknown instruments out of the answer
+                found.append((key, instrument))
+        return found
+
+    def ltp(self, request: Request) -> dict[str, Any]:
+        return {
+            key: {"instrument_token": i.instrument_token, "last_price": float(self.sim.market.price(i))}
+            for key, i in self._requested(request)
+        }
+
+    def ohlc(self, request: Request) -> dict[str, Any]:
+        result = {}
+        for key, instrument in self._requested(request):
+            quote = self.sim.market.quote(instrument)
+            result[key] = {
+                "instrument_token": instrument.instrument_token,
+                "last_price": quote.last_price,
+                "ohlc": {"open": quote.open, "high": quote.high, "low": quote.low, "close": quote.close},
+            }
+        return result
+
+    def quote(self, request: Request) -> dict[str, Any]:
+        result = {}
+        for key, instrument in self._requested(request):
+            q = self.sim.market.quote(instrument)
+            result[key] = {
+                "instrument_token": instrument.instrument_token,
+                "timestamp": kite_time(q.timestamp),
+                "last_trade_time": kite_time(q.last_trade_time),
+                "last_price": q.last_price,
+                "last_quantity": q.last_quantity,
+                "buy_quantity": q.buy_quantity,
+                "sell_quantity": q.sell_quantity,
+                "volume": q.volume,
+                "average_price": q.average_price,
+                "oi": 0,
+                "oi_day_high": 0,
+                "oi_day_low": 0,
+                "net_change": round(q.last_price - q.close, 2),
+                "lower_circuit_limit": round(q.close * 0.8, 2),
+                "upper_circuit_limit": round(q.close * 1.2, 2),
+                "ohlc": {"open": q.open, "high": q.high, "low": q.low, "close": q.close},
+                "depth": {
+                    "buy": [{"price": d.price, "quantity": d.quantity, "orders": d.orders} for d in q.bids],
+                    "sell": [{"price": d.price, "quantity": d.quantity, "orders": d.orders} for d in q.asks],
+                },
+            }
+        return result
+
+    def instruments(self, request: Request) -> Response:
+        exchange = request.args.get("exchange")
+        if exchange is not None and exchange not in EXCHANGES:
+            raise input_error("Invalid `exchange`.")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(INSTRUMENT_COLUMNS)
+        for i in load_instruments():
+            if exchange is None or i.exchange == exchange:
+                writer.writerow(
+                    [
+                        i.instrument_token,
+                        i.exchange_token,
+                        i.symbol,
+                        i.name,
+                        i.reference_price,
+                        "",
+                        0,
+                        i.tick_size,
+                        i.lot_size,
+                        "EQ",
+                        i.segment,
+                        i.exchange,
+                    ]
+                )
+        return Response(HTTPStatus.OK, buffer.getvalue().encode(), content_type="text/csv")
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the official client's requests.Session expects
+    server: _HttpServer
+    timeout = 30  # an idle keep-alive connection gives its thread back
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("kite_sim http: " + format, *args)
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        form: dict[str, str] = {}
+        if body and "json" not in headers.get("content-type", ""):
+            form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+        request = Request(method, url.path.rstrip("/") or "/", parse_qs(url.query), form, headers, body)
+        try:
+            response = self.server.rest.handle(request)
+        except Exception:
+            logger.exception("kite_sim: unhandled error on %s %s", method, url.path)
+            response = failure(general_error("Internal server error", HTTPStatus.INTERNAL_SERVER_ERROR))
+        if response.drop:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(response.body)
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], rest: KiteRest) -> None:
+        self.rest = rest
+        self.open_sockets: set[socket.socket] = set()
+        super().__init__(address, _RequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def close_all(self) -> None:
+        for sock in list(self.open_sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def make_http_server(host: str, port: int, rest: KiteRest) -> _HttpServer:
+    return _HttpServer((host, port), rest)

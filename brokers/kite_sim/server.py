@@ -1,0 +1,209 @@
+"""``KiteSimulator``: the REST server, the ticker and the clock thread that moves
+prices, walks orders through their statuses and publishes ticks, all on loopback
+ports (0 = any free port), started and stopped in-process by tests or by
+``manage.py run_kite_sim``."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+from brokers.kite_sim.accounts import (
+    DEFAULT_OPENING_BALANCE,
+    DEFAULT_REDIRECT_URL,
+    DEMO_ACCESS_TOKEN,
+    DEMO_API_KEY,
+    DEMO_API_SECRET,
+    DEMO_USER_ID,
+    Accounts,
+    SimAccount,
+)
+from brokers.kite_sim.admin import SimAdmin
+from brokers.kite_sim.book import OrderBook
+from brokers.kite_sim.faults import Fault, FaultKind, Faults
+from brokers.kite_sim.market import MarketData
+from brokers.kite_sim.rest import KiteRest, make_http_server
+from brokers.kite_sim.ticker import TickerServer
+
+logger = logging.getLogger(__name__)
+
+ENGINE_INTERVAL = 0.01  # how often orders move a stage and postbacks go out
+
+
+class KiteSimulator:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ws_port: int = 0,
+        *,
+        seed: int = 7,
+        tick_interval: float = 0.2,
+        stage_delay: float = 0.02,
+        redirect_url: str = DEFAULT_REDIRECT_URL,
+    ) -> None:
+        self.host = host
+        self.tick_interval = tick_interval
+        self.market = MarketData(seed=seed)
+        self.accounts = Accounts()
+        self.book = OrderBook(self.market, stage_delay=stage_delay)
+        self.faults = Faults()
+        self.admin = SimAdmin(self)
+        self.demo_account = self.create_account(
+            api_key=DEMO_API_KEY,
+            api_secret=DEMO_API_SECRET,
+            access_token=DEMO_ACCESS_TOKEN,
+            user_id=DEMO_USER_ID,
+            user_name="Demo Trader",
+            redirect_url=redirect_url,
+        )
+        self._http = make_http_server(host, port, KiteRest(self))
+        self._ticker = TickerServer(
+            accounts=self.accounts, market=self.market, faults=self.faults, host=host, port=ws_port
+        )
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def api_root(self) -> str:
+        return f"http://{self.host}:{self._http.server_address[1]}"
+
+    @property
+    def ws_root(self) -> str:
+        return f"ws://{self.host}:{self._ticker.port}"
+
+    def start(self) -> KiteSimulator:
+        self._threads = [
+            threading.Thread(target=self._http.serve_forever, name="kite-sim-rest", daemon=True),
+            threading.Thread(target=self._clock, name="kite-sim-clock", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._ticker.start()
+        logger.info("kite_sim started: api_root=%s ws_root=%s", self.api_root, self.ws_root)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._http.shutdown()
+        self._http.close_all()
+        self._http.server_close()
+        self._ticker.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        logger.info("kite_sim stopped")
+
+    def __enter__(self) -> KiteSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- the test API -------------------------------------------------------------------
+
+    def create_account(
+        self,
+        *,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        access_token: str | None = None,
+        user_id: str | None = None,
+        user_name: str = "Sim Trader",
+        opening_balance: Decimal = DEFAULT_OPENING_BALANCE,
+        redirect_url: str = DEFAULT_REDIRECT_URL,
+    ) -> SimAccount:
+        """A fresh Kite user with its own order book, already logged in (``access_token`` works)."""
+        state = self.accounts.create(
+            api_key=api_key,
+            api_secret=api_secret,
+            access_token=access_token,
+            user_id=user_id,
+            user_name=user_name,
+            opening_balance=opening_balance,
+            redirect_url=redirect_url,
+        )
+        return state.public()
+
+    def account(self, api_key: str) -> SimAccount:
+        """The account's current credentials (the access token changes after expiry and a new login)."""
+        state = self.accounts.get(api_key)
+        if state is None:
+            raise KeyError(api_key)
+        return state.public()
+
+    def issue_request_token(self, api_key: str) -> str:
+        """What the login page's redirect carries, without the HTTP round trip."""
+        return self.accounts.issue_request_token(api_key)
+
+    def expire_token(self, api_key: str) -> None:
+        """The access token stops working for REST and the ticker until the user logs in again."""
+        self.accounts.expire(api_key)
+
+    def price(self, exchange: str, symbol: str) -> Decimal:
+        instrument = self._instrument(exchange, symbol)
+        return self.market.price(instrument)
+
+    def set_price(self, exchange: str, symbol: str, price: Decimal | float | str) -> None:
+        """Move an instrument; open LIMIT / trigger orders react on the next engine pass."""
+        self.market.set_price(self._instrument(exchange, symbol), float(price))
+
+    def set_fault(self, fault: Fault | FaultKind | str, **options: Any) -> Fault:
+        """Arm a fault: ``set_fault("rate_limit", times=2, api_key=account.api_key)``."""
+        if not isinstance(fault, Fault):
+            fault = Fault(kind=FaultKind(fault), **options)
+        if fault.kind is FaultKind.FEED_DISCONNECT:
+            self.disconnect_ticker_clients()
+        self.faults.add(fault)
+        logger.info("kite_sim fault armed: %s", fault.as_dict())
+        return fault
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def orders(self, api_key: str) -> list[dict[str, Any]]:
+        """The account's order book as Kite would list it: the judge in execution tests."""
+        return self.book.orders(api_key)
+
+    def disconnect_ticker_clients(self) -> None:
+        self._ticker.disconnect_all()
+
+    @property
+    def ticker_client_count(self) -> int:
+        return self._ticker.client_count
+
+    def _instrument(self, exchange: str, symbol: str) -> Any:
+        instrument = self.market.instrument(exchange, symbol)
+        if instrument is None:
+            raise KeyError(f"{exchange}:{symbol}")
+        return instrument
+
+    # --- the clock ----------------------------------------------------------------------
+
+    def _clock(self) -> None:
+        next_tick = time.monotonic()
+        while not self._stopping.wait(ENGINE_INTERVAL):
+            try:
+                self.book.advance()
+                self._send_postbacks()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.tick_interval
+                    moving = {i.instrument_token: i for i in self._ticker.subscribed_instruments()}
+                    moving.update({i.instrument_token: i for i in self.book.live_instruments()})
+                    self.market.step(list(moving.values()))
+                    self._ticker.publish()
+            except Exception:
+                logger.exception("kite_sim clock: unexpected error")
+
+    def _send_postbacks(self) -> None:
+        while True:
+            try:
+                api_key, order = self.book.postbacks.get_nowait()
+            except queue.Empty:
+                return
+            self._ticker.send_order_update(api_key, order)
