@@ -1,0 +1,143 @@
+"""The broker accounts API: submit keys, list, detail, delete, and the Kite login
+(login URL, then the request token). Credentials are write-only: no response ever
+carries one. Thin views over ``brokers.services`` and ``brokers.selectors``."""
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from algotrader.users.models import User
+from brokers import selectors, services
+from brokers.models import BrokerAccount
+
+
+def _owner(request: Request) -> User:
+    user = request.user
+    assert isinstance(user, User)  # IsAuthenticated (the default permission) guarantees it
+    return user
+
+
+def _secret_field(max_length: int) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=max_length, required=False, allow_blank=True, write_only=True, trim_whitespace=True
+    )
+
+
+class BrokerAccountOutput(serializers.ModelSerializer[BrokerAccount]):
+    api_key_set = serializers.SerializerMethodField()
+    api_secret_set = serializers.SerializerMethodField()
+    can_enter = serializers.SerializerMethodField(help_text="Whether new entries (BUYs) can be placed now.")
+
+    class Meta:
+        model = BrokerAccount
+        fields = [
+            "id",
+            "kind",
+            "label",
+            "status",
+            "broker_user_id",
+            "token_expires_at",
+            "last_validated_at",
+            "api_key_set",
+            "api_secret_set",
+            "can_enter",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_api_key_set(self, account: BrokerAccount) -> bool:
+        return bool(account.api_key)
+
+    def get_api_secret_set(self, account: BrokerAccount) -> bool:
+        return bool(account.api_secret)
+
+    def get_can_enter(self, account: BrokerAccount) -> bool:
+        return selectors.broker_account_can_enter(account)
+
+
+class BrokerAccountListApi(APIView):
+    class BrokerAccountSubmitInput(serializers.Serializer[Any]):
+        kind = serializers.ChoiceField(choices=BrokerAccount.Kind.choices)
+        # Serializer (a Field) has a `label` attribute of its own; DRF's metaclass takes this one as a field.
+        label = serializers.CharField(max_length=64)  # type: ignore[assignment]
+        api_key = _secret_field(128)
+        api_secret = _secret_field(128)
+        access_token = _secret_field(512)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            given = [name for name in ("api_key", "api_secret", "access_token") if attrs.get(name)]
+            if attrs["kind"] == BrokerAccount.Kind.PAPER and given:
+                raise serializers.ValidationError(dict.fromkeys(given, "A paper account takes no credentials."))
+            if attrs["kind"] == BrokerAccount.Kind.KITE:
+                missing = [name for name in ("api_key", "api_secret") if not attrs.get(name)]
+                if missing:
+                    raise serializers.ValidationError(
+                        dict.fromkeys(missing, "Required for a Kite account (from developers.kite.trade).")
+                    )
+            return attrs
+
+    @extend_schema(responses={200: BrokerAccountOutput(many=True)}, operation_id="broker_accounts_list")
+    def get(self, request: Request) -> Response:
+        accounts = selectors.broker_account_list(user=_owner(request))
+        return Response(BrokerAccountOutput(accounts, many=True).data)
+
+    @extend_schema(
+        request=BrokerAccountSubmitInput,
+        responses={201: BrokerAccountOutput},
+        operation_id="broker_accounts_submit",
+        description="Checks the credentials with the broker at once: an account the broker refuses is not "
+        "stored (400 broker_auth_failed). A Kite account without an access token is stored as "
+        "login_required: get its login-url, then post the request_token to its session.",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.BrokerAccountSubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.broker_account_submit(owner=_owner(request), **data.validated_data)
+        return Response(BrokerAccountOutput(account).data, status=status.HTTP_201_CREATED)
+
+
+class BrokerAccountDetailApi(APIView):
+    @extend_schema(responses={200: BrokerAccountOutput}, operation_id="broker_accounts_detail")
+    def get(self, request: Request, account_id: int) -> Response:
+        account = selectors.broker_account_get(user=_owner(request), account_id=account_id)
+        return Response(BrokerAccountOutput(account).data)
+
+    @extend_schema(responses={204: None}, operation_id="broker_accounts_delete")
+    def delete(self, request: Request, account_id: int) -> Response:
+        account = selectors.broker_account_get(user=_owner(request), account_id=account_id)
+        services.broker_account_delete(account=account)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class BrokerAccountLoginUrlApi(APIView):
+    class BrokerAccountLoginUrlOutput(serializers.Serializer[Any]):
+        login_url = serializers.URLField()
+
+    @extend_schema(responses={200: BrokerAccountLoginUrlOutput}, operation_id="broker_accounts_login_url")
+    def get(self, request: Request, account_id: int) -> Response:
+        account = selectors.broker_account_get(user=_owner(request), account_id=account_id)
+        login_url = services.broker_account_login_url(account=account)
+        return Response(self.BrokerAccountLoginUrlOutput({"login_url": login_url}).data)
+
+
+class BrokerAccountSessionApi(APIView):
+    class BrokerAccountSessionInput(serializers.Serializer[Any]):
+        request_token = serializers.CharField(max_length=128, write_only=True)
+
+    @extend_schema(
+        request=BrokerAccountSessionInput,
+        responses={200: BrokerAccountOutput},
+        operation_id="broker_accounts_session",
+        description="After the Kite login redirect: exchanges its request_token for the day's access token.",
+    )
+    def post(self, request: Request, account_id: int) -> Response:
+        data = self.BrokerAccountSessionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = selectors.broker_account_get(user=_owner(request), account_id=account_id)
+        account = services.broker_account_create_session(account=account, **data.validated_data)
+        return Response(BrokerAccountOutput(account).data)
