@@ -21,6 +21,10 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
             obj.save(update_fields=["password"])
 
 
+# Appended below the original imports so that concurrent additions to this module never collide.
+from brokers.models import BrokerAccount  # noqa: E402
+
+
 def _session_expiry() -> Any:
     from datetime import timedelta
 
@@ -29,11 +33,11 @@ def _session_expiry() -> Any:
     return timezone.now() + timedelta(hours=8)
 
 
-class BrokerAccountFactory(factory.django.DjangoModelFactory[Any]):
+class BrokerAccountFactory(factory.django.DjangoModelFactory[BrokerAccount]):
     """An active paper account by default; ``kite=True`` gives a Kite account with a live session."""
 
     class Meta:
-        model = "brokers.BrokerAccount"
+        model = BrokerAccount
 
     class Params:
         kite = factory.Trait(

@@ -37,7 +37,7 @@ def test_a_kite_session_expires_at_the_next_six_am_in_kolkata(logged_in, expires
 
 @pytest.mark.django_db
 def test_marking_a_session_expired_blocks_entries_and_alerts_the_user_once():
-    account = BrokerAccountFactory(kite=True)
+    account = BrokerAccountFactory.create(kite=True)
 
     first = services.broker_account_mark_token_expired(account=account, reason="TokenException")
     again = services.broker_account_mark_token_expired(account=account, reason="TokenException")
@@ -65,7 +65,7 @@ def test_marking_a_session_expired_blocks_entries_and_alerts_the_user_once():
 )
 def test_new_entries_need_an_active_account_with_a_live_session(status, expires_in, can_enter):
     expires_at = timezone.now() + expires_in if expires_in is not None else None
-    account = BrokerAccountFactory(status=status, token_expires_at=expires_at)
+    account = BrokerAccountFactory.create(status=status, token_expires_at=expires_at)
 
     assert broker_account_can_enter(account) is can_enter
 
@@ -88,7 +88,7 @@ class SessionAdapter:
 @pytest.mark.django_db
 def test_a_kite_session_is_active_until_six_the_next_morning(monkeypatch):
     monkeypatch.setattr("brokers.services.adapter_for", SessionAdapter)
-    account = BrokerAccountFactory(kite=True, status="login_required", access_token="", token_expires_at=None)
+    account = BrokerAccountFactory.create(kite=True, status="login_required", access_token="", token_expires_at=None)
 
     with time_machine.travel(datetime(2026, 11, 24, 9, 5, tzinfo=IST), tick=False):
         session = services.broker_account_create_session(account=account, request_token="good")
@@ -104,7 +104,7 @@ def test_a_kite_session_is_active_until_six_the_next_morning(monkeypatch):
 @pytest.mark.django_db
 def test_a_refused_login_records_b2_and_leaves_the_account_as_it_was(monkeypatch):
     monkeypatch.setattr("brokers.services.adapter_for", SessionAdapter)
-    account = BrokerAccountFactory(kite=True, status="token_expired", access_token="")
+    account = BrokerAccountFactory.create(kite=True, status="token_expired", access_token="")
 
     with pytest.raises(BrokerAuthError, match="Token is invalid or has expired"):
         services.broker_account_create_session(account=account, request_token="stale")
@@ -116,7 +116,7 @@ def test_a_refused_login_records_b2_and_leaves_the_account_as_it_was(monkeypatch
 @pytest.mark.django_db
 def test_a_disabled_account_cannot_start_a_session(monkeypatch):
     monkeypatch.setattr("brokers.services.adapter_for", SessionAdapter)
-    account = BrokerAccountFactory(kite=True, status="disabled")
+    account = BrokerAccountFactory.create(kite=True, status="disabled")
 
     with pytest.raises(services.BrokerAccountDisabled):
         services.broker_account_create_session(account=account, request_token="good")
@@ -126,7 +126,7 @@ def test_a_disabled_account_cannot_start_a_session(monkeypatch):
 
 @pytest.mark.django_db
 def test_deleting_an_account_removes_its_paper_order_book():
-    account = BrokerAccountFactory()
+    account = BrokerAccountFactory.create()
     PaperOrder.objects.create(
         account=account,
         tag="t1",

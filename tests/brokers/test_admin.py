@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def operator_client() -> Client:
     client = Client()
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    client.force_login(UserFactory.create(is_staff=True, is_superuser=True))
     return client
 
 
@@ -27,7 +27,7 @@ def ciphertexts(account: BrokerAccount) -> list[str]:
 
 
 def test_the_account_page_says_set_or_not_set_and_shows_no_secret(operator_client):
-    account = BrokerAccountFactory(kite=True, access_token="")
+    account = BrokerAccountFactory.create(kite=True, access_token="")
     hidden = [account.api_key, account.api_secret, *filter(None, ciphertexts(account))]
 
     page = operator_client.get(f"/admin/brokers/brokeraccount/{account.pk}/change/")
@@ -41,7 +41,7 @@ def test_the_account_page_says_set_or_not_set_and_shows_no_secret(operator_clien
 
 
 def test_the_expire_action_goes_through_the_service(operator_client):
-    account = BrokerAccountFactory(kite=True)
+    account = BrokerAccountFactory.create(kite=True)
 
     operator_client.post(
         "/admin/brokers/brokeraccount/", {"action": "mark_token_expired", "_selected_action": [account.pk]}

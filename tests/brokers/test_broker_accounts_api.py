@@ -67,7 +67,7 @@ def test_credentials_the_broker_refuses_are_not_stored_and_say_why(auth_client, 
 
 
 def test_list_and_detail_never_contain_a_credential(auth_client, user):
-    account = BrokerAccountFactory(owner=user, kite=True)
+    account = BrokerAccountFactory.create(owner=user, kite=True)
     secrets = [account.api_key, account.api_secret, account.access_token]
 
     listed = auth_client.get(ACCOUNTS)
@@ -81,8 +81,8 @@ def test_list_and_detail_never_contain_a_credential(auth_client, user):
 
 
 def test_the_list_holds_only_the_users_own_accounts(auth_client, user):
-    own = BrokerAccountFactory(owner=user)
-    BrokerAccountFactory()
+    own = BrokerAccountFactory.create(owner=user)
+    BrokerAccountFactory.create()
 
     response = auth_client.get(ACCOUNTS)
 
@@ -99,7 +99,7 @@ def test_the_list_holds_only_the_users_own_accounts(auth_client, user):
     ],
 )
 def test_another_users_account_is_not_found_for_every_verb(auth_client, method, suffix, body):
-    theirs = BrokerAccountFactory(kite=True)
+    theirs = BrokerAccountFactory.create(kite=True)
 
     response = getattr(auth_client, method)(detail(theirs.pk) + suffix, body, format="json")
 
@@ -133,7 +133,7 @@ def test_bad_input_is_a_400_naming_the_field(auth_client, body, field):
 
 
 def test_a_label_already_used_by_the_user_is_a_400_on_the_label(auth_client, user):
-    BrokerAccountFactory(owner=user, label="Main")
+    BrokerAccountFactory.create(owner=user, label="Main")
 
     response = auth_client.post(ACCOUNTS, {"kind": "paper", "label": " Main "}, format="json")
 
@@ -143,7 +143,7 @@ def test_a_label_already_used_by_the_user_is_a_400_on_the_label(auth_client, use
 
 
 def test_the_same_label_is_free_for_another_user(auth_client):
-    BrokerAccountFactory(label="Main")
+    BrokerAccountFactory.create(label="Main")
 
     response = auth_client.post(ACCOUNTS, {"kind": "paper", "label": "Main"}, format="json")
 
@@ -158,7 +158,7 @@ def test_a_body_that_is_not_json_is_a_400(auth_client):
 
 
 def test_a_session_without_a_request_token_is_a_400_naming_it(auth_client, user):
-    account = BrokerAccountFactory(owner=user, kite=True, status="login_required")
+    account = BrokerAccountFactory.create(owner=user, kite=True, status="login_required")
 
     response = auth_client.post(detail(account.pk) + "session/", {}, format="json")
 
@@ -172,7 +172,7 @@ def test_the_api_needs_a_logged_in_user(api_client):
 
 
 def test_deleting_an_account_removes_it(auth_client, user):
-    account = BrokerAccountFactory(owner=user)
+    account = BrokerAccountFactory.create(owner=user)
 
     response = auth_client.delete(detail(account.pk))
 
@@ -182,7 +182,7 @@ def test_deleting_an_account_removes_it(auth_client, user):
 
 def test_the_login_url_of_a_kite_account_is_kites_login_page_for_its_api_key(auth_client, user, settings):
     settings.KITE_LOGIN_URL = "https://kite.example/connect/login"
-    account = BrokerAccountFactory(owner=user, kite=True, api_key="myapikey42")
+    account = BrokerAccountFactory.create(owner=user, kite=True, api_key="myapikey42")
 
     response = auth_client.get(detail(account.pk) + "login-url/")
 
@@ -191,7 +191,7 @@ def test_the_login_url_of_a_kite_account_is_kites_login_page_for_its_api_key(aut
 
 
 def test_a_paper_account_has_no_login_url(auth_client, user):
-    account = BrokerAccountFactory(owner=user)
+    account = BrokerAccountFactory.create(owner=user)
 
     response = auth_client.get(detail(account.pk) + "login-url/")
 
@@ -217,7 +217,7 @@ class SessionAdapter:
 
 def test_a_kite_session_makes_the_account_active_without_returning_the_token(auth_client, user, monkeypatch):
     monkeypatch.setattr("brokers.services.adapter_for", SessionAdapter)
-    account = BrokerAccountFactory(owner=user, kite=True, status="login_required", access_token="")
+    account = BrokerAccountFactory.create(owner=user, kite=True, status="login_required", access_token="")
 
     response = auth_client.post(detail(account.pk) + "session/", {"request_token": "rt123"}, format="json")
 

@@ -9,13 +9,13 @@ from tests.factories import BrokerAccountFactory
 
 @pytest.fixture
 def adapter(db):
-    return PaperAdapter(BrokerAccountFactory(kind="paper", status="active"))
+    return PaperAdapter(BrokerAccountFactory.create(kind="paper", status="active"))
 
 
 @pytest.fixture
 def bad_adapter(db):
     # A paper account refuses nothing but an operator's disable.
-    return PaperAdapter(BrokerAccountFactory(kind="paper", status="disabled"))
+    return PaperAdapter(BrokerAccountFactory.create(kind="paper", status="disabled"))
 
 
 @pytest.fixture

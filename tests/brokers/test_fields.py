@@ -19,11 +19,12 @@ SECRET = "s3cr3t-api-secret-value"
 def raw_column(account: BrokerAccount, column: str) -> str:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {column} FROM brokers_brokeraccount WHERE id = %s", [account.pk])  # noqa: S608
-        return cursor.fetchone()[0]
+        value: str = cursor.fetchone()[0]
+        return value
 
 
 def test_a_secret_reads_back_as_the_text_that_was_saved():
-    account = BrokerAccountFactory(kite=True, api_secret=SECRET)
+    account = BrokerAccountFactory.create(kite=True, api_secret=SECRET)
 
     reloaded = BrokerAccount.objects.get(pk=account.pk)
 
@@ -31,7 +32,7 @@ def test_a_secret_reads_back_as_the_text_that_was_saved():
 
 
 def test_the_database_column_holds_a_fernet_token_not_the_text():
-    account = BrokerAccountFactory(kite=True, api_secret=SECRET)
+    account = BrokerAccountFactory.create(kite=True, api_secret=SECRET)
 
     stored = raw_column(account, "api_secret")
 
@@ -41,14 +42,14 @@ def test_the_database_column_holds_a_fernet_token_not_the_text():
 
 
 def test_the_same_text_is_stored_as_a_different_token_each_time():
-    first = BrokerAccountFactory(kite=True, api_secret=SECRET)
-    second = BrokerAccountFactory(kite=True, api_secret=SECRET)
+    first = BrokerAccountFactory.create(kite=True, api_secret=SECRET)
+    second = BrokerAccountFactory.create(kite=True, api_secret=SECRET)
 
     assert raw_column(first, "api_secret") != raw_column(second, "api_secret")
 
 
 def test_an_empty_secret_is_stored_empty_and_stays_queryable():
-    account = BrokerAccountFactory(access_token="")
+    account = BrokerAccountFactory.create(access_token="")
 
     assert raw_column(account, "access_token") == ""
     assert BrokerAccount.objects.filter(access_token="").get() == account
@@ -62,7 +63,7 @@ def test_comparing_an_encrypted_field_with_a_value_is_refused():
 
 
 def test_a_value_no_key_decrypts_raises_instead_of_returning_ciphertext():
-    account = BrokerAccountFactory(kite=True, api_secret=SECRET)
+    account = BrokerAccountFactory.create(kite=True, api_secret=SECRET)
 
     with (
         override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]),
@@ -72,7 +73,7 @@ def test_a_value_no_key_decrypts_raises_instead_of_returning_ciphertext():
 
 
 def test_changing_secret_key_leaves_credentials_readable():
-    account = BrokerAccountFactory(kite=True, api_secret=SECRET)
+    account = BrokerAccountFactory.create(kite=True, api_secret=SECRET)
 
     with override_settings(SECRET_KEY="a-completely-different-secret-key-after-rotation"):
         reloaded = BrokerAccount.objects.get(pk=account.pk)

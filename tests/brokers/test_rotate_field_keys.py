@@ -40,7 +40,7 @@ def opens(key: str, token: str) -> bool:
 def accounts_under_old_key():
     with override_settings(FIELD_ENCRYPTION_KEYS=[OLD]):
         BrokerAccountFactory.create_batch(3, kite=True)
-        BrokerAccountFactory(access_token="")
+        BrokerAccountFactory.create(access_token="")
         return plain_secrets()
 
 
@@ -72,7 +72,7 @@ def test_after_rotation_the_old_key_alone_reads_nothing(accounts_under_old_key):
 
 def test_a_secret_no_key_opens_aborts_the_rotation_and_changes_nothing(accounts_under_old_key):
     with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
-        BrokerAccountFactory(kite=True)  # encrypted under a key that is then lost
+        BrokerAccountFactory.create(kite=True)  # encrypted under a key that is then lost
     before = raw_secrets()
 
     with override_settings(FIELD_ENCRYPTION_KEYS=[NEW, OLD]), pytest.raises(CommandError, match="Nothing was changed"):
