@@ -215,7 +215,8 @@ class KiteTickStream:
         if mode not in (MODE_LTP, MODE_QUOTE, MODE_FULL):
             raise ValueError(f"unknown Kite tick mode {mode!r}")
         self._url = f"{ws_root}?{urlencode({'api_key': api_key, 'access_token': access_token})}"
-        self._secrets = tuple(s for s in (access_token,) if s)
+        # Too short a "secret" would redact ordinary letters (test tokens); real ones are 32 characters.
+        self._secrets = tuple(s for s in (access_token,) if len(s) >= 8)
         self._load_instruments = instruments
         self._on_ticks = on_ticks
         self._events = events
@@ -231,6 +232,7 @@ class KiteTickStream:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._app: websocket.WebSocketApp | None = None
+        self._sock: websocket.WebSocket | None = None
         self._connected = False
         self._opened_at: float | None = None
         self._last_error = ""
@@ -259,7 +261,7 @@ class KiteTickStream:
         with self._lock:
             app, thread = self._app, self._thread
         if app is not None:
-            app.close()
+            self._close(app)
         if thread is not None:
             thread.join(timeout=10)
             with self._lock:
@@ -332,6 +334,13 @@ class KiteTickStream:
                 app.run_forever(ping_interval=self._ping_interval, ping_timeout=self._ping_timeout, reconnect=0)
             except Exception as exc:  # run_forever raising must never kill the stream
                 self._last_error = self._redact(f"{type(exc).__name__}: {exc}")
+            finally:
+                # websocket-client skips closing the TCP socket once a close frame was exchanged
+                # (its close() returns early when no longer "connected"): close it here.
+                with self._lock:
+                    sock, self._sock = self._sock, None
+                if sock is not None:
+                    sock.shutdown()  # type: ignore[no-untyped-call]  # websocket-client leaves it untyped
             with self._lock:
                 self._app = None
                 self._connected = False
@@ -353,11 +362,12 @@ class KiteTickStream:
 
     def _handle_open(self, app: websocket.WebSocketApp) -> None:
         if self._stopping.is_set():
-            app.close()
+            self._close(app)
             return
         with self._lock:
             self._connected = True
             self._opened_at = time.monotonic()
+            self._sock = app.sock
             wanted = set(self._wanted)
         logger.info("kite ticker: connected")
         self._notify("on_connected")
@@ -421,6 +431,19 @@ class KiteTickStream:
             logger.info("kite ticker: %s message: %s", kind, self._redact(str(data))[:500])
 
     # -- sending -------------------------------------------------------------
+
+    @staticmethod
+    def _close(app: websocket.WebSocketApp) -> None:
+        """Start the closing handshake and let the connection thread finish it: its reader sees
+        the server's close frame (``WebSocketApp.close`` would race that reader for it and then
+        sit out its 3 s timeout)."""
+        app.keep_running = False
+        sock = app.sock
+        if sock is not None and sock.connected:
+            try:
+                sock.send_close()
+            except Exception:  # already broken: the reader is about to notice anyway
+                sock.shutdown()  # type: ignore[no-untyped-call]  # websocket-client leaves it untyped
 
     def _send_subscription(self, tokens: list[int]) -> None:
         if tokens:

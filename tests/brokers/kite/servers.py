@@ -5,10 +5,11 @@ request with one canned Kite response (status, body) and records what it receive
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 def closed_port() -> int:
@@ -106,3 +107,74 @@ def canned_kite() -> Iterator[CannedKite]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=2)
+
+
+class TickerServer:
+    """A bare Kite-style ticker endpoint on loopback: records each connection's URL,
+    headers and text messages, pushes frames to every client, and can cut them all."""
+
+    def __init__(self) -> None:
+        from websockets.sync.server import serve
+
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.messages: list[dict[str, object]] = []
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._server = serve(self._handle, "127.0.0.1", 0, compression=None)
+        self.root = f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _handle(self, connection: Any) -> None:
+        with self._changed:
+            self.requests.append((connection.request.path, dict(connection.request.headers.raw_items())))
+            self._connections.append(connection)
+            self._changed.notify_all()
+        try:
+            for message in connection:
+                if isinstance(message, str):
+                    with self._changed:
+                        self.messages.append(json.loads(message))
+                        self._changed.notify_all()
+        except Exception:  # noqa: S110 - a dropped client is what several tests do on purpose
+            pass
+        finally:
+            with self._changed:
+                if connection in self._connections:
+                    self._connections.remove(connection)
+                self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[["TickerServer"], object], timeout: float = 5.0) -> bool:
+        with self._changed:
+            return bool(self._changed.wait_for(lambda: predicate(self), timeout=timeout))
+
+    @property
+    def client_count(self) -> int:
+        return len(self._connections)
+
+    def send(self, message: bytes | str) -> None:
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            connection.send(message)
+
+    def drop_all(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            # Abrupt, like a network failure: no closing handshake.
+            connection.socket.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+
+
+@contextmanager
+def ticker_server() -> Iterator[TickerServer]:
+    server = TickerServer()
+    try:
+        yield server
+    finally:
+        server.close()
