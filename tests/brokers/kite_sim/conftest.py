@@ -5,15 +5,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+# The official client; if it is missing: pip install --no-deps -r requirements-kite-client.txt
+import kiteconnect
 import pytest
 
 from brokers.kite_sim import KiteSimulator, SimAccount
 from tests.brokers.kite_sim_fixtures import kite_sim, sim_account
-
-kiteconnect = pytest.importorskip(
-    "kiteconnect",
-    reason="the official client is a test dependency: pip install --no-deps -r requirements-kite-client.txt",
-)
 
 __all__ = ["kite", "kite_sim", "sim_account", "wait_for"]
 
