@@ -52,6 +52,9 @@ class BrokerAccountAdmin(admin.ModelAdmin[BrokerAccount]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # accounts are submitted by their owners, through the broker check
 
+    def has_change_permission(self, request: HttpRequest, obj: BrokerAccount | None = None) -> bool:
+        return False  # state changes go through the services (the action below), never a form save
+
     def has_delete_permission(self, request: HttpRequest, obj: BrokerAccount | None = None) -> bool:
         return False
 

@@ -4,8 +4,9 @@ Each account's order book lives in the database (``PaperOrder``). Market orders 
 priced when placed at the last tick (``price:{symbol}`` in Redis, else the
 instrument's reference price) moved against the trader by ``PAPER_SLIPPAGE_BPS``,
 and complete ``PAPER_LATENCY_MS`` later; LIMIT orders stay OPEN until the last
-price crosses them. Both are settled when the book is read. The tick stream steps
-a ``SimulatedMarket`` on a background thread.
+price crosses them. Both are settled when the book is read. Positions and tag
+lookups cover today's book only, as for intraday (MIS) orders at a real broker. The
+tick stream steps a ``SimulatedMarket`` on a background thread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import threading
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -85,7 +86,7 @@ class PaperAdapter:
         return AccountProfile(
             broker_user_id=f"PAPER{account.owner_id}",
             user_name="Paper trader",
-            email=getattr(account.owner, "email", "") if account.owner_id else "",
+            email=account.owner.email if account.owner_id else "",
         )
 
     # -- orders --------------------------------------------------------------
@@ -124,7 +125,7 @@ class PaperAdapter:
         return _broker_order(order)
 
     def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
-        orders = list(self._book().filter(tag=tag))
+        orders = list(self._today().filter(tag=tag))
         self._settle(orders, timezone.now())
         return [_broker_order(order) for order in orders]
 
@@ -140,7 +141,8 @@ class PaperAdapter:
             raise OrderRejected(f"Order {broker_order_id} is {order.status} and can no longer be cancelled.")
 
     def positions(self) -> list[Position]:
-        book = self._book()
+        # Intraday (MIS) positions are squared off at the close, so only today's fills count.
+        book = self._today()
         self._settle(list(book.filter(status=BrokerOrderStatus.OPEN)), timezone.now())
         fills = book.filter(status=BrokerOrderStatus.COMPLETE).order_by("filled_at", "id")
         net: dict[tuple[str, str, str], tuple[int, Decimal]] = {}
@@ -165,7 +167,7 @@ class PaperAdapter:
         if raw:
             price = Decimal(str(raw))
             if price > 0:
-                return _to_tick(price, instrument.tick_size, ROUND_FLOOR)
+                return _to_tick(price, instrument.tick_size, ROUND_HALF_EVEN)  # float noise off the tick grid
         # No tick seen yet (a fresh install, a quiet symbol): the reference price stands in.
         return instrument.reference_price
 
@@ -179,6 +181,11 @@ class PaperAdapter:
 
     def _book(self) -> QuerySet[PaperOrder]:
         return PaperOrder.objects.filter(account_id=self._account.pk)
+
+    def _today(self) -> QuerySet[PaperOrder]:
+        """Today's book, as a broker shows it: orders since midnight at the exchange."""
+        midnight = timezone.now().astimezone(NSE_TIME_ZONE).replace(hour=0, minute=0, second=0, microsecond=0)
+        return self._book().filter(placed_at__gte=midnight)
 
     def _order(self, broker_order_id: str) -> PaperOrder:
         order = self._book().filter(pk=int(broker_order_id)).first() if broker_order_id.isdigit() else None

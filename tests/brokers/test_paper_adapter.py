@@ -156,6 +156,16 @@ def test_a_flat_position_is_listed_with_quantity_zero(paper):
     assert position.quantity == 0
 
 
+def test_yesterdays_intraday_position_and_tags_are_gone_today(paper):
+    with time_machine.travel(datetime(2026, 11, 23, 15, 0, tzinfo=IST), tick=False):
+        paper.place_order(order(Side.BUY, quantity=2, tag="yday1"))
+
+    with time_machine.travel(datetime(2026, 11, 24, 9, 30, tzinfo=IST), tick=False):
+        positions, tagged = paper.positions(), paper.orders_by_tag("yday1")
+
+    assert (positions, tagged) == ([], [])
+
+
 class RecordingEvents:
     def __init__(self):
         self.errors: list[str] = []
