@@ -28,15 +28,16 @@ connect timeout
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -125,6 +126,25 @@ def validate_tag(tag: str) -> None:
         raise OrderRejected(f"Order tag {tag!r} must be 1 to 20 letters or digits.", broker_error_type="InputException")
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _parses_response(method: Callable[P, R]) -> Callable[P, R]:
+    """A response Kite answered with success but in a shape we cannot read is an outage of
+    the API, never a KeyError or ValueError escaping the adapter."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (KeyError, ValueError, TypeError, ArithmeticError, csv.Error) as exc:
+            logger.warning("kite %s: unreadable response (%s)", method.__name__, type(exc).__name__)
+            raise BrokerUnavailable(f"Kite's answer to {method.__name__} could not be read.") from None
+
+    return wrapper
+
+
 def _never_sent(exc: requests.RequestException) -> bool:
     """True when the failure happened before any byte of the request could reach Kite."""
     if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.InvalidURL):
@@ -190,6 +210,7 @@ class KiteAdapter:
 
     # -- BrokerAdapter -------------------------------------------------------
 
+    @_parses_response
     def validate_credentials(self) -> AccountProfile:
         data = self._mapping(self._request("GET", "/user/profile"))
         user_id = str(data.get("user_id") or "")
@@ -224,12 +245,14 @@ class KiteAdapter:
             raise AmbiguousOutcome("Kite accepted the order request but returned no order id.")
         return str(order_id)
 
+    @_parses_response
     def get_order(self, broker_order_id: str) -> BrokerOrder:
         history = self._request("GET", f"/orders/{quote(broker_order_id, safe='')}")
         if not isinstance(history, list) or not history:
             raise BrokerUnavailable(f"Kite returned no history for order {broker_order_id}.")
         return self._order(history[-1])
 
+    @_parses_response
     def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         validate_tag(tag)
         book = self._request("GET", "/orders")
@@ -240,6 +263,7 @@ class KiteAdapter:
     def cancel_order(self, broker_order_id: str) -> None:
         self._request("DELETE", f"/orders/{VARIETY}/{quote(broker_order_id, safe='')}", order_write=True)
 
+    @_parses_response
     def positions(self) -> list[Position]:
         data = self._mapping(self._request("GET", "/portfolio/positions"))
         net = data.get("net") or []
@@ -263,6 +287,7 @@ class KiteAdapter:
             )
         return positions
 
+    @_parses_response
     def last_price(self, exchange: str, symbol: str) -> Decimal:
         key = f"{exchange}:{symbol}"
         data = self._mapping(self._request("GET", "/quote/ltp", params={"i": key}))
@@ -272,6 +297,7 @@ class KiteAdapter:
             raise OrderRejected(f"Kite has no price for {key}.", broker_error_type="InputException")
         return to_decimal(quote_entry["last_price"])
 
+    @_parses_response
     def instruments(self, exchange: str) -> list[Instrument]:
         text = self._request_csv(f"/instruments/{quote(exchange, safe='')}")
         return [

@@ -237,7 +237,9 @@ class KiteTickStream:
         self._opened_at: float | None = None
         self._last_error = ""
         self._wanted: set[tuple[str, str]] = set()
-        self._subscribed_tokens: set[int] = set()  # tokens whose ticks are delivered
+        # Whose ticks are delivered: replaced whole on every change, so the per-frame hot path
+        # reads it without taking the lock.
+        self._delivered: dict[int, tuple[str, str]] = {}
         self._token_of: dict[tuple[str, str], int] = {}
         self._key_of: dict[int, tuple[str, str]] = {}
         self._loaded_exchanges: set[str] = set()
@@ -273,7 +275,7 @@ class KiteTickStream:
             self._wanted |= keys
         tokens = self._resolve(keys)
         with self._lock:
-            self._subscribed_tokens |= set(tokens)
+            self._delivered = self._deliverable()
         if self._connected:
             self._send_subscription(tokens)
 
@@ -282,11 +284,15 @@ class KiteTickStream:
         with self._lock:
             self._wanted -= keys
             tokens = [self._token_of[key] for key in keys if key in self._token_of]
-            self._subscribed_tokens -= set(tokens)
+            self._delivered = self._deliverable()
         if tokens and self._connected:
             self._send({"a": "unsubscribe", "v": tokens})
 
     # -- instruments ---------------------------------------------------------
+
+    def _deliverable(self) -> dict[int, tuple[str, str]]:
+        """Token -> (exchange, symbol) of every wanted, resolved instrument; call with the lock held."""
+        return {self._token_of[key]: key for key in self._wanted if key in self._token_of}
 
     def _resolve(self, keys: Iterable[tuple[str, str]]) -> list[int]:
         """Instrument tokens for (exchange, symbol) keys, loading each exchange's list once.
@@ -373,7 +379,7 @@ class KiteTickStream:
         self._notify("on_connected")
         tokens = self._resolve(wanted)
         with self._lock:
-            self._subscribed_tokens = {self._token_of[key] for key in self._wanted if key in self._token_of}
+            self._delivered = self._deliverable()
         self._send_subscription(tokens)
 
     def _handle_error(self, app: websocket.WebSocketApp, error: object) -> None:
@@ -384,8 +390,7 @@ class KiteTickStream:
             self._handle_text(message)
             return
         received_at = time.time()
-        with self._lock:
-            delivered = {token: self._key_of[token] for token in self._subscribed_tokens if token in self._key_of}
+        delivered = self._delivered
         batch = [
             Tick(
                 exchange=delivered[packet.instrument_token][0],

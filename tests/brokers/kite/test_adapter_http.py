@@ -439,3 +439,21 @@ def test_an_unresolvable_host_is_unavailable():
         make_adapter("http://no-such-host.invalid", timeout=2).place_order(BUY_INFY)
 
     assert type(unavailable.value) is BrokerUnavailable
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [{"order_id": "1", "transaction_type": "HOLD", "status": "OPEN"}],
+        [{"order_id": "1", "transaction_type": "BUY", "status": "OPEN", "average_price": "n/a"}],
+        {"not": "a list"},
+        [],
+    ],
+)
+def test_a_success_in_an_unreadable_shape_is_unavailable(kite, data):
+    kite.answer(200, {"status": "success", "data": data})
+
+    with pytest.raises(BrokerUnavailable) as unavailable:
+        make_adapter(kite.root).get_order("1")
+
+    assert type(unavailable.value) is BrokerUnavailable
