@@ -1,29 +1,6 @@
-"""The Zerodha Kite Connect v3 adapter: REST over ``requests`` exactly as Kite's
-public documentation specifies (headers, form-encoded writes, the ``status``/
-``data`` envelope, ``error_type`` names, the login checksum), mapped onto
-``brokers.adapters.base`` and ``brokers.exceptions``.
-
-Error mapping (``error_type`` first, then HTTP status, then transport):
-
-=========================================  =====================================
-TokenException                             BrokerAuthError (session expired/bad)
-PermissionException                        BrokerAuthError (the app/account lacks a right;
-                                           only the user can fix it)
-UserException                              OrderRejected on place/modify/cancel (e.g. segment
-                                           not enabled), BrokerAuthError elsewhere (account
-                                           blocked, profile unavailable)
-OrderException, InputException,            OrderRejected, with the broker's message
-MarginException, HoldingException
-HTTP 429 (any error_type)                  RateLimited
-NetworkException, DataException,           BrokerUnavailable; but AmbiguousOutcome on an
-GeneralException, unknown, non-JSON        order write answered with a 5xx (the OMS may have
-                                           taken it: DataException even means it answered)
-timeout / reset after the request was      AmbiguousOutcome on an order write,
-sent                                       BrokerUnavailable on a read
-connect refused / DNS / TLS handshake /    BrokerUnavailable (nothing reached the broker)
-connect timeout
-=========================================  =====================================
-"""
+"""The Zerodha Kite Connect v3 adapter: Kite's orders, positions, quotes, instruments and
+login flow (checksum included) translated to and from ``brokers.adapters.base``; the HTTP
+transport and error mapping live in ``kite_http``, the tick stream in ``kite_ticker``."""
 
 from __future__ import annotations
 
@@ -33,16 +10,12 @@ import hashlib
 import io
 import logging
 import re
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
-
-import requests
-import urllib3.exceptions
 
 from brokers.adapters.base import (
     AccountProfile,
@@ -58,19 +31,16 @@ from brokers.adapters.base import (
     Side,
     TickHandler,
 )
+from brokers.adapters.kite_http import KITE_VERSION, KiteHttp
 from brokers.adapters.kite_ticker import KiteTickStream
 from brokers.exceptions import (
     AmbiguousOutcome,
-    BrokerAuthError,
-    BrokerError,
     BrokerUnavailable,
     OrderRejected,
-    RateLimited,
 )
 
 logger = logging.getLogger(__name__)
 
-KITE_VERSION: Final = "3"
 # Kite's timestamps are exchange wall-clock times without an offset.
 EXCHANGE_TZ: Final = ZoneInfo("Asia/Kolkata")
 TAG_PATTERN: Final = re.compile(r"[A-Za-z0-9]{1,20}")
@@ -81,9 +51,6 @@ FINAL_STATUSES: Final = {
     "REJECTED": BrokerOrderStatus.REJECTED,
     "CANCELLED": BrokerOrderStatus.CANCELLED,
 }
-
-_PERMANENT_ORDER_ERRORS: Final = frozenset({"OrderException", "InputException", "MarginException", "HoldingException"})
-_AUTH_ERRORS: Final = frozenset({"TokenException", "PermissionException"})
 
 
 def normalise_status(raw_status: str) -> BrokerOrderStatus:
@@ -145,46 +112,22 @@ def _parses_response(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the failure happened before any byte of the request could reach Kite."""
-    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.InvalidURL):
-        return True
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        # urllib3 raises NewConnectionError (refused, unreachable, DNS: NameResolutionError) before sending.
-        if isinstance(current, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError):
-            return True
-        if isinstance(current, urllib3.exceptions.MaxRetryError):
-            pending.append(current.reason)
-        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
-        pending.extend([current.__cause__, current.__context__])
-    return False
-
-
 class KiteAdapter:
-    """One Kite Connect account: one ``requests.Session``, no retries of its own (callers
-    decide from ``permanent``), and never an order request sent twice."""
+    """One Kite Connect account, translating between Kite's shapes and ``base``'s."""
 
     kind = "kite"
 
     def __init__(self, credentials: Credentials, *, api_root: str, ws_root: str, timeout: float = 7.0) -> None:
         self._credentials = credentials
-        self._api_root = api_root.rstrip("/")
+        self._api_root = api_root
         self._ws_root = ws_root
-        self._timeout = timeout
-        self._session = requests.Session()
-        self._session.headers.update({"X-Kite-Version": KITE_VERSION, "User-Agent": "algotrader-kite/1"})
+        self._http = KiteHttp(credentials, api_root=api_root, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"KiteAdapter(api_root={self._api_root!r}, credentials={self._credentials!r})"
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     # -- login ---------------------------------------------------------------
 
@@ -196,7 +139,7 @@ class KiteAdapter:
         """Trade a login's ``request_token`` for an access token (POST /session/token)."""
         api_key = self._credentials.api_key
         checksum = hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
-        data = self._request(
+        data = self._http.request(
             "POST",
             "/session/token",
             form={"api_key": api_key, "request_token": request_token, "checksum": checksum},
@@ -212,7 +155,7 @@ class KiteAdapter:
 
     @_parses_response
     def validate_credentials(self) -> AccountProfile:
-        data = self._mapping(self._request("GET", "/user/profile"))
+        data = self._mapping(self._http.request("GET", "/user/profile"))
         user_id = str(data.get("user_id") or "")
         if not user_id:
             raise BrokerUnavailable("Kite's profile response carried no user id.")
@@ -238,7 +181,7 @@ class KiteAdapter:
             if request.price is None or request.price <= 0:
                 raise OrderRejected("A LIMIT order needs a positive price.", broker_error_type="InputException")
             form["price"] = format(request.price, "f")
-        data = self._request("POST", f"/orders/{VARIETY}", form=form, order_write=True)
+        data = self._http.request("POST", f"/orders/{VARIETY}", form=form, order_write=True)
         order_id = data.get("order_id") if isinstance(data, Mapping) else None
         if not order_id:
             # Kite said success but we cannot name the order: only its tag can find it now.
@@ -247,7 +190,7 @@ class KiteAdapter:
 
     @_parses_response
     def get_order(self, broker_order_id: str) -> BrokerOrder:
-        history = self._request("GET", f"/orders/{quote(broker_order_id, safe='')}")
+        history = self._http.request("GET", f"/orders/{quote(broker_order_id, safe='')}")
         if not isinstance(history, list) or not history:
             raise BrokerUnavailable(f"Kite returned no history for order {broker_order_id}.")
         return self._order(history[-1])
@@ -255,17 +198,17 @@ class KiteAdapter:
     @_parses_response
     def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         validate_tag(tag)
-        book = self._request("GET", "/orders")
+        book = self._http.request("GET", "/orders")
         if not isinstance(book, list):
             raise BrokerUnavailable("Kite's order book was not a list.")
         return [self._order(entry) for entry in book if isinstance(entry, Mapping) and tag in _tags_of(entry)]
 
     def cancel_order(self, broker_order_id: str) -> None:
-        self._request("DELETE", f"/orders/{VARIETY}/{quote(broker_order_id, safe='')}", order_write=True)
+        self._http.request("DELETE", f"/orders/{VARIETY}/{quote(broker_order_id, safe='')}", order_write=True)
 
     @_parses_response
     def positions(self) -> list[Position]:
-        data = self._mapping(self._request("GET", "/portfolio/positions"))
+        data = self._mapping(self._http.request("GET", "/portfolio/positions"))
         net = data.get("net") or []
         if not isinstance(net, list):
             raise BrokerUnavailable("Kite's positions were not a list.")
@@ -290,7 +233,7 @@ class KiteAdapter:
     @_parses_response
     def last_price(self, exchange: str, symbol: str) -> Decimal:
         key = f"{exchange}:{symbol}"
-        data = self._mapping(self._request("GET", "/quote/ltp", params={"i": key}))
+        data = self._mapping(self._http.request("GET", "/quote/ltp", params={"i": key}))
         quote_entry = data.get(key)
         if not isinstance(quote_entry, Mapping) or quote_entry.get("last_price") is None:
             # Kite answers an unknown instrument with an empty map, not an error.
@@ -299,7 +242,7 @@ class KiteAdapter:
 
     @_parses_response
     def instruments(self, exchange: str) -> list[Instrument]:
-        text = self._request_csv(f"/instruments/{quote(exchange, safe='')}")
+        text = self._http.request_csv(f"/instruments/{quote(exchange, safe='')}")
         return [
             Instrument(
                 instrument_token=int(row["instrument_token"]),
@@ -332,123 +275,6 @@ class KiteAdapter:
         if not isinstance(data, Mapping):
             raise BrokerUnavailable("Kite's response data was not an object.")
         return data
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        form: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
-        authenticated: bool,
-        order_write: bool,
-    ) -> requests.Response:
-        headers = {}
-        if authenticated:
-            headers["Authorization"] = f"token {self._credentials.api_key}:{self._credentials.access_token}"
-        started = time.monotonic()
-        try:
-            response = self._session.request(
-                method,
-                f"{self._api_root}{path}",
-                data=form,
-                params=params,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            logger.warning(
-                "kite %s %s failed after %.0f ms: %s",
-                method,
-                path,
-                (time.monotonic() - started) * 1000,
-                type(exc).__name__,
-            )
-            # `from None`: the requests exception holds the prepared request, Authorization header included.
-            if _never_sent(exc):
-                raise BrokerUnavailable(f"Kite could not be reached ({type(exc).__name__}).") from None
-            if order_write:
-                raise AmbiguousOutcome(
-                    f"Kite did not answer {method} {path} ({type(exc).__name__}): the order may have been taken."
-                ) from None
-            raise BrokerUnavailable(f"Kite did not answer {method} {path} ({type(exc).__name__}).") from None
-        logger.debug(
-            "kite %s %s -> %s in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000
-        )
-        return response
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        form: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        authenticated: bool = True,
-        order_write: bool = False,
-        secrets: Iterable[str] = (),
-    ) -> Any:
-        secrets = tuple(secrets)
-        response = self._send(
-            method,
-            path,
-            form=form,
-            params=params,
-            authenticated=authenticated,
-            order_write=order_write,
-        )
-        try:
-            body = response.json(parse_float=Decimal)
-        except ValueError:
-            body = None
-        if response.ok and isinstance(body, Mapping) and body.get("status") != "error" and "data" in body:
-            return body["data"]
-        raise self._error(response, body, order_write=order_write, secrets=secrets)
-
-    def _request_csv(self, path: str) -> str:
-        response = self._send("GET", path, form=None, params=None, authenticated=True, order_write=False)
-        if response.ok and "json" not in response.headers.get("Content-Type", ""):
-            return response.content.decode("utf-8-sig")
-        try:
-            body = response.json(parse_float=Decimal)
-        except ValueError:
-            body = None
-        raise self._error(response, body, order_write=False, secrets=())
-
-    def _error(
-        self, response: requests.Response, body: object, *, order_write: bool, secrets: tuple[str, ...]
-    ) -> BrokerError:
-        status = response.status_code
-        envelope = body if isinstance(body, Mapping) else {}
-        error_type = str(envelope.get("error_type") or "")
-        message = self._redact(str(envelope.get("message") or f"Kite answered HTTP {status}."), secrets)
-        logger.info(
-            "kite %s %s -> %s %s", response.request.method, response.request.path_url.split("?")[0], status, error_type
-        )
-
-        if status == 429:
-            return RateLimited(message, broker_error_type=error_type)
-        if error_type in _AUTH_ERRORS:
-            return BrokerAuthError(message, broker_error_type=error_type)
-        if error_type == "UserException":
-            cls = OrderRejected if order_write else BrokerAuthError
-            return cls(message, broker_error_type=error_type)
-        if error_type in _PERMANENT_ORDER_ERRORS:
-            return OrderRejected(message, broker_error_type=error_type)
-        if not error_type and status in (401, 403):
-            return BrokerAuthError(message)
-        if order_write and (status >= 500 or response.ok):
-            # NetworkException/DataException/GeneralException or a bare 5xx after the order was sent:
-            # Kite's OMS may have taken it, so it must be looked up by tag, never blindly re-sent.
-            return AmbiguousOutcome(message, broker_error_type=error_type)
-        return BrokerUnavailable(message, broker_error_type=error_type)
-
-    def _redact(self, text: str, extra: tuple[str, ...]) -> str:
-        for secret in (self._credentials.access_token, self._credentials.api_secret, *extra):
-            if len(secret) >= 8:  # shorter would redact ordinary words; real Kite secrets are 32 characters
-                text = text.replace(secret, "***")
-        return text
 
     def _order(self, entry: Mapping[str, Any]) -> BrokerOrder:
         raw_status = str(entry.get("status") or "")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from brokers.adapters.kite_ticker import (
+from brokers.adapters.kite_packets import (
     MODE_FULL,
     MODE_LTP,
     MODE_QUOTE,

@@ -1,0 +1,195 @@
+"""Kite Connect v3's HTTP transport: one ``requests.Session`` with Kite's headers,
+form-encoded writes, the ``status``/``data`` envelope, and every failure mapped onto
+``brokers.exceptions`` by what it says about whether the request took effect."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+import requests
+import urllib3.exceptions
+
+from brokers.adapters.base import Credentials
+from brokers.exceptions import (
+    AmbiguousOutcome,
+    BrokerAuthError,
+    BrokerError,
+    BrokerUnavailable,
+    OrderRejected,
+    RateLimited,
+)
+
+logger = logging.getLogger(__name__)
+
+KITE_VERSION: Final = "3"
+
+_PERMANENT_ORDER_ERRORS: Final = frozenset({"OrderException", "InputException", "MarginException", "HoldingException"})
+_AUTH_ERRORS: Final = frozenset({"TokenException", "PermissionException"})
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the failure happened before any byte of the request could reach Kite."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.InvalidURL):
+        return True
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        # urllib3 raises NewConnectionError (refused, unreachable, DNS: NameResolutionError) before sending.
+        if isinstance(current, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError):
+            return True
+        if isinstance(current, urllib3.exceptions.MaxRetryError):
+            pending.append(current.reason)
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        pending.extend([current.__cause__, current.__context__])
+    return False
+
+
+class KiteHttp:
+    """No retries of its own (callers decide from ``permanent``): an order request is never sent twice."""
+
+    def __init__(self, credentials: Credentials, *, api_root: str, timeout: float) -> None:
+        self._credentials = credentials
+        self._api_root = api_root.rstrip("/")
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.headers.update({"X-Kite-Version": KITE_VERSION, "User-Agent": "algotrader-kite/1"})
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        form: Mapping[str, str] | None,
+        params: Mapping[str, str] | None,
+        authenticated: bool,
+        order_write: bool,
+    ) -> requests.Response:
+        headers = {}
+        if authenticated:
+            headers["Authorization"] = f"token {self._credentials.api_key}:{self._credentials.access_token}"
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                f"{self._api_root}{path}",
+                data=form,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            logger.warning(
+                "kite %s %s failed after %.0f ms: %s",
+                method,
+                path,
+                (time.monotonic() - started) * 1000,
+                type(exc).__name__,
+            )
+            # `from None`: the requests exception holds the prepared request, Authorization header included.
+            if _never_sent(exc):
+                raise BrokerUnavailable(f"Kite could not be reached ({type(exc).__name__}).") from None
+            if order_write:
+                raise AmbiguousOutcome(
+                    f"Kite did not answer {method} {path} ({type(exc).__name__}): the order may have been taken."
+                ) from None
+            raise BrokerUnavailable(f"Kite did not answer {method} {path} ({type(exc).__name__}).") from None
+        logger.debug(
+            "kite %s %s -> %s in %.0f ms", method, path, response.status_code, (time.monotonic() - started) * 1000
+        )
+        return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        authenticated: bool = True,
+        order_write: bool = False,
+        secrets: Iterable[str] = (),
+    ) -> Any:
+        secrets = tuple(secrets)
+        response = self._send(
+            method,
+            path,
+            form=form,
+            params=params,
+            authenticated=authenticated,
+            order_write=order_write,
+        )
+        try:
+            body = response.json(parse_float=Decimal)
+        except ValueError:
+            body = None
+        if response.ok and isinstance(body, Mapping) and body.get("status") != "error" and "data" in body:
+            return body["data"]
+        raise self._error(response, body, order_write=order_write, secrets=secrets)
+
+    def request_csv(self, path: str) -> str:
+        response = self._send("GET", path, form=None, params=None, authenticated=True, order_write=False)
+        if response.ok and "json" not in response.headers.get("Content-Type", ""):
+            return response.content.decode("utf-8-sig")
+        try:
+            body = response.json(parse_float=Decimal)
+        except ValueError:
+            body = None
+        raise self._error(response, body, order_write=False, secrets=())
+
+    # Kite's errors onto ours (error_type first, then HTTP status; transport failures in _send):
+    #   TokenException, PermissionException      -> BrokerAuthError (PermissionException: the app or
+    #                                               account lacks a right; only the user can fix it)
+    #   UserException                            -> OrderRejected on place/cancel (segment not enabled...),
+    #                                               BrokerAuthError elsewhere (account blocked...)
+    #   Order/Input/Margin/HoldingException      -> OrderRejected, with Kite's message
+    #   HTTP 429, whatever the error_type        -> RateLimited
+    #   Network/Data/GeneralException, unknown   -> BrokerUnavailable; AmbiguousOutcome on an order write
+    #     or no envelope                            answered 5xx or an unreadable 2xx: the OMS may have
+    #                                               taken it (DataException even means the OMS answered)
+    #   timeout / reset once the request was sent -> AmbiguousOutcome on an order write, else BrokerUnavailable
+    #   refused / DNS / TLS / connect timeout     -> BrokerUnavailable: nothing reached Kite
+    def _error(
+        self, response: requests.Response, body: object, *, order_write: bool, secrets: tuple[str, ...]
+    ) -> BrokerError:
+        status = response.status_code
+        envelope = body if isinstance(body, Mapping) else {}
+        error_type = str(envelope.get("error_type") or "")
+        message = self._redact(str(envelope.get("message") or f"Kite answered HTTP {status}."), secrets)
+        logger.info(
+            "kite %s %s -> %s %s", response.request.method, response.request.path_url.split("?")[0], status, error_type
+        )
+
+        if status == 429:
+            return RateLimited(message, broker_error_type=error_type)
+        if error_type in _AUTH_ERRORS:
+            return BrokerAuthError(message, broker_error_type=error_type)
+        if error_type == "UserException":
+            cls = OrderRejected if order_write else BrokerAuthError
+            return cls(message, broker_error_type=error_type)
+        if error_type in _PERMANENT_ORDER_ERRORS:
+            return OrderRejected(message, broker_error_type=error_type)
+        if not error_type and status in (401, 403):
+            return BrokerAuthError(message)
+        if order_write and (status >= 500 or response.ok):
+            # NetworkException/DataException/GeneralException or a bare 5xx after the order was sent:
+            # Kite's OMS may have taken it, so it must be looked up by tag, never blindly re-sent.
+            return AmbiguousOutcome(message, broker_error_type=error_type)
+        return BrokerUnavailable(message, broker_error_type=error_type)
+
+    def _redact(self, text: str, extra: tuple[str, ...]) -> str:
+        for secret in (self._credentials.access_token, self._credentials.api_secret, *extra):
+            if len(secret) >= 8:  # shorter would redact ordinary words; real Kite secrets are 32 characters
+                text = text.replace(secret, "***")
+        return text
