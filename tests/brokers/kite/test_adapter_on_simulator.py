@@ -2,6 +2,7 @@
 fault the simulator can inject, surfaced as the broker error the pipeline acts on,
 the login flow, and the tick stream through a feed disconnect."""
 
+import logging
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -280,3 +281,29 @@ def test_the_tick_stream_reports_a_refused_token_and_keeps_trying(kite_sim, sim_
 
     assert len(errors) >= 2 and "connected?!" not in errors
     assert all("wrong-access-token" not in reason for reason in errors)
+
+
+def test_no_secret_reaches_the_logs_even_at_debug(kite_sim, sim_account, adapter, caplog):
+    caplog.set_level(logging.DEBUG)
+    kite_sim.set_fault("drop_response", api_key=sim_account.api_key)
+    arrived = threading.Event()
+
+    with pytest.raises(AmbiguousOutcome):
+        adapter.place_order(buy("logs1"))
+    adapter.orders_by_tag("logs1")
+    kite_sim.set_fault("token_expired", api_key=sim_account.api_key)
+    with pytest.raises(BrokerAuthError):
+        adapter.positions()
+    adapter.exchange_request_token(kite_sim.issue_request_token(sim_account.api_key), sim_account.api_secret)
+    stream = adapter.tick_stream(lambda batch: arrived.set())
+    stream.subscribe([("NSE", "INFY")])
+    stream.start()
+    try:
+        assert arrived.wait(10)
+    finally:
+        stream.stop()
+
+    logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records)
+    assert logged
+    assert sim_account.access_token not in logged
+    assert sim_account.api_secret not in logged
