@@ -68,20 +68,18 @@ def _about(account: BrokerAccount) -> dict[str, Any]:
     return {"broker_account_id": account.pk, "kind": account.kind, "label": account.label}
 
 
-def _validate_with_broker(account: BrokerAccount, *, refused_prefix: str) -> AccountProfile:
+def _validate_with_broker(account: BrokerAccount, *, refused: str) -> AccountProfile:
     """Ask the broker; a refusal is recorded for the user (B2) and raised with the broker's reason."""
     try:
         return adapter_for(account).validate_credentials()
-    except BrokerAuthError as refused:
+    except BrokerAuthError as error:
         emit(
             Event.B2_BROKER_AUTH_FAILED,
             user=account.owner,
-            message=f"{refused_prefix} '{account.label}': {refused.message}",
-            payload={**_about(account), "reason": refused.message},
+            message=f"{refused} of '{account.label}': {error.message}",
+            payload={**_about(account), "reason": error.message},
         )
-        raise BrokerAuthError(
-            f"{refused_prefix}: {refused.message}", broker_error_type=refused.broker_error_type
-        ) from refused
+        raise BrokerAuthError(f"{refused}: {error.message}", broker_error_type=error.broker_error_type) from error
 
 
 def _activate(account: BrokerAccount, profile: AccountProfile, now: datetime) -> None:
@@ -127,7 +125,7 @@ def broker_account_submit(
         return account
 
     now = timezone.now()
-    profile = _validate_with_broker(account, refused_prefix="The broker refused the credentials of")
+    profile = _validate_with_broker(account, refused="The broker refused the credentials")
     _activate(account, profile, now)
     with transaction.atomic():
         _insert(account)
@@ -195,7 +193,7 @@ def broker_account_create_session(*, account: BrokerAccount, request_token: str)
         api_secret=account.api_secret,
         access_token=access_token,
     )
-    profile = _validate_with_broker(with_session, refused_prefix="Kite refused the new session of")
+    profile = _validate_with_broker(with_session, refused="Kite refused the new session")
 
     with transaction.atomic():
         locked = BrokerAccount.objects.select_for_update().filter(pk=account.pk).first()

@@ -61,7 +61,7 @@ def test_credentials_the_broker_refuses_are_not_stored_and_say_why(auth_client, 
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "broker_auth_failed"
-    assert "Incorrect `api_key` or `access_token`" in error["message"]
+    assert error["message"] == "The broker refused the credentials: Incorrect `api_key` or `access_token`."
     assert not BrokerAccount.objects.exists()
     assert EventLog.objects.get(user=user, code="B2").payload["reason"] == "Incorrect `api_key` or `access_token`."
 
