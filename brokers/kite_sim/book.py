@@ -9,12 +9,14 @@ import itertools
 import queue
 import threading
 import time
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from brokers.adapters.base import Instrument
 from brokers.kite_sim import portfolio
 from brokers.kite_sim.accounts import AccountState
+from brokers.kite_sim.clock import IST
 from brokers.kite_sim.errors import general_error, input_error, order_error
 from brokers.kite_sim.market import MarketData
 from brokers.kite_sim.orders import (
@@ -89,12 +91,13 @@ class OrderBook:
         quantity = parse_quantity(params.get("quantity"))
         price, trigger_price = parse_prices(params, order_type, instrument)
         tag = params.get("tag") or None
-        if tag is not None and (len(tag) > MAX_TAG_LENGTH or not tag.replace("_", "").replace("-", "").isalnum()):
+        if tag is not None and (len(tag) > MAX_TAG_LENGTH or not (tag.isascii() and tag.isalnum())):
             raise input_error("Invalid `tag`: at most 20 alphanumeric characters.")
         now = time.time()
         with self._lock:
             order = Order(
-                order_id=f"{time.strftime('%y%m%d')}{next(self._order_ids):09d}",
+                # Kite's order ids: the (IST) trading day, then a serial.
+                order_id=f"{datetime.fromtimestamp(now, IST):%y%m%d}{next(self._order_ids):09d}",
                 api_key=account.api_key,
                 user_id=account.user_id,
                 instrument=instrument,

@@ -56,8 +56,8 @@ class _DayStats:
 
 
 class MarketData:
-    def __init__(self, *, seed: int) -> None:
-        self.market = SimulatedMarket(seed=seed)
+    def __init__(self, *, seed: int, volatility: float) -> None:
+        self.market = SimulatedMarket(seed=seed, volatility=volatility)
         self._stats: dict[Key, _DayStats] = {}
         self._rng = random.Random(seed)
         self._lock = threading.Lock()

@@ -28,6 +28,7 @@ from brokers.kite_sim.faults import Fault, FaultKind, Faults
 from brokers.kite_sim.market import MarketData
 from brokers.kite_sim.rest import KiteRest, make_http_server
 from brokers.kite_sim.ticker import TickerServer
+from brokers.simulated_market import DEFAULT_VOLATILITY
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,17 @@ class KiteSimulator:
         seed: int = 7,
         tick_interval: float = 0.2,
         stage_delay: float = 0.02,
+        volatility: float = DEFAULT_VOLATILITY,
         redirect_url: str = DEFAULT_REDIRECT_URL,
     ) -> None:
+        """``tick_interval``: seconds between tick frames (and random-walk steps);
+        ``stage_delay``: seconds an order spends in each status before the next;
+        ``volatility``: per-step sigma of the walk, 0 = prices move only by ``set_price``;
+        ``redirect_url``: where the login page sends users back (Kite's app redirect URL)."""
         self.host = host
         self.tick_interval = tick_interval
-        self.market = MarketData(seed=seed)
+        self.redirect_url = redirect_url
+        self.market = MarketData(seed=seed, volatility=volatility)
         self.accounts = Accounts()
         self.book = OrderBook(self.market, stage_delay=stage_delay)
         self.faults = Faults()
@@ -116,7 +123,7 @@ class KiteSimulator:
         user_id: str | None = None,
         user_name: str = "Sim Trader",
         opening_balance: Decimal = DEFAULT_OPENING_BALANCE,
-        redirect_url: str = DEFAULT_REDIRECT_URL,
+        redirect_url: str | None = None,
     ) -> SimAccount:
         """A fresh Kite user with its own order book, already logged in (``access_token`` works)."""
         state = self.accounts.create(
@@ -126,7 +133,7 @@ class KiteSimulator:
             user_id=user_id,
             user_name=user_name,
             opening_balance=opening_balance,
-            redirect_url=redirect_url,
+            redirect_url=redirect_url or self.redirect_url,
         )
         return state.public()
 

@@ -305,3 +305,44 @@ def test_instrument_dump_is_kites_csv(kite):
     assert nifty["segment"] == "INDICES"
     assert len(kite.instruments()) == len(instruments)
     assert kite.instruments("BSE") == []
+
+
+def test_login_page_passes_redirect_params_back(kite_sim, sim_account):
+    response = requests.get(
+        f"{kite_sim.api_root}/connect/login",
+        params={"v": "3", "api_key": sim_account.api_key, "redirect_params": "account=42&next=home"},
+        allow_redirects=False,
+        timeout=5,
+    )
+
+    query = parse_qs(urlsplit(response.headers["Location"]).query)
+    assert query["account"] == ["42"]
+    assert query["next"] == ["home"]
+    assert query["action"] == ["login"]
+
+
+def test_login_page_refuses_an_unknown_api_key(kite_sim):
+    response = requests.get(
+        f"{kite_sim.api_root}/connect/login", params={"v": "3", "api_key": "nobody"}, allow_redirects=False, timeout=5
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error_type"] == "InputException"
+
+
+def test_a_tag_with_punctuation_is_refused(kite):
+    with pytest.raises(kite_exceptions.InputException):
+        market_buy(kite, quantity=1, tag="bad-tag!")
+
+
+def test_prices_hold_still_with_zero_volatility():
+    from brokers.kite_sim import KiteSimulator
+
+    with KiteSimulator(volatility=0.0, tick_interval=0.01) as sim:
+        account = sim.create_account()
+        client = KiteConnect(account.api_key, access_token=account.access_token, root=sim.api_root)
+        sim.set_price("NSE", "INFY", 1500)
+        order_id = market_buy(client, quantity=1, order_type="LIMIT", price=1400)
+        wait_for(lambda: status_of(client, order_id) == "OPEN")
+
+        assert client.ltp("NSE:INFY")["NSE:INFY"]["last_price"] == 1500.0
