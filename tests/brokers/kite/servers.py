@@ -113,7 +113,7 @@ class TickerServer:
     """A bare Kite-style ticker endpoint on loopback: records each connection's URL,
     headers and text messages, pushes frames to every client, and can cut them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         from websockets.sync.server import serve
 
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -121,7 +121,7 @@ class TickerServer:
         self._connections: list[Any] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._server = serve(self._handle, "127.0.0.1", 0, compression=None)
+        self._server = serve(self._handle, "127.0.0.1", port, compression=None)
         self.root = f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -172,8 +172,8 @@ class TickerServer:
 
 
 @contextmanager
-def ticker_server() -> Iterator[TickerServer]:
-    server = TickerServer()
+def ticker_server(port: int = 0) -> Iterator[TickerServer]:
+    server = TickerServer(port)
     try:
         yield server
     finally:

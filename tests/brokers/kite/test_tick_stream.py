@@ -212,7 +212,7 @@ def test_a_dropped_connection_reconnects_and_resubscribes_everything(make_stream
     assert recorder.wait_for(lambda: any(t.symbol == "TCS" for b in recorder.batches for t in b))
 
 
-def test_subscriptions_made_while_disconnected_are_sent_on_reconnect(make_stream, recorder):
+def test_subscriptions_made_while_the_broker_is_down_are_sent_once_it_is_back(make_stream, recorder):
     port = closed_port()
     stream = make_stream(f"ws://127.0.0.1:{port}")
     stream.start()
@@ -220,9 +220,12 @@ def test_subscriptions_made_while_disconnected_are_sent_on_reconnect(make_stream
     assert not stream.connected
 
     stream.subscribe([("NSE", "INFY")])
+    with ticker_server(port) as server:
+        assert server.wait_for(lambda s: subscribed_tokens(s) == {INFY})
+        assert recorder.count("connected") == 1
+        stream.stop()
 
     assert all("acc3ss-t0ken-xyz" not in reason for _, reason in recorder.events)
-    stream.stop()
 
 
 def test_unknown_instruments_and_unavailable_instrument_lists_are_reported_not_raised(make_stream, server, recorder):
