@@ -21,6 +21,13 @@ from brokers.exceptions import BrokerError
 
 logger = logging.getLogger(__name__)
 
+
+def reconnect_delay(attempt: int, *, initial: float, cap: float) -> float:
+    """Exponential backoff, capped, with jitter so that many listeners cut off together
+    (a broker restart) do not all knock again in the same instant."""
+    return min(cap, initial * 2.0**attempt) * random.uniform(0.5, 1.0)
+
+
 InstrumentLoader = Callable[[str], list[Instrument]]
 OrderUpdateHandler = Callable[[dict[str, Any]], None]
 
@@ -196,7 +203,7 @@ class KiteTickStream:
                 self._report_error(f"connect failed: {reason}")
             if self._stopping.is_set():
                 break
-            delay = min(self._backoff_max, self._backoff_initial * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = reconnect_delay(attempt, initial=self._backoff_initial, cap=self._backoff_max)
             attempt = min(attempt + 1, 30)
             self._stopping.wait(delay)
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from brokers.adapters.base import Tick, TickStream
-from brokers.adapters.kite_ticker import KiteTickStream
+from brokers.adapters.kite_ticker import KiteTickStream, reconnect_delay
 from brokers.exceptions import BrokerUnavailable
 from brokers.instruments import load_instruments
 from tests.brokers.kite.frames import HEARTBEAT, INFY, frame, full_packet, ltp_packet
@@ -283,3 +283,13 @@ def test_a_failing_tick_handler_does_not_kill_the_stream(server, recorder):
         assert stream.connected
     finally:
         stream.stop()
+
+
+def test_reconnect_delays_grow_exponentially_with_jitter_up_to_the_cap():
+    delays = [[reconnect_delay(attempt, initial=0.5, cap=30.0) for attempt in range(12)] for _ in range(50)]
+
+    for attempt in range(6):  # 0.5, 1, 2, 4, 8, 16: below the cap
+        base = 0.5 * 2**attempt
+        assert all(base / 2 <= run[attempt] <= base for run in delays)
+    assert all(15.0 <= run[attempt] <= 30.0 for run in delays for attempt in range(6, 12))
+    assert len({run[3] for run in delays}) > 1  # jittered, not lockstep
