@@ -46,7 +46,11 @@ class FaultKind(StrEnum):
     TOKEN_EXPIRED = "token_expired"  # noqa: S105 - HTTP 403 TokenException; not processed
     ERROR = "error"  # any Kite error envelope from `status`, `error_type`, `message`; not processed
     DELAY = "delay"  # processed normally, answered after `seconds` (client timeouts)
-    MARGIN = "margin"  # order accepted (order_id returned), then REJECTED with Kite's insufficient-funds message
+    # What Kite's OMS does in practice on a margin shortfall: the order is accepted (order_id
+    # returned), the RMS then REJECTs it with an "Insufficient funds. Required margin is ..." message.
+    MARGIN = "margin"
+    # The documented alternative: HTTP 400 MarginException at placement, no order created.
+    MARGIN_EXCEPTION = "margin_exception"
     REJECT = "reject"  # order accepted, then REJECTED with `message` as status_message (RMS, circuit limits...)
     FEED_SILENT = (
         "feed_silent"  # ticker sends nothing (no ticks, heartbeats, order updates) for `seconds`, 0 = until cleared
@@ -54,7 +58,7 @@ class FaultKind(StrEnum):
     FEED_DISCONNECT = "feed_disconnect"  # ticker closes every client connection, once, when set
 
 
-ORDER_FAULTS = frozenset({FaultKind.MARGIN, FaultKind.REJECT, FaultKind.DROP_RESPONSE})
+ORDER_FAULTS = frozenset({FaultKind.MARGIN, FaultKind.MARGIN_EXCEPTION, FaultKind.REJECT, FaultKind.DROP_RESPONSE})
 FEED_FAULTS = frozenset({FaultKind.FEED_SILENT, FaultKind.FEED_DISCONNECT})
 SERVER_ERROR_TYPES = {500: "GeneralException", 502: "DataException", 503: "NetworkException", 504: "NetworkException"}
 

@@ -70,6 +70,7 @@ class Order:
 
     def as_kite(self) -> dict[str, Any]:
         return {
+            "account_id": self.user_id,
             "placed_by": self.user_id,
             "order_id": self.order_id,
             "exchange_order_id": self.exchange_order_id,

@@ -50,7 +50,14 @@ INSTRUMENT_COLUMNS = (
 )
 # Faults answered instead of processing the request.
 PRE_FAULTS = frozenset(
-    {FaultKind.RATE_LIMIT, FaultKind.SERVER_ERROR, FaultKind.TOKEN_EXPIRED, FaultKind.ERROR, FaultKind.DELAY}
+    {
+        FaultKind.RATE_LIMIT,
+        FaultKind.SERVER_ERROR,
+        FaultKind.TOKEN_EXPIRED,
+        FaultKind.ERROR,
+        FaultKind.MARGIN_EXCEPTION,
+        FaultKind.DELAY,
+    }
 )
 
 
@@ -189,6 +196,9 @@ class KiteRest:
         if fault.kind is FaultKind.TOKEN_EXPIRED:
             message = fault.message or "Incorrect `api_key` or `access_token`."
             return failure(KiteError("TokenException", message, HTTPStatus.FORBIDDEN))
+        if fault.kind is FaultKind.MARGIN_EXCEPTION:
+            message = fault.message or "Insufficient funds. Required margin is more than the available margin."
+            return failure(KiteError("MarginException", message, HTTPStatus.BAD_REQUEST))
         if fault.kind is FaultKind.SERVER_ERROR:
             status = fault.status or HTTPStatus.SERVICE_UNAVAILABLE
             error_type = fault.error_type or SERVER_ERROR_TYPES.get(status, "GeneralException")

@@ -16,6 +16,7 @@ import logging
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -39,6 +40,7 @@ MODE_QUOTE = "quote"
 MODE_FULL = "full"
 MODES = frozenset({MODE_LTP, MODE_QUOTE, MODE_FULL})
 MAX_TOKENS_PER_CONNECTION = 3000
+MAX_CONNECTIONS_PER_API_KEY = 3
 HEARTBEAT = b"\x00"
 HEARTBEAT_AFTER = 1.0  # seconds without any frame
 
@@ -101,7 +103,8 @@ class TickerServer:
         self._market = market
         self._faults = faults
         self._clients: dict[ServerConnection, _Client] = {}
-        self._authenticated: dict[ServerConnection, AccountState] = {}
+        # Handshakes accepted but not yet handled; weak, so one that fails later is forgotten.
+        self._authenticated: weakref.WeakKeyDictionary[ServerConnection, AccountState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._server: Server = serve(
             self._handle, host, port, process_request=self._authenticate, compression=None, logger=logger
@@ -142,6 +145,14 @@ class TickerServer:
             # Kite refuses the upgrade itself: the client sees a 403 handshake failure.
             return connection.respond(HTTPStatus.FORBIDDEN, "Invalid `api_key` or `access_token`.\n")
         with self._lock:
+            open_connections = sum(
+                1
+                for other in (*(c.account for c in self._clients.values()), *self._authenticated.values())
+                if other.api_key == api_key
+            )
+            if open_connections >= MAX_CONNECTIONS_PER_API_KEY:
+                # Kite allows three ticker connections per api_key and refuses a fourth.
+                return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too many connections.\n")
             self._authenticated[connection] = account
         return None
 

@@ -184,3 +184,13 @@ def test_admin_creates_accounts_and_rejects_unknown_faults(kite_sim):
     client = KiteConnect(created["api_key"], access_token=created["access_token"], root=kite_sim.api_root)
     assert client.margins("equity")["available"]["opening_balance"] == 5000
     assert bad.status_code == 400
+
+
+def test_margin_exception_fault_refuses_the_order_at_placement(kite_sim, sim_account, kite):
+    kite_sim.set_fault("margin_exception", api_key=sim_account.api_key)
+
+    with pytest.raises(kite_exceptions.GeneralException) as raised:  # no MarginException class in the client
+        kite.place_order(**ORDER)
+
+    assert raised.value.code == 400
+    assert kite_sim.orders(sim_account.api_key) == []

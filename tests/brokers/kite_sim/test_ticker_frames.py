@@ -5,6 +5,7 @@ heartbeats, JSON order updates and errors, and the handshake refusal."""
 import json
 import struct
 import time
+from contextlib import ExitStack
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -237,3 +238,26 @@ def test_feed_disconnect_drops_every_ticker_connection(kite_sim, sim_account):
         with pytest.raises(ConnectionClosed):
             while True:
                 ws.recv(timeout=3)
+
+
+def test_a_fourth_connection_for_one_api_key_is_refused(kite_sim, sim_account):
+    with ExitStack() as stack:
+        for _ in range(3):
+            stack.enter_context(open_ticker(kite_sim, sim_account))
+
+        with pytest.raises(InvalidStatus) as raised:
+            open_ticker(kite_sim, sim_account)
+
+    assert raised.value.response.status_code == 429
+    wait_for(lambda: kite_sim.ticker_client_count == 0)
+    with open_ticker(kite_sim, sim_account):
+        pass
+
+
+def test_an_expired_token_keeps_the_open_connection_but_refuses_new_ones(kite_sim, sim_account):
+    with open_ticker(kite_sim, sim_account) as ws:
+        kite_sim.expire_token(sim_account.api_key)
+
+        assert ws.recv(timeout=3) == b"\x00"  # Kite does not cut a live stream when the session ends
+        with pytest.raises(InvalidStatus):
+            open_ticker(kite_sim, sim_account)
