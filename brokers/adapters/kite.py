@@ -105,7 +105,7 @@ def _parses_response(method: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
-        except (KeyError, ValueError, TypeError, ArithmeticError, csv.Error) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, ArithmeticError, csv.Error) as exc:
             logger.warning("kite %s: unreadable response (%s)", method.__name__, type(exc).__name__)
             raise BrokerUnavailable(f"Kite's answer to {method.__name__} could not be read.") from None
 
@@ -269,7 +269,7 @@ class KiteAdapter:
             events=events,
         )
 
-    # -- transport -----------------------------------------------------------
+    # -- from Kite's shapes ---------------------------------------------------
 
     def _mapping(self, data: object) -> Mapping[str, Any]:
         if not isinstance(data, Mapping):
