@@ -11,6 +11,9 @@ class EventLog(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )
+    strategy = models.ForeignKey(
+        "strategies.Strategy", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
     message = models.CharField(max_length=500, blank=True)
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -20,6 +23,7 @@ class EventLog(models.Model):
         indexes = [
             models.Index(fields=["code", "-created_at"], name="eventlog_code_time"),
             models.Index(fields=["user", "-created_at"], name="eventlog_user_time"),
+            models.Index(fields=["strategy", "created_at"], name="eventlog_strategy_timeline"),
         ]
 
     def __str__(self) -> str:

@@ -3,7 +3,7 @@ EventLog row, one JSON log line, and (after commit) pushes user-visible events t
 the user's WebSocket group."""
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -12,6 +12,9 @@ from django.db import transaction
 from algotrader.users.models import User
 from monitoring.events import Event
 from monitoring.models import EventLog
+
+if TYPE_CHECKING:
+    from strategies.models import Strategy
 
 logger = logging.getLogger("algotrader.events")
 
@@ -34,11 +37,17 @@ def emit(
     event: Event,
     *,
     user: User | None = None,
+    strategy: "Strategy | None" = None,
     message: str = "",
     payload: dict[str, Any] | None = None,
 ) -> EventLog:
+    """Record ``event``. A strategy's events form its timeline; its owner is the user."""
     payload = payload or {}
-    record = EventLog.objects.create(code=event.code, user=user, message=message[:500], payload=payload)
+    if strategy is not None and user is None:
+        user = strategy.owner
+    record = EventLog.objects.create(
+        code=event.code, user=user, strategy=strategy, message=message[:500], payload=payload
+    )
     logger.info(
         message or event.label,
         extra={
@@ -46,6 +55,7 @@ def emit(
             "event_name": event.label,
             "category": event.category.value,
             "user_id": user.pk if user else None,
+            "strategy_id": strategy.pk if strategy else None,
             "payload": payload,
         },
     )
@@ -54,6 +64,7 @@ def emit(
             "id": record.pk,
             "code": event.code,
             "name": event.label,
+            "strategy_id": strategy.pk if strategy else None,
             "message": record.message,
             "payload": payload,
             "created_at": record.created_at.isoformat(),

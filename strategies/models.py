@@ -4,6 +4,7 @@ per venue are data, edited by operators in admin, never ``if``s in code."""
 
 from datetime import time
 
+from django.conf import settings
 from django.db import models
 
 
@@ -52,3 +53,113 @@ class MarketHoliday(models.Model):
 
     def __str__(self) -> str:
         return f"{self.venue} {self.date:%Y-%m-%d} {self.description}"
+
+
+class Strategy(models.Model):
+    """One intraday plan: buy ``quantity`` of ``symbol`` at ``buy_at``, sell at ``sell_at``,
+    exit at once if the price falls to the stop-loss first.
+
+    ``status`` and ``position`` move only by compare-and-set (see services), and every
+    move bumps ``version``, so two racing actors can never both win a transition.
+    The fire instants are derived from the trade date and times in the venue's zone
+    and stored, so the scheduler can find what is due through an index.
+    """
+
+    class Status(models.TextChoices):
+        CREATED = "CREATED"
+        RUNNING = "RUNNING"
+        STOPPED = "STOPPED"
+        EXITED = "EXITED"  # final
+
+    class Position(models.TextChoices):
+        NONE = "NONE"
+        BUYING = "BUYING"
+        BOUGHT = "BOUGHT"
+        EXITING = "EXITING"
+        SOLD = "SOLD"
+        EXITED_BY_SL = "EXITED_BY_SL"
+
+    class ExitReason(models.TextChoices):
+        SELL = "SELL"
+        STOPLOSS = "STOPLOSS"
+        STOP = "STOP"
+        REJECTED = "REJECTED"
+        ABORT = "ABORT"
+
+    class Product(models.TextChoices):
+        INTRADAY = "MIS", "Intraday"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="strategies")
+    broker_account = models.ForeignKey("brokers.BrokerAccount", on_delete=models.PROTECT, related_name="strategies")
+    venue = models.CharField(max_length=8, choices=Venue.choices, help_text="Whose calendar applies.")
+    exchange = models.CharField(max_length=8, choices=[(Venue.NSE.value, "NSE"), (Venue.BSE.value, "BSE")])
+    symbol = models.CharField(max_length=40)
+    quantity = models.PositiveIntegerField()
+    product = models.CharField(max_length=8, choices=Product.choices, default=Product.INTRADAY)
+    trade_date = models.DateField()
+    buy_at = models.TimeField()
+    sell_at = models.TimeField()
+    stop_loss_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    stop_loss_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.CREATED)
+    position = models.CharField(max_length=12, choices=Position.choices, default=Position.NONE)
+    exit_reason = models.CharField(max_length=8, choices=ExitReason.choices, blank=True)
+    version = models.PositiveIntegerField(default=0)
+
+    buy_fire_at = models.DateTimeField()
+    sell_fire_at = models.DateTimeField()
+    buy_fired_at = models.DateTimeField(null=True, blank=True)
+    sell_fired_at = models.DateTimeField(null=True, blank=True)
+    entry_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    # Fixed once the BUY fills (a percentage stop is computed from the fill price then).
+    stop_trigger_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "strategies"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(quantity__gt=0), name="strategy_quantity_positive"),
+            models.CheckConstraint(condition=models.Q(buy_at__lt=models.F("sell_at")), name="strategy_buy_before_sell"),
+            models.CheckConstraint(
+                condition=models.Q(buy_fire_at__lt=models.F("sell_fire_at")), name="strategy_buy_fires_first"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(stop_loss_price__isnull=False, stop_loss_percent__isnull=True)
+                    | models.Q(stop_loss_price__isnull=True, stop_loss_percent__isnull=False)
+                ),
+                name="strategy_one_stop_loss_kind",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(stop_loss_price__isnull=True) | models.Q(stop_loss_price__gt=0),
+                name="strategy_stop_loss_price_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(stop_loss_percent__isnull=True)
+                | models.Q(stop_loss_percent__gt=0, stop_loss_percent__lt=100),
+                name="strategy_stop_loss_percent_in_range",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="strategy_owner_recent"),
+            # The scheduler's "what is due now" scans: only running strategies not yet fired.
+            models.Index(
+                fields=["buy_fire_at"],
+                name="strategy_buy_due",
+                condition=models.Q(status="RUNNING", buy_fired_at__isnull=True),
+            ),
+            models.Index(
+                fields=["sell_fire_at"],
+                name="strategy_sell_due",
+                condition=models.Q(status="RUNNING", sell_fired_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.exchange}:{self.symbol} x{self.quantity} {self.trade_date} ({self.status})"
