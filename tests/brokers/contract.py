@@ -55,7 +55,9 @@ class AdapterContract:
         assert refused.value.permanent
 
     def test_market_buy_completes_at_a_positive_price(self, adapter, instrument):
-        order_id = adapter.place_order(OrderRequest(*instrument, side=Side.BUY, quantity=3, tag="ctrbuy1"))
+        order_id = adapter.place_order(
+            OrderRequest(exchange=instrument[0], symbol=instrument[1], side=Side.BUY, quantity=3, tag="ctrbuy1")
+        )
 
         order = wait_final(adapter, order_id)
 
@@ -66,7 +68,9 @@ class AdapterContract:
         assert (order.exchange, order.symbol, order.side, order.tag) == (*instrument, Side.BUY, "ctrbuy1")
 
     def test_an_order_is_found_again_by_its_tag(self, adapter, instrument):
-        order_id = adapter.place_order(OrderRequest(*instrument, side=Side.BUY, quantity=1, tag="ctrfind7"))
+        order_id = adapter.place_order(
+            OrderRequest(exchange=instrument[0], symbol=instrument[1], side=Side.BUY, quantity=1, tag="ctrfind7")
+        )
 
         found = adapter.orders_by_tag("ctrfind7")
 
@@ -90,13 +94,23 @@ class AdapterContract:
         assert place_or_rejected(adapter, request) is BrokerOrderStatus.REJECTED
 
     def test_zero_quantity_is_rejected_permanently(self, adapter, instrument):
-        request = OrderRequest(*instrument, side=Side.BUY, quantity=0, tag="ctrzero")
+        request = OrderRequest(exchange=instrument[0], symbol=instrument[1], side=Side.BUY, quantity=0, tag="ctrzero")
 
         assert place_or_rejected(adapter, request) is BrokerOrderStatus.REJECTED
 
     def test_positions_reflect_fills(self, adapter, instrument):
-        wait_final(adapter, adapter.place_order(OrderRequest(*instrument, side=Side.BUY, quantity=5, tag="ctrpos1")))
-        wait_final(adapter, adapter.place_order(OrderRequest(*instrument, side=Side.SELL, quantity=2, tag="ctrpos2")))
+        wait_final(
+            adapter,
+            adapter.place_order(
+                OrderRequest(exchange=instrument[0], symbol=instrument[1], side=Side.BUY, quantity=5, tag="ctrpos1")
+            ),
+        )
+        wait_final(
+            adapter,
+            adapter.place_order(
+                OrderRequest(exchange=instrument[0], symbol=instrument[1], side=Side.SELL, quantity=2, tag="ctrpos2")
+            ),
+        )
 
         [position] = [p for p in adapter.positions() if (p.exchange, p.symbol) == instrument]
 
