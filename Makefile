@@ -20,8 +20,11 @@ $(VENV)/.installed: requirements.txt $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(BIN)/python
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-kite-client.txt $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# The official Kite client, only to prove the simulator faithful: its autobahn pin
+	# conflicts with daphne's, and the newer autobahn serves it fine (tested).
+	$(BIN)/pip install --quiet --no-deps -r requirements-kite-client.txt
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

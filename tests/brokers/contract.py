@@ -80,7 +80,13 @@ class AdapterContract:
     def test_a_limit_order_far_from_the_market_stays_open_and_cancels(self, adapter, instrument):
         far_below = (adapter.last_price(*instrument) / 2).quantize(Decimal("1"))
         request = OrderRequest(
-            *instrument, side=Side.BUY, quantity=1, tag="ctrlimit", order_type=OrderType.LIMIT, price=far_below
+            exchange=instrument[0],
+            symbol=instrument[1],
+            side=Side.BUY,
+            quantity=1,
+            tag="ctrlimit",
+            order_type=OrderType.LIMIT,
+            price=far_below,
         )
         order_id = adapter.place_order(request)
 
