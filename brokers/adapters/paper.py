@@ -200,6 +200,8 @@ class PaperAdapter:
         instrument = find_instrument(request.exchange, request.symbol)
         if instrument is None:
             raise OrderRejected(f"{request.exchange}:{request.symbol} is not a tradable instrument.")
+        if instrument.segment == "INDICES" or instrument.lot_size <= 0:
+            raise OrderRejected(f"{instrument.exchange}:{instrument.symbol} is an index: it has a price, not shares.")
         if request.quantity <= 0:
             raise OrderRejected("The quantity must be a positive whole number.")
         if request.quantity % instrument.lot_size:

@@ -120,6 +120,15 @@ def test_a_tag_that_is_not_1_to_20_letters_or_digits_is_rejected(paper, tag):
         paper.place_order(order(Side.BUY, tag=tag))
 
 
+def test_an_index_has_a_price_but_cannot_be_traded(paper):
+    price = paper.last_price("NSE", "NIFTY 50")
+
+    with pytest.raises(OrderRejected, match="index"):
+        paper.place_order(OrderRequest("NSE", "NIFTY 50", side=Side.BUY, quantity=1, tag="idx1"))
+
+    assert price > 0
+
+
 def test_a_limit_order_without_a_price_is_rejected(paper):
     with pytest.raises(OrderRejected):
         paper.place_order(order(Side.BUY, order_type=OrderType.LIMIT))
