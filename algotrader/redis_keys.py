@@ -1,4 +1,11 @@
-"""Every Redis key of the runtime state, named as in EVENT-MAP.md and built only here."""
+"""Every Redis key of the runtime state, named as in EVENT-MAP.md and built only here.
+
+An instrument is named as Kite names it, ``EXCHANGE:SYMBOL`` (``NSE:INFY``): a bare
+symbol would confuse the same company on two exchanges."""
+
+
+def instrument(exchange: str, symbol: str) -> str:
+    return f"{exchange}:{symbol}"
 
 
 def strategy(strategy_id: int) -> str:

@@ -220,6 +220,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "algotrader.api.exception_handler.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {
         "auth_ip": env.str("THROTTLE_AUTH_PER_IP", default="60/min"),
         "auth_account": env.str("THROTTLE_AUTH_PER_ACCOUNT", default="20/min"),
@@ -274,6 +276,9 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) or [
 KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
 KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="wss://ws.kite.trade")
 KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login")
+# True when KITE_API_ROOT points at the Kite simulator: strategies on Kite accounts then
+# follow the simulated exchange's calendar (open at all hours) instead of NSE/BSE's.
+KITE_SIMULATED = env.bool("KITE_SIMULATED", default=False)
 
 # The paper broker: market orders fill at the last tick, moved against the trader by
 # PAPER_SLIPPAGE_BPS and completed PAPER_LATENCY_MS after they are placed.

@@ -9,6 +9,7 @@ from algotrader.api.views import json_not_found, json_server_error
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/", include("algotrader.users.urls")),
     path("broker-accounts/", include("brokers.urls")),
+    path("strategies/", include("strategies.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -1,0 +1,163 @@
+"""The strategies API: create, list, detail, update, delete, start, stop, timeline.
+Thin views: a serializer validates shapes, one service or selector does the rest."""
+
+from decimal import Decimal
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from algotrader.users.models import User
+from monitoring.models import EventLog
+from strategies import selectors, services
+from strategies.models import Strategy
+
+
+def _optional_decimal(max_digits: int, decimal_places: int) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=max_digits, decimal_places=decimal_places, min_value=Decimal(0), required=False, allow_null=True
+    )
+
+
+def _owner(request: Request) -> User:
+    user = request.user
+    assert isinstance(user, User)  # IsAuthenticated is the default permission
+    return user
+
+
+class StrategyOutput(serializers.ModelSerializer[Strategy]):
+    class Meta:
+        model = Strategy
+        fields = [
+            "id",
+            "broker_account",
+            "venue",
+            "exchange",
+            "symbol",
+            "quantity",
+            "product",
+            "trade_date",
+            "buy_at",
+            "sell_at",
+            "stop_loss_price",
+            "stop_loss_percent",
+            "status",
+            "position",
+            "exit_reason",
+            "entry_price",
+            "stop_trigger_price",
+            "buy_fire_at",
+            "sell_fire_at",
+            "version",
+            "created_at",
+            "started_at",
+            "ended_at",
+        ]
+        read_only_fields = fields
+
+
+class StrategyCreateInput(serializers.Serializer[Any]):
+    broker_account = serializers.IntegerField(min_value=1)
+    exchange = serializers.ChoiceField(choices=["NSE", "BSE"])
+    symbol = serializers.RegexField(r"^[A-Za-z0-9&_.-]{1,40}$", max_length=40)
+    quantity = serializers.IntegerField(min_value=1, max_value=1_000_000)
+    buy_at = serializers.TimeField()
+    sell_at = serializers.TimeField()
+    stop_loss_price = _optional_decimal(14, 4)
+    stop_loss_percent = _optional_decimal(5, 2)
+    trade_date = serializers.DateField(required=False, allow_null=True, help_text="Omit for the next possible day.")
+
+
+class StrategyUpdateInput(serializers.Serializer[Any]):
+    quantity = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    buy_at = serializers.TimeField(required=False)
+    sell_at = serializers.TimeField(required=False)
+    stop_loss_price = _optional_decimal(14, 4)
+    stop_loss_percent = _optional_decimal(5, 2)
+    trade_date = serializers.DateField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Nothing to change.")
+        return attrs
+
+
+class StrategyStopInput(serializers.Serializer[Any]):
+    keep_position = serializers.BooleanField(default=False)
+
+
+class EventOutput(serializers.ModelSerializer[EventLog]):
+    name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EventLog
+        fields = ["id", "code", "name", "message", "payload", "created_at"]
+
+    def get_name(self, event: EventLog) -> str:
+        return event.event.label
+
+
+class StrategyListApi(APIView):
+    @extend_schema(responses={200: StrategyOutput(many=True)}, operation_id="strategies_list")
+    def get(self, request: Request) -> Response:
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.strategy_list(user=_owner(request)), request, view=self)
+        return paginator.get_paginated_response(StrategyOutput(page, many=True).data)
+
+    @extend_schema(request=StrategyCreateInput, responses={201: StrategyOutput}, operation_id="strategies_create")
+    def post(self, request: Request) -> Response:
+        data = StrategyCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        strategy = services.strategy_create(
+            user=_owner(request), broker_account_id=fields.pop("broker_account"), **fields
+        )
+        return Response(StrategyOutput(strategy).data, status=status.HTTP_201_CREATED)
+
+
+class StrategyDetailApi(APIView):
+    @extend_schema(responses={200: StrategyOutput}, operation_id="strategies_detail")
+    def get(self, request: Request, strategy_id: int) -> Response:
+        strategy = selectors.strategy_get(user=_owner(request), strategy_id=strategy_id)
+        return Response(StrategyOutput(strategy).data)
+
+    @extend_schema(request=StrategyUpdateInput, responses={200: StrategyOutput}, operation_id="strategies_update")
+    def patch(self, request: Request, strategy_id: int) -> Response:
+        data = StrategyUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        strategy = services.strategy_update(user=_owner(request), strategy_id=strategy_id, **data.validated_data)
+        return Response(StrategyOutput(strategy).data)
+
+    @extend_schema(responses={204: None}, operation_id="strategies_delete")
+    def delete(self, request: Request, strategy_id: int) -> Response:
+        services.strategy_delete(user=_owner(request), strategy_id=strategy_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class StrategyStartApi(APIView):
+    @extend_schema(request=None, responses={200: StrategyOutput}, operation_id="strategies_start")
+    def post(self, request: Request, strategy_id: int) -> Response:
+        strategy = services.strategy_start(user=_owner(request), strategy_id=strategy_id)
+        return Response(StrategyOutput(strategy).data)
+
+
+class StrategyStopApi(APIView):
+    @extend_schema(request=StrategyStopInput, responses={200: StrategyOutput}, operation_id="strategies_stop")
+    def post(self, request: Request, strategy_id: int) -> Response:
+        data = StrategyStopInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        strategy = services.strategy_stop(user=_owner(request), strategy_id=strategy_id, **data.validated_data)
+        return Response(StrategyOutput(strategy).data)
+
+
+class StrategyEventsApi(APIView):
+    @extend_schema(responses={200: EventOutput(many=True)}, operation_id="strategies_events")
+    def get(self, request: Request, strategy_id: int) -> Response:
+        strategy = selectors.strategy_get(user=_owner(request), strategy_id=strategy_id)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.strategy_timeline(strategy=strategy), request, view=self)
+        return paginator.get_paginated_response(EventOutput(page, many=True).data)

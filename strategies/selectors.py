@@ -1,0 +1,27 @@
+"""Reads of strategies, always through the requesting user: another user's id is a 404."""
+
+from django.db.models import QuerySet
+
+from algotrader.users.models import User
+from monitoring.models import EventLog
+from strategies.exceptions import StrategyNotFound
+from strategies.models import Strategy
+
+
+def strategy_list(*, user: User) -> QuerySet[Strategy]:
+    return Strategy.objects.filter(owner=user).select_related("broker_account")
+
+
+def strategy_get(*, user: User, strategy_id: int, for_update: bool = False) -> Strategy:
+    queryset = strategy_list(user=user)
+    if for_update:
+        queryset = queryset.select_for_update(of=("self",))
+    strategy = queryset.filter(pk=strategy_id).first()
+    if strategy is None:
+        raise StrategyNotFound()
+    return strategy
+
+
+def strategy_timeline(*, strategy: Strategy) -> QuerySet[EventLog]:
+    """Everything that happened to the strategy, oldest first: the app's timeline."""
+    return EventLog.objects.filter(strategy=strategy).order_by("created_at", "id")
