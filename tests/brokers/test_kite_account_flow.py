@@ -4,6 +4,7 @@ token exchange). No key, secret or token ever reaches a log line."""
 
 import io
 import logging
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -29,7 +30,7 @@ def kite_points_at_the_simulator(settings, kite_sim):  # noqa: F811
 @pytest.fixture
 def production_log():
     """Everything logged during the test, formatted exactly as the stdout handler does."""
-    config = django_settings.LOGGING
+    config: dict[str, Any] = django_settings.LOGGING
     formatter_config = dict(config["formatters"]["json"])
     formatter_class = formatter_config.pop("()")
     from django.utils.module_loading import import_string
