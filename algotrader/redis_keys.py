@@ -12,16 +12,16 @@ def strategy(strategy_id: int) -> str:
     return f"strategy:{strategy_id}"
 
 
-def symbol_strategies(symbol: str) -> str:
-    return f"symbol:{symbol}:strategies"
+def symbol_strategies(instrument: str) -> str:
+    return f"symbol:{instrument}:strategies"
 
 
-def stop_losses(symbol: str) -> str:
-    return f"sl:{symbol}"
+def stop_losses(instrument: str) -> str:
+    return f"sl:{instrument}"
 
 
-def price(symbol: str) -> str:
-    return f"price:{symbol}"
+def price(exchange: str, symbol: str) -> str:
+    return f"price:{instrument(exchange, symbol)}"
 
 
 def lock_state(strategy_id: int) -> str:

@@ -19,5 +19,6 @@ class TickConsumer(SyncConsumer):
             return
         pipe = get_redis().pipeline(transaction=False)
         for tick in ticks:
-            pipe.hset(redis_keys.price(tick["symbol"]), mapping={"price": tick["price"], "ts": tick["ts"]})
+            key = redis_keys.price(tick["exchange"], tick["symbol"])
+            pipe.hset(key, mapping={"price": tick["price"], "ts": tick["ts"]})
         pipe.execute()

@@ -163,7 +163,7 @@ class PaperAdapter:
         instrument = find_instrument(exchange, symbol)
         if instrument is None:
             raise OrderRejected(f"{exchange}:{symbol} is not a tradable instrument.")
-        raw = get_redis().hget(redis_keys.price(instrument.symbol), "price")
+        raw = get_redis().hget(redis_keys.price(instrument.exchange, instrument.symbol), "price")
         if raw:
             price = Decimal(str(raw))
             if price > 0:
@@ -330,7 +330,7 @@ class PaperTickStream:
         keys = {(exchange.upper(), symbol.upper()) for exchange, symbol in instruments}
         for exchange, symbol in keys:
             # Continue the walk from the last price the system saw, not from the reference price.
-            raw = get_redis().hget(redis_keys.price(symbol), "price")
+            raw = get_redis().hget(redis_keys.price(exchange, symbol), "price")
             if raw and self._market.instrument(exchange, symbol) is not None:
                 self._market.set_price(exchange, symbol, float(raw))
         with self._lock:

@@ -31,7 +31,7 @@ def paper(db, settings):
 
 
 def last_tick(symbol: str, price: str) -> None:
-    get_redis().hset(redis_keys.price(symbol), mapping={"price": price, "ts": time.time()})
+    get_redis().hset(redis_keys.price("NSE", symbol), mapping={"price": price, "ts": time.time()})
 
 
 def order(side: Side, quantity: int = 1, tag: str = "t1", **kwargs) -> OrderRequest:
