@@ -163,6 +163,28 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# Beat looks for new or moved BUY/SELL slots (T3) at least this often, in seconds.
+CELERY_BEAT_MAX_LOOP_INTERVAL = env.float("CELERY_BEAT_MAX_LOOP_INTERVAL", default=0.5)
+# The scheduler's safety net: every this many seconds, fire whatever is due and missed.
+SCHEDULER_SWEEP_SECONDS = env.int("SCHEDULER_SWEEP_SECONDS", default=5)
+CELERY_BEAT_SCHEDULE = {
+    "strategies: sweep due BUY/SELL": {
+        "task": "strategies.tasks.sweep_due_task",
+        "schedule": timedelta(seconds=SCHEDULER_SWEEP_SECONDS),
+        "options": {"expire_seconds": SCHEDULER_SWEEP_SECONDS},  # a stale sweep is superseded by the next
+    },
+}
+# Late policy: a BUY that fires (or would start) more than BUY_GRACE_SECONDS after its
+# time is skipped with an alert; a SELL always runs, however late, within
+# SELL_EXPIRES_SECONDS of its time (a queued SELL older than that is dropped and alerted).
+BUY_GRACE_SECONDS = env.int("BUY_GRACE_SECONDS", default=30)
+SELL_EXPIRES_SECONDS = env.int("SELL_EXPIRES_SECONDS", default=6 * 3600)
+if CELERY_BEAT_MAX_LOOP_INTERVAL <= 0 or SCHEDULER_SWEEP_SECONDS < 1 or BUY_GRACE_SECONDS < 1:
+    raise ImproperlyConfigured(
+        "CELERY_BEAT_MAX_LOOP_INTERVAL must be > 0, SCHEDULER_SWEEP_SECONDS and BUY_GRACE_SECONDS >= 1"
+    )
+if SELL_EXPIRES_SECONDS < BUY_GRACE_SECONDS:
+    raise ImproperlyConfigured("SELL_EXPIRES_SECONDS must be at least BUY_GRACE_SECONDS")
 
 # --- Auth -------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
-"""``emit``: the one way an event of the catalogue is recorded. It writes an
-EventLog row, one JSON log line, and (after commit) pushes user-visible events to
-the user's WebSocket group."""
+"""``emit``: the one way an event of the catalogue is recorded (``emit_many`` for a
+batch). It writes an EventLog row, one JSON log line, and (after commit) pushes
+user-visible events to the user's WebSocket group."""
 
+import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -18,19 +21,50 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("algotrader.events")
 
+PUSH_CONCURRENCY = 32
+
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
-def _push_to_user(user_id: int, body: dict[str, Any]) -> None:
+def _push_to_users(pushes: list[tuple[int, dict[str, Any]]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+
+    async def send_all() -> None:
+        # A few at a time: a fan-out of thousands must not open thousands of connections.
+        for start in range(0, len(pushes), PUSH_CONCURRENCY):
+            batch = pushes[start : start + PUSH_CONCURRENCY]
+            results = await asyncio.gather(
+                *(
+                    layer.group_send(user_group(user_id), {"type": "event.message", "event": body})
+                    for user_id, body in batch
+                ),
+                return_exceptions=True,
+            )
+            for (user_id, body), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):  # a dropped push must never undo the event it reports
+                    logger.warning(
+                        "websocket push failed", extra={"user_id": user_id, "event": body["code"]}, exc_info=result
+                    )
+
     try:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "event.message", "event": body})
-    except Exception:  # a dropped push must never undo the event it reports
-        logger.warning("websocket push failed", extra={"user_id": user_id, "event": body["code"]}, exc_info=True)
+        async_to_sync(send_all)()
+    except Exception:
+        logger.warning("websocket push failed", extra={"events": len(pushes)}, exc_info=True)
+
+
+@dataclass(frozen=True)
+class Emission:
+    """One event for ``emit_many``, by ids: a batch of thousands needs no model instances."""
+
+    event: Event
+    user_id: int | None = None
+    strategy_id: int | None = None
+    message: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 def emit(
@@ -42,32 +76,62 @@ def emit(
     payload: dict[str, Any] | None = None,
 ) -> EventLog:
     """Record ``event``. A strategy's events form its timeline; its owner is the user."""
-    payload = payload or {}
     if strategy is not None and user is None:
         user = strategy.owner
-    record = EventLog.objects.create(
-        code=event.code, user=user, strategy=strategy, message=message[:500], payload=payload
+    [record] = emit_many(
+        [
+            Emission(
+                event,
+                user_id=user.pk if user else None,
+                strategy_id=strategy.pk if strategy else None,
+                message=message,
+                payload=payload or {},
+            )
+        ]
     )
-    logger.info(
-        message or event.label,
-        extra={
-            "event": event.code,
-            "event_name": event.label,
-            "category": event.category.value,
-            "user_id": user.pk if user else None,
-            "strategy_id": strategy.pk if strategy else None,
-            "payload": payload,
-        },
-    )
-    if user is not None and event.user_visible:
-        body = {
-            "id": record.pk,
-            "code": event.code,
-            "name": event.label,
-            "strategy_id": strategy.pk if strategy else None,
-            "message": record.message,
-            "payload": payload,
-            "created_at": record.created_at.isoformat(),
-        }
-        transaction.on_commit(lambda: _push_to_user(user.pk, body))
     return record
+
+
+def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
+    """Record many events at once (a scheduler fan-out): one INSERT for all the rows,
+    then, as ``emit`` does for one, a JSON log line each and, after commit, the pushes."""
+    records = EventLog.objects.bulk_create(
+        [
+            EventLog(
+                code=emission.event.code,
+                user_id=emission.user_id,
+                strategy_id=emission.strategy_id,
+                message=emission.message[:500],
+                payload=emission.payload,
+            )
+            for emission in emissions
+        ]
+    )
+    pushes: list[tuple[int, dict[str, Any]]] = []
+    for emission, record in zip(emissions, records, strict=True):
+        event = emission.event
+        logger.info(
+            emission.message or event.label,
+            extra={
+                "event": event.code,
+                "event_name": event.label,
+                "category": event.category.value,
+                "user_id": emission.user_id,
+                "strategy_id": emission.strategy_id,
+                "payload": emission.payload,
+            },
+        )
+        if emission.user_id is not None and event.user_visible:
+            body = {
+                "id": record.pk,
+                "code": event.code,
+                "name": event.label,
+                "strategy_id": emission.strategy_id,
+                "message": record.message,
+                "payload": emission.payload,
+                "created_at": record.created_at.isoformat(),
+            }
+            pushes.append((emission.user_id, body))
+    if pushes:
+        transaction.on_commit(lambda: _push_to_users(pushes))
+    return records

@@ -1,0 +1,358 @@
+"""Exact-time BUY and SELL (T1, T2) and their resync (T3). Beat holds few entries: one
+one-off clocked PeriodicTask per distinct firing instant (a *slot*, shared by every
+strategy due then) and a short-interval sweeper. Both fan out from the partial indexes
+``strategy_buy_due``/``strategy_sell_due`` to the strategies due, each claimed once."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, PeriodicTask, PeriodicTasks
+
+from algotrader.celery import app
+from algotrader.queues import CeleryQueue
+from monitoring.events import Event
+from monitoring.services import Emission, emit, emit_many
+from strategies.models import Strategy
+
+logger = logging.getLogger(__name__)
+
+SLOT_TASK = "strategies.tasks.fire_slot_task"
+SLOT_PREFIX = "strategy slot "
+# Strategies claimed, recorded and enqueued per transaction: small enough that the first
+# BUYs reach the workers within milliseconds of the slot, large enough to batch the writes.
+FIRE_BATCH = 250
+# A slot's own instant is trusted over the worker's clock by at most this much (hosts
+# drift), so a slot never finds "nothing due yet" because its worker's clock is behind.
+CLOCK_TOLERANCE = timedelta(seconds=1)
+# A slot this close to its instant (or past it) is never deleted: beat may be sending it
+# right now, and its one-off bookkeeping would re-insert a row deleted under it.
+RELEASE_MARGIN = timedelta(seconds=2)
+# Fired slots are kept this long (visible in admin), then the sweeper deletes them.
+FIRED_SLOT_RETENTION = timedelta(minutes=10)
+_SLOT_LOCK_SPACE = 0x510775  # first key of the PostgreSQL advisory locks taken per slot
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def fire_field(self) -> str:
+        return "buy_fire_at" if self is Side.BUY else "sell_fire_at"
+
+    @property
+    def fired_field(self) -> str:
+        return "buy_fired_at" if self is Side.BUY else "sell_fired_at"
+
+    @property
+    def event(self) -> Event:
+        return Event.T1_BUY_TRIGGERED if self is Side.BUY else Event.T2_SELL_TRIGGERED
+
+
+@dataclass
+class FireReport:
+    """What one fan-out did: tasks enqueued per side, and late BUYs skipped."""
+
+    buys: int = 0
+    sells: int = 0
+    skipped: int = 0
+
+
+# --- The lifecycle's entry points (called after the strategy's transaction commits) ---
+
+
+def schedule_strategy(strategy: Strategy) -> None:
+    """START: make sure the strategy's pending BUY and SELL instants have a slot."""
+    now = timezone.now()
+    for instant in _pending_instants(strategy):
+        _slot_ensure(instant, now=now)
+
+
+def reschedule_strategy(strategy: Strategy) -> None:
+    """T3: the fire times moved. The new slots exist before the old ones go, so nothing
+    falls in between; only slots (never other strategies) are touched, and beat reloads
+    its few entries within ``CELERY_BEAT_MAX_LOOP_INTERVAL``."""
+    now = timezone.now()
+    for instant in _pending_instants(strategy):
+        _slot_ensure(instant, now=now)
+    for instant in _unneeded_slot_instants(now=now):
+        _slot_release(instant, now=now)
+    emit(
+        Event.T3_SCHEDULER_RESYNC_REQUIRED,
+        strategy=strategy,
+        payload={
+            "strategy_id": strategy.pk,
+            "buy_fire_at": strategy.buy_fire_at.isoformat(),
+            "sell_fire_at": strategy.sell_fire_at.isoformat(),
+        },
+    )
+
+
+def unschedule_strategy(strategy: Strategy) -> None:
+    """STOP or exit: the strategy is no longer RUNNING, so no fan-out claims it; its slots
+    go too unless another strategy still needs them."""
+    now = timezone.now()
+    for instant in {strategy.buy_fire_at, strategy.sell_fire_at}:
+        _slot_release(instant, now=now)
+
+
+# --- Fan-out -------------------------------------------------------------------------
+
+
+def fire_due(*, slot: datetime | None = None, source: str) -> FireReport:
+    """Claim every strategy whose BUY or SELL is due and not yet fired, record T1/T2 and
+    enqueue its order task. Safe to run any number of times at once: the claim is a
+    conditional UPDATE (rows locked by another fan-out are skipped), so each strategy's
+    BUY and SELL fire exactly once."""
+    now = timezone.now()
+    cutoff = now if slot is None else max(now, min(slot, now + CLOCK_TOLERANCE))
+    report = FireReport()
+    for side in Side:
+        while True:
+            claimed = _fire_batch(side, cutoff=cutoff, source=source, report=report)
+            if claimed < FIRE_BATCH:
+                break
+    if report.buys or report.sells or report.skipped:
+        logger.info(
+            "strategies fired",
+            extra={"source": source, "slot": slot.isoformat() if slot else None, **report.__dict__},
+        )
+    return report
+
+
+def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport) -> int:
+    grace = settings.BUY_GRACE_SECONDS
+    # One transaction per batch: the claim, its events and its messages commit together.
+    # Messages go out before the commit, so a broker that is down rolls the claim back
+    # (the sweeper retries) instead of leaving strategies claimed with no order task; a
+    # crash between publish and commit can at worst repeat a task, which the execution
+    # engine's own compare-and-set on the position refuses.
+    with transaction.atomic():
+        now = timezone.now()
+        rows = _claim(side, cutoff=cutoff, now=now)
+        emissions: list[Emission] = []
+        to_send: list[tuple[int, datetime]] = []
+        for strategy_id, owner_id, fire_at in rows:
+            late = (now - fire_at).total_seconds()
+            payload = {
+                "strategy_id": strategy_id,
+                "fire_at": fire_at.isoformat(),
+                "late_seconds": round(late, 3),
+                "source": source,
+            }
+            if side is Side.BUY and late > grace:
+                message = f"BUY skipped: due {late:.1f} s ago, past its {grace} s grace window"
+                emissions.append(
+                    Emission(
+                        side.event,
+                        owner_id,
+                        strategy_id,
+                        message,
+                        {**payload, "skipped": True, "reason": "late"},
+                    )
+                )
+                emissions.append(
+                    Emission(Event.L4_ALERT_TRIGGERED, owner_id, strategy_id, message, {**payload, "alert": "buy_late"})
+                )
+                report.skipped += 1
+            else:
+                emissions.append(Emission(side.event, owner_id, strategy_id, payload=payload))
+                to_send.append((strategy_id, fire_at))
+        if emissions:
+            emit_many(emissions)
+        _send(side, to_send)
+    if side is Side.BUY:
+        report.buys += len(to_send)
+    else:
+        report.sells += len(to_send)
+    return len(rows)
+
+
+def _claim(side: Side, *, cutoff: datetime, now: datetime) -> list[tuple[int, int, datetime]]:
+    """Mark up to FIRE_BATCH due strategies as fired; return (id, owner id, fire time)."""
+    fire, fired = side.fire_field, side.fired_field
+    if connection.vendor == "postgresql":
+        table = Strategy._meta.db_table
+        # The inner WHERE is the partial index's predicate, so the scan reads only the due.
+        sql = (
+            f"UPDATE {table} SET {fired} = %s WHERE id IN ("  # noqa: S608 - names are ours, values are bound
+            f"SELECT id FROM {table} WHERE status = 'RUNNING' AND {fired} IS NULL AND {fire} <= %s "
+            f"ORDER BY {fire} LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, owner_id, {fire}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [now, cutoff, FIRE_BATCH])
+            rows: list[tuple[int, int, datetime]] = cursor.fetchall()
+    else:  # SQLite: its IMMEDIATE transactions already serialize writers
+        due = Strategy.objects.filter(
+            status=Strategy.Status.RUNNING, **{f"{fired}__isnull": True, f"{fire}__lte": cutoff}
+        ).order_by(fire)
+        rows = list(due.values_list("id", "owner_id", fire)[:FIRE_BATCH])
+        Strategy.objects.filter(pk__in=[row[0] for row in rows], **{f"{fired}__isnull": True}).update(**{fired: now})
+    return sorted(rows, key=lambda row: (row[2], row[0]))
+
+
+def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
+    """Enqueue the order tasks over one producer connection."""
+    if not to_send:
+        return
+    from execution.tasks import execute_buy_task, execute_sell_task
+
+    with app.producer_or_acquire() as producer:
+        for strategy_id, fire_at in to_send:
+            if side is Side.BUY:
+                # Past its grace window a queued BUY is dropped by the worker (and alerted).
+                expires = fire_at + timedelta(seconds=settings.BUY_GRACE_SECONDS)
+                execute_buy_task.apply_async((strategy_id,), producer=producer, expires=expires)
+            else:
+                expires = fire_at + timedelta(seconds=settings.SELL_EXPIRES_SECONDS)
+                execute_sell_task.apply_async(
+                    (strategy_id,), {"reason": Strategy.ExitReason.SELL.value}, producer=producer, expires=expires
+                )
+
+
+def sweep() -> FireReport:
+    """The safety net: fire whatever is due and was missed (no slot, a late or lost slot
+    message, beat restarting), then delete fired slots past their retention."""
+    report = fire_due(source="sweep")
+    _collect_fired_slots(now=timezone.now())
+    return report
+
+
+def order_task_expired(*, strategy_id: int, side: Side) -> None:
+    """An order task sat in the queue past its ``expires`` and the worker dropped it."""
+    owner_id = Strategy.objects.filter(pk=strategy_id).values_list("owner_id", flat=True).first()
+    message = f"{side} dropped: it waited in the queue past its expiry"
+    logger.error(message, extra={"strategy_id": strategy_id})
+    emit_many(
+        [Emission(Event.L4_ALERT_TRIGGERED, owner_id, strategy_id if owner_id else None, message, {"alert": "expired"})]
+    )
+
+
+# --- Slots -----------------------------------------------------------------------------
+
+
+def slot_name(instant: datetime) -> str:
+    return f"{SLOT_PREFIX}{_iso(instant)}"
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat()
+
+
+def _pending_instants(strategy: Strategy) -> set[datetime]:
+    instants = set()
+    if strategy.buy_fired_at is None:
+        instants.add(strategy.buy_fire_at)
+    if strategy.sell_fired_at is None:
+        instants.add(strategy.sell_fire_at)
+    return instants
+
+
+def _lock_slot(instant: datetime) -> None:
+    """Serialize creating and deleting one slot: without it a STOP could delete a slot
+    that a concurrent START has just found and relied on."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SLOT_LOCK_SPACE, int(instant.timestamp()) % 2**31])
+
+
+def _slot_ensure(instant: datetime, *, now: datetime) -> None:
+    if instant <= now:
+        from strategies.tasks import fire_slot_task
+
+        # Already due (a start or move at the last moment): fan out now, not at beat's next look.
+        fire_slot_task.apply_async((_iso(instant),), expires=settings.BUY_GRACE_SECONDS)
+        return
+    with transaction.atomic():
+        _lock_slot(instant)
+        task = PeriodicTask.objects.filter(name=slot_name(instant)).first()
+        if task is not None and task.enabled:
+            return
+        if task is None:
+            task = PeriodicTask(
+                name=slot_name(instant),
+                task=SLOT_TASK,
+                clocked=ClockedSchedule.objects.create(clocked_time=instant),
+                one_off=True,
+                args=json.dumps([_iso(instant)]),
+                queue=CeleryQueue.ORDERS.value,
+                expire_seconds=settings.BUY_GRACE_SECONDS,
+                description="BUY/SELL slot: fans out to every strategy due at this instant.",
+            )
+        task.enabled = True
+        task.no_changes = True  # beat is told after the commit, below
+        task.save()
+    _tell_beat()
+
+
+def _slot_needed(instant: datetime) -> bool:
+    running = Strategy.objects.filter(status=Strategy.Status.RUNNING)
+    return (
+        running.filter(buy_fired_at__isnull=True, buy_fire_at=instant).exists()
+        or running.filter(sell_fired_at__isnull=True, sell_fire_at=instant).exists()
+    )
+
+
+def _slot_release(instant: datetime, *, now: datetime) -> None:
+    if instant <= now + RELEASE_MARGIN:
+        return  # let it fire (harmlessly: no one is due); the sweeper deletes it later
+    with transaction.atomic():
+        _lock_slot(instant)
+        if _slot_needed(instant):
+            return
+        deleted = _delete_slots(PeriodicTask.objects.filter(name=slot_name(instant)))
+    if deleted:
+        _tell_beat()
+
+
+def _unneeded_slot_instants(*, now: datetime) -> list[datetime]:
+    """Future slots no running strategy waits for: one index probe per slot."""
+    running = Strategy.objects.filter(status=Strategy.Status.RUNNING)
+    at = OuterRef("clocked__clocked_time")
+    return list(
+        _slots()
+        .filter(enabled=True, clocked__clocked_time__gt=now + RELEASE_MARGIN)
+        .annotate(
+            buying=Exists(running.filter(buy_fired_at__isnull=True, buy_fire_at=at)),
+            selling=Exists(running.filter(sell_fired_at__isnull=True, sell_fire_at=at)),
+        )
+        .filter(buying=False, selling=False)
+        .values_list("clocked__clocked_time", flat=True)
+    )
+
+
+def _collect_fired_slots(*, now: datetime) -> None:
+    # Only slots beat has disabled after sending them, so none is still in its schedule.
+    fired = _slots().filter(enabled=False, clocked__clocked_time__lt=now - FIRED_SLOT_RETENTION)
+    if _delete_slots(fired):
+        _tell_beat()
+
+
+def _slots() -> QuerySet[PeriodicTask]:
+    slots: QuerySet[PeriodicTask] = PeriodicTask.objects.filter(task=SLOT_TASK, name__startswith=SLOT_PREFIX)
+    return slots
+
+
+def _delete_slots(tasks: QuerySet[PeriodicTask]) -> int:
+    clocked_ids: Iterable[int] = list(tasks.values_list("clocked_id", flat=True))
+    deleted, _ = tasks.delete()
+    ClockedSchedule.objects.filter(id__in=clocked_ids, periodictask__isnull=True).delete()
+    return deleted
+
+
+def _tell_beat() -> None:
+    """Bump django-celery-beat's change stamp after our commit, not inside it: a stamp
+    taken before a commit that lands after a later stamp would never be noticed, as beat
+    reloads only on a newer stamp. Beat then reloads its few entries (slots due within
+    five minutes and the sweeper), never the strategies."""
+    PeriodicTasks.update_changed()

@@ -1,0 +1,38 @@
+"""Scheduler tasks (T1, T2): a slot sent by beat at its instant, and the sweeper, each
+fan out to the strategies due; both are thin interfaces to ``strategies.scheduling``."""
+
+from datetime import datetime
+from typing import Any
+
+from celery import Task, shared_task
+from celery.signals import task_revoked
+
+from algotrader.queues import CeleryQueue
+from strategies import scheduling
+
+ORDER_TASK_SIDES = {
+    "execution.tasks.execute_buy_task": scheduling.Side.BUY,
+    "execution.tasks.execute_sell_task": scheduling.Side.SELL,
+}
+
+
+@shared_task(queue=CeleryQueue.ORDERS.value, acks_late=True)
+def fire_slot_task(slot: str) -> None:
+    scheduling.fire_due(slot=datetime.fromisoformat(slot), source="slot")
+
+
+@shared_task(queue=CeleryQueue.ORDERS.value, acks_late=True)
+def sweep_due_task() -> None:
+    scheduling.sweep()
+
+
+@task_revoked.connect
+def alert_expired_order_task(
+    sender: Task[Any, Any] | None = None, request: Any = None, expired: bool = False, **_: Any
+) -> None:
+    """A BUY past its grace window (or a SELL past its expiry) that the worker dropped
+    unrun: the late policy's skip must not be silent."""
+    side = ORDER_TASK_SIDES.get(getattr(sender, "name", ""))
+    if not expired or side is None or request is None or not request.args:
+        return
+    scheduling.order_task_expired(strategy_id=int(request.args[0]), side=side)

@@ -1,0 +1,255 @@
+"""BUY/SELL scheduling without processes: slots in beat's table, the fan-out's
+once-only claim, the late policy, the sweeper. (Real beat and worker: test_scheduling_live.)"""
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, PeriodicTask
+
+from execution.tasks import execute_buy_task
+from monitoring.models import EventLog
+from strategies import scheduling
+from strategies.models import Strategy
+from strategies.tasks import alert_expired_order_task, fire_slot_task, sweep_due_task
+from tests.factories import BrokerAccountFactory
+from tests.strategies.factories_scheduling import strategy_create
+from tests.strategies.scheduling_helpers import declare_queues, queued
+
+pytestmark = pytest.mark.django_db
+
+BUY = "execution.tasks.execute_buy_task"
+SELL = "execution.tasks.execute_sell_task"
+
+
+@pytest.fixture(autouse=True)
+def queues() -> None:
+    declare_queues()
+
+
+def seconds(n: float) -> timedelta:
+    return timedelta(seconds=n)
+
+
+def slot_instants() -> set[str]:
+    return {task.args.strip('[]"') for task in PeriodicTask.objects.filter(task=scheduling.SLOT_TASK, enabled=True)}
+
+
+def iso(moment) -> str:
+    return scheduling._iso(moment)
+
+
+def codes(strategy: Strategy) -> list[str]:
+    return list(EventLog.objects.filter(strategy=strategy).order_by("id").values_list("code", flat=True))
+
+
+def test_start_makes_one_one_off_slot_per_distinct_instant():
+    now = timezone.now().replace(microsecond=0)
+    account = BrokerAccountFactory.create()
+    first = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
+    second = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(180))
+
+    scheduling.schedule_strategy(first)
+    scheduling.schedule_strategy(second)
+    scheduling.schedule_strategy(second)  # idempotent
+
+    assert slot_instants() == {iso(now + seconds(60)), iso(now + seconds(120)), iso(now + seconds(180))}
+    slot = PeriodicTask.objects.get(name=scheduling.slot_name(now + seconds(60)))
+    assert slot.one_off and slot.clocked.clocked_time == now + seconds(60) and slot.queue == "orders"
+    assert slot.expire_seconds == 30
+
+
+def test_stop_removes_the_slots_no_other_strategy_needs():
+    now = timezone.now().replace(microsecond=0)
+    account = BrokerAccountFactory.create()
+    stopped = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
+    other = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(180))
+    scheduling.schedule_strategy(stopped)
+    scheduling.schedule_strategy(other)
+
+    Strategy.objects.filter(pk=stopped.pk).update(status=Strategy.Status.STOPPED)
+    scheduling.unschedule_strategy(stopped)
+
+    assert slot_instants() == {iso(now + seconds(60)), iso(now + seconds(180))}
+    assert ClockedSchedule.objects.count() == 2
+
+
+def test_reschedule_moves_the_slot_and_records_t3():
+    now = timezone.now().replace(microsecond=0)
+    strategy = strategy_create(buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
+    scheduling.schedule_strategy(strategy)
+
+    strategy.buy_fire_at = now + seconds(90)
+    strategy.save(update_fields=["buy_fire_at"])
+    scheduling.reschedule_strategy(strategy)
+
+    assert slot_instants() == {iso(now + seconds(90)), iso(now + seconds(120))}
+    t3 = EventLog.objects.get(code="T3")
+    assert t3.strategy_id == strategy.pk and t3.user_id == strategy.owner_id
+    assert t3.payload["buy_fire_at"] == (now + seconds(90)).isoformat()
+
+
+def test_a_slot_delivered_twice_fires_one_buy():
+    now = timezone.now()
+    strategy = strategy_create(buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))
+
+    fire_slot_task(iso(strategy.buy_fire_at))
+    fire_slot_task(iso(strategy.buy_fire_at))
+
+    assert codes(strategy) == ["T1"]
+    assert [(q.task, q.args) for q in queued()] == [(BUY, [strategy.pk])]
+    strategy.refresh_from_db()
+    assert strategy.buy_fired_at is not None and strategy.sell_fired_at is None
+
+
+def test_the_buy_task_expires_at_the_end_of_its_grace_window():
+    now = timezone.now()
+    strategy = strategy_create(buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))
+
+    scheduling.fire_due(source="slot")
+
+    [message] = queued()
+    assert message.expires == (strategy.buy_fire_at + seconds(30)).isoformat()
+
+
+def test_a_slot_fires_only_what_is_due():
+    now = timezone.now()
+    due = strategy_create(buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))
+    later = strategy_create(buy_fire_at=now + seconds(30), sell_fire_at=now + seconds(60))
+
+    report = scheduling.fire_due(slot=due.buy_fire_at, source="slot")
+
+    assert (report.buys, report.sells, report.skipped) == (1, 0, 0)
+    assert codes(due) == ["T1"] and codes(later) == []
+
+
+def test_nothing_fires_for_a_stopped_strategy():
+    now = timezone.now()
+    strategy = strategy_create(
+        buy_fire_at=now - seconds(2), sell_fire_at=now - seconds(1), status=Strategy.Status.STOPPED
+    )
+
+    sweep_due_task()
+
+    assert codes(strategy) == [] and queued() == []
+
+
+def test_a_buy_past_its_grace_window_is_skipped_with_an_alert(settings):
+    settings.BUY_GRACE_SECONDS = 30
+    now = timezone.now()
+    strategy = strategy_create(buy_fire_at=now - seconds(31), sell_fire_at=now + seconds(60))
+
+    report = scheduling.fire_due(source="sweep")
+
+    assert (report.buys, report.skipped) == (0, 1)
+    assert codes(strategy) == ["T1", "L4"]
+    t1 = EventLog.objects.get(strategy=strategy, code="T1")
+    assert t1.payload["skipped"] is True and t1.payload["reason"] == "late" and t1.payload["late_seconds"] >= 31
+    assert queued() == []
+    strategy.refresh_from_db()
+    assert strategy.buy_fired_at is not None  # claimed: never retried
+
+
+def test_a_late_sell_always_runs():
+    now = timezone.now()
+    strategy = strategy_create(
+        buy_fire_at=now - seconds(7200), sell_fire_at=now - seconds(3600), buy_fired_at=now - seconds(7200)
+    )
+
+    report = scheduling.fire_due(source="sweep")
+
+    assert (report.buys, report.sells, report.skipped) == (0, 1, 0)
+    assert codes(strategy) == ["T2"]
+    assert [(q.task, q.args, q.kwargs) for q in queued()] == [(SELL, [strategy.pk], {"reason": "SELL"})]
+
+
+def test_the_sweeper_fires_an_overdue_strategy():
+    now = timezone.now()
+    strategy = strategy_create(buy_fire_at=now - seconds(3), sell_fire_at=now + seconds(60))
+
+    sweep_due_task()
+
+    assert codes(strategy) == ["T1"]
+    assert [q.args for q in queued()] == [[strategy.pk]]
+
+
+def test_a_start_at_an_instant_already_due_fans_out_at_once():
+    now = timezone.now()
+    strategy = strategy_create(buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))
+
+    scheduling.schedule_strategy(strategy)
+
+    assert [(q.task, q.args) for q in queued()] == [(scheduling.SLOT_TASK, [iso(strategy.buy_fire_at)])]
+    assert slot_instants() == {iso(strategy.sell_fire_at)}
+
+
+def test_firing_cost_grows_with_the_strategies_due_not_all_strategies(django_assert_max_num_queries):
+    now = timezone.now()
+    account = BrokerAccountFactory.create()
+    due = [strategy_create(account=account, buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))]
+    due += [strategy_create(account=account, buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))]
+    Strategy.objects.bulk_create(
+        [
+            Strategy(
+                **{
+                    f.attname: getattr(due[0], f.attname)
+                    for f in Strategy._meta.concrete_fields
+                    if f.attname not in {"id", "buy_fire_at", "sell_fire_at"}
+                },
+                buy_fire_at=now + seconds(3600),
+                sell_fire_at=now + seconds(7200),
+            )
+            for _ in range(300)
+        ]
+    )
+
+    with django_assert_max_num_queries(12):
+        report = scheduling.fire_due(source="slot")
+
+    assert report.buys == 2
+    assert sorted(q.args[0] for q in queued()) == sorted(s.pk for s in due)
+
+
+def test_a_large_burst_is_fired_in_batches_each_strategy_once():
+    now = timezone.now()
+    account = BrokerAccountFactory.create()
+    first = strategy_create(account=account, buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))
+    Strategy.objects.bulk_create(
+        [
+            Strategy(
+                **{f.attname: getattr(first, f.attname) for f in Strategy._meta.concrete_fields if f.attname != "id"}
+            )
+            for _ in range(scheduling.FIRE_BATCH + 10)
+        ]
+    )
+
+    report = scheduling.fire_due(source="slot")
+    again = scheduling.fire_due(source="slot")
+
+    assert report.buys == scheduling.FIRE_BATCH + 11 and again.buys == 0
+    ids = [q.args[0] for q in queued()]
+    assert len(ids) == len(set(ids)) == scheduling.FIRE_BATCH + 11
+    assert EventLog.objects.filter(code="T1").count() == scheduling.FIRE_BATCH + 11
+
+
+def test_an_expired_buy_task_is_alerted_not_silent():
+    strategy = strategy_create(buy_fire_at=timezone.now() - seconds(40), sell_fire_at=timezone.now() + seconds(60))
+
+    alert_expired_order_task(sender=execute_buy_task, request=SimpleNamespace(args=[strategy.pk]), expired=True)
+    alert_expired_order_task(sender=execute_buy_task, request=SimpleNamespace(args=[strategy.pk]), expired=False)
+
+    assert codes(strategy) == ["L4"]
+
+
+def test_the_sweeper_deletes_fired_slots_after_their_retention():
+    now = timezone.now().replace(microsecond=0)
+    strategy = strategy_create(buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
+    scheduling.schedule_strategy(strategy)
+    PeriodicTask.objects.filter(name=scheduling.slot_name(strategy.buy_fire_at)).update(enabled=False)
+    ClockedSchedule.objects.filter(clocked_time=strategy.buy_fire_at).update(clocked_time=now - timedelta(hours=1))
+
+    sweep_due_task()
+
+    assert not PeriodicTask.objects.filter(name=scheduling.slot_name(strategy.buy_fire_at)).exists()
+    assert PeriodicTask.objects.filter(name=scheduling.slot_name(strategy.sell_fire_at)).exists()

@@ -1,0 +1,208 @@
+"""BUY and SELL fire at their second through a real ``celery beat`` (DatabaseScheduler)
+and a real orders worker, started here as subprocesses on the test database."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
+from algotrader.celery import app
+from execution.tasks import execute_buy_task
+from monitoring.models import EventLog
+from strategies import scheduling
+from strategies.models import Strategy
+from strategies.tasks import fire_slot_task
+from tests.strategies.factories_scheduling import strategy_create
+from tests.strategies.scheduling_helpers import declare_queues
+
+ROOT = Path(__file__).resolve().parents[2]
+# Beat looks for changes every CELERY_BEAT_MAX_LOOP_INTERVAL (0.5 s) and then sleeps to the
+# instant; a fire within this of its second is on time on a loaded 2-core test machine.
+ON_TIME = 0.5
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+class Stack:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{self.log(name)[-4000:]}" for name in self.processes)
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    database_url = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    worker_name = f"schedtest-{uuid.uuid4().hex[:8]}@%h"
+    commands = {
+        "worker": ["worker", "-Q", "orders", "-n", worker_name, "--concurrency", "2", "--without-mingle"],
+        "beat": ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
+    }
+    stack = Stack(tmp_path_factory.mktemp("celery"))
+    for name, command in commands.items():
+        stack.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "algotrader", *command, "--loglevel", "INFO"],
+            cwd=ROOT,
+            env=env,
+            stdout=(stack.folder / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        declare_queues()
+        while not app.control.ping(destination=[worker_name.replace("%h", os.uname().nodename)], timeout=0.5):
+            assert time.monotonic() < deadline, stack.logs()
+        while "DatabaseScheduler: Schedule changed" not in stack.log("beat") and "beat: Starting" not in stack.log(
+            "beat"
+        ):
+            assert time.monotonic() < deadline, stack.logs()
+            time.sleep(0.1)
+        time.sleep(1)  # beat's first look at the table
+        yield stack
+    finally:
+        for process in stack.processes.values():
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in stack.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(autouse=True)
+def flushed_stack_ready(stack: Stack) -> None:
+    """Every test starts on a flushed Redis and a flushed database. Beat remembers the last
+    change stamp it saw, and on a missing stamp row (flushed) it forgets it, missing the next
+    change: stamp once and let beat see it. In production the row is never deleted."""
+    declare_queues()
+    PeriodicTasks.update_changed()
+    time.sleep(0.7)
+
+
+def next_second(ahead: float) -> datetime:
+    """A whole second at least ``ahead`` seconds from now: what a user schedules."""
+    moment = timezone.now() + timedelta(seconds=ahead)
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def wait_for(condition: Callable[[], bool], stack: Stack, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, stack.logs()
+        time.sleep(0.05)
+
+
+def events(strategy: Strategy, code: str) -> list[EventLog]:
+    return list(EventLog.objects.filter(strategy=strategy, code=code).order_by("id"))
+
+
+def skew(event: EventLog, scheduled: datetime) -> float:
+    return (event.created_at - scheduled).total_seconds()
+
+
+def test_buy_then_sell_fire_at_their_seconds(stack):
+    buy = next_second(2)
+    strategy = strategy_create(buy_fire_at=buy, sell_fire_at=buy + timedelta(seconds=2))
+
+    scheduling.schedule_strategy(strategy)
+    wait_for(lambda: len(events(strategy, "E2")) == 1, stack)
+
+    [t1], [e1], [t2], [e2] = (events(strategy, code) for code in ("T1", "E1", "T2", "E2"))
+    print(f"T1 {skew(t1, buy):.3f} s, E1 {skew(e1, buy):.3f} s after the BUY second")  # noqa: T201
+    print(f"T2 {skew(t2, strategy.sell_fire_at):.3f} s after the SELL second")  # noqa: T201
+    assert 0 <= skew(t1, buy) < ON_TIME, stack.logs()
+    assert t1.created_at <= e1.created_at < t2.created_at <= e2.created_at
+    assert 0 <= skew(t2, strategy.sell_fire_at) < ON_TIME, stack.logs()
+    assert t1.payload["source"] == "slot" and t2.payload["source"] == "slot"
+
+
+def test_t3_moves_a_pending_fire_later_the_old_second_fires_nothing(stack):
+    old = next_second(2)
+    new = old + timedelta(seconds=2)
+    strategy = strategy_create(buy_fire_at=old, sell_fire_at=old + timedelta(seconds=30))
+    scheduling.schedule_strategy(strategy)
+
+    Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=new)
+    strategy.refresh_from_db()
+    scheduling.reschedule_strategy(strategy)
+    wait_for(lambda: timezone.now() > old + timedelta(seconds=1), stack)
+
+    assert events(strategy, "T1") == []
+    wait_for(lambda: len(events(strategy, "E1")) == 1, stack)
+    [t1] = events(strategy, "T1")
+    assert 0 <= skew(t1, new) < ON_TIME, stack.logs()
+    assert len(events(strategy, "T3")) == 1
+
+
+def test_t3_moving_a_fire_earlier_is_in_effect_within_a_second(stack):
+    strategy = strategy_create(
+        buy_fire_at=next_second(30), sell_fire_at=next_second(60), account=None
+    )  # far enough that only the move can make it fire
+    scheduling.schedule_strategy(strategy)
+
+    new = timezone.now() + timedelta(seconds=1)
+    Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=new)
+    strategy.refresh_from_db()
+    scheduling.reschedule_strategy(strategy)
+    wait_for(lambda: len(events(strategy, "T1")) == 1, stack)
+
+    [t1] = events(strategy, "T1")
+    print(f"moved 1 s ahead: fired {skew(t1, new):.3f} s after the new instant")  # noqa: T201
+    assert 0 <= skew(t1, new) < ON_TIME, stack.logs()
+
+
+def test_stop_removes_the_fire_and_nothing_fires_after(stack):
+    buy = next_second(2)
+    strategy = strategy_create(buy_fire_at=buy, sell_fire_at=buy + timedelta(seconds=1))
+    scheduling.schedule_strategy(strategy)
+
+    Strategy.objects.filter(pk=strategy.pk).update(status=Strategy.Status.STOPPED)
+    scheduling.unschedule_strategy(strategy)
+    assert not PeriodicTask.objects.filter(task=scheduling.SLOT_TASK).exists()
+    wait_for(lambda: timezone.now() > buy + timedelta(seconds=2), stack)
+
+    assert EventLog.objects.filter(strategy=strategy).count() == 0
+
+
+def test_a_slot_run_twice_by_the_worker_fires_one_buy(stack):
+    now = timezone.now()
+    strategy = strategy_create(buy_fire_at=now - timedelta(seconds=1), sell_fire_at=now + timedelta(seconds=60))
+
+    fire_slot_task.apply_async((scheduling._iso(strategy.buy_fire_at),))
+    fire_slot_task.apply_async((scheduling._iso(strategy.buy_fire_at),))
+    wait_for(lambda: len(events(strategy, "E1")) >= 1, stack)
+    time.sleep(1.5)  # room for a second BUY, were there one
+
+    assert len(events(strategy, "T1")) == 1
+    assert len(events(strategy, "E1")) == 1
+    assert "fire_slot_task" in stack.log("worker")
+
+
+def test_a_buy_that_waited_past_its_expiry_is_dropped_and_alerted(stack):
+    now = timezone.now()
+    strategy = strategy_create(buy_fire_at=now - timedelta(seconds=40), sell_fire_at=now + timedelta(seconds=60))
+
+    execute_buy_task.apply_async((strategy.pk,), expires=now - timedelta(seconds=10))
+    wait_for(lambda: len(events(strategy, "L4")) == 1, stack)
+
+    assert events(strategy, "E1") == []
