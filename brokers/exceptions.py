@@ -12,7 +12,7 @@ own error shapes onto these; ``permanent`` alone decides retry versus fail.
   so it must be looked up by its tag before anything is retried.
 """
 
-from algotrader.exceptions import ApplicationError
+from algotrader.exceptions import ApplicationError, Conflict, NotFound
 
 
 class BrokerError(ApplicationError):
@@ -59,3 +59,28 @@ class AmbiguousOutcome(BrokerError):
     status = 504
     message = "The broker did not answer: the order may or may not have been placed."
     permanent = False
+
+
+# Account errors: what the user did or may do with a stored broker account.
+
+
+class BrokerAccountNotFound(NotFound):
+    code = "broker_account_not_found"
+    message = "No broker account with this id."
+
+
+class BrokerAccountLabelTaken(ApplicationError):
+    code = "label_taken"
+    status = 400
+    message = "You already have a broker account with this label."
+
+
+class BrokerLoginNotSupported(ApplicationError):
+    code = "login_not_supported"
+    status = 400
+    message = "Only Kite accounts sign in at the broker; a paper account needs no login."
+
+
+class BrokerAccountDisabled(Conflict):
+    code = "broker_account_disabled"
+    message = "This broker account has been disabled by an operator."

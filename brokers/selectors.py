@@ -6,14 +6,9 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from algotrader.exceptions import NotFound
 from algotrader.users.models import User
+from brokers.exceptions import BrokerAccountNotFound
 from brokers.models import BrokerAccount
-
-
-class BrokerAccountNotFound(NotFound):
-    code = "broker_account_not_found"
-    message = "No broker account with this id."
 
 
 def broker_account_list(*, user: User) -> QuerySet[BrokerAccount]:

@@ -19,14 +19,18 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from algotrader.exceptions import ApplicationError, Conflict
 from algotrader.users.models import User
-from brokers.adapters.base import AccountProfile
-from brokers.adapters.registry import SessionLogin, adapter_for
-from brokers.exceptions import BrokerAuthError
+from brokers.adapters.base import AccountProfile, SessionLogin
+from brokers.adapters.registry import adapter_for
+from brokers.exceptions import (
+    BrokerAccountDisabled,
+    BrokerAccountLabelTaken,
+    BrokerAccountNotFound,
+    BrokerAuthError,
+    BrokerLoginNotSupported,
+)
 from brokers.fields import EncryptedTextField
 from brokers.models import BrokerAccount
-from brokers.selectors import BrokerAccountNotFound
 from monitoring.events import Event
 from monitoring.services import emit
 
@@ -35,23 +39,6 @@ logger = logging.getLogger(__name__)
 KITE_TIME_ZONE = ZoneInfo("Asia/Kolkata")
 KITE_SESSION_ENDS = time(6, 0)
 _ROTATION_BATCH = 500
-
-
-class BrokerAccountLabelTaken(ApplicationError):
-    code = "label_taken"
-    status = 400
-    message = "You already have a broker account with this label."
-
-
-class BrokerLoginNotSupported(ApplicationError):
-    code = "login_not_supported"
-    status = 400
-    message = "Only Kite accounts sign in at the broker; a paper account needs no login."
-
-
-class BrokerAccountDisabled(Conflict):
-    code = "broker_account_disabled"
-    message = "This broker account has been disabled by an operator."
 
 
 def kite_session_expiry(logged_in_at: datetime) -> datetime:

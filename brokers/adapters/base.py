@@ -179,3 +179,11 @@ class BrokerAdapter(Protocol):
     def instruments(self, exchange: str) -> list[Instrument]: ...
 
     def tick_stream(self, on_ticks: TickHandler, events: FeedEvents | None = None) -> TickStream: ...
+
+
+@runtime_checkable
+class SessionLogin(Protocol):
+    """Brokers whose sessions start with a login redirect (Kite): the ``request_token``
+    the redirect carries is exchanged for an access token."""
+
+    def exchange_request_token(self, request_token: str, api_secret: str) -> str: ...

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
 from django.conf import settings
 
 from brokers.adapters.base import BrokerAdapter, Credentials
 from brokers.adapters.paper import PaperAdapter
 from brokers.models import BrokerAccount
-
-
-@runtime_checkable
-class SessionLogin(Protocol):
-    """Brokers whose sessions start with a login redirect (Kite): the ``request_token``
-    the redirect carries is exchanged for an access token."""
-
-    def exchange_request_token(self, request_token: str, api_secret: str) -> str: ...
 
 
 def adapter_for(account: BrokerAccount) -> BrokerAdapter:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from brokers import services
 from brokers.adapters.base import AccountProfile
-from brokers.exceptions import BrokerAuthError
+from brokers.exceptions import BrokerAccountDisabled, BrokerAuthError
 from brokers.models import BrokerAccount, PaperOrder
 from brokers.selectors import broker_account_can_enter
 from monitoring.models import EventLog
@@ -118,7 +118,7 @@ def test_a_disabled_account_cannot_start_a_session(monkeypatch):
     monkeypatch.setattr("brokers.services.adapter_for", SessionAdapter)
     account = BrokerAccountFactory.create(kite=True, status="disabled")
 
-    with pytest.raises(services.BrokerAccountDisabled):
+    with pytest.raises(BrokerAccountDisabled):
         services.broker_account_create_session(account=account, request_token="good")
 
     assert BrokerAccount.objects.get(pk=account.pk).status == "disabled"
