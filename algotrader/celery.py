@@ -19,6 +19,11 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # test_celery_queues.py checks that each message lands in exactly one queue.
 app.conf.task_queues = [Queue(queue.value, Exchange(queue.value), routing_key=queue.value) for queue in CeleryQueue]
 app.conf.update(task_default_exchange=CeleryQueue.ORDERS.value, task_default_routing_key=CeleryQueue.ORDERS.value)
+# Routing lives here, in one table (Celery 5.7 deprecates the task decorator's queue=);
+# every task not named goes to the default queue, orders.
+app.conf.task_routes = {
+    "execution.tasks.execute_stoploss_task": {"queue": CeleryQueue.STOPLOSS.value},
+}
 app.autodiscover_tasks()
 
 

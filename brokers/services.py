@@ -237,6 +237,17 @@ def broker_account_mark_token_expired(*, account: BrokerAccount, reason: str = "
     return bool(flipped)
 
 
+def broker_accounts_expire_sessions() -> int:
+    """Kite sessions end at 06:00 Asia/Kolkata: flip every active account whose session has
+    ended to token_expired (B2 + L4 each, once), so the user is told before the market opens
+    rather than by the first failed order. Returns how many were flipped."""
+    ended = BrokerAccount.objects.filter(status=BrokerAccount.Status.ACTIVE, token_expires_at__lte=timezone.now())
+    return sum(
+        broker_account_mark_token_expired(account=account, reason="the broker session ended for the day")
+        for account in ended.select_related("owner").iterator()
+    )
+
+
 def encrypted_fields_rotate() -> int:
     """Re-encrypt every value of every ``EncryptedTextField`` under the first key of
     FIELD_ENCRYPTION_KEYS, all or nothing, so that older keys can then be removed.

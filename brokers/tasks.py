@@ -1,0 +1,10 @@
+"""Periodic broker housekeeping, thin over services."""
+
+from celery import shared_task
+
+from brokers.services import broker_accounts_expire_sessions
+
+
+@shared_task(acks_late=True, expires=120, ignore_result=True)
+def expire_broker_sessions_task() -> int:
+    return broker_accounts_expire_sessions()
