@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, time
 from decimal import Decimal
-from types import ModuleType
 from typing import Any
 
 from django.db import transaction
@@ -23,9 +22,10 @@ from django.utils import timezone
 from algotrader.exceptions import ValidationFailed
 from algotrader.users.models import User
 from brokers.selectors import broker_account_get
+from execution.tasks import execute_sell_task
 from monitoring.events import Event
 from monitoring.services import emit
-from strategies import runtime
+from strategies import runtime, scheduling
 from strategies.exceptions import InvalidTransition, StrategyNotRunning, StrategyStartFailed
 from strategies.models import Strategy
 from strategies.selectors import strategy_get
@@ -38,14 +38,6 @@ Position = Strategy.Position
 
 UPDATABLE = frozenset({"quantity", "buy_at", "sell_at", "stop_loss_price", "stop_loss_percent", "trade_date"})
 OPEN_POSITIONS = (Position.BUYING, Position.BOUGHT, Position.EXITING)
-
-
-def _scheduling() -> ModuleType:
-    """The beat-backed scheduler (T1..T3), imported where used: it pulls in Celery's
-    task modules, which the API process needs only when a strategy starts or moves."""
-    from strategies import scheduling
-
-    return scheduling
 
 
 def strategy_transition(*, strategy_id: int, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
@@ -157,7 +149,7 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
     if strategy.status == Status.RUNNING:
         runtime.runtime_load(strategy)
         if moved:
-            _scheduling().reschedule_strategy(strategy)
+            scheduling.reschedule_strategy(strategy)
     return strategy
 
 
@@ -205,7 +197,7 @@ def strategy_start(*, user: User, strategy_id: int) -> Strategy:
 
     try:
         runtime.runtime_load(strategy)
-        _scheduling().schedule_strategy(strategy)
+        scheduling.schedule_strategy(strategy)
     except Exception as error:
         logger.exception("strategy start failed after commit", extra={"strategy_id": strategy.pk})
         emit(Event.L3_ERROR_LOGGED, strategy=strategy, message=f"Start failed: {type(error).__name__}")
@@ -224,7 +216,7 @@ def _undo_start(strategy: Strategy) -> None:
     )
     try:
         runtime.runtime_clear(strategy)
-        _scheduling().unschedule_strategy(strategy)
+        scheduling.unschedule_strategy(strategy)
     except Exception:
         logger.exception("cleanup after a failed start failed", extra={"strategy_id": strategy.pk})
 
@@ -251,11 +243,9 @@ def strategy_stop(*, user: User, strategy_id: int, keep_position: bool = False) 
         strategy.refresh_from_db()
         emit(Event.S4_STRATEGY_STOPPED, strategy=strategy, payload={**_about(strategy), "exit": exit_position})
 
-    _scheduling().unschedule_strategy(strategy)
+    scheduling.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)
     if exit_position:
-        from execution.tasks import execute_sell_task
-
         execute_sell_task.delay(strategy.pk, reason=Strategy.ExitReason.STOP.value)
     return strategy
 
@@ -281,6 +271,6 @@ def strategy_exit(*, strategy_id: int, reason: Strategy.ExitReason, position: Po
             return False
         strategy = Strategy.objects.select_related("owner").get(pk=strategy_id)
         emit(Event.S5_STRATEGY_EXITED, strategy=strategy, payload={**_about(strategy), "reason": reason})
-    _scheduling().unschedule_strategy(strategy)
+    scheduling.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)
     return True
