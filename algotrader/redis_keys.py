@@ -26,3 +26,49 @@ def price(exchange: str, symbol: str) -> str:
 
 def lock_state(strategy_id: int) -> str:
     return f"lock_state:{strategy_id}"
+
+
+# -- market data (the listener, the tick consumer, feed health) ---------------------------
+
+
+def instrument_price(instrument: str) -> str:
+    """``price(exchange, symbol)`` for an instrument already named ``EXCHANGE:SYMBOL``."""
+    return f"price:{instrument}"
+
+
+SYMBOL_STRATEGIES_PATTERN = "symbol:*:strategies"
+STOP_LOSSES_PATTERN = "sl:*"
+
+
+def subscriptions_channel() -> str:
+    """Pub/sub channel: an instrument's strategies or stops changed; the listener re-checks it."""
+    return "market:subscriptions"
+
+
+def tick_counts() -> str:
+    """Hash instrument -> ticks applied (M1 is counted here, recorded only sparingly)."""
+    return "market:tick_counts"
+
+
+def stoploss_fired() -> str:
+    """Hash strategy id -> trigger taken out of ``sl:`` whose task is not yet enqueued."""
+    return "market:sl_fired"
+
+
+def feed_status() -> str:
+    """Hash: the listener's heartbeat and the feed's freshness, for /healthz."""
+    return "market:feed"
+
+
+def feed_stale() -> str:
+    """Set of instruments with armed stops and an open missing-price-feed alert (L4)."""
+    return "market:feed_stale"
+
+
+def instrument_of_key(key: str) -> str:
+    """The instrument of a ``symbol:{instrument}:strategies`` or ``sl:{instrument}`` key."""
+    if key.startswith("symbol:") and key.endswith(":strategies"):
+        return key[len("symbol:") : -len(":strategies")]
+    if key.startswith("sl:"):
+        return key[len("sl:") :]
+    raise ValueError(f"not an instrument key: {key!r}")

@@ -140,7 +140,13 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis's blocking
         # BZPOPMIN, so every idle receive would time out (django/channels_redis#422).
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": "channels"},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "prefix": "channels",
+            # The tick channel carries one message a frame; a consumer that falls behind
+            # gets this many frames of slack before the listener has to drop one.
+            "channel_capacity": {"ticks": 2000},
+        },
     }
 }
 
@@ -310,6 +316,21 @@ PAPER_TICK_INTERVAL = env.float("PAPER_TICK_INTERVAL", default=0.5)
 PAPER_MARKET_ALWAYS_OPEN = env.bool("PAPER_MARKET_ALWAYS_OPEN", default=True)
 if PAPER_SLIPPAGE_BPS < 0 or PAPER_LATENCY_MS < 0 or PAPER_TICK_INTERVAL <= 0:
     raise ImproperlyConfigured("PAPER_SLIPPAGE_BPS and PAPER_LATENCY_MS must be >= 0, PAPER_TICK_INTERVAL > 0")
+
+# Market data: whose tick feed the listener connects (a BrokerAccount id of kind kite;
+# empty = the paper broker's simulated market), how long an instrument with armed
+# stop-losses may go without a tick in market hours before L4 "missing price feed",
+# how long the whole feed may stay silent before the listener reconnects, how often it
+# reconciles its subscriptions with Redis, and the fastest live-price push per instrument.
+MARKET_FEED_ACCOUNT_ID = int(env.str("MARKET_FEED_ACCOUNT_ID", default="") or 0) or None
+MARKET_FEED_STALE_SECONDS = env.float("MARKET_FEED_STALE_SECONDS", default=10.0)
+MARKET_FEED_STALL_SECONDS = env.float("MARKET_FEED_STALL_SECONDS", default=10.0)
+MARKET_RECONCILE_SECONDS = env.float("MARKET_RECONCILE_SECONDS", default=30.0)
+MARKET_PRICE_PUSH_INTERVAL = env.float("MARKET_PRICE_PUSH_INTERVAL", default=0.5)
+if min(MARKET_FEED_STALE_SECONDS, MARKET_FEED_STALL_SECONDS, MARKET_RECONCILE_SECONDS) <= 0:
+    raise ImproperlyConfigured("MARKET_FEED_STALE_SECONDS, _STALL_SECONDS and MARKET_RECONCILE_SECONDS must be > 0")
+if MARKET_PRICE_PUSH_INTERVAL < 0:
+    raise ImproperlyConfigured("MARKET_PRICE_PUSH_INTERVAL must be >= 0")
 
 # --- Security hardening (production) ------------------------------------------
 

@@ -35,6 +35,8 @@ def runtime_load(strategy: Strategy) -> None:
     pipe.hset(redis_keys.strategy(strategy.pk), mapping=runtime_fields(strategy))
     pipe.delete(redis_keys.lock_state(strategy.pk))
     pipe.sadd(redis_keys.symbol_strategies(instrument), strategy.pk)
+    # The market listener follows this channel to subscribe without a restart.
+    pipe.publish(redis_keys.subscriptions_channel(), instrument)
     pipe.execute()
 
 
@@ -44,4 +46,5 @@ def runtime_clear(strategy: Strategy) -> None:
     pipe.delete(redis_keys.strategy(strategy.pk))
     pipe.srem(redis_keys.symbol_strategies(instrument), strategy.pk)
     pipe.zrem(redis_keys.stop_losses(instrument), strategy.pk)
+    pipe.publish(redis_keys.subscriptions_channel(), instrument)
     pipe.execute()

@@ -1,0 +1,114 @@
+"""What the tick consumer does with one batch: apply it (``market.ticks``), enqueue one
+stop-loss task per triggered strategy on the ``stoploss`` queue, then record M2 (and the
+sparse M1s). The order matters: the exit is on its way before anything is written to
+the database, and a trigger whose task was not yet enqueued stays in
+``market:sl_fired`` until ``stoploss_enqueue_leftovers`` sends it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from algotrader import redis_keys
+from algotrader.celery import app
+from algotrader.queues import CeleryQueue
+from algotrader.redis_client import get_redis
+from market.ticks import Ingested, Trigger, ingest
+from monitoring.events import Event
+from monitoring.services import Emission, emit_many
+from strategies.models import Strategy
+
+logger = logging.getLogger(__name__)
+
+# By name: the consumer must not import the execution engine (nor wait for it to exist).
+STOPLOSS_TASK = "execution.tasks.execute_stoploss_task"
+# A trigger older than this without its task enqueued was left by a consumer that died.
+LEFTOVER_AFTER_SECONDS = 5.0
+
+
+def ticks_ingest(*, message: dict[str, Any]) -> Ingested:
+    """M1 and M2 for one frame's batch; returns what was applied and triggered."""
+    ticks = message.get("ticks") or []
+    redis = get_redis()
+    result = ingest(redis, ticks)
+    if result.triggers:
+        stoploss_enqueue(triggers=result.triggers)
+        _record_stoploss_triggered(result.triggers, received_at=message.get("received_at"))
+    if result.ignored:
+        logger.info("older ticks ignored", extra={"ignored": result.ignored})
+    first = message.get("first")
+    if first:
+        _record_first_ticks(ticks, result.applied, set(first))
+    return result
+
+
+def stoploss_enqueue(*, triggers: Sequence[Trigger]) -> None:
+    """One ``execute_stoploss_task`` per trigger on the stop-loss queue, then the trigger is
+    forgotten. A crash between the two enqueues it again later: the task is idempotent."""
+    with app.producer_or_acquire() as producer:
+        for trigger in triggers:
+            app.send_task(
+                STOPLOSS_TASK, args=[trigger.strategy_id], queue=CeleryQueue.STOPLOSS.value, producer=producer
+            )
+    get_redis().hdel(redis_keys.stoploss_fired(), *(str(trigger.strategy_id) for trigger in triggers))
+
+
+def stoploss_enqueue_leftovers(*, older_than: float = LEFTOVER_AFTER_SECONDS) -> list[Trigger]:
+    """Enqueue the triggers a dead consumer took out of ``sl:`` but never sent on."""
+    redis = get_redis()
+    leftovers = []
+    for member, value in redis.hgetall(redis_keys.stoploss_fired()).items():
+        instrument, price, ts, taken_at = str(value).split(" ")
+        if time.time() - float(taken_at) >= older_than:
+            leftovers.append(Trigger(int(member), instrument, float(price), float(ts)))
+    if leftovers:
+        logger.warning("re-enqueueing stop-loss triggers left by a consumer", extra={"count": len(leftovers)})
+        stoploss_enqueue(triggers=leftovers)
+    return leftovers
+
+
+def _record_stoploss_triggered(triggers: Sequence[Trigger], *, received_at: float | None) -> None:
+    ids = [trigger.strategy_id for trigger in triggers]
+    owners = dict(Strategy.objects.filter(pk__in=ids).values_list("pk", "owner_id"))
+    emissions = []
+    for trigger in triggers:
+        known = trigger.strategy_id in owners
+        if not known:
+            logger.warning("stop-loss triggered for an unknown strategy", extra={"strategy_id": trigger.strategy_id})
+        emissions.append(
+            Emission(
+                Event.M2_STOPLOSS_TRIGGERED,
+                user_id=owners.get(trigger.strategy_id),
+                strategy_id=trigger.strategy_id if known else None,
+                message=f"Stop-loss triggered: {trigger.instrument} traded at {trigger.price}",
+                payload={
+                    "strategy_id": trigger.strategy_id,
+                    "instrument": trigger.instrument,
+                    "price": str(trigger.price),  # the float's shortest repr: exact on a paise grid
+                    "exchange_ts": trigger.exchange_ts,
+                    "frame_received_at": received_at,
+                },
+            )
+        )
+    emit_many(emissions)
+
+
+def _record_first_ticks(ticks: list[Any], applied: list[bool], first: set[str]) -> None:
+    """M1 is a fact of every tick; it is recorded for an instrument's first tick after a
+    (re)subscription or a restored stream, and only counted (``market:tick_counts``) otherwise."""
+    seen: dict[str, list[Any]] = {}
+    for tick, ok in zip(ticks, applied, strict=True):
+        if ok and tick[0] in first and tick[0] not in seen:
+            seen[tick[0]] = tick
+    emit_many(
+        [
+            Emission(
+                Event.M1_PRICE_TICK,
+                message=f"First tick of {instrument}: {price}",
+                payload={"instrument": instrument, "price": str(float(price)), "exchange_ts": ts},
+            )
+            for instrument, (_, price, ts) in seen.items()
+        ]
+    )
