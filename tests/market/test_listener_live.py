@@ -1,0 +1,251 @@
+"""The listener (``run_market_listener``) and the tick consumer (``runworker ticks``) as
+real processes on the test database, fed by the Kite simulator's real ticker or the
+paper broker's simulated market: stops cross within one tick and only once, strategies
+starting and stopping move the subscriptions live, a killed or silent feed recovers by
+itself with its events recorded."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.db import connection
+
+from algotrader import redis_keys
+from algotrader.redis_client import get_redis
+from brokers.instruments import find_instrument
+from brokers.kite_sim import KiteSimulator, SimAccount
+from brokers.models import BrokerAccount
+from market.selectors import feed_health
+from market.stoploss_index import stoploss_arm
+from strategies import runtime
+from tests.factories import BrokerAccountFactory
+from tests.market.helpers import declare_queues, events, running_strategy, stoploss_tasks
+
+ROOT = Path(__file__).resolve().parents[2]
+INFY, TCS = "NSE:INFY", "NSE:TCS"
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+class Stack:
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        self.folder = folder
+        self.env = env
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *command: str) -> None:
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "manage.py", *command],
+            cwd=ROOT,
+            env=self.env,
+            stdout=(self.folder / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{self.log(name)[-6000:]}" for name in self.processes)
+
+    def terminate(self, name: str) -> int:
+        process = self.processes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        return int(process.returncode)
+
+
+@pytest.fixture
+def start_stack(tmp_path: Path, kite_sim: KiteSimulator) -> Iterator[Callable[..., Stack]]:
+    stacks: list[Stack] = []
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    database_url = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+
+    def start(**settings: str) -> Stack:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "PYTHONUNBUFFERED": "1",
+            "KITE_API_ROOT": kite_sim.api_root,
+            "KITE_WS_ROOT": kite_sim.ws_root,
+            "KITE_SIMULATED": "true",
+            "MARKET_RECONCILE_SECONDS": "2",
+            "PAPER_TICK_INTERVAL": "0.1",
+            **settings,
+        }
+        stack = Stack(tmp_path, env)
+        stacks.append(stack)
+        declare_queues()
+        stack.start("ticks", "runworker", "ticks")
+        stack.start("market", "run_market_listener")
+        return stack
+
+    yield start
+    for stack in stacks:
+        for name in list(stack.processes):
+            stack.terminate(name)
+
+
+def kite_account(sim_account: SimAccount) -> BrokerAccount:
+    return BrokerAccountFactory.create(
+        kite=True,
+        api_key=sim_account.api_key,
+        api_secret=sim_account.api_secret,
+        access_token=sim_account.access_token,
+        broker_user_id=sim_account.user_id,
+    )
+
+
+def wait_for(condition: Callable[[], object], stack: Stack, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, stack.logs()
+        time.sleep(0.05)
+
+
+def last_price(instrument: str) -> str | None:
+    price = get_redis().hget(redis_keys.instrument_price(instrument), "price")
+    return None if price is None else str(price)
+
+
+def subscribed_at_simulator(kite_sim: KiteSimulator) -> set[str]:
+    return {f"{i.exchange}:{i.symbol}" for i in kite_sim._ticker.subscribed_instruments()}
+
+
+def test_a_stop_crossed_at_the_simulator_gives_m2_and_one_stoploss_task_within_one_tick(
+    start_stack, kite_sim, sim_account
+):
+    strategy = running_strategy(account=kite_account(sim_account))
+    stack = start_stack(MARKET_FEED_ACCOUNT_ID=str(strategy.broker_account_id))
+    wait_for(lambda: last_price(INFY), stack)
+    stop = kite_sim.price("NSE", "INFY") - Decimal(10)
+    stoploss_arm(strategy_id=strategy.pk, instrument=INFY, trigger_price=stop)
+    time.sleep(0.3)  # ticks above the stop: nothing happens
+    assert stoploss_tasks() == [] and events("M2") == []
+
+    crossed_at = time.time()
+    kite_sim.set_price("NSE", "INFY", stop - Decimal("0.5"))
+    wait_for(lambda: events("M2"), stack)
+    time.sleep(1.0)  # ten more ticks below the stop
+    kite_sim.set_price("NSE", "INFY", stop - Decimal(20))
+    time.sleep(0.5)
+
+    [m2] = events("M2")
+    assert m2.strategy_id == strategy.pk and m2.user_id == strategy.owner_id
+    assert Decimal(m2.payload["price"]) == stop - Decimal("0.5")
+    # The first frame after the move (one tick interval, 0.1 s) carried the trigger.
+    assert m2.payload["frame_received_at"] - crossed_at < 0.3, m2.payload
+    assert stoploss_tasks() == [strategy.pk]
+    assert [e.payload["instrument"] for e in events("M1")] == [INFY]
+    assert events("B5") and not events("M3")
+
+
+def test_starting_and_stopping_strategies_moves_subscriptions_without_a_restart(start_stack, kite_sim, sim_account):
+    account = kite_account(sim_account)
+    infy = running_strategy(account=account)
+    stack = start_stack(MARKET_FEED_ACCOUNT_ID=str(account.pk), MARKET_RECONCILE_SECONDS="60")
+    wait_for(lambda: last_price(INFY), stack)
+    listener_pid = stack.processes["market"].pid
+
+    tcs = running_strategy(account=account, symbol="TCS")  # runtime_load publishes the change
+    wait_for(lambda: last_price(TCS), stack, timeout=5)
+    assert subscribed_at_simulator(kite_sim) == {INFY, TCS}
+
+    runtime.runtime_clear(tcs)
+    wait_for(lambda: subscribed_at_simulator(kite_sim) == {INFY}, stack, timeout=5)
+    runtime.runtime_clear(infy)
+    wait_for(lambda: subscribed_at_simulator(kite_sim) == set(), stack, timeout=5)
+
+    assert stack.processes["market"].pid == listener_pid and stack.processes["market"].poll() is None
+    assert stack.log("market").count("market listener started") == 1
+    assert stack.terminate("market") == 0, stack.logs()  # SIGTERM: a graceful stop
+    assert "market listener stopped" in stack.log("market")
+
+
+def test_the_reconcile_subscribes_what_was_published_while_nobody_listened(start_stack, kite_sim, sim_account):
+    account = kite_account(sim_account)
+    running_strategy(account=account)
+    stack = start_stack(MARKET_FEED_ACCOUNT_ID=str(account.pk), MARKET_RECONCILE_SECONDS="1")
+    wait_for(lambda: last_price(INFY), stack)
+
+    get_redis().sadd(redis_keys.symbol_strategies(TCS), 999)  # no publish: only the reconcile sees it
+
+    wait_for(lambda: last_price(TCS), stack, timeout=5)
+
+
+def test_a_dropped_feed_reconnects_by_itself_with_m3_b6_b5_m4(start_stack, kite_sim, sim_account):
+    strategy = running_strategy(account=kite_account(sim_account))
+    stack = start_stack(MARKET_FEED_ACCOUNT_ID=str(strategy.broker_account_id))
+    wait_for(lambda: last_price(INFY), stack)
+    wait_for(lambda: events("B5"), stack)
+
+    kite_sim.set_fault("feed_disconnect")
+    wait_for(lambda: events("M4"), stack)
+    stoploss_arm(strategy_id=strategy.pk, instrument=INFY, trigger_price=kite_sim.price("NSE", "INFY") - 1)
+    kite_sim.set_price("NSE", "INFY", kite_sim.price("NSE", "INFY") - 5)
+    wait_for(lambda: events("M2"), stack)
+
+    [m3], [m4] = events("M3"), events("M4")
+    assert events("B6") and len(events("B5")) == 2
+    assert m3.id < m4.id and m3.user_id is None and m4.user_id is None
+    assert stoploss_tasks() == [strategy.pk]  # the restored stream still triggers, once
+
+
+def test_a_silent_feed_is_reconnected_and_a_long_gap_raises_l4_once_and_clears_it(start_stack, kite_sim, sim_account):
+    strategy = running_strategy(account=kite_account(sim_account))
+    stoploss_arm(strategy_id=strategy.pk, instrument=INFY, trigger_price=Decimal(1))
+    stack = start_stack(
+        MARKET_FEED_ACCOUNT_ID=str(strategy.broker_account_id),
+        MARKET_FEED_STALL_SECONDS="1.5",
+        MARKET_FEED_STALE_SECONDS="2",
+    )
+    wait_for(lambda: last_price(INFY), stack)
+    wait_for(lambda: (feed_health() or {}).get("armed") == 1, stack)
+    assert feed_health() == {**(feed_health() or {}), "healthy": True, "stale": 0, "connected": True}
+
+    kite_sim.set_fault("feed_silent", seconds=5)
+    wait_for(lambda: events("L4"), stack, timeout=10)
+    during = feed_health()
+    wait_for(lambda: events("M4"), stack, timeout=15)
+    wait_for(lambda: len(events("L4", user=None)) == 2, stack, timeout=10)
+
+    assert during is not None and during["healthy"] is False and during["stale"] == 1
+    opened, cleared = events("L4", user=None)
+    assert opened.payload["state"] == "open" and cleared.payload["state"] == "cleared"
+    assert opened.payload["instrument"] == INFY
+    owner_open, owner_cleared = events("L4", strategy=strategy)
+    assert owner_open.user_id == owner_cleared.user_id == strategy.owner_id
+    assert owner_cleared.payload["state"] == "cleared"
+    assert events("M3") and events("B6") and len(events("M4")) == 1
+    assert "no ticks for" in events("B6")[0].message
+    wait_for(lambda: (feed_health() or {}).get("healthy"), stack)
+
+
+def test_the_paper_feed_triggers_a_stop_through_the_same_path(start_stack):
+    strategy = running_strategy()
+    stack = start_stack()  # no MARKET_FEED_ACCOUNT_ID: the paper broker's simulated market
+    wait_for(lambda: last_price(INFY), stack)
+    above = Decimal(str(last_price(INFY))) * 2  # every next tick is below it
+    assert find_instrument("NSE", "INFY") is not None
+
+    stoploss_arm(strategy_id=strategy.pk, instrument=INFY, trigger_price=above)
+    wait_for(lambda: events("M2"), stack)
+    time.sleep(0.5)
+
+    [m2] = events("M2")
+    assert m2.strategy_id == strategy.pk
+    assert stoploss_tasks() == [strategy.pk]
+    assert events("B5")
