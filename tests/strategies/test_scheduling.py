@@ -1,10 +1,12 @@
 """BUY/SELL scheduling without processes: slots in beat's table, the fan-out's
 once-only claim, the late policy, the sweeper. (Real beat and worker: test_scheduling_live.)"""
 
+import threading
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask
 
@@ -253,3 +255,50 @@ def test_the_sweeper_deletes_fired_slots_after_their_retention():
 
     assert not PeriodicTask.objects.filter(name=scheduling.slot_name(strategy.buy_fire_at)).exists()
     assert PeriodicTask.objects.filter(name=scheduling.slot_name(strategy.sell_fire_at)).exists()
+
+
+def test_reschedule_keeps_a_slot_another_strategy_still_needs():
+    now = timezone.now().replace(microsecond=0)
+    account = BrokerAccountFactory.create()
+    moved = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
+    staying = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
+    scheduling.schedule_strategy(moved)
+    scheduling.schedule_strategy(staying)
+
+    Strategy.objects.filter(pk=moved.pk).update(buy_fire_at=now + seconds(90))
+    moved.refresh_from_db()
+    scheduling.reschedule_strategy(moved)
+
+    assert slot_instants() == {iso(now + seconds(60)), iso(now + seconds(90)), iso(now + seconds(120))}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fan_outs_racing_on_the_same_due_strategies_fire_each_once():
+    now = timezone.now()
+    first = strategy_create(buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))
+    Strategy.objects.bulk_create(
+        [
+            Strategy(
+                **{f.attname: getattr(first, f.attname) for f in Strategy._meta.concrete_fields if f.attname != "id"}
+            )
+            for _ in range(2 * scheduling.FIRE_BATCH)
+        ]
+    )
+    reports: list[scheduling.FireReport] = []
+
+    def fan_out() -> None:
+        try:
+            reports.append(scheduling.fire_due(slot=now, source="slot"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fan_out) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(report.buys for report in reports) == 2 * scheduling.FIRE_BATCH + 1
+    ids = [q.args[0] for q in queued()]
+    assert len(ids) == len(set(ids)) == 2 * scheduling.FIRE_BATCH + 1
+    assert EventLog.objects.filter(code="T1").count() == 2 * scheduling.FIRE_BATCH + 1
