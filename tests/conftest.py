@@ -26,6 +26,22 @@ def clean_redis() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def market_calendar(request: pytest.FixtureRequest) -> None:
+    """Transactional tests flush every table, the migration-seeded calendar included:
+    put the seed back for every test that uses the database."""
+    marker = request.node.get_closest_marker("django_db")
+    uses_db = marker is not None or {"db", "transactional_db", "live_server"} & set(request.fixturenames)
+    if not uses_db:
+        return
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or "live_server" in request.fixturenames
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from strategies.calendar_seed import seed_market_calendar
+    from strategies.models import MarketHoliday, MarketSession
+
+    seed_market_calendar(MarketSession, MarketHoliday)
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

@@ -1,43 +1,12 @@
-"""Seeds the market calendar: NSE and BSE sessions (09:15-15:30 Asia/Kolkata,
-Monday to Friday) with the exchanges' published 2026 trading holidays (weekday
-ones; BSE follows the same list), and the simulated exchange, open at all hours
-so that demos and tests run on any day. Operators add next year's holidays in
-admin when the exchanges publish them."""
-
-from datetime import date, time
+"""Seeds the market calendar (see strategies.calendar_seed)."""
 
 from django.db import migrations
 
-HOLIDAYS_2026 = [
-    (date(2026, 1, 15), "Municipal Corporation Election - Maharashtra"),
-    (date(2026, 1, 26), "Republic Day"),
-    (date(2026, 3, 3), "Holi"),
-    (date(2026, 3, 26), "Shri Ram Navami"),
-    (date(2026, 3, 31), "Shri Mahavir Jayanti"),
-    (date(2026, 4, 3), "Good Friday"),
-    (date(2026, 4, 14), "Dr. Baba Saheb Ambedkar Jayanti"),
-    (date(2026, 5, 1), "Maharashtra Day"),
-    (date(2026, 5, 28), "Bakri Id"),
-    (date(2026, 6, 26), "Muharram"),
-    (date(2026, 9, 14), "Ganesh Chaturthi"),
-    (date(2026, 10, 2), "Mahatma Gandhi Jayanti"),
-    (date(2026, 10, 20), "Dussehra"),
-    (date(2026, 11, 10), "Diwali-Balipratipada"),
-    (date(2026, 11, 24), "Prakash Gurpurb Sri Guru Nanak Dev"),
-    (date(2026, 12, 25), "Christmas"),
-]
+from strategies.calendar_seed import seed_market_calendar
 
 
 def seed(apps, schema_editor):
-    MarketSession = apps.get_model("strategies", "MarketSession")
-    MarketHoliday = apps.get_model("strategies", "MarketHoliday")
-    for venue in ("NSE", "BSE"):
-        MarketSession.objects.update_or_create(
-            venue=venue, defaults={"opens_at": time(9, 15), "closes_at": time(15, 30), "always_open": False}
-        )
-        for day, description in HOLIDAYS_2026:
-            MarketHoliday.objects.get_or_create(venue=venue, date=day, defaults={"description": description})
-    MarketSession.objects.update_or_create(venue="SIM", defaults={"always_open": True})
+    seed_market_calendar(apps.get_model("strategies", "MarketSession"), apps.get_model("strategies", "MarketHoliday"))
 
 
 def unseed(apps, schema_editor):
