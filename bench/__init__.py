@@ -1,0 +1,1 @@
+"""Benchmarks: each one a script that starts the processes it measures."""

@@ -1,0 +1,506 @@
+"""Market-open burst: N strategies with the same BUY second. Measures the skew from that
+second to each BUY task's start through the slot scheduler (strategies.scheduling), and in
+the same run (a) the floor: the same N tasks enqueued at once at that second (also as pure
+no-op tasks), and (b) one one-off ClockedSchedule PeriodicTask per strategy. Then the T3
+propagation time with 10,000 strategies scheduled.
+
+    .venv/bin/python bench/schedule_burst.py --sizes 1000 5000
+
+Starts its own beat and 2-process orders worker on a PostgreSQL database and a Redis
+database of its own (created and migrated here); writes bench/results/schedule_burst.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/algotrader_bench")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11")
+    parser.add_argument(
+        "--stub-body-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="sizes to measure again with the BUY task's E1 stub body (database row, log line, push)",
+    )
+    parser.add_argument("--t3-strategies", type=int, default=10_000)
+    parser.add_argument("--t3-samples", type=int, default=5)
+    args = parser.parse_args()
+
+    os.environ.update(
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        DJANGO_SETTINGS_MODULE="algotrader.settings",
+        LOG_LEVEL="WARNING",  # this process only; the worker and beat log as in production
+    )
+    if args.redis_url.rsplit("/", 1)[-1] in {"", "0"}:
+        sys.exit("--redis-url must name a Redis database of the benchmark's own (it is flushed)")
+    ensure_database(args.database_url)
+
+    import django
+
+    django.setup()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # still stop the processes started
+    Bench(args).run()
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def percentile(sorted_values: list[float], total: int, pct: float) -> float | None:
+    """Nearest-rank percentile over ``total`` tasks; one that never started counts as late
+    as can be (None: beyond the wait)."""
+    rank = max(1, math.ceil(pct / 100 * total))
+    return sorted_values[rank - 1] if rank <= len(sorted_values) else None
+
+
+def whole_second(ahead: float) -> datetime:
+    moment = datetime.now(UTC) + timedelta(seconds=ahead)
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def sleep_until(moment: datetime) -> None:
+    delay = moment.timestamp() - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.logs = RESULTS / "logs"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.worker_name = "bench-orders@" + platform.node()
+
+    # --- set-up ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        from django.core.management import call_command
+
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        began = time.monotonic()
+        call_command("migrate", verbosity=0, interactive=False)
+        self.reset()
+        self.redis.flushdb()
+        self.owners = self.make_owners(max([*self.args.sizes, *self.args.stub_body_sizes, 1]))
+        results: dict[str, Any] = {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "worker": "celery worker -Q orders --concurrency 2 (prefork, prefetch 1, acks_late)",
+            "series": {},
+        }
+        for body, sizes in (("noop", self.args.sizes), ("e1_stub", self.args.stub_body_sizes)):
+            if not sizes and not (body == "noop" and self.args.t3_strategies):
+                continue
+            self.start_stack(body)
+            try:
+                print(f"\n=== BUY task body: {BODIES[body]}")
+                series: dict[str, Any] = results["series"].setdefault(body, {})
+                for size in sizes:
+                    series[str(size)] = figures = self.measure_size(size, with_noop_floor=body == "noop")
+                    self.print_size(size, figures)
+                    self.clear_strategies()
+                if body == "noop" and self.args.t3_strategies:
+                    results["t3"] = self.t3_propagation(self.args.t3_strategies, self.args.t3_samples)
+                    self.print_t3(results["t3"])
+            finally:
+                self.stop_stack()
+        results["run_seconds"] = round(time.monotonic() - began, 1)
+        out = RESULTS / "schedule_burst.json"
+        out.write_text(json.dumps(results, indent=2))
+        print(f"\nwrote {out.relative_to(ROOT)} ({results['run_seconds']} s)")
+
+    def measure_size(self, size: int, *, with_noop_floor: bool) -> dict[str, Any]:
+        ids = self.make_strategies(size)
+        figures: dict[str, Any] = {}
+        if with_noop_floor:
+            figures["floor_noop_task"] = self.floor(ids, task="noop")
+        figures["floor"] = self.floor(ids, task="buy")
+        figures["slots"] = self.slots(ids)
+        figures["per_strategy_clocked"] = self.per_strategy_clocked(ids)
+        figures["slots_p99_vs_floor"] = ratio(figures["slots"]["p99"], figures["floor"]["p99"])
+        figures["per_strategy_p99_vs_slots"] = ratio(figures["per_strategy_clocked"]["p99"], figures["slots"]["p99"])
+        return figures
+
+    @property
+    def redis(self) -> Any:
+        from algotrader.redis_client import get_redis
+
+        return get_redis()
+
+    def reset(self) -> None:
+        from django.db import connection
+
+        tables = [
+            "strategies_strategy",
+            "monitoring_eventlog",
+            "brokers_brokeraccount",
+            "users_user",
+            "django_celery_beat_periodictask",
+            "django_celery_beat_clockedschedule",
+            "django_celery_beat_periodictasks",
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")  # the benchmark's own database
+
+    def make_owners(self, count: int) -> list[tuple[Any, Any]]:
+        from algotrader.users.models import User
+        from brokers.models import BrokerAccount
+
+        unusable = "!"  # no usable password: nobody logs in as a benchmark user
+        users = User.objects.bulk_create([User(email=f"bench{i}@example.com", password=unusable) for i in range(count)])
+        accounts = BrokerAccount.objects.bulk_create(
+            [
+                BrokerAccount(owner=user, kind="paper", label="paper", status="active", broker_user_id=f"P{user.pk}")
+                for user in users
+            ]
+        )
+        return list(zip(users, accounts, strict=True))
+
+    def make_strategies(self, count: int, *, buy: datetime | None = None, spread: int = 1) -> list[int]:
+        """``count`` strategies, not running yet, one per user (cycling), BUY ``spread``
+        distinct seconds from ``buy`` on, SELL an hour later."""
+        from strategies.models import Strategy
+        from tests.strategies.factories_scheduling import strategy_build
+
+        buy = buy or whole_second(3600)
+        strategies = [
+            strategy_build(
+                owner=owner,
+                account=account,
+                buy_fire_at=buy + timedelta(seconds=i % spread),
+                sell_fire_at=buy + timedelta(seconds=3600 + i % spread),
+                status=Strategy.Status.CREATED,
+            )
+            for i, (owner, account) in zip(range(count), cycle(self.owners), strict=False)
+        ]
+        return [s.pk for s in Strategy.objects.bulk_create(strategies, batch_size=2000)]
+
+    def clear_strategies(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE strategies_strategy, monitoring_eventlog CASCADE")
+        self.delete_all_periodic_tasks(keep_sweeper=True)
+
+    def delete_all_periodic_tasks(self, *, keep_sweeper: bool) -> None:
+        from django_celery_beat.models import ClockedSchedule, PeriodicTask, PeriodicTasks
+
+        PeriodicTask.objects.filter(clocked__isnull=False).delete()
+        ClockedSchedule.objects.all().delete()
+        PeriodicTasks.update_changed()
+
+    def start_stack(self, body: str) -> None:
+        env = {**os.environ, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", "BENCH_TASK_BODY": body}
+        self.series_logs = {name: self.logs / f"{body}-{name}.log" for name in ("worker", "beat")}
+        commands = {
+            "worker": [
+                "worker",
+                "-Q",
+                "orders",
+                "-n",
+                self.worker_name,
+                "--concurrency",
+                "2",
+                "--include",
+                "bench.hooks",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            "beat": ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
+        }
+        for name, command in commands.items():
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "algotrader", *command, "--loglevel", "INFO"],
+                cwd=ROOT,
+                env=env,
+                stdout=self.series_logs[name].open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        from algotrader.celery import app
+
+        deadline = time.monotonic() + 60
+        while not app.control.ping(destination=[self.worker_name], timeout=0.5):
+            if time.monotonic() > deadline:
+                sys.exit(f"the worker did not start; see {self.series_logs['worker']}")
+        while "beat: Starting" not in self.series_logs["beat"].read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                sys.exit(f"beat did not start; see {self.series_logs['beat']}")
+            time.sleep(0.1)
+        time.sleep(1.5)
+
+    def stop_stack(self) -> None:
+        self.settle()
+        for process in self.processes.values():
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+
+    # --- measuring -----------------------------------------------------------------------
+
+    def collect(self, total: int, scheduled: datetime, timeout: float) -> dict[str, Any]:
+        """Skews (seconds) from ``scheduled`` to the start of each of ``total`` tasks."""
+        from bench.hooks import STARTS_KEY
+
+        deadline = scheduled.timestamp() + timeout
+        while self.redis.llen(STARTS_KEY) < total and time.time() < deadline:
+            time.sleep(0.1)
+        skews = sorted(float(start) - scheduled.timestamp() for start in self.redis.lrange(STARTS_KEY, 0, -1))
+        self.settle()
+        figures = {
+            "tasks": total,
+            "started": len(skews),
+            "p50": rounded(percentile(skews, total, 50)),
+            "p99": rounded(percentile(skews, total, 99)),
+            "max": rounded(skews[-1]) if len(skews) == total else None,
+            "first": rounded(skews[0]) if skews else None,
+        }
+        if len(skews) < total:
+            figures["unfinished_after_seconds"] = timeout
+        return figures
+
+    def settle(self) -> None:
+        """Let the queue drain, then forget the starts: the next pattern begins clean."""
+        from bench.hooks import STARTS_KEY
+
+        deadline = time.monotonic() + 120
+        while self.redis.llen("orders") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        self.redis.delete(STARTS_KEY)
+
+    def floor(self, ids: list[int], *, task: str) -> dict[str, Any]:
+        """(a) The same N tasks, enqueued at once at the second, over one producer."""
+        from algotrader.celery import app
+        from bench.hooks import noop_task
+        from execution.tasks import execute_buy_task
+
+        measured = noop_task if task == "noop" else execute_buy_task
+        scheduled = whole_second(1.5)
+        sleep_until(scheduled)
+        with app.producer_or_acquire() as producer:
+            for strategy_id in ids:
+                measured.apply_async((strategy_id,), producer=producer)
+        return self.collect(len(ids), scheduled, timeout=60 + len(ids) / 50)
+
+    def slots(self, ids: list[int]) -> dict[str, Any]:
+        """The slot scheduler: N strategies START (schedule_strategy each), one slot fires."""
+        from strategies import scheduling
+        from strategies.models import Strategy
+
+        scheduled = whole_second(4 + len(ids) * 0.003)
+        Strategy.objects.filter(pk__in=ids).update(
+            status=Strategy.Status.RUNNING,
+            buy_fire_at=scheduled,
+            sell_fire_at=scheduled + timedelta(hours=1),
+            buy_fired_at=None,
+            sell_fired_at=None,
+        )
+        began = time.perf_counter()
+        for strategy in list(Strategy.objects.filter(pk__in=ids)):
+            scheduling.schedule_strategy(strategy)
+        per_call_ms = (time.perf_counter() - began) * 1000 / len(ids)
+        if datetime.now(UTC) >= scheduled:
+            sys.exit("scheduling the strategies overran their BUY second; raise the lead time")
+        figures = self.collect(len(ids), scheduled, timeout=60 + len(ids) / 50)
+        figures["schedule_strategy_ms_per_call"] = round(per_call_ms, 2)
+        figures["t1_recorded_by"] = rounded(self.last_event_skew("T1", scheduled))
+        fired = self.log_times("worker", '"strategies fired"', since=scheduled.timestamp())
+        figures["fan_out_done"] = rounded(max(fired) - scheduled.timestamp()) if fired else None
+        return figures
+
+    def last_event_skew(self, code: str, scheduled: datetime) -> float | None:
+        from django.db.models import Max
+
+        from monitoring.models import EventLog
+
+        last = EventLog.objects.filter(code=code).aggregate(last=Max("created_at"))["last"]
+        return None if last is None else (last - scheduled).total_seconds()
+
+    def per_strategy_clocked(self, ids: list[int]) -> dict[str, Any]:
+        """(b) The plain pattern: one one-off ClockedSchedule PeriodicTask per strategy."""
+        from django_celery_beat.models import ClockedSchedule, PeriodicTask, PeriodicTasks
+
+        from algotrader.queues import CeleryQueue
+
+        scheduled = whole_second(6 + len(ids) / 1000 * 2)  # beat loads them all first
+        clocks = ClockedSchedule.objects.bulk_create([ClockedSchedule(clocked_time=scheduled) for _ in ids])
+        PeriodicTask.objects.bulk_create(
+            [
+                PeriodicTask(
+                    name=f"bench buy {strategy_id}",
+                    task="execution.tasks.execute_buy_task",
+                    clocked=clock,
+                    one_off=True,
+                    args=json.dumps([strategy_id]),
+                    queue=CeleryQueue.ORDERS.value,
+                )
+                for strategy_id, clock in zip(ids, clocks, strict=True)
+            ],
+            batch_size=2000,
+        )
+        PeriodicTasks.update_changed()
+        figures = self.collect(len(ids), scheduled, timeout=90 + len(ids) / 25)
+        sent = self.log_times("beat", "Sending due task bench buy", since=scheduled.timestamp() - 1)
+        figures["beat_sent_all_by"] = rounded(max(sent) - scheduled.timestamp()) if len(sent) >= len(ids) else None
+        self.delete_all_periodic_tasks(keep_sweeper=True)
+        return figures
+
+    def t3_propagation(self, count: int, samples: int) -> dict[str, Any]:
+        """With ``count`` strategies running and scheduled (their BUYs spread over the next
+        minutes, so beat holds a few hundred slots), move one strategy's BUY to 1 s ahead:
+        when does beat reload, and how late does the moved BUY start?"""
+        from bench.hooks import STARTS_KEY
+        from strategies import scheduling
+        from strategies.models import Strategy
+
+        first_buy = whole_second(60)
+        spread = 180
+        ids = self.make_strategies(count, buy=first_buy, spread=spread)
+        Strategy.objects.filter(pk__in=ids).update(status=Strategy.Status.RUNNING)
+        # One schedule_strategy per distinct (BUY, SELL) pair makes the same slots as one per
+        # strategy (the others find theirs made); the per-call cost is measured with the bursts.
+        for strategy in Strategy.objects.filter(pk__in=ids[:spread]):
+            scheduling.schedule_strategy(strategy)
+        slots_in_table = scheduling._slots().filter(enabled=True).count()
+        time.sleep(1)
+        reloads, skews, calls = [], [], []
+        for sample in range(samples):
+            strategy = Strategy.objects.get(pk=ids[sample])
+            moved_to = datetime.now(UTC) + timedelta(seconds=1)
+            Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=moved_to)
+            strategy.refresh_from_db()
+            called = time.time()
+            scheduling.reschedule_strategy(strategy)
+            returned = time.time()
+            calls.append(returned - called)
+            deadline = time.time() + 10
+            while not self.redis.llen(STARTS_KEY) and time.time() < deadline:
+                time.sleep(0.01)
+            started = self.redis.lpop(STARTS_KEY)
+            skews.append(None if started is None else float(started) - moved_to.timestamp())
+            reloads.append(self.beat_reload_after(called))
+        if datetime.now(UTC) >= first_buy:
+            print("warning: the T3 measurement ran into the scheduled strategies' BUY seconds")
+        Strategy.objects.filter(pk__in=ids).update(status=Strategy.Status.STOPPED)
+        self.clear_strategies()
+        return {
+            "strategies_scheduled": count,
+            "slots_in_beat_table": slots_in_table,
+            "reschedule_call_seconds": [rounded(c) for c in calls],
+            "beat_reload_after_call_seconds": [rounded(r) for r in reloads],
+            "moved_buy_start_skew_seconds": [rounded(s) for s in skews],
+        }
+
+    def beat_reload_after(self, moment: float) -> float | None:
+        """Seconds from ``moment`` to beat's first "Schedule changed" after it."""
+        times = self.log_times("beat", "Schedule changed", since=moment)
+        return times[0] - moment if times else None
+
+    def log_times(self, process: str, text: str, *, since: float) -> list[float]:
+        """When ``process`` logged a line containing ``text``, at or after ``since``."""
+        found = []
+        for line in self.series_logs[process].read_text(errors="replace").splitlines():
+            if text not in line:
+                continue
+            try:
+                at = datetime.fromisoformat(json.loads(line)["time"]).timestamp()
+            except (ValueError, KeyError):
+                continue
+            if at >= since:
+                found.append(at)
+        return found
+
+    # --- output ---------------------------------------------------------------------------
+
+    def print_size(self, size: int, figures: dict[str, Any]) -> None:
+        print(f"\nN = {size} strategies, one BUY second; skew to BUY task start (s): p50 / p99 / max")
+        labels = {
+            "floor_noop_task": "(a0) floor: N no-op tasks enqueued at once",
+            "floor": "(a)  floor: the same N BUY tasks enqueued at once",
+            "slots": "     slot scheduler (beat slot -> indexed fan-out)",
+            "per_strategy_clocked": "(b)  one ClockedSchedule PeriodicTask per strategy",
+        }
+        for key, label in labels.items():
+            if key not in figures:
+                continue
+            f = figures[key]
+            print(f"  {label:52} {fmt(f['p50'])} / {fmt(f['p99'])} / {fmt(f['max'])}  ({f['started']}/{f['tasks']})")
+        print(
+            f"  slot p99 / floor p99 = {fmt(figures['slots_p99_vs_floor'])}x (target <= 1.25);"
+            f" per-strategy p99 / slot p99 = {fmt(figures['per_strategy_p99_vs_slots'])}x (target >= 5 at 5000)"
+        )
+        fan_out, beat_sent = figures["slots"]["fan_out_done"], figures["per_strategy_clocked"]["beat_sent_all_by"]
+        print(
+            f"  slot fan-out done {fmt(fan_out)} s after the second;"
+            f" beat sent the last per-strategy entry {fmt(beat_sent)} s after it"
+        )
+
+    def print_t3(self, t3: dict[str, Any]) -> None:
+        print(
+            f"\nT3 with {t3['strategies_scheduled']} strategies scheduled ({t3['slots_in_beat_table']} slots):"
+            f"\n  reschedule_strategy call (s): {t3['reschedule_call_seconds']}"
+            f"\n  beat reloaded its schedule, after the call began (s): {t3['beat_reload_after_call_seconds']}"
+            f"\n  moved BUY (1 s ahead) started after its new instant (s): {t3['moved_buy_start_skew_seconds']}"
+        )
+
+
+BODIES = {
+    "noop": "empty (BENCH_TASK_BODY=noop): the scheduling and the queue alone",
+    "e1_stub": "the E1 stub (EventLog row, JSON log line, WebSocket push)",
+}
+
+
+def cycle(items: list[Any]) -> Any:
+    while True:
+        yield from items
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b <= 0 else round(a / b, 2)
+
+
+def fmt(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value:.3f}"
+
+
+if __name__ == "__main__":
+    main()
