@@ -13,8 +13,9 @@ from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from django.conf import settings
 
+from algotrader.redis_client import get_redis
 from market.prices import price_group
-from market.services import stoploss_enqueue_leftovers, ticks_ingest
+from market.services import stoploss_enqueue_leftovers, stoploss_publisher_warm, ticks_ingest
 from market.ticks import TICKS_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["TICKS_CHANNEL", "TickConsumer"]
 
 LEFTOVER_SWEEP_SECONDS = 5.0
+PUSH_CONCURRENCY = 8
 
 
 class TickConsumer(SyncConsumer):
@@ -29,6 +31,10 @@ class TickConsumer(SyncConsumer):
         super().__init__(*args, **kwargs)
         self._pushed_at: dict[str, float] = {}
         self._swept_at = float("-inf")
+        try:
+            stoploss_publisher_warm()
+        except Exception:  # the first stop-loss retries the connection anyway
+            logger.exception("stop-loss queue not reachable at start")
 
     def ticks_batch(self, message: dict[str, Any]) -> None:
         result = ticks_ingest(message=message)
@@ -42,7 +48,8 @@ class TickConsumer(SyncConsumer):
                 logger.exception("stop-loss leftover sweep failed")
 
     def _push_prices(self, ticks: list[Any], applied: list[bool]) -> None:
-        """At most one price a ``MARKET_PRICE_PUSH_INTERVAL`` per instrument to its group."""
+        """At most one price a ``MARKET_PRICE_PUSH_INTERVAL`` per instrument, and only to
+        the groups someone's socket is in: most instruments have no watcher at any moment."""
         now = time.monotonic()
         interval = settings.MARKET_PRICE_PUSH_INTERVAL
         latest: dict[str, Any] = {}
@@ -54,21 +61,35 @@ class TickConsumer(SyncConsumer):
             return
         for tick in due:
             self._pushed_at[tick[0]] = now
+        watched = self._watched(due)
+        if not watched:
+            return
         layer = self.channel_layer
+        # Bounded: the layer's connection pool is shared with this worker's own receive.
+        limit = asyncio.Semaphore(PUSH_CONCURRENCY)
+
+        async def push(instrument: str, price: float, ts: float) -> None:
+            async with limit:
+                await layer.group_send(
+                    price_group(instrument),
+                    {"type": "price.update", "instrument": instrument, "price": str(float(price)), "ts": ts},
+                )
 
         async def send_all() -> None:
-            results = await asyncio.gather(
-                *(
-                    layer.group_send(
-                        price_group(instrument),
-                        {"type": "price.update", "instrument": instrument, "price": str(float(price)), "ts": ts},
-                    )
-                    for instrument, price, ts in due
-                ),
-                return_exceptions=True,
-            )
+            results = await asyncio.gather(*(push(*tick) for tick in watched), return_exceptions=True)
             failed = sum(isinstance(result, Exception) for result in results)
             if failed:  # a live price is superseded by the next one: never worth failing the batch
                 logger.warning("live price push failed", extra={"failed": failed})
 
         async_to_sync(send_all)()
+
+    def _watched(self, due: list[Any]) -> list[Any]:
+        """The ticks whose price group has members. channels_redis keeps a group as a sorted
+        set in the same Redis: one pipelined EXISTS each instead of a group_send each."""
+        group_key = getattr(self.channel_layer, "_group_key", None)
+        if group_key is None:
+            return due
+        pipe = get_redis().pipeline(transaction=False)
+        for tick in due:
+            pipe.exists(group_key(price_group(tick[0])))
+        return [tick for tick, exists in zip(due, pipe.execute(), strict=True) if exists]

@@ -35,7 +35,8 @@ def ticks_ingest(*, message: dict[str, Any]) -> Ingested:
     result = ingest(redis, ticks)
     if result.triggers:
         stoploss_enqueue(triggers=result.triggers)
-        _record_stoploss_triggered(result.triggers, received_at=message.get("received_at"))
+        enqueued_at = time.time()
+        _record_stoploss_triggered(result.triggers, received_at=message.get("received_at"), enqueued_at=enqueued_at)
     if result.ignored:
         logger.info("older ticks ignored", extra={"ignored": result.ignored})
     first = message.get("first")
@@ -55,6 +56,13 @@ def stoploss_enqueue(*, triggers: Sequence[Trigger]) -> None:
     get_redis().hdel(redis_keys.stoploss_fired(), *(str(trigger.strategy_id) for trigger in triggers))
 
 
+def stoploss_publisher_warm() -> None:
+    """Open the broker connection and declare the stop-loss queue now, so that the first
+    stop-loss after a (re)start does not pay for them."""
+    with app.producer_or_acquire() as producer:
+        producer.maybe_declare(app.amqp.queues[CeleryQueue.STOPLOSS.value])
+
+
 def stoploss_enqueue_leftovers(*, older_than: float = LEFTOVER_AFTER_SECONDS) -> list[Trigger]:
     """Enqueue the triggers a dead consumer took out of ``sl:`` but never sent on."""
     redis = get_redis()
@@ -69,7 +77,7 @@ def stoploss_enqueue_leftovers(*, older_than: float = LEFTOVER_AFTER_SECONDS) ->
     return leftovers
 
 
-def _record_stoploss_triggered(triggers: Sequence[Trigger], *, received_at: float | None) -> None:
+def _record_stoploss_triggered(triggers: Sequence[Trigger], *, received_at: float | None, enqueued_at: float) -> None:
     ids = [trigger.strategy_id for trigger in triggers]
     owners = dict(Strategy.objects.filter(pk__in=ids).values_list("pk", "owner_id"))
     emissions = []
@@ -88,7 +96,8 @@ def _record_stoploss_triggered(triggers: Sequence[Trigger], *, received_at: floa
                     "instrument": trigger.instrument,
                     "price": str(trigger.price),  # the float's shortest repr: exact on a paise grid
                     "exchange_ts": trigger.exchange_ts,
-                    "frame_received_at": received_at,
+                    "frame_received_at": received_at,  # the listener's clock when the frame arrived
+                    "enqueued_at": enqueued_at,
                 },
             )
         )

@@ -1,0 +1,548 @@
+"""Tick to stop-loss order, end to end, on a stack started here:
+
+    .venv/bin/python bench/tick_to_order.py
+
+The Kite simulator (in this process, still prices, a frame of every subscribed
+instrument each ``--tick-interval``), ``run_market_listener`` on its real ticker,
+``runworker ticks`` and a stop-loss worker (``celery -Q stoploss``; with a minimal
+bench-only stop-loss task, ``bench/stoploss_bench.py``, while the execution engine has
+none). 10,000 running strategies with armed stops over every equity the simulator lists
+(305 of them). Measures
+
+(a) ticks per second the tick consumer sustains: a backlog of full batches put on the
+    ``ticks`` channel with the listener stopped, timed until the consumer applied all;
+(b) tick-to-order latency: from a frame's arrival at the listener (``frame_received_at``
+    in M2) to the stop-loss order's arrival at the simulator's order endpoint, over rounds
+    of ``set_price`` moves that cross 1-3 stops on a few instruments each;
+(c) the baseline: one bare HTTP POST of an order to the simulator plus one Redis round
+    trip, from this process; and the ratio (b)/(c).
+
+A PostgreSQL database and Redis database (9) of its own, created, migrated and flushed
+here; writes bench/results/tick_to_order.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/algotrader_bench_market")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--strategies", type=int, default=10_000)
+    parser.add_argument("--tick-interval", type=float, default=0.05, help="seconds between simulator frames")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--crossings-per-round", type=int, default=5, help="instruments moved through stops a round")
+    parser.add_argument("--backlog-batches", type=int, default=300, help="full batches queued for (a)")
+    parser.add_argument("--baseline-samples", type=int, default=300)
+    parser.add_argument("--stoploss-concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    if args.redis_url.rsplit("/", 1)[-1] in {"", "0"}:
+        sys.exit("--redis-url must name a Redis database of the benchmark's own (it is flushed)")
+    os.environ.update(
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        DJANGO_SETTINGS_MODULE="algotrader.settings",
+        LOG_LEVEL="WARNING",
+        KITE_SIMULATED="true",
+    )
+    ensure_database(args.database_url)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True, env=os.environ.copy()
+    )
+
+    import django
+
+    django.setup()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # still stop the processes started
+    Bench(args).run()
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def summary(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    ordered = sorted(values)
+
+    def rank(pct: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))] * 1000
+
+    return {
+        "n": len(ordered),
+        "p50_ms": round(rank(50), 2),
+        "p99_ms": round(rank(99), 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
+    }
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs = RESULTS / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.arrivals: list[tuple[float, str, str]] = []  # (arrival wall time, symbol, tag)
+
+    # -- the stack ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        from algotrader.redis_client import get_redis
+        from brokers.kite_sim import KiteSimulator, rest
+
+        get_redis().flushdb()
+        # The simulator's http.server writes headers and body in separate segments; with Nagle
+        # on, the body waits for the client's delayed ACK (~40 ms a request). Real brokers'
+        # servers do not stall so, and (b) and (c) would both measure that stall: switch it off.
+        rest._RequestHandler.disable_nagle_algorithm = True
+        sim = KiteSimulator(tick_interval=self.args.tick_interval, stage_delay=0.01, volatility=0.0).start()
+        place = sim.book.place
+
+        def recording_place(account: Any, variety: str, params: dict[str, str], **kwargs: Any) -> Any:
+            self.arrivals.append((time.time(), params.get("tradingsymbol", ""), params.get("tag") or ""))
+            return place(account, variety, params, **kwargs)
+
+        sim.book.place = recording_place  # type: ignore[method-assign]
+        try:
+            self.sim = sim
+            self.setup_strategies()
+            self.start_stack()
+            latency = self.measure_latency()
+            baseline = self.measure_baseline()
+            throughput = self.measure_throughput()
+        finally:
+            self.stop_stack()
+            sim.stop()
+        self.report(latency, baseline, throughput)
+
+    def setup_strategies(self) -> None:
+        from django.core.management import call_command
+
+        from algotrader import redis_keys
+        from algotrader.redis_client import get_redis
+        from brokers.instruments import load_instruments
+        from strategies.models import Strategy
+        from strategies.runtime import runtime_fields
+        from tests.factories import BrokerAccountFactory
+
+        started = time.monotonic()
+        call_command("flush", interactive=False, verbosity=0)  # the benchmark's own database
+        feed = self.sim.create_account()
+        self.orders_account = self.sim.create_account()
+        account = BrokerAccountFactory.create(
+            kite=True,
+            api_key=feed.api_key,
+            api_secret=feed.api_secret,
+            access_token=feed.access_token,
+            broker_user_id=feed.user_id,
+        )
+        self.account_id = account.pk
+        instruments = [i for i in load_instruments() if i.segment != "INDICES" and i.lot_size > 0]
+        per_instrument = math.ceil(self.args.strategies / len(instruments))
+        now = datetime.now(UTC)
+        # Stops 0.2% apart below the reference price, on each instrument's tick grid.
+        self.stops: dict[str, list[Decimal]] = {}
+        self.tick_size: dict[str, Decimal] = {}
+        rows = []
+        for n in range(self.args.strategies):
+            instrument = instruments[n % len(instruments)]
+            level = n // len(instruments)
+            tick = instrument.tick_size or Decimal("0.05")
+            raw = instrument.reference_price * (Decimal(1) - Decimal("0.002") * (level + 1))
+            stop = (raw / tick).to_integral_value(rounding=ROUND_FLOOR) * tick
+            key = f"{instrument.exchange}:{instrument.symbol}"
+            self.stops.setdefault(key, []).append(stop)
+            self.tick_size[key] = tick
+            rows.append(
+                Strategy(
+                    owner_id=account.owner_id,
+                    broker_account=account,
+                    venue="SIM",
+                    exchange=instrument.exchange,
+                    symbol=instrument.symbol,
+                    quantity=instrument.lot_size,
+                    trade_date=now.date(),
+                    buy_at=datetime.strptime("09:15", "%H:%M").time(),
+                    sell_at=datetime.strptime("15:15", "%H:%M").time(),
+                    stop_loss_price=stop,
+                    status=Strategy.Status.RUNNING,
+                    position=Strategy.Position.BOUGHT,
+                    buy_fire_at=now - timedelta(hours=1),
+                    sell_fire_at=now + timedelta(hours=6),
+                    entry_price=instrument.reference_price,
+                    stop_trigger_price=stop,
+                )
+            )
+        created = Strategy.objects.bulk_create(rows, batch_size=2000)
+        redis = get_redis()
+        pipe = redis.pipeline(transaction=False)
+        for strategy in created:
+            instrument_key = f"{strategy.exchange}:{strategy.symbol}"
+            pipe.hset(redis_keys.strategy(strategy.pk), mapping=runtime_fields(strategy))
+            pipe.sadd(redis_keys.symbol_strategies(instrument_key), strategy.pk)
+            pipe.zadd(
+                redis_keys.stop_losses(instrument_key), {str(strategy.pk): float(strategy.stop_trigger_price or 0)}
+            )
+            if len(pipe) >= 3000:
+                pipe.execute()
+        pipe.execute()
+        # Remaining stops per instrument, highest first: what the next move must cross.
+        for key in self.stops:
+            self.stops[key].sort(reverse=True)
+        self.instruments = sorted(self.stops)
+        self.per_instrument = per_instrument
+        print(
+            f"setup: {len(created)} running strategies with armed stops over {len(self.instruments)} instruments "
+            f"in {time.monotonic() - started:.1f} s"
+        )
+
+    def start_stack(self) -> None:
+        from algotrader import redis_keys
+        from algotrader.celery import app
+        from algotrader.redis_client import get_redis
+
+        with app.connection_for_write() as connection:
+            for queue in app.conf.task_queues:
+                queue(connection.default_channel).declare()
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "KITE_API_ROOT": self.sim.api_root,
+            "KITE_WS_ROOT": self.sim.ws_root,
+            "MARKET_FEED_ACCOUNT_ID": str(self.account_id),
+            "BENCH_KITE_API_KEY": self.orders_account.api_key,
+            "BENCH_KITE_ACCESS_TOKEN": self.orders_account.access_token,
+        }
+        commands = {
+            "stoploss": [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "algotrader",
+                "worker",
+                "-Q",
+                "stoploss",
+                "-n",
+                f"benchsl{os.getpid()}@%h",
+                "-P",
+                "threads",
+                "-c",
+                str(self.args.stoploss_concurrency),
+                "--prefetch-multiplier",
+                "1",
+                "--include",
+                "bench.stoploss_bench",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "WARNING",
+            ],
+            "ticks": [sys.executable, "manage.py", "runworker", "ticks"],
+            "market": [sys.executable, "manage.py", "run_market_listener"],
+        }
+        for name, command in commands.items():
+            self.processes[name] = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=(self.logs / f"tick_to_order_{name}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        redis = get_redis()
+        deadline = time.monotonic() + 60
+        while True:
+            pipe = redis.pipeline(transaction=False)
+            for key in self.instruments:
+                pipe.exists(redis_keys.instrument_price(key))
+            if all(pipe.execute()):
+                break
+            self.check_alive()
+            if time.monotonic() > deadline:
+                sys.exit("the listener never delivered a price of every instrument; see bench/results/logs")
+            time.sleep(0.2)
+        worker = f"benchsl{os.getpid()}@{os.uname().nodename}"
+        while not app.control.ping(destination=[worker], timeout=0.5):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                sys.exit("the stop-loss worker never answered; see bench/results/logs")
+        time.sleep(1.0)
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                sys.exit(f"{name} exited with {process.returncode}; see bench/results/logs/tick_to_order_{name}.log")
+
+    def stop_stack(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    # -- (b) tick to order ---------------------------------------------------------------
+
+    def measure_latency(self) -> dict[str, Any]:
+        from algotrader.redis_client import get_redis
+        from monitoring.models import EventLog
+
+        rng = random.Random(7)
+        expected_total = 0
+        missing = 0
+        crossed_at: dict[int, float] = {}
+        self.arrivals.clear()
+        for _ in range(self.args.rounds):
+            expected = 0
+            moved = rng.sample([i for i in self.instruments if len(self.stops[i]) > 3], self.args.crossings_per_round)
+            start_index = len(self.arrivals)
+            for instrument in moved:
+                stops = self.stops[instrument]
+                target = stops[rng.randint(0, 2)]  # cross 1-3 stops
+                price = target  # on the tick grid; a stop triggers at a price at or below it
+                crossed = [s for s in stops if s >= price]
+                expected += len(crossed)
+                self.stops[instrument] = [s for s in stops if s < price]
+                exchange, symbol = instrument.split(":")
+                set_at = time.time()
+                self.sim.set_price(exchange, symbol, price)
+                crossed_at[id(instrument)] = set_at
+            expected_total += expected
+            deadline = time.monotonic() + 5
+            while len(self.arrivals) - start_index < expected and time.monotonic() < deadline:
+                time.sleep(0.002)
+            missing += max(0, expected - (len(self.arrivals) - start_index))
+            time.sleep(0.1)
+        time.sleep(0.5)
+        received_at = {
+            int(event.payload["strategy_id"]): float(event.payload["frame_received_at"])
+            for event in EventLog.objects.filter(code="M2")
+        }
+        m2 = {int(event.payload["strategy_id"]): event.payload for event in EventLog.objects.filter(code="M2")}
+        started = {int(k): float(v) for k, v in get_redis().hgetall("bench:stoploss_started").items()}
+        latencies, to_enqueued, to_task_start, task_to_order = [], [], [], []
+        for arrived, _, tag in self.arrivals:
+            if tag.startswith("SL") and tag[2:].isdigit() and int(tag[2:]) in received_at:
+                strategy_id = int(tag[2:])
+                latencies.append(arrived - received_at[strategy_id])
+                to_enqueued.append(m2[strategy_id]["enqueued_at"] - received_at[strategy_id])
+                if strategy_id in started:
+                    to_task_start.append(started[strategy_id] - m2[strategy_id]["enqueued_at"])
+                    task_to_order.append(arrived - started[strategy_id])
+        orders_by_tag: dict[str, int] = {}
+        for _, _, tag in self.arrivals:
+            orders_by_tag[tag] = orders_by_tag.get(tag, 0) + 1
+        return {
+            "crossing_moves": self.args.rounds * self.args.crossings_per_round,
+            "stops_crossed": expected_total,
+            "m2_recorded": len(received_at),
+            "orders_at_simulator": len(self.arrivals),
+            "duplicate_orders": sum(count - 1 for count in orders_by_tag.values() if count > 1),
+            "orders_missing_after_5s": missing,
+            "frame_to_order": summary(latencies),
+            "parts": {
+                "frame_to_task_enqueued": summary(to_enqueued),
+                "enqueued_to_task_start": summary(to_task_start),
+                "task_start_to_order_at_broker": summary(task_to_order),
+            },
+        }
+
+    # -- (c) the baseline ----------------------------------------------------------------
+
+    def measure_baseline(self) -> dict[str, Any]:
+        """From a process of its own, as the stop-loss worker is, while ticks still flow."""
+        output = subprocess.run(
+            [sys.executable, __file__, "--baseline-client"],
+            env={
+                **os.environ,
+                "KITE_API_ROOT": self.sim.api_root,
+                "BENCH_KITE_API_KEY": self.orders_account.api_key,
+                "BENCH_KITE_ACCESS_TOKEN": self.orders_account.access_token,
+                "BENCH_SAMPLES": str(self.args.baseline_samples),
+            },
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        samples = json.loads(output.stdout.strip().splitlines()[-1])
+        return {"http_post_plus_redis_round_trip": summary(samples)}
+
+    # -- (a) consumer throughput ---------------------------------------------------------
+
+    def measure_throughput(self) -> dict[str, Any]:
+        from channels.layers import get_channel_layer
+
+        from algotrader import redis_keys
+        from algotrader.redis_client import get_redis
+        from market.ticks import BATCH_TYPE, TICKS_CHANNEL
+
+        market = self.processes["market"]
+        os.killpg(market.pid, signal.SIGTERM)
+        market.wait(timeout=20)
+        redis = get_redis()
+        time.sleep(0.5)
+        prices = {}
+        for instrument in self.instruments:
+            prices[instrument] = float(redis.hget(redis_keys.instrument_price(instrument), "price") or 1.0)
+        base_ts = time.time() + 10_000  # newer than any stored tick: every tick is applied
+        batches = [
+            {
+                "type": BATCH_TYPE,
+                "ticks": [[i, prices[i], base_ts + n] for i in self.instruments],
+                "received_at": time.time(),
+            }
+            for n in range(self.args.backlog_batches)
+        ]
+        total = len(batches) * len(self.instruments)
+
+        def applied() -> int:
+            return sum(int(v) for v in redis.hvals(redis_keys.tick_counts()))
+
+        before = applied()
+        layer = get_channel_layer()
+        assert layer is not None
+
+        async def fill() -> None:
+            for batch in batches:
+                await layer.send(TICKS_CHANNEL, batch)
+
+        started = time.perf_counter()
+        asyncio.run(fill())
+        filled = time.perf_counter() - started
+        deadline = time.monotonic() + 60
+        while applied() - before < total and time.monotonic() < deadline:
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        done = applied() - before
+        return {
+            "batches": len(batches),
+            "ticks_per_batch": len(self.instruments),
+            "ticks": total,
+            "ticks_applied": done,
+            "seconds": round(elapsed, 3),
+            "backlog_filled_in_seconds": round(filled, 3),
+            "ticks_per_second": round(done / elapsed),
+        }
+
+    # -- report --------------------------------------------------------------------------
+
+    def report(self, latency: dict[str, Any], baseline: dict[str, Any], throughput: dict[str, Any]) -> None:
+        import execution.tasks
+
+        frame = latency["frame_to_order"]
+        base = baseline["http_post_plus_redis_round_trip"]
+        ratio = {
+            key: round(frame[key] / base[key], 2) if frame.get(key) and base.get(key) else None
+            for key in ("p50_ms", "p99_ms")
+        }
+        result = {
+            "measured_at": datetime.now(UTC).isoformat(),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "setup": {
+                "strategies": self.args.strategies,
+                "instruments": len(self.instruments),
+                "strategies_per_instrument": self.per_instrument,
+                "simulator_frame_interval_s": self.args.tick_interval,
+                "offered_ticks_per_second": round(len(self.instruments) / self.args.tick_interval),
+                "stoploss_worker": f"celery threads pool x{self.args.stoploss_concurrency}, prefetch 1",
+                "stoploss_task": "execution engine"
+                if hasattr(execution.tasks, "execute_stoploss_task") and os.environ.get("BENCH_STOPLOSS") != "bench"
+                else "bench-only (bench/stoploss_bench.py: one Redis read, one HTTP POST)",
+            },
+            "a_consumer_throughput": throughput,
+            "b_tick_to_order": latency,
+            "c_baseline": baseline,
+            "ratio_b_over_c": ratio,
+            "targets": {
+                "consumer_ticks_per_second_at_least": 20_000,
+                "p99_ratio_at_most": 5,
+                "met": {
+                    "throughput": throughput["ticks_per_second"] >= 20_000,
+                    "latency": ratio["p99_ms"] is not None and ratio["p99_ms"] <= 5,
+                },
+            },
+        }
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "tick_to_order.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        print(
+            f"\n(a) consumer: {throughput['ticks_per_second']:,} ticks/s "
+            f"({throughput['ticks_applied']:,} ticks in {throughput['seconds']} s)\n"
+            f"(b) frame -> order at the broker: p50 {frame['p50_ms']} ms, p99 {frame['p99_ms']} ms, "
+            f"max {frame['max_ms']} ms over {frame['n']} orders\n"
+            f"(c) baseline POST + Redis: p50 {base['p50_ms']} ms, p99 {base['p99_ms']} ms\n"
+            f"(b)/(c): p50 x{ratio['p50_ms']}, p99 x{ratio['p99_ms']}\n"
+            f"written to {RESULTS / 'tick_to_order.json'}"
+        )
+
+
+def baseline_client() -> None:
+    """(c): one Redis round trip plus one bare order POST to the simulator, repeatedly;
+    prints the samples (seconds) as one JSON line."""
+    import redis
+    import requests
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+    session = requests.Session()
+    headers = {
+        "X-Kite-Version": "3",
+        "Authorization": f"token {os.environ['BENCH_KITE_API_KEY']}:{os.environ['BENCH_KITE_ACCESS_TOKEN']}",
+    }
+    url = f"{os.environ['KITE_API_ROOT']}/orders/regular"
+    order = {"exchange": "NSE", "tradingsymbol": "INFY", "transaction_type": "SELL", "quantity": "1"}
+    order.update(order_type="MARKET", product="MIS")
+    client.ping()
+    samples = []
+    for n in range(int(os.environ["BENCH_SAMPLES"])):
+        started = time.perf_counter()
+        client.hgetall("strategy:1")
+        response = session.post(url, data={**order, "tag": f"BASE{n}"}, headers=headers, timeout=5)
+        samples.append(time.perf_counter() - started)
+        response.raise_for_status()
+        time.sleep(0.005)
+    print(json.dumps(samples))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--baseline-client"]:
+        baseline_client()
+    else:
+        main()
