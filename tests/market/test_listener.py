@@ -2,7 +2,7 @@
 message per frame, the feed's events, the first tick of an instrument marked for M1."""
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pytest
 from channels.layers import InMemoryChannelLayer
@@ -31,14 +31,14 @@ class FakeStream:
 
 
 @pytest.fixture
-def listener() -> tuple[MarketListener, FakeStream, InMemoryChannelLayer]:
+def listener() -> Iterator[tuple[MarketListener, FakeStream, InMemoryChannelLayer]]:
     stream = FakeStream()
     layer = InMemoryChannelLayer()
 
     def factory(on_ticks: TickHandler, events: FeedEvents) -> FakeStream:
         return stream
 
-    market = MarketListener(stream_factory=factory, simulated_venue=True, channel_layer=layer)  # type: ignore[arg-type]
+    market = MarketListener(stream_factory=factory, simulated_venue=True, channel_layer=layer)
     market._loop_thread.start()
     yield market, stream, layer
     market._loop.call_soon_threadsafe(market._loop.stop)
