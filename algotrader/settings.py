@@ -179,6 +179,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=SCHEDULER_SWEEP_SECONDS),
         "options": {"expire_seconds": SCHEDULER_SWEEP_SECONDS},  # a stale sweep is superseded by the next
     },
+    # Kite sessions end at 06:00 Asia/Kolkata; tell users before the first order fails.
+    "brokers: expire ended broker sessions": {
+        "task": "brokers.tasks.expire_broker_sessions_task",
+        "schedule": timedelta(minutes=1),
+        "options": {"expire_seconds": 60},
+    },
 }
 # Late policy: a BUY that fires (or would start) more than BUY_GRACE_SECONDS after its
 # time is skipped with an alert; a SELL always runs, however late, within

@@ -27,3 +27,12 @@ def test_an_unrouted_task_lands_only_in_orders(broker_lists):
     app.send_task("algotrader.tests.noop")
 
     assert broker_lists() == {CeleryQueue.STOPLOSS: 0, CeleryQueue.ORDERS: 1}
+
+
+def test_every_beat_entry_names_a_registered_task(settings):
+    app.loader.import_default_modules()
+
+    missing = [entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] not in app.tasks]
+
+    assert missing == []
+    assert "brokers.tasks.expire_broker_sessions_task" in {e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()}
