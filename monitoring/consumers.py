@@ -25,8 +25,8 @@ class UserEventsConsumer(AsyncJsonWebsocketConsumer):
         self.group = user_group(user.pk)
         self.price_groups: set[str] = set()
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._watch_prices()  # before accepting: the app's first price is not lost
         await self.accept(subprotocol=self.scope.get("accepted_subprotocol"))
-        await self._watch_prices()
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -35,9 +35,9 @@ class UserEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def event_message(self, message: dict[str, Any]) -> None:
-        await self.send_json({"type": "event", "event": message["event"]})
         if message["event"].get("code") in REWATCH_ON:
-            await self._watch_prices()
+            await self._watch_prices()  # first: once the app sees the start, its prices follow
+        await self.send_json({"type": "event", "event": message["event"]})
 
     async def price_update(self, message: dict[str, Any]) -> None:
         await self.send_json(
