@@ -42,6 +42,7 @@ StreamFactory = Callable[[TickHandler, FeedEvents], TickStream]
 STATUS_EVERY = 1.0  # seconds between health checks and status heartbeats
 STATUS_TTL = 30  # a status older than this means the listener is gone
 CALENDAR_CACHE_SECONDS = 30.0
+DROP_REPORT_EVERY = 60.0  # seconds between B6 records of frames dropped on the way to the consumer
 
 
 class MarketListener:
@@ -78,6 +79,7 @@ class MarketListener:
         self._events: queue.Queue[Emission] = queue.Queue()
         self._frames = 0
         self._dropped = 0
+        self._drop_reported_at = float("-inf")
         self._open_cache: dict[str, tuple[float, bool]] = {}
 
         self._loop = asyncio.new_event_loop()
@@ -112,11 +114,15 @@ class MarketListener:
         future = asyncio.run_coroutine_threadsafe(self._layer.send(TICKS_CHANNEL, message), self._loop)
         try:
             future.result(timeout=5)
-        except ChannelFull:
+        except Exception as error:  # never raise into the stream: it would report every frame
             self._dropped += 1
-            logger.warning("ticks channel full: frame dropped", extra={"ticks": len(ticks), "dropped": self._dropped})
-            if self._dropped == 1 or self._dropped % 1000 == 0:
-                self._queue(Event.B6_PRICE_FEED_ERROR, "The tick consumer is behind: frames dropped", {})
+            full = isinstance(error, ChannelFull)
+            reason = "the tick consumer is behind" if full else f"the channel layer failed: {type(error).__name__}"
+            logger.warning("frame dropped: %s", reason, extra={"ticks": len(ticks), "dropped": self._dropped})
+            now = time.monotonic()
+            if now - self._drop_reported_at >= DROP_REPORT_EVERY:  # one B6 per incident, not per frame
+                self._drop_reported_at = now
+                self._queue(Event.B6_PRICE_FEED_ERROR, f"Frames dropped: {reason}", {"dropped": self._dropped})
 
     def on_connected(self) -> None:
         logger.info("market feed connected")

@@ -5,6 +5,7 @@ import asyncio
 from collections.abc import Iterable, Iterator
 
 import pytest
+from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
 from algotrader import redis_keys
@@ -116,3 +117,24 @@ def test_our_own_stop_is_not_a_disconnect(listener):
     market.on_disconnected("stopped")
 
     assert market._events.empty()
+
+
+class FullLayer(InMemoryChannelLayer):
+    async def send(self, channel: str, message: dict[str, object]) -> None:
+        raise ChannelFull()
+
+
+def test_a_full_channel_drops_the_frame_with_one_b6_and_never_raises_into_the_stream():
+    def factory(on_ticks: TickHandler, events: FeedEvents) -> FakeStream:
+        return FakeStream()
+
+    market = MarketListener(stream_factory=factory, simulated_venue=True, channel_layer=FullLayer())
+    market._loop_thread.start()
+    try:
+        market.on_ticks([tick("INFY", 1540.0)])
+        market.on_ticks([tick("INFY", 1541.0)])
+    finally:
+        market._loop.call_soon_threadsafe(market._loop.stop)
+
+    queued = [market._events.get_nowait() for _ in range(market._events.qsize())]
+    assert [emission.event.code for emission in queued] == ["B6"]
