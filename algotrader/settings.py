@@ -198,6 +198,27 @@ if CELERY_BEAT_MAX_LOOP_INTERVAL <= 0 or SCHEDULER_SWEEP_SECONDS < 1 or BUY_GRAC
 if SELL_EXPIRES_SECONDS < BUY_GRACE_SECONDS:
     raise ImproperlyConfigured("SELL_EXPIRES_SECONDS must be at least BUY_GRACE_SECONDS")
 
+# --- Order execution ------------------------------------------------------------
+# How long an order is followed to its fill before it is left to recovery; how long an
+# unanswered order is looked up by its tag before a new tag is placed; how long
+# transient broker errors (429, outage) are retried, per kind of order (a stop-loss
+# tries hardest); the per-strategy execution lock's lifetime (longer than an execution).
+ORDER_FOLLOW_SECONDS = env.float("ORDER_FOLLOW_SECONDS", default=30.0)
+ORDER_UNKNOWN_GRACE_SECONDS = env.float("ORDER_UNKNOWN_GRACE_SECONDS", default=5.0)
+ORDER_RETRY_SECONDS_BUY = env.float("ORDER_RETRY_SECONDS_BUY", default=10.0)
+ORDER_RETRY_SECONDS_SELL = env.float("ORDER_RETRY_SECONDS_SELL", default=60.0)
+ORDER_RETRY_SECONDS_STOPLOSS = env.float("ORDER_RETRY_SECONDS_STOPLOSS", default=180.0)
+ORDER_RETRY_BACKOFF_MAX_SECONDS = env.float("ORDER_RETRY_BACKOFF_MAX_SECONDS", default=2.0)
+EXECUTION_LOCK_SECONDS = env.float("EXECUTION_LOCK_SECONDS", default=300.0)
+# A stop-loss task waiting in the queue longer than this is dropped (and alerted).
+STOPLOSS_EXPIRES_SECONDS = env.int("STOPLOSS_EXPIRES_SECONDS", default=6 * 3600)
+if min(ORDER_FOLLOW_SECONDS, ORDER_UNKNOWN_GRACE_SECONDS, ORDER_RETRY_BACKOFF_MAX_SECONDS) <= 0:
+    raise ImproperlyConfigured("ORDER_FOLLOW/UNKNOWN_GRACE/RETRY_BACKOFF_MAX seconds must be > 0")
+if not ORDER_RETRY_SECONDS_BUY <= ORDER_RETRY_SECONDS_SELL <= ORDER_RETRY_SECONDS_STOPLOSS:
+    raise ImproperlyConfigured("a stop-loss must retry at least as long as a SELL, a SELL as long as a BUY")
+if EXECUTION_LOCK_SECONDS < ORDER_FOLLOW_SECONDS + ORDER_RETRY_SECONDS_STOPLOSS:
+    raise ImproperlyConfigured("EXECUTION_LOCK_SECONDS must outlast retrying and following an order")
+
 # --- Auth -------------------------------------------------------------------
 
 AUTH_USER_MODEL = "users.User"

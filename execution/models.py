@@ -1,1 +1,88 @@
-"""Orders as write-ahead intents (the execution issue builds them here)."""
+"""Orders as write-ahead intents: a row is committed (PENDING, with its own unique tag)
+before the broker is called, so that a crash at any moment leaves something to look up
+by tag. The partial unique constraints are what make a duplicate BUY or a second exit
+impossible, whatever the workers, locks or redeliveries do."""
+
+from django.db import models
+from django.db.models import Q
+
+
+class Order(models.Model):
+    class Side(models.TextChoices):
+        BUY = "BUY"
+        SELL = "SELL"
+
+    class Reason(models.TextChoices):
+        BUY = "BUY"
+        SELL = "SELL"
+        STOPLOSS = "STOPLOSS"
+        STOP = "STOP"
+        ABORT = "ABORT"
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING"  # committed, the broker not yet (certainly) called
+        PLACED = "PLACED"  # accepted by the broker (B3), not final yet
+        UNKNOWN = "UNKNOWN"  # sent, no answer: only a lookup by tag can tell
+        COMPLETE = "COMPLETE"
+        REJECTED = "REJECTED"
+        CANCELLED = "CANCELLED"
+        FAILED = "FAILED"  # never reached the broker, or lost and replaced by a new tag
+
+    LIVE = (Status.PENDING, Status.PLACED, Status.UNKNOWN)
+    FINAL = (Status.COMPLETE, Status.REJECTED, Status.CANCELLED, Status.FAILED)
+
+    strategy = models.ForeignKey("strategies.Strategy", on_delete=models.PROTECT, related_name="orders")
+    account = models.ForeignKey("brokers.BrokerAccount", on_delete=models.PROTECT, related_name="orders")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    reason = models.CharField(max_length=8, choices=Reason.choices)
+    quantity = models.PositiveIntegerField()
+    # "AT" + the id in base 36, set in the insert's transaction: never reused, at most 20 alphanumerics.
+    tag = models.CharField(max_length=20, unique=True, null=True, blank=True)
+    retry_of = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="retried_by")
+    broker_order_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING)
+    fill_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    filled_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    # A BUY delivered after this is refused (the late policy); null: valid until final.
+    valid_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(side="BUY", reason="BUY")
+                | Q(side="SELL", reason__in=("SELL", "STOPLOSS", "STOP", "ABORT")),
+                name="order_reason_matches_side",
+            ),
+            models.UniqueConstraint(
+                fields=["strategy"],
+                condition=Q(side="BUY", status__in=("PENDING", "PLACED", "UNKNOWN")),
+                name="order_one_live_buy",
+            ),
+            models.UniqueConstraint(
+                fields=["strategy"],
+                condition=Q(side="SELL", status__in=("PENDING", "PLACED", "UNKNOWN")),
+                name="order_one_live_exit",
+            ),
+            models.UniqueConstraint(
+                fields=["strategy"], condition=Q(side="BUY", status="COMPLETE"), name="order_one_filled_buy"
+            ),
+        ]
+        indexes = [
+            # Recovery's scan: every order not yet final.
+            models.Index(
+                fields=["status"], name="order_live", condition=Q(status__in=("PENDING", "PLACED", "UNKNOWN"))
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tag or '#' + str(self.pk)} {self.reason} x{self.quantity} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in self.LIVE

@@ -1,16 +1,23 @@
-"""Order tasks on the ``orders`` queue: thin interfaces to execution services."""
+"""Order tasks: thin interfaces to the execution services. Routing is ``task_routes``'s
+(stop-losses to their own queue); every task is acknowledged late and expires, and is
+safe to run twice (the database claim lets one delivery act)."""
 
 from celery import shared_task
+from django.conf import settings
 
-from algotrader.queues import CeleryQueue
 from execution import services
 
 
-@shared_task(queue=CeleryQueue.ORDERS.value, acks_late=True)
+@shared_task(acks_late=True, expires=settings.BUY_GRACE_SECONDS)
 def execute_buy_task(strategy_id: int) -> None:
     services.strategy_buy_execute(strategy_id=strategy_id)
 
 
-@shared_task(queue=CeleryQueue.ORDERS.value, acks_late=True)
+@shared_task(acks_late=True, expires=settings.SELL_EXPIRES_SECONDS)
 def execute_sell_task(strategy_id: int, reason: str = "SELL") -> None:
     services.strategy_sell_execute(strategy_id=strategy_id, reason=reason)
+
+
+@shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
+def execute_stoploss_task(strategy_id: int) -> None:
+    services.strategy_stoploss_execute(strategy_id=strategy_id)

@@ -48,3 +48,12 @@ def runtime_clear(strategy: Strategy) -> None:
     pipe.zrem(redis_keys.stop_losses(instrument), strategy.pk)
     pipe.publish(redis_keys.subscriptions_channel(), instrument)
     pipe.execute()
+
+
+def runtime_refresh(strategy: Strategy) -> None:
+    """Rewrite the runtime copy after a position move, leaving the execution lock alone
+    (its holder is the caller)."""
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.delete(redis_keys.strategy(strategy.pk))
+    pipe.hset(redis_keys.strategy(strategy.pk), mapping=runtime_fields(strategy))
+    pipe.execute()

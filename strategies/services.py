@@ -22,7 +22,7 @@ from django.utils import timezone
 from algotrader.exceptions import ValidationFailed
 from algotrader.users.models import User
 from brokers.selectors import broker_account_get
-from execution.tasks import execute_sell_task
+from execution import tasks as execution_tasks  # a module: execution imports these services back
 from monitoring.events import Event
 from monitoring.services import emit
 from strategies import runtime, scheduling
@@ -246,7 +246,7 @@ def strategy_stop(*, user: User, strategy_id: int, keep_position: bool = False) 
     scheduling.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)
     if exit_position:
-        execute_sell_task.delay(strategy.pk, reason=Strategy.ExitReason.STOP.value)
+        execution_tasks.execute_sell_task.delay(strategy.pk, reason=Strategy.ExitReason.STOP.value)
     return strategy
 
 

@@ -7,7 +7,6 @@ from typing import Any
 from celery import Task, shared_task
 from celery.signals import task_revoked
 
-from algotrader.queues import CeleryQueue
 from strategies import scheduling
 
 ORDER_TASK_SIDES = {
@@ -16,12 +15,12 @@ ORDER_TASK_SIDES = {
 }
 
 
-@shared_task(queue=CeleryQueue.ORDERS.value, acks_late=True)
+@shared_task(acks_late=True)
 def fire_slot_task(slot: str) -> None:
     scheduling.fire_due(slot=datetime.fromisoformat(slot), source="slot")
 
 
-@shared_task(queue=CeleryQueue.ORDERS.value, acks_late=True)
+@shared_task(acks_late=True)
 def sweep_due_task() -> None:
     scheduling.sweep()
 

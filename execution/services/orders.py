@@ -1,0 +1,373 @@
+"""One order's life at the broker: the write-ahead intent (its tag derived from its own
+id), placement with its tag (B3/B4, L2), an unanswered placement settled by looking the
+tag up (adopted, or FAILED and replaced by a new tag after a grace period: E4), transient
+errors retried with jittered backoff within a deadline (E4), permanent ones failed fast
+with an alert, and the fill followed until final (E5).
+
+Every status move is a compare-and-set on the order's current status. Broker calls are
+made outside any database transaction: no row lock is held across the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from brokers.adapters.base import BrokerAdapter, BrokerOrder, BrokerOrderStatus, OrderRequest
+from brokers.adapters.base import Side as BrokerSide
+from brokers.exceptions import AmbiguousOutcome, BrokerAuthError, BrokerError
+from brokers.services import broker_account_mark_token_expired
+from execution.exceptions import OrderConflict
+from execution.models import Order
+from monitoring.events import Event
+from monitoring.services import emit
+from strategies.models import Strategy
+
+logger = logging.getLogger(__name__)
+
+Status = Order.Status
+_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_FOLLOW_FIRST_POLL = 0.05
+_FOLLOW_MAX_POLL = 0.5
+_RECONCILE_POLL = 0.25
+
+
+def order_tag(order_id: int) -> str:
+    """ "AT" + the id in base 36: unique because the id is, alphanumeric, and 20 characters
+    hold ids up to 36**18."""
+    digits = ""
+    while True:
+        order_id, remainder = divmod(order_id, 36)
+        digits = _BASE36[remainder] + digits
+        if order_id == 0:
+            return f"AT{digits}"
+
+
+def retry_seconds(reason: str) -> float:
+    """How long transient broker errors are retried: a stop-loss hardest, a BUY least."""
+    if reason == Order.Reason.STOPLOSS:
+        return float(settings.ORDER_RETRY_SECONDS_STOPLOSS)
+    if reason == Order.Reason.BUY:
+        return float(settings.ORDER_RETRY_SECONDS_BUY)
+    return float(settings.ORDER_RETRY_SECONDS_SELL)
+
+
+def _backoff(reason: str, attempt: int) -> float:
+    """Full jitter over an exponential ceiling; a stop-loss starts its retries sooner."""
+    base = 0.05 if reason == Order.Reason.STOPLOSS else 0.2
+    ceiling = min(float(settings.ORDER_RETRY_BACKOFF_MAX_SECONDS), base * 2 ** max(attempt - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def about(order: Order, strategy: Strategy) -> dict[str, Any]:
+    # What events may say about an order: never a credential.
+    return {
+        "strategy_id": strategy.pk,
+        "order_id": order.pk,
+        "tag": order.tag,
+        "side": order.side,
+        "reason": order.reason,
+        "quantity": order.quantity,
+        "symbol": f"{strategy.exchange}:{strategy.symbol}",
+    }
+
+
+def order_create(
+    *, strategy: Strategy, reason: Order.Reason, retry_of: Order | None = None, valid_until: Any = None
+) -> Order:
+    """Insert the PENDING intent and give it its tag. Call inside the transaction that
+    claimed the position, so the claim and the intent commit together or not at all."""
+    side = Order.Side.BUY if reason == Order.Reason.BUY else Order.Side.SELL
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                strategy=strategy,
+                account_id=strategy.broker_account_id,
+                side=side,
+                reason=reason,
+                quantity=strategy.quantity,
+                retry_of=retry_of,
+                valid_until=valid_until,
+            )
+            order.tag = order_tag(order.pk)
+            Order.objects.filter(pk=order.pk).update(tag=order.tag)
+    except IntegrityError as error:
+        # A live order of this side (or a filled BUY) exists: another worker got there first.
+        raise OrderConflict(extra={"strategy_id": strategy.pk, "reason": str(reason)}) from error
+    return order
+
+
+def _move(order: Order, expected: tuple[str, ...], **changes: Any) -> bool:
+    """Compare-and-set on the order's status; on success ``order`` reflects the changes."""
+    moved = Order.objects.filter(pk=order.pk, status__in=expected).update(**changes, updated_at=timezone.now())
+    if moved:
+        for name, value in changes.items():
+            if not isinstance(value, F):
+                setattr(order, name, value)
+    return moved == 1
+
+
+def _count_attempt(order: Order, error: str) -> None:
+    Order.objects.filter(pk=order.pk).update(attempts=F("attempts") + 1, last_error=error[:500])
+    order.attempts += 1
+    order.last_error = error[:500]
+
+
+def _request(order: Order, strategy: Strategy) -> OrderRequest:
+    assert order.tag
+    return OrderRequest(
+        exchange=strategy.exchange,
+        symbol=strategy.symbol,
+        side=BrokerSide(order.side),
+        quantity=order.quantity,
+        tag=order.tag,
+    )
+
+
+def _log_exchange(order: Order, strategy: Strategy, request: dict[str, Any], response: dict[str, Any]) -> None:
+    emit(
+        Event.L2_ORDER_EVENT_LOGGED,
+        strategy=strategy,
+        payload={**about(order, strategy), "request": request, "response": response},
+    )
+
+
+def _error_text(error: BrokerError) -> str:
+    return f"{type(error).__name__}: {error.message}"
+
+
+def _finalize(order: Order, strategy: Strategy, status: Status, **changes: Any) -> bool:
+    """Move a live order to a final status and record E5 with the outcome, once."""
+    if not _move(order, Order.LIVE, status=status, **changes):
+        order.refresh_from_db()
+        return False
+    emit(
+        Event.E5_ORDER_FINALIZED,
+        strategy=strategy,
+        payload={
+            **about(order, strategy),
+            "status": status,
+            "broker_order_id": order.broker_order_id,
+            "fill_price": str(order.fill_price) if order.fill_price is not None else None,
+            "error": order.last_error,
+        },
+    )
+    return True
+
+
+def _fail(order: Order, strategy: Strategy, status: Status, error: str, *, alert: str) -> None:
+    order.last_error = error[:500]
+    if _finalize(order, strategy, status, last_error=order.last_error):
+        emit(Event.B4_ORDER_REJECTED, strategy=strategy, message=error[:500], payload=about(order, strategy))
+        emit(
+            Event.L4_ALERT_TRIGGERED,
+            strategy=strategy,
+            message=alert,
+            payload={**about(order, strategy), "alert": "order_failed", "error": error[:500]},
+        )
+
+
+def _adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
+    if not _move(order, (Status.PENDING, Status.UNKNOWN), status=Status.PLACED, broker_order_id=broker_order_id):
+        order.refresh_from_db()
+        return False
+    emit(
+        Event.B3_ORDER_ACCEPTED,
+        strategy=strategy,
+        payload={**about(order, strategy), "broker_order_id": order.broker_order_id},
+    )
+    return True
+
+
+def order_lookup(*, order: Order, adapter: BrokerAdapter) -> list[BrokerOrder] | None:
+    """The broker's orders carrying this order's tag; None if the broker could not say."""
+    assert order.tag
+    try:
+        return adapter.orders_by_tag(order.tag)
+    except BrokerError as error:
+        logger.warning("order lookup by tag failed", extra={"order_id": order.pk, "error": _error_text(error)})
+        return None
+
+
+def order_reconcile(*, order: Order, strategy: Strategy, adapter: BrokerAdapter, grace: float) -> bool:
+    """Look an UNKNOWN (or interrupted PENDING) order up by its tag at once and again until
+    ``grace`` has passed: True once found and adopted (PLACED with the broker's id)."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = order_lookup(order=order, adapter=adapter)
+        if found:
+            if len(found) > 1:  # a broker-side duplicate: adopt one, an operator must see the other
+                emit(
+                    Event.L4_ALERT_TRIGGERED,
+                    strategy=strategy,
+                    message=f"{len(found)} orders at the broker carry tag {order.tag}",
+                    payload={**about(order, strategy), "alert": "duplicate_tag"},
+                )
+            _adopt(order, strategy, found[0].broker_order_id)
+            return order.status == Status.PLACED or order.status in Order.FINAL
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(_RECONCILE_POLL, remaining))
+
+
+def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> Order:
+    """Place ``order`` (PENDING) and return the order that stands for it at the end: PLACED,
+    or final (REJECTED/FAILED), possibly a replacement with a new tag after a lost one."""
+    deadline = time.monotonic() + retry_seconds(order.reason)
+    attempt = 0
+    while True:
+        if order.side == Order.Side.BUY and order.valid_until is not None and timezone.now() > order.valid_until:
+            _fail(order, strategy, Status.FAILED, "The BUY is past its valid time.", alert="BUY not placed: too late")
+            return order
+        request = _request(order, strategy)
+        logged_request = {
+            "exchange": request.exchange,
+            "symbol": request.symbol,
+            "side": str(request.side),
+            "quantity": request.quantity,
+            "tag": request.tag,
+            "order_type": str(request.order_type),
+            "product": str(request.product),
+        }
+        attempt += 1
+        try:
+            broker_order_id = adapter.place_order(request)
+        except AmbiguousOutcome as error:
+            _log_exchange(order, strategy, logged_request, {"error": _error_text(error)})
+            _count_attempt(order, _error_text(error))
+            _move(order, (Status.PENDING,), status=Status.UNKNOWN)
+            grace = float(settings.ORDER_UNKNOWN_GRACE_SECONDS)
+            if order_reconcile(order=order, strategy=strategy, adapter=adapter, grace=grace):
+                return order
+            if time.monotonic() >= deadline:
+                _fail(
+                    order,
+                    strategy,
+                    Status.FAILED,
+                    _error_text(error),
+                    alert="Order lost at the broker, retries exhausted",
+                )
+                return order
+            order = _replace(order, strategy, error)
+            if order.status in Order.FINAL:
+                return order
+            continue
+        except BrokerError as error:
+            _log_exchange(order, strategy, logged_request, {"error": _error_text(error)})
+            _count_attempt(order, _error_text(error))
+            if error.permanent:
+                status = Status.FAILED if isinstance(error, BrokerAuthError) else Status.REJECTED
+                _fail(
+                    order,
+                    strategy,
+                    status,
+                    _error_text(error),
+                    alert=f"{order.reason} refused by the broker: {error.message}",
+                )
+                if isinstance(error, BrokerAuthError):
+                    broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
+                return order
+            delay = _backoff(order.reason, attempt)
+            if time.monotonic() + delay >= deadline:
+                _fail(
+                    order,
+                    strategy,
+                    Status.FAILED,
+                    _error_text(error),
+                    alert=f"{order.reason} not placed: the broker kept failing",
+                )
+                return order
+            emit(
+                Event.E4_ORDER_RETRY_REQUIRED,
+                strategy=strategy,
+                payload={
+                    **about(order, strategy),
+                    "error": _error_text(error),
+                    "attempt": attempt,
+                    "delay": round(delay, 3),
+                },
+            )
+            time.sleep(delay)
+            continue
+        _log_exchange(order, strategy, logged_request, {"broker_order_id": broker_order_id})
+        _count_attempt(order, "")
+        _adopt(order, strategy, broker_order_id)
+        return order
+
+
+def _replace(lost: Order, strategy: Strategy, error: BrokerError) -> Order:
+    """The lost order is FAILED and a new intent with a new tag takes its place, in one
+    transaction (the live-order constraints hold throughout)."""
+    with transaction.atomic():
+        if not _finalize(lost, strategy, Status.FAILED, last_error=f"not found by tag: {_error_text(error)}"[:500]):
+            return lost  # settled meanwhile (adopted by another reader)
+        replacement = order_create(
+            strategy=strategy, reason=Order.Reason(lost.reason), retry_of=lost, valid_until=lost.valid_until
+        )
+        emit(
+            Event.E4_ORDER_RETRY_REQUIRED,
+            strategy=strategy,
+            payload={**about(replacement, strategy), "replaces": lost.tag, "error": _error_text(error)},
+        )
+    return replacement
+
+
+def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> Order:
+    """Poll a PLACED order with a short backoff until the broker says it is final (then
+    COMPLETE, REJECTED or CANCELLED here, E5) or ORDER_FOLLOW_SECONDS pass (it stays
+    PLACED, for recovery to settle)."""
+    deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
+    poll = _FOLLOW_FIRST_POLL
+    while order.status == Status.PLACED:
+        try:
+            seen = adapter.get_order(order.broker_order_id)
+        except BrokerError as error:
+            logger.warning("order poll failed", extra={"order_id": order.pk, "error": _error_text(error)})
+            if error.permanent:
+                if isinstance(error, BrokerAuthError):
+                    broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
+                return order
+            seen = None
+        if seen is not None and seen.status.is_final:
+            order_settle(order=order, strategy=strategy, seen=seen)
+            return order
+        if time.monotonic() + poll > deadline:
+            logger.error("order not final within the follow deadline", extra={"order_id": order.pk})
+            emit(
+                Event.L3_ERROR_LOGGED,
+                strategy=strategy,
+                message="Order not final in time: recovery will settle it",
+                payload=about(order, strategy),
+            )
+            return order
+        time.sleep(poll)
+        poll = min(poll * 2, _FOLLOW_MAX_POLL)
+    return order
+
+
+def order_settle(*, order: Order, strategy: Strategy, seen: BrokerOrder) -> None:
+    """Record the broker's final word on a live order."""
+    response = {"broker_order_id": seen.broker_order_id, "status": seen.raw_status or str(seen.status)}
+    _log_exchange(order, strategy, {"get_order": order.broker_order_id}, response)
+    if seen.status is BrokerOrderStatus.COMPLETE:
+        _finalize(
+            order, strategy, Status.COMPLETE, fill_price=seen.average_price, filled_at=seen.updated_at or timezone.now()
+        )
+    elif seen.status is BrokerOrderStatus.REJECTED:
+        _fail(
+            order,
+            strategy,
+            Status.REJECTED,
+            seen.status_message or "Rejected by the broker",
+            alert=f"{order.reason} rejected by the broker: {seen.status_message}",
+        )
+    else:
+        _finalize(order, strategy, Status.CANCELLED, last_error=(seen.status_message or "Cancelled")[:500])

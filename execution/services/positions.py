@@ -1,0 +1,325 @@
+"""The three executions (E1 BUY, E2 SELL or STOP, E3 stop-loss) and the position moves
+they make. Each takes the strategy's lock (X2, or X3 on conflict), then claims the
+position with a compare-and-set and inserts the PENDING order in the same transaction,
+commits, and only then calls the broker; the position moves again only once the order
+is final. Exactly one exit order exists per position: the exit claim (BOUGHT ->
+EXITING) is won once, and the live-exit constraint backs it up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from algotrader import redis_keys
+from brokers.adapters.base import BrokerAdapter
+from brokers.adapters.registry import adapter_for
+from execution.exceptions import OrderConflict
+from execution.models import Order
+from execution.services import locks
+from execution.services.orders import (
+    about,
+    order_create,
+    order_follow,
+    order_lookup,
+    order_place,
+    order_reconcile,
+)
+from market.stoploss_index import stoploss_arm, stoploss_disarm
+from monitoring.events import Event
+from monitoring.services import emit
+from strategies import runtime, scheduling
+from strategies import services as strategy_services
+from strategies.models import Strategy
+
+logger = logging.getLogger(__name__)
+
+Status = Strategy.Status
+Position = Strategy.Position
+ExitReason = Strategy.ExitReason
+ACTIVE = (Status.RUNNING, Status.STOPPED)
+EXIT_POSITIONS = {ExitReason.STOPLOSS: Position.EXITED_BY_SL}
+
+
+def _strategy(strategy_id: int) -> Strategy | None:
+    strategy = Strategy.objects.select_related("owner", "broker_account").filter(pk=strategy_id).first()
+    if strategy is None:
+        logger.warning("executed strategy no longer exists", extra={"strategy_id": strategy_id})
+    return strategy
+
+
+def _about(strategy: Strategy) -> dict[str, Any]:
+    return {"strategy_id": strategy.pk, "symbol": redis_keys.instrument(strategy.exchange, strategy.symbol)}
+
+
+@contextmanager
+def _locked(strategy: Strategy, *, kind: str, wait: bool) -> Iterator[bool]:
+    """Yield True with ``lock_state:{id}`` held. A duplicate BUY gives up on conflict; an
+    exit waits for the holder (a BUY still following its fill) since it must not be lost."""
+    token = locks.lock_acquire(strategy_id=strategy.pk)
+    if token is None:
+        emit(Event.X3_LOCK_CONFLICT, strategy=strategy, payload={**_about(strategy), "kind": kind, "waits": wait})
+        if wait:
+            timeout = settings.ORDER_FOLLOW_SECONDS + settings.ORDER_RETRY_SECONDS_BUY
+            token = locks.lock_wait(strategy_id=strategy.pk, timeout=timeout)
+        if token is None:
+            yield False
+            return
+    emit(Event.X2_LOCK_ACQUIRED, strategy=strategy, payload={**_about(strategy), "kind": kind})
+    with locks.lock_held(strategy_id=strategy.pk, token=token):
+        yield True
+
+
+def _live_order(strategy: Strategy, side: Order.Side) -> Order | None:
+    return Order.objects.filter(strategy=strategy, side=side, status__in=Order.LIVE).first()
+
+
+def _claim(
+    strategy: Strategy, *, expected: dict[str, Any], changes: dict[str, Any], reason: Order.Reason, **order: Any
+) -> Order | None:
+    """The position claim and the order intent, committed together; None if lost."""
+    try:
+        with transaction.atomic():
+            if not strategy_services.strategy_transition(strategy_id=strategy.pk, expected=expected, changes=changes):
+                return None
+            if (
+                reason != Order.Reason.BUY
+                and Order.objects.filter(
+                    strategy=strategy, side=Order.Side.SELL, status__in=(*Order.LIVE, Order.Status.COMPLETE)
+                ).exists()
+            ):
+                # The row lock the transition took serialises this check: the exit is already out.
+                transaction.set_rollback(True)
+                return None
+            return order_create(strategy=strategy, reason=reason, **order)
+    except OrderConflict:
+        return None
+
+
+# --- E1 --------------------------------------------------------------------------------
+
+
+def strategy_buy_execute(*, strategy_id: int) -> Order | None:
+    """E1: claim RUNNING & NONE -> BUYING with a PENDING BUY, place it, follow it, then
+    BOUGHT (stop armed) or back to NONE and the strategy ends (rejected)."""
+    strategy = _strategy(strategy_id)
+    if strategy is None:
+        return None
+    emit(Event.E1_EXECUTE_BUY, strategy=strategy, payload=_about(strategy))
+    with _locked(strategy, kind="BUY", wait=False) as held:
+        if not held:
+            return None
+        valid_until = strategy.buy_fire_at + timedelta(seconds=settings.BUY_GRACE_SECONDS)
+        if timezone.now() > valid_until:
+            emit(
+                Event.L4_ALERT_TRIGGERED,
+                strategy=strategy,
+                message="BUY refused: it arrived after its grace window",
+                payload={**_about(strategy), "alert": "late_buy", "valid_until": valid_until.isoformat()},
+            )
+            return None
+        order = _claim(
+            strategy,
+            expected={"status": Status.RUNNING, "position": Position.NONE},
+            changes={"position": Position.BUYING},
+            reason=Order.Reason.BUY,
+            valid_until=valid_until,
+        )
+        if order is None:
+            return _resume(strategy, Order.Side.BUY)
+        return _execute(strategy, order)
+
+
+# --- E2 --------------------------------------------------------------------------------
+
+
+def strategy_sell_execute(*, strategy_id: int, reason: str = ExitReason.SELL) -> Order | None:
+    """E2: the SELL at sell time (claim BOUGHT -> EXITING(SELL)) or the exit a STOP asked
+    for (already EXITING(STOP)). With no position (the BUY never filled) the strategy ends."""
+    strategy = _strategy(strategy_id)
+    if strategy is None:
+        return None
+    emit(Event.E2_EXECUTE_SELL, strategy=strategy, payload={**_about(strategy), "reason": reason})
+    with _locked(strategy, kind=str(reason), wait=True) as held:
+        if not held:
+            return None
+        order = _claim_exit(strategy, reason)
+        if order is None:
+            strategy.refresh_from_db()
+            if strategy.position == Position.BUYING:
+                # The BUY was interrupted: settle it first, then the exit can be claimed.
+                _resume(strategy, Order.Side.BUY)
+                strategy.refresh_from_db()
+                order = _claim_exit(strategy, reason)
+        if order is None:
+            strategy.refresh_from_db()
+            if strategy.position == Position.NONE and strategy.status in ACTIVE and reason == ExitReason.SELL:
+                strategy_services.strategy_exit(
+                    strategy_id=strategy.pk, reason=ExitReason.SELL, position=Position.NONE, at=timezone.now()
+                )
+                return None
+            return _resume(strategy, Order.Side.SELL)
+        stoploss_disarm(strategy_id=strategy.pk, instrument=redis_keys.instrument(strategy.exchange, strategy.symbol))
+        return _execute(strategy, order)
+
+
+def _claim_exit(strategy: Strategy, reason: str) -> Order | None:
+    if reason == ExitReason.STOP:
+        return _claim(
+            strategy,
+            expected={"status__in": ACTIVE, "position": Position.EXITING, "exit_reason": ExitReason.STOP},
+            changes={},
+            reason=Order.Reason.STOP,
+        )
+    return _claim(
+        strategy,
+        expected={"status": Status.RUNNING, "position": Position.BOUGHT},
+        changes={"position": Position.EXITING, "exit_reason": ExitReason.SELL},
+        reason=Order.Reason.SELL,
+    )
+
+
+# --- E3 --------------------------------------------------------------------------------
+
+
+def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
+    """E3: claim BOUGHT -> EXITING(STOPLOSS) and place the exit; the SELL timer is
+    cancelled. If a SELL (or STOP) already claimed the exit, nothing is placed."""
+    strategy = _strategy(strategy_id)
+    if strategy is None:
+        return None
+    emit(Event.E3_EXECUTE_STOPLOSS, strategy=strategy, payload=_about(strategy))
+    with _locked(strategy, kind="STOPLOSS", wait=True) as held:
+        if not held:
+            return None
+        order = _claim(
+            strategy,
+            expected={"status__in": ACTIVE, "position": Position.BOUGHT},
+            changes={"position": Position.EXITING, "exit_reason": ExitReason.STOPLOSS},
+            reason=Order.Reason.STOPLOSS,
+        )
+        if order is None:
+            logger.info("stop-loss places nothing: the exit is already claimed", extra={"strategy_id": strategy.pk})
+            return _resume(strategy, Order.Side.SELL)
+        try:
+            scheduling.unschedule_strategy(strategy)
+        except Exception:  # the SELL that may still fire finds the exit claimed; never delay the exit for this
+            logger.exception("cancelling the SELL timer failed", extra={"strategy_id": strategy.pk})
+        return _execute(strategy, order)
+
+
+# --- after the broker ------------------------------------------------------------------
+
+
+def _execute(strategy: Strategy, order: Order) -> Order:
+    adapter = adapter_for(strategy.broker_account)
+    order = order_place(order=order, strategy=strategy, adapter=adapter)
+    if order.status == Order.Status.PLACED:
+        order = order_follow(order=order, strategy=strategy, adapter=adapter)
+    _apply(strategy, order, adapter)
+    return order
+
+
+def _resume(strategy: Strategy, side: Order.Side) -> Order | None:
+    """A delivery that found the claim taken and a live order of ``side`` with no one
+    working on it (we hold the lock): settle it by its tag, as recovery would."""
+    order = _live_order(strategy, side)
+    if order is None:
+        return None
+    adapter = adapter_for(strategy.broker_account)
+    if order.status != Order.Status.PLACED:
+        found = order_lookup(order=order, adapter=adapter)
+        if not found or not order_reconcile(order=order, strategy=strategy, adapter=adapter, grace=0):
+            logger.warning("live order not found by tag: left to recovery", extra={"order_id": order.pk})
+            return order
+    order = order_follow(order=order, strategy=strategy, adapter=adapter)
+    _apply(strategy, order, adapter)
+    return order
+
+
+def _apply(strategy: Strategy, order: Order, adapter: BrokerAdapter) -> None:
+    if order.is_live:
+        emit(
+            Event.L4_ALERT_TRIGGERED,
+            strategy=strategy,
+            message=f"{order.reason} order {order.tag} is not final yet: it will be settled by recovery",
+            payload={**about(order, strategy), "alert": "order_unsettled"},
+        )
+        return
+    if order.side == Order.Side.BUY:
+        if order.status == Order.Status.COMPLETE:
+            _position_bought(strategy, order, adapter)
+        else:
+            _buy_failed(strategy, order)
+        return
+    if order.status == Order.Status.COMPLETE:
+        reason = ExitReason(order.reason)
+        strategy_services.strategy_exit(
+            strategy_id=strategy.pk,
+            reason=reason,
+            position=EXIT_POSITIONS.get(reason, Position.SOLD),
+            at=timezone.now(),
+        )
+        return
+    # The position is still open at the broker: the user (or an operator) must act.
+    emit(
+        Event.L4_ALERT_TRIGGERED,
+        strategy=strategy,
+        message=f"{order.reason} exit failed ({order.last_error}): the position is still open at the broker",
+        payload={**about(order, strategy), "alert": "exit_failed"},
+    )
+
+
+def _position_bought(strategy: Strategy, order: Order, adapter: BrokerAdapter) -> None:
+    assert order.fill_price is not None
+    trigger = strategy_services.stop_trigger_price(
+        entry_price=order.fill_price,
+        stop_loss_price=strategy.stop_loss_price,
+        stop_loss_percent=strategy.stop_loss_percent,
+    )
+    fill = {"entry_price": order.fill_price, "stop_trigger_price": trigger}
+    bought = strategy_services.strategy_transition(
+        strategy_id=strategy.pk,
+        expected={"status": Status.RUNNING, "position": Position.BUYING},
+        changes={"position": Position.BOUGHT, **fill},
+    )
+    if not bought:
+        # Stopped while the BUY was at the broker: the fill is exited at once (STOP).
+        stopped = strategy_services.strategy_transition(
+            strategy_id=strategy.pk,
+            expected={"status": Status.STOPPED, "position": Position.BUYING},
+            changes={"position": Position.EXITING, "exit_reason": ExitReason.STOP, **fill},
+        )
+        strategy.refresh_from_db()
+        if stopped:
+            exit_order = _claim_exit(strategy, ExitReason.STOP)
+            if exit_order is not None:
+                _execute(strategy, exit_order)
+        return
+    strategy.refresh_from_db()
+    instrument = redis_keys.instrument(strategy.exchange, strategy.symbol)
+    stoploss_arm(strategy_id=strategy.pk, instrument=instrument, trigger_price=trigger)
+    runtime.runtime_refresh(strategy)
+
+
+def _buy_failed(strategy: Strategy, order: Order) -> None:
+    """A BUY that ended without a fill: no position, and the strategy ends (REJECTED)."""
+    strategy_services.strategy_transition(
+        strategy_id=strategy.pk, expected={"position": Position.BUYING}, changes={"position": Position.NONE}
+    )
+    if strategy_services.strategy_exit(
+        strategy_id=strategy.pk, reason=ExitReason.REJECTED, position=Position.NONE, at=timezone.now()
+    ):
+        emit(
+            Event.L4_ALERT_TRIGGERED,
+            strategy=strategy,
+            message=f"BUY {order.status.lower()}: {order.last_error or 'no fill'}. The strategy has ended.",
+            payload={**about(order, strategy), "alert": "buy_failed"},
+        )

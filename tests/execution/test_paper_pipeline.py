@@ -1,0 +1,157 @@
+"""BUY, SELL, STOP and stop-loss through the services on the paper broker: exactly the
+orders they should place, the position moves, the stop armed and disarmed, the events."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from execution import tasks
+from execution.models import Order
+from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
+from market.stoploss_index import stoploss_armed
+from strategies.models import Strategy
+from tests.execution.helpers import codes, orders, paper_book
+
+pytestmark = pytest.mark.django_db
+
+
+def test_buy_fills_once_fixes_the_stop_from_the_fill_and_arms_it(make_strategy):
+    strategy = make_strategy()
+
+    order = strategy_buy_execute(strategy_id=strategy.pk)
+
+    strategy.refresh_from_db()
+    assert order is not None and order.status == Order.Status.COMPLETE
+    [book] = paper_book(strategy)
+    assert (book.tag, book.side, book.quantity) == (order.tag, "BUY", 1)
+    assert strategy.position == Strategy.Position.BOUGHT
+    assert strategy.entry_price == order.fill_price == book.average_price
+    assert strategy.stop_trigger_price == (order.fill_price * Decimal("0.99")).quantize(Decimal("0.01"))
+    assert stoploss_armed(instrument="NSE:INFY") == {strategy.pk: strategy.stop_trigger_price}
+    assert codes(strategy) == ["E1", "X2", "L2", "B3", "L2", "E5"]
+
+
+def test_sell_at_sell_time_exits_the_position_sold(make_strategy):
+    strategy = make_strategy()
+    strategy_buy_execute(strategy_id=strategy.pk)
+
+    order = strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    strategy.refresh_from_db()
+    assert order is not None and order.status == Order.Status.COMPLETE and order.reason == "SELL"
+    assert [o.side for o in paper_book(strategy)] == ["BUY", "SELL"]
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "SELL")
+    assert stoploss_armed(instrument="NSE:INFY") == {}
+    assert codes(strategy)[-4:] == ["B3", "L2", "E5", "S5"]
+
+
+def test_stoploss_exits_by_sl_and_a_later_sell_places_nothing(make_strategy):
+    strategy = make_strategy()
+    strategy_buy_execute(strategy_id=strategy.pk)
+
+    strategy_stoploss_execute(strategy_id=strategy.pk)
+    strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    strategy.refresh_from_db()
+    assert [(o.side, o.reason, o.status) for o in orders(strategy)] == [
+        ("BUY", "BUY", "COMPLETE"),
+        ("SELL", "STOPLOSS", "COMPLETE"),
+    ]
+    assert len(paper_book(strategy)) == 2
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "EXITED_BY_SL", "STOPLOSS")
+
+
+def test_stoploss_after_a_sell_claimed_the_exit_places_nothing(make_strategy):
+    strategy = make_strategy(position="BOUGHT")
+    strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    assert strategy_stoploss_execute(strategy_id=strategy.pk) is None
+
+    assert [o.side for o in paper_book(strategy)] == ["SELL"]
+    assert [o.reason for o in orders(strategy)] == ["SELL"]
+
+
+def test_stop_exits_the_position_with_reason_stop(make_strategy):
+    strategy = make_strategy(position="EXITING", exit_reason="STOP", status="STOPPED")
+
+    strategy_sell_execute(strategy_id=strategy.pk, reason="STOP")
+    strategy_sell_execute(strategy_id=strategy.pk, reason="STOP")
+
+    strategy.refresh_from_db()
+    assert [(o.reason, o.status) for o in orders(strategy)] == [("STOP", "COMPLETE")]
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "STOP")
+
+
+def test_sell_with_no_position_just_ends_the_strategy(make_strategy):
+    strategy = make_strategy()
+
+    assert strategy_sell_execute(strategy_id=strategy.pk, reason="SELL") is None
+
+    strategy.refresh_from_db()
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "NONE", "SELL")
+    assert paper_book(strategy) == [] and orders(strategy) == []
+
+
+def test_a_buy_delivered_past_its_valid_time_is_refused(make_strategy, settings):
+    strategy = make_strategy()
+    Strategy.objects.filter(pk=strategy.pk).update(
+        buy_fire_at=timezone.now() - timedelta(seconds=settings.BUY_GRACE_SECONDS + 5)
+    )
+
+    assert strategy_buy_execute(strategy_id=strategy.pk) is None
+
+    strategy.refresh_from_db()
+    assert strategy.position == "NONE" and orders(strategy) == [] and paper_book(strategy) == []
+    assert "L4" in codes(strategy)
+
+
+def test_a_rejected_buy_puts_the_position_back_and_ends_the_strategy(make_strategy):
+    strategy = make_strategy()
+    Strategy.objects.filter(pk=strategy.pk).update(symbol="NOSUCHSYMBOL")  # the paper broker refuses it
+
+    order = strategy_buy_execute(strategy_id=strategy.pk)
+
+    strategy.refresh_from_db()
+    assert order is not None and order.status == Order.Status.REJECTED
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "NONE", "REJECTED")
+    assert {"B4", "L4", "E5", "S5"} <= set(codes(strategy))
+
+
+def test_a_held_lock_turns_a_duplicate_buy_into_x3(make_strategy):
+    strategy = make_strategy()
+    token = locks.lock_acquire(strategy_id=strategy.pk)
+
+    assert strategy_buy_execute(strategy_id=strategy.pk) is None
+
+    assert "X3" in codes(strategy) and orders(strategy) == []
+    assert token is not None and locks.lock_release(strategy_id=strategy.pk, token=token)
+
+
+def test_the_lock_is_released_only_by_its_owner(make_strategy):
+    token = locks.lock_acquire(strategy_id=1)
+
+    assert locks.lock_acquire(strategy_id=1) is None
+    assert not locks.lock_release(strategy_id=1, token="someone-else")
+    assert token is not None and locks.lock_release(strategy_id=1, token=token)
+    assert locks.lock_acquire(strategy_id=1) is not None
+
+
+@pytest.mark.parametrize(
+    ("position", "run"),
+    [
+        ("NONE", lambda sid: tasks.execute_buy_task.apply(args=(sid,))),
+        ("BOUGHT", lambda sid: tasks.execute_sell_task.apply(args=(sid,), kwargs={"reason": "SELL"})),
+        ("BOUGHT", lambda sid: tasks.execute_stoploss_task.apply(args=(sid,))),
+    ],
+    ids=["buy", "sell", "stoploss"],
+)
+def test_each_order_task_run_twice_has_one_effect(make_strategy, position, run):
+    strategy = make_strategy(position=position)
+
+    run(strategy.pk)
+    run(strategy.pk)
+
+    assert len(paper_book(strategy)) == 1
+    assert len(orders(strategy)) == 1
