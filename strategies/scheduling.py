@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask, PeriodicTasks
@@ -31,6 +32,9 @@ SLOT_PREFIX = "strategy slot "
 # Strategies claimed, recorded and enqueued per transaction: small enough that the first
 # BUYs reach the workers within milliseconds of the slot, large enough to batch the writes.
 FIRE_BATCH = 250
+# Passes of one fan-out: a strategy still due after them is locked by another transaction
+# (a STOP or an update in flight); the sweeper fires it once that commits.
+FAN_OUT_PASSES = 3
 # A slot's own instant is trusted over the worker's clock by at most this much (hosts
 # drift), so a slot never finds "nothing due yet" because its worker's clock is behind.
 CLOCK_TOLERANCE = timedelta(seconds=1)
@@ -40,6 +44,7 @@ RELEASE_MARGIN = timedelta(seconds=2)
 # Fired slots are kept this long (visible in admin), then the sweeper deletes them.
 FIRED_SLOT_RETENTION = timedelta(minutes=10)
 _SLOT_LOCK_SPACE = 0x510775  # first key of the PostgreSQL advisory locks taken per slot
+_FAN_OUT_LOCK_SPACE = 0x510776  # the advisory lock held while a fan-out runs
 
 
 class Side(StrEnum):
@@ -111,23 +116,66 @@ def unschedule_strategy(strategy: Strategy) -> None:
 
 def fire_due(*, slot: datetime | None = None, source: str) -> FireReport:
     """Claim every strategy whose BUY or SELL is due and not yet fired, record T1/T2 and
-    enqueue its order task. Safe to run any number of times at once: the claim is a
-    conditional UPDATE (rows locked by another fan-out are skipped), so each strategy's
-    BUY and SELL fire exactly once."""
-    now = timezone.now()
-    cutoff = now if slot is None else max(now, min(slot, now + CLOCK_TOLERANCE))
+    enqueue its order task. The claim is a conditional UPDATE (rows locked by another
+    fan-out are skipped), so each strategy's BUY and SELL fire exactly once however many
+    fan-outs run; and one fan-out runs at a time, so that the other worker processes
+    start BUYs instead of splitting the fan-out (see ``_fan_out_lock``)."""
     report = FireReport()
-    for side in Side:
-        while True:
-            claimed = _fire_batch(side, cutoff=cutoff, source=source, report=report)
-            if claimed < FIRE_BATCH:
-                break
+    cutoff_slot = slot
+    for _ in range(FAN_OUT_PASSES):
+        with _fan_out_lock() as held:
+            if not held:
+                break  # the fan-out that holds it looks again for what is due once it is done
+            for side in Side:
+                while _fire_batch(side, cutoff=_cutoff(cutoff_slot), source=source, report=report) == FIRE_BATCH:
+                    pass
+        # Due while we held the lock, from a slot that found it held: ours to fire.
+        if not _anything_due(timezone.now()):
+            break
+        cutoff_slot = None
     if report.buys or report.sells or report.skipped:
         logger.info(
             "strategies fired",
             extra={"source": source, "slot": slot.isoformat() if slot else None, **report.__dict__},
         )
     return report
+
+
+def _cutoff(slot: datetime | None) -> datetime:
+    now = timezone.now()
+    return now if slot is None else max(now, min(slot, now + CLOCK_TOLERANCE))
+
+
+def _anything_due(cutoff: datetime) -> bool:
+    running = Strategy.objects.filter(status=Strategy.Status.RUNNING)
+    return (
+        running.filter(buy_fired_at__isnull=True, buy_fire_at__lte=cutoff).exists()
+        or running.filter(sell_fired_at__isnull=True, sell_fire_at__lte=cutoff).exists()
+    )
+
+
+@contextmanager
+def _fan_out_lock() -> Iterator[bool]:
+    """One fan-out at a time (a PostgreSQL session advisory lock, freed if the worker
+    dies). Two at once would only split the same publishing work between two worker
+    processes, leaving none to start the BUYs already enqueued; a slot or sweep that finds
+    the lock taken returns at once, and the holder looks again after releasing it."""
+    if connection.vendor != "postgresql":
+        yield True  # SQLite: its IMMEDIATE transactions serialize the claims anyway
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, 0)", [_FAN_OUT_LOCK_SPACE])
+        (held,) = cursor.fetchone()
+    try:
+        yield bool(held)
+    finally:
+        if held:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, 0)", [_FAN_OUT_LOCK_SPACE])
+            except DatabaseError:
+                connection.close()  # a lock left held would stop every later fan-out; closing frees it
+                raise
 
 
 def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport) -> int:

@@ -5,6 +5,7 @@ import threading
 from datetime import timedelta
 from types import SimpleNamespace
 
+import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -302,3 +303,19 @@ def test_fan_outs_racing_on_the_same_due_strategies_fire_each_once():
     ids = [q.args[0] for q in queued()]
     assert len(ids) == len(set(ids)) == 2 * scheduling.FIRE_BATCH + 1
     assert EventLog.objects.filter(code="T1").count() == 2 * scheduling.FIRE_BATCH + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fan_out_that_finds_another_running_leaves_the_work_to_it():
+    now = timezone.now()
+    strategy = strategy_create(buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))
+    params = connection.get_connection_params()
+
+    with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}) as running_fan_out:
+        running_fan_out.execute("SELECT pg_advisory_lock(%s, 0)", [scheduling._FAN_OUT_LOCK_SPACE])
+        skipped = scheduling.fire_due(slot=now, source="slot")
+        running_fan_out.execute("SELECT pg_advisory_unlock(%s, 0)", [scheduling._FAN_OUT_LOCK_SPACE])
+    fired = scheduling.fire_due(slot=now, source="slot")
+
+    assert (skipped.buys, fired.buys) == (0, 1)
+    assert codes(strategy) == ["T1"]
