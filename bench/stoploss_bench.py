@@ -1,7 +1,7 @@
 """Loaded into the tick-to-order benchmark's stop-loss worker with ``--include
-bench.stoploss_bench`` (never in production). Until the execution engine has its own
-``execution.tasks.execute_stoploss_task`` (or with ``BENCH_STOPLOSS=bench``), this
-registers a minimal one under that name: read the strategy's runtime copy from Redis
+bench.stoploss_bench`` (never in production). With ``BENCH_STOPLOSS=bench`` (or while the
+execution engine has no ``execution.tasks.execute_stoploss_task``) this registers a
+minimal one under that name, in place of the engine's: read the strategy's runtime copy from Redis
 (one round trip) and post its SELL to the Kite simulator (one HTTP POST)."""
 
 import os
@@ -55,4 +55,4 @@ def execute_stoploss_bench(strategy_id: int) -> None:
 
 if os.environ.get("BENCH_STOPLOSS") == "bench" or not hasattr(execution.tasks, "execute_stoploss_task"):
     app.tasks.pop(TASK_NAME, None)
-    app.task(name=TASK_NAME, acks_late=True)(execute_stoploss_bench)
+    app.tasks.register(app.task(name=TASK_NAME, acks_late=True, shared=False)(execute_stoploss_bench))

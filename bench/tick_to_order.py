@@ -57,6 +57,12 @@ def main() -> None:
     parser.add_argument("--backlog-batches", type=int, default=300, help="full batches queued for (a)")
     parser.add_argument("--baseline-samples", type=int, default=300)
     parser.add_argument("--stoploss-concurrency", type=int, default=8)
+    parser.add_argument(
+        "--stoploss-task",
+        choices=["bench", "execution"],
+        default="bench",
+        help="bench: the minimal bench-only task (bench/stoploss_bench.py); execution: the engine's own",
+    )
     args = parser.parse_args()
 
     if args.redis_url.rsplit("/", 1)[-1] in {"", "0"}:
@@ -244,6 +250,7 @@ class Bench:
             "MARKET_FEED_ACCOUNT_ID": str(self.account_id),
             "BENCH_KITE_API_KEY": self.orders_account.api_key,
             "BENCH_KITE_ACCESS_TOKEN": self.orders_account.access_token,
+            "BENCH_STOPLOSS": self.args.stoploss_task,
         }
         commands = {
             "stoploss": [
@@ -350,17 +357,24 @@ class Bench:
             missing += max(0, expected - (len(self.arrivals) - start_index))
             time.sleep(0.1)
         time.sleep(0.5)
-        received_at = {
-            int(event.payload["strategy_id"]): float(event.payload["frame_received_at"])
-            for event in EventLog.objects.filter(code="M2")
-        }
         m2 = {int(event.payload["strategy_id"]): event.payload for event in EventLog.objects.filter(code="M2")}
+        received_at = {strategy_id: float(payload["frame_received_at"]) for strategy_id, payload in m2.items()}
+        # Each round moves an instrument through its stops once, in one frame: an order on an
+        # instrument belongs to the last triggering frame of that instrument before it arrived
+        # (whatever tag the stop-loss task gives it).
+        frames: dict[str, list[float]] = {}
+        for payload in m2.values():
+            frames.setdefault(payload["instrument"].split(":")[1], []).append(float(payload["frame_received_at"]))
+        latencies = []
+        for arrived, symbol, tag in self.arrivals:
+            before = [frame for frame in frames.get(symbol, []) if frame <= arrived]
+            if before and not tag.startswith("BASE"):
+                latencies.append(arrived - max(before))
         started = {int(k): float(v) for k, v in get_redis().hgetall("bench:stoploss_started").items()}
-        latencies, to_enqueued, to_task_start, task_to_order = [], [], [], []
+        to_enqueued, to_task_start, task_to_order = [], [], []
         for arrived, _, tag in self.arrivals:
             if tag.startswith("SL") and tag[2:].isdigit() and int(tag[2:]) in received_at:
                 strategy_id = int(tag[2:])
-                latencies.append(arrived - received_at[strategy_id])
                 to_enqueued.append(m2[strategy_id]["enqueued_at"] - received_at[strategy_id])
                 if strategy_id in started:
                     to_task_start.append(started[strategy_id] - m2[strategy_id]["enqueued_at"])
@@ -483,8 +497,8 @@ class Bench:
                 "simulator_frame_interval_s": self.args.tick_interval,
                 "offered_ticks_per_second": round(len(self.instruments) / self.args.tick_interval),
                 "stoploss_worker": f"celery threads pool x{self.args.stoploss_concurrency}, prefetch 1",
-                "stoploss_task": "execution engine"
-                if hasattr(execution.tasks, "execute_stoploss_task") and os.environ.get("BENCH_STOPLOSS") != "bench"
+                "stoploss_task": "execution engine (execution.tasks.execute_stoploss_task)"
+                if self.args.stoploss_task == "execution" and hasattr(execution.tasks, "execute_stoploss_task")
                 else "bench-only (bench/stoploss_bench.py: one Redis read, one HTTP POST)",
             },
             "a_consumer_throughput": throughput,
