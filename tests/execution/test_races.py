@@ -1,0 +1,79 @@
+"""Racing deliveries through the services on real PostgreSQL and Redis, one thread (and
+database connection) each: a SELL and a stop-loss at the same instant give one exit
+order, 50 copies of one BUY give one order; with and without the Redis lock, since the
+database alone must hold the line."""
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from execution.models import Order
+from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
+from tests.execution.helpers import orders, paper_book
+from tests.factories import BrokerAccountFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _together(calls: list[Callable[[], Any]]) -> None:
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            call()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        for future in [pool.submit(run, call) for call in calls]:
+            future.result()
+
+
+@pytest.fixture(params=["with_lock", "database_only"])
+def lock_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "database_only":
+        # Every delivery "gets" the lock: only the claim and the constraints stand in the way.
+        monkeypatch.setattr(locks, "lock_acquire", lambda *, strategy_id: f"free-{threading.get_ident()}")
+    return str(request.param)
+
+
+def test_sell_and_stoploss_at_the_same_instant_never_give_two_exit_orders(make_strategy, lock_mode):
+    account = BrokerAccountFactory.create()
+    rounds = 200 if lock_mode == "with_lock" else 100
+    outcomes: dict[str, int] = {}
+    for _ in range(rounds):
+        strategy = make_strategy(account=account, position="BOUGHT")
+
+        _together(
+            [
+                partial(strategy_sell_execute, strategy_id=strategy.pk, reason="SELL"),
+                partial(strategy_stoploss_execute, strategy_id=strategy.pk),
+            ]
+        )
+
+        exits = [o for o in orders(strategy) if o.side == Order.Side.SELL]
+        assert len(exits) == 1, exits
+        assert exits[0].status == Order.Status.COMPLETE
+        strategy.refresh_from_db()
+        assert strategy.status == "EXITED" and strategy.exit_reason == exits[0].reason
+        outcomes[exits[0].reason] = outcomes.get(exits[0].reason, 0) + 1
+    assert len([o for o in paper_book(strategy) if o.side == "SELL"]) == rounds  # one a round, the account's book
+    print(f"{lock_mode}: exits won {outcomes}")  # noqa: T201
+
+
+def test_fifty_identical_buy_deliveries_at_once_place_one_order(make_strategy, lock_mode):
+    strategy = make_strategy()
+
+    _together([lambda: strategy_buy_execute(strategy_id=strategy.pk)] * 50)
+
+    assert len(paper_book(strategy)) == 1
+    [order] = orders(strategy)
+    assert order.status == Order.Status.COMPLETE
+    strategy.refresh_from_db()
+    assert strategy.position == "BOUGHT"
