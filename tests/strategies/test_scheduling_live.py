@@ -89,6 +89,17 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        # PostgreSQL ends a closed client's session a moment later; the test database can
+        # be dropped at the end of the run only once they are gone.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            for _ in range(100):
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                if cursor.fetchone()[0] == 0:
+                    break
+                time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
