@@ -126,13 +126,9 @@ class Bench:
 
     def run(self) -> None:
         from algotrader.redis_client import get_redis
-        from brokers.kite_sim import KiteSimulator, rest
+        from brokers.kite_sim import KiteSimulator
 
         get_redis().flushdb()
-        # The simulator's http.server writes headers and body in separate segments; with Nagle
-        # on, the body waits for the client's delayed ACK (~40 ms a request). Real brokers'
-        # servers do not stall so, and (b) and (c) would both measure that stall: switch it off.
-        rest._RequestHandler.disable_nagle_algorithm = True
         sim = KiteSimulator(tick_interval=self.args.tick_interval, stage_delay=0.01, volatility=0.0).start()
         place = sim.book.place
 

@@ -390,6 +390,8 @@ class KiteRest:
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
+    # Without TCP_NODELAY each small response waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"  # keep-alive, as the official client's requests.Session expects
     server: _HttpServer
     timeout = 30  # an idle keep-alive connection gives its thread back
