@@ -72,3 +72,16 @@ def instrument_of_key(key: str) -> str:
     if key.startswith("sl:"):
         return key[len("sl:") :]
     raise ValueError(f"not an instrument key: {key!r}")
+
+
+# -- execution (order rate limits, broker error counts for X5) ----------------------------
+
+
+def order_rate(account_id: int, second: int) -> str:
+    """Counter of orders sent for a broker account in one wall-clock second (all workers)."""
+    return f"rate:orders:{account_id}:{second}"
+
+
+def broker_errors(account_id: int, window: int) -> str:
+    """Counter of broker errors on an account's orders in one X5 window."""
+    return f"safety:errors:{account_id}:{window}"

@@ -210,6 +210,16 @@ ORDER_RETRY_SECONDS_SELL = env.float("ORDER_RETRY_SECONDS_SELL", default=60.0)
 ORDER_RETRY_SECONDS_STOPLOSS = env.float("ORDER_RETRY_SECONDS_STOPLOSS", default=180.0)
 ORDER_RETRY_BACKOFF_MAX_SECONDS = env.float("ORDER_RETRY_BACKOFF_MAX_SECONDS", default=2.0)
 EXECUTION_LOCK_SECONDS = env.float("EXECUTION_LOCK_SECONDS", default=300.0)
+# Orders a second per broker account, by adapter kind, shared by every worker (Kite
+# allows 10); ORDER_RATE_STOPLOSS_RESERVE of them only stop-losses may use.
+ORDER_RATE_LIMITS = {"kite": env.int("ORDER_RATE_KITE", default=10), "paper": env.int("ORDER_RATE_PAPER", default=50)}
+ORDER_RATE_STOPLOSS_RESERVE = env.int("ORDER_RATE_STOPLOSS_RESERVE", default=3)
+if any(limit <= ORDER_RATE_STOPLOSS_RESERVE for limit in ORDER_RATE_LIMITS.values()):
+    raise ImproperlyConfigured("every ORDER_RATE_* must exceed ORDER_RATE_STOPLOSS_RESERVE")
+# X5 SAFETY_ABORT: this many broker errors on one account's orders within the window
+# stop its strategies, exit its positions and refuse new BUYs until an operator lifts it.
+SAFETY_MAX_BROKER_ERRORS = env.int("SAFETY_MAX_BROKER_ERRORS", default=20)
+SAFETY_WINDOW_SECONDS = env.int("SAFETY_WINDOW_SECONDS", default=60)
 # A stop-loss task waiting in the queue longer than this is dropped (and alerted).
 STOPLOSS_EXPIRES_SECONDS = env.int("STOPLOSS_EXPIRES_SECONDS", default=6 * 3600)
 if min(ORDER_FOLLOW_SECONDS, ORDER_UNKNOWN_GRACE_SECONDS, ORDER_RETRY_BACKOFF_MAX_SECONDS) <= 0:

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from execution.models import Order
+from execution.models import EntryHalt, Order
 
 
 @admin.register(Order)
@@ -34,4 +34,21 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+
+@admin.register(EntryHalt)
+class EntryHaltAdmin(admin.ModelAdmin[EntryHalt]):
+    """Halts are set and lifted with ``manage.py entries`` (or by X5); listed here."""
+
+    list_display = ["id", "account", "reason", "created_at"]
+    list_select_related = ["account"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: EntryHalt | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: EntryHalt | None = None) -> bool:
         return False

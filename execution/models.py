@@ -86,3 +86,24 @@ class Order(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in self.LIVE
+
+
+class EntryHalt(models.Model):
+    """New BUYs are refused while a halt covers the account (``account`` null: every
+    account, the operator's kill switch); exits always run. Kept in the database, not
+    Redis, so that a flush can never lift it. X5 creates one per aborted account."""
+
+    account = models.ForeignKey(
+        "brokers.BrokerAccount", on_delete=models.CASCADE, null=True, blank=True, related_name="entry_halts"
+    )
+    reason = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["account"], name="entryhalt_one_per_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"halt {'all accounts' if self.account_id is None else self.account_id}: {self.reason}"

@@ -22,10 +22,11 @@ from django.utils import timezone
 
 from brokers.adapters.base import BrokerAdapter, BrokerOrder, BrokerOrderStatus, OrderRequest
 from brokers.adapters.base import Side as BrokerSide
-from brokers.exceptions import AmbiguousOutcome, BrokerAuthError, BrokerError
+from brokers.exceptions import AmbiguousOutcome, BrokerAuthError, BrokerError, OrderRejected
 from brokers.services import broker_account_mark_token_expired
 from execution.exceptions import OrderConflict
 from execution.models import Order
+from execution.services import safety
 from monitoring.events import Event
 from monitoring.services import emit
 from strategies.models import Strategy
@@ -238,10 +239,14 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
             "product": str(request.product),
         }
         attempt += 1
+        if not safety.order_rate_take(account=strategy.broker_account, reason=order.reason, deadline=deadline):
+            _fail(order, strategy, Status.FAILED, "No room in the account's order rate", alert="Order not placed: rate")
+            return order
         try:
             broker_order_id = adapter.place_order(request)
         except AmbiguousOutcome as error:
             _log_exchange(order, strategy, logged_request, {"error": _error_text(error)})
+            safety.broker_error_record(account=strategy.broker_account)
             _count_attempt(order, _error_text(error))
             _move(order, (Status.PENDING,), status=Status.UNKNOWN)
             grace = float(settings.ORDER_UNKNOWN_GRACE_SECONDS)
@@ -262,6 +267,8 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
             continue
         except BrokerError as error:
             _log_exchange(order, strategy, logged_request, {"error": _error_text(error)})
+            if not isinstance(error, OrderRejected):  # a refused order says nothing about the broker's health
+                safety.broker_error_record(account=strategy.broker_account)
             _count_attempt(order, _error_text(error))
             if error.permanent:
                 status = Status.FAILED if isinstance(error, BrokerAuthError) else Status.REJECTED

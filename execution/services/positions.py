@@ -23,7 +23,7 @@ from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.registry import adapter_for
 from execution.exceptions import OrderConflict
 from execution.models import Order
-from execution.services import locks
+from execution.services import locks, safety
 from execution.services.orders import (
     about,
     order_create,
@@ -125,6 +125,15 @@ def strategy_buy_execute(*, strategy_id: int) -> Order | None:
                 payload={**_about(strategy), "alert": "late_buy", "valid_until": valid_until.isoformat()},
             )
             return None
+        halt = safety.entries_halted(account=strategy.broker_account)
+        if halt is not None:
+            emit(
+                Event.L4_ALERT_TRIGGERED,
+                strategy=strategy,
+                message=f"BUY refused: new entries are halted ({halt.reason})",
+                payload={**_about(strategy), "alert": "entries_halted"},
+            )
+            return None
         order = _claim(
             strategy,
             expected={"status": Status.RUNNING, "position": Position.NONE},
@@ -171,12 +180,13 @@ def strategy_sell_execute(*, strategy_id: int, reason: str = ExitReason.SELL) ->
 
 
 def _claim_exit(strategy: Strategy, reason: str) -> Order | None:
-    if reason == ExitReason.STOP:
+    if reason in (ExitReason.STOP, ExitReason.ABORT):
+        # Claimed already by the STOP (or X5) that enqueued this exit; the order is what is claimed here.
         return _claim(
             strategy,
-            expected={"status__in": ACTIVE, "position": Position.EXITING, "exit_reason": ExitReason.STOP},
+            expected={"status__in": ACTIVE, "position": Position.EXITING, "exit_reason": reason},
             changes={},
-            reason=Order.Reason.STOP,
+            reason=Order.Reason(reason),
         )
     return _claim(
         strategy,

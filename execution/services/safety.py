@@ -1,0 +1,136 @@
+"""Protection of accounts from the engine itself: the per-account order rate limit
+(Redis, shared by every worker, part of it reserved for stop-losses), the entry halt
+(an operator's kill switch, or X5's per account) that refuses new BUYs while exits run,
+and X5 SAFETY_ABORT when an account's orders keep failing at the broker."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from algotrader import redis_keys
+from algotrader.redis_client import get_redis
+from brokers.models import BrokerAccount
+from execution.models import EntryHalt, Order
+from monitoring.events import Event
+from monitoring.services import emit
+from strategies import scheduling
+from strategies import services as strategy_services
+from strategies.models import Strategy
+
+logger = logging.getLogger(__name__)
+
+# Count an order against this second's budget only if the budget allows it.
+_TAKE = """
+local n = redis.call('incr', KEYS[1])
+if n == 1 then redis.call('pexpire', KEYS[1], 2000) end
+if n > tonumber(ARGV[1]) then
+    redis.call('decr', KEYS[1])
+    return 0
+end
+return 1
+"""
+
+
+def order_rate_take(*, account: BrokerAccount, reason: str, deadline: float) -> bool:
+    """Wait for a slot in the account's per-second order budget; False if none came by
+    ``deadline`` (monotonic). BUYs and SELLs leave the reserve to stop-losses."""
+    capacity = settings.ORDER_RATE_LIMITS.get(account.kind, min(settings.ORDER_RATE_LIMITS.values()))
+    limit = capacity if reason == Order.Reason.STOPLOSS else capacity - settings.ORDER_RATE_STOPLOSS_RESERVE
+    redis = get_redis()
+    while True:
+        now = time.time()
+        if redis.eval(_TAKE, 1, redis_keys.order_rate(account.pk, int(now)), limit):
+            return True
+        # Into the next second, spread out so waiting workers do not all retry at once.
+        pause = (1 - now % 1) + random.uniform(0, 0.05)
+        if time.monotonic() + pause >= deadline:
+            return False
+        time.sleep(pause)
+
+
+def entries_halted(*, account: BrokerAccount) -> EntryHalt | None:
+    return EntryHalt.objects.filter(Q(account__isnull=True) | Q(account=account)).first()
+
+
+def entries_halt(*, reason: str, account: BrokerAccount | None = None) -> EntryHalt:
+    """The kill switch: no new BUY (for ``account``, or every account) until lifted."""
+    try:
+        with transaction.atomic():
+            return EntryHalt.objects.create(account=account, reason=reason[:200])
+    except IntegrityError:
+        return EntryHalt.objects.get(account=account)
+
+
+def entries_resume(*, account: BrokerAccount | None = None) -> int:
+    deleted, _ = EntryHalt.objects.filter(account=account).delete()
+    return deleted
+
+
+def broker_error_record(*, account: BrokerAccount) -> bool:
+    """Count a broker error on the account's orders; trip X5 on the one that reaches the
+    limit in the current window (exactly once a window). True if this call tripped it."""
+    window = settings.SAFETY_WINDOW_SECONDS
+    key = redis_keys.broker_errors(account.pk, int(time.time()) // window)
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.incr(key)
+    pipe.expire(key, window * 2)
+    count = int(pipe.execute()[0])
+    if count != settings.SAFETY_MAX_BROKER_ERRORS:
+        return False
+    account_safety_abort(account=account, reason=f"{count} broker errors within {window} s")
+    return True
+
+
+def account_safety_abort(*, account: BrokerAccount, reason: str) -> list[int]:
+    """X5: halt the account's entries, stop its running strategies, exit the positions
+    they hold (reason ABORT); returns the ids of the strategies whose exit was enqueued."""
+    from execution.tasks import execute_sell_task  # the tasks module imports these services
+
+    entries_halt(account=account, reason=f"safety abort: {reason}")
+    exiting: list[int] = []
+    stopped: list[Strategy] = []
+    for strategy in Strategy.objects.filter(broker_account=account, status=Strategy.Status.RUNNING).select_related(
+        "owner"
+    ):
+        holds = strategy.position == Strategy.Position.BOUGHT
+        changes: dict[str, object] = {"status": Strategy.Status.STOPPED}
+        if holds:
+            changes.update(position=Strategy.Position.EXITING, exit_reason=Strategy.ExitReason.ABORT)
+        if strategy_services.strategy_transition(
+            strategy_id=strategy.pk,
+            expected={"status": Strategy.Status.RUNNING, "position": strategy.position},
+            changes=changes,
+        ):
+            stopped.append(strategy)
+            if holds:
+                exiting.append(strategy.pk)
+    emit(
+        Event.X5_SAFETY_ABORT,
+        user=account.owner,
+        message=f"Trading on '{account.label}' aborted: {reason}",
+        payload={
+            "broker_account_id": account.pk,
+            "reason": reason,
+            "stopped": [s.pk for s in stopped],
+            "exiting": exiting,
+        },
+    )
+    emit(
+        Event.L4_ALERT_TRIGGERED,
+        user=account.owner,
+        message=f"Trading on '{account.label}' was stopped for safety ({reason}); open positions are being exited",
+        payload={"broker_account_id": account.pk, "alert": "safety_abort", "at": timezone.now().isoformat()},
+    )
+    logger.error("safety abort", extra={"broker_account_id": account.pk, "reason": reason})
+    for strategy in stopped:
+        scheduling.unschedule_strategy(strategy)
+    for strategy_id in exiting:
+        execute_sell_task.delay(strategy_id, reason=Strategy.ExitReason.ABORT.value)
+    return exiting
