@@ -10,7 +10,6 @@ from typing import Any
 from celery import Task, shared_task
 from celery.signals import task_prerun
 
-from algotrader.queues import CeleryQueue
 from algotrader.redis_client import get_redis
 from execution import services
 
@@ -25,7 +24,7 @@ if os.environ.get("BENCH_TASK_BODY") == "noop":
     services.strategy_buy_execute = _no_buy
 
 
-@shared_task(queue=CeleryQueue.ORDERS.value, acks_late=True)
+@shared_task(acks_late=True)
 def noop_task(strategy_id: int) -> None:
     """Does nothing: the floor of what a worker can start."""
 

@@ -41,7 +41,7 @@ def main() -> None:
         type=int,
         nargs="*",
         default=[],
-        help="sizes to measure again with the BUY task's E1 stub body (database row, log line, push)",
+        help="sizes to measure again with execute_buy_task's own body (the order pipeline, paper broker)",
     )
     parser.add_argument("--t3-strategies", type=int, default=10_000)
     parser.add_argument("--t3-samples", type=int, default=5)
@@ -481,7 +481,7 @@ class Bench:
 
 BODIES = {
     "noop": "empty (BENCH_TASK_BODY=noop): the scheduling and the queue alone",
-    "e1_stub": "the E1 stub (EventLog row, JSON log line, WebSocket push)",
+    "e1_stub": "execute_buy_task's own body (execution.services: claim, intent, paper broker)",
 }
 
 
