@@ -155,3 +155,16 @@ def test_each_order_task_run_twice_has_one_effect(make_strategy, position, run):
 
     assert len(paper_book(strategy)) == 1
     assert len(orders(strategy)) == 1
+
+
+def test_an_exit_outlasts_a_lock_left_by_a_dead_worker(make_strategy, settings):
+    settings.ORDER_FOLLOW_SECONDS = 0.2
+    settings.ORDER_RETRY_SECONDS_BUY = 0.2
+    strategy = make_strategy(position="BOUGHT")
+    assert locks.lock_acquire(strategy_id=strategy.pk) is not None  # never released
+
+    order = strategy_stoploss_execute(strategy_id=strategy.pk)
+
+    assert order is not None and order.status == Order.Status.COMPLETE
+    strategy.refresh_from_db()
+    assert strategy.position == "EXITED_BY_SL" and "X3" in codes(strategy)
