@@ -179,6 +179,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=SCHEDULER_SWEEP_SECONDS),
         "options": {"expire_seconds": SCHEDULER_SWEEP_SECONDS},  # a stale sweep is superseded by the next
     },
+    # Orders whose worker died mid-execution are settled by their tag from the database.
+    "execution: settle interrupted orders": {
+        "task": "execution.tasks.settle_orders_task",
+        "schedule": timedelta(seconds=env.int("ORDER_SETTLE_SECONDS", default=5)),
+        "options": {"expire_seconds": env.int("ORDER_SETTLE_SECONDS", default=5)},
+    },
     # Kite sessions end at 06:00 Asia/Kolkata; tell users before the first order fails.
     "brokers: expire ended broker sessions": {
         "task": "brokers.tasks.expire_broker_sessions_task",
@@ -204,6 +210,10 @@ if SELL_EXPIRES_SECONDS < BUY_GRACE_SECONDS:
 # transient broker errors (429, outage) are retried, per kind of order (a stop-loss
 # tries hardest); the per-strategy execution lock's lifetime (longer than an execution).
 ORDER_FOLLOW_SECONDS = env.float("ORDER_FOLLOW_SECONDS", default=30.0)
+# Interrupted intents: every ORDER_SETTLE_SECONDS, orders still live and untouched for
+# ORDER_SETTLE_AFTER_SECONDS whose strategy no worker holds are settled by their tag.
+ORDER_SETTLE_SECONDS = env.int("ORDER_SETTLE_SECONDS", default=5)
+ORDER_SETTLE_AFTER_SECONDS = env.float("ORDER_SETTLE_AFTER_SECONDS", default=5.0)
 ORDER_UNKNOWN_GRACE_SECONDS = env.float("ORDER_UNKNOWN_GRACE_SECONDS", default=5.0)
 ORDER_RETRY_SECONDS_BUY = env.float("ORDER_RETRY_SECONDS_BUY", default=10.0)
 ORDER_RETRY_SECONDS_SELL = env.float("ORDER_RETRY_SECONDS_SELL", default=60.0)

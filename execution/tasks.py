@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from execution import services
+from execution.services import recovery
 
 
 @shared_task(acks_late=True, expires=settings.BUY_GRACE_SECONDS)
@@ -21,3 +22,8 @@ def execute_sell_task(strategy_id: int, reason: str = "SELL") -> None:
 @shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
 def execute_stoploss_task(strategy_id: int) -> None:
     services.strategy_stoploss_execute(strategy_id=strategy_id)
+
+
+@shared_task(acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)
+def settle_orders_task() -> None:
+    recovery.orders_settle_interrupted()

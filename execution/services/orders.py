@@ -175,7 +175,12 @@ def _fail(order: Order, strategy: Strategy, status: Status, error: str, *, alert
         )
 
 
-def _adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
+def order_fail(*, order: Order, strategy: Strategy, why: str) -> None:
+    """A live order that never reached the broker: FAILED, B4 and an alert."""
+    _fail(order, strategy, Status.FAILED, why, alert=f"{order.reason} not placed: {why}")
+
+
+def order_adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
     if not _move(order, (Status.PENDING, Status.UNKNOWN), status=Status.PLACED, broker_order_id=broker_order_id):
         order.refresh_from_db()
         return False
@@ -211,7 +216,7 @@ def order_reconcile(*, order: Order, strategy: Strategy, adapter: BrokerAdapter,
                     message=f"{len(found)} orders at the broker carry tag {order.tag}",
                     payload={**about(order, strategy), "alert": "duplicate_tag"},
                 )
-            _adopt(order, strategy, found[0].broker_order_id)
+            order_adopt(order, strategy, found[0].broker_order_id)
             return order.status == Status.PLACED or order.status in Order.FINAL
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -261,7 +266,7 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
                     alert="Order lost at the broker, retries exhausted",
                 )
                 return order
-            order = _replace(order, strategy, error)
+            order = order_replace(order, strategy, why=_error_text(error))
             if order.status in Order.FINAL:
                 return order
             continue
@@ -306,15 +311,15 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
             continue
         _log_exchange(order, strategy, logged_request, {"broker_order_id": broker_order_id})
         _count_attempt(order, "")
-        _adopt(order, strategy, broker_order_id)
+        order_adopt(order, strategy, broker_order_id)
         return order
 
 
-def _replace(lost: Order, strategy: Strategy, error: BrokerError) -> Order:
+def order_replace(lost: Order, strategy: Strategy, *, why: str) -> Order:
     """The lost order is FAILED and a new intent with a new tag takes its place, in one
     transaction (the live-order constraints hold throughout)."""
     with transaction.atomic():
-        if not _finalize(lost, strategy, Status.FAILED, last_error=f"not found by tag: {_error_text(error)}"[:500]):
+        if not _finalize(lost, strategy, Status.FAILED, last_error=f"not found by tag: {why}"[:500]):
             return lost  # settled meanwhile (adopted by another reader)
         replacement = order_create(
             strategy=strategy, reason=Order.Reason(lost.reason), retry_of=lost, valid_until=lost.valid_until
@@ -322,7 +327,7 @@ def _replace(lost: Order, strategy: Strategy, error: BrokerError) -> Order:
         emit(
             Event.E4_ORDER_RETRY_REQUIRED,
             strategy=strategy,
-            payload={**about(replacement, strategy), "replaces": lost.tag, "error": _error_text(error)},
+            payload={**about(replacement, strategy), "replaces": lost.tag, "error": why[:500]},
         )
     return replacement
 

@@ -149,7 +149,7 @@ def strategy_buy_execute(*, strategy_id: int) -> Order | None:
         )
         if order is None:
             return _resume(strategy, Order.Side.BUY)
-        return _execute(strategy, order)
+        return order_execute(strategy, order)
 
 
 # --- E2 --------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def strategy_sell_execute(*, strategy_id: int, reason: str = ExitReason.SELL) ->
                 return None
             return _resume(strategy, Order.Side.SELL)
         stoploss_disarm(strategy_id=strategy.pk, instrument=redis_keys.instrument(strategy.exchange, strategy.symbol))
-        return _execute(strategy, order)
+        return order_execute(strategy, order)
 
 
 def _claim_exit(strategy: Strategy, reason: str) -> Order | None:
@@ -228,18 +228,18 @@ def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
             scheduling.unschedule_strategy(strategy)
         except Exception:  # the SELL that may still fire finds the exit claimed; never delay the exit for this
             logger.exception("cancelling the SELL timer failed", extra={"strategy_id": strategy.pk})
-        return _execute(strategy, order)
+        return order_execute(strategy, order)
 
 
 # --- after the broker ------------------------------------------------------------------
 
 
-def _execute(strategy: Strategy, order: Order) -> Order:
+def order_execute(strategy: Strategy, order: Order) -> Order:
     adapter = adapter_for(strategy.broker_account)
     order = order_place(order=order, strategy=strategy, adapter=adapter)
     if order.status == Order.Status.PLACED:
         order = order_follow(order=order, strategy=strategy, adapter=adapter)
-    _apply(strategy, order, adapter)
+    position_apply_outcome(strategy, order, adapter)
     return order
 
 
@@ -256,11 +256,11 @@ def _resume(strategy: Strategy, side: Order.Side) -> Order | None:
             logger.warning("live order not found by tag: left to recovery", extra={"order_id": order.pk})
             return order
     order = order_follow(order=order, strategy=strategy, adapter=adapter)
-    _apply(strategy, order, adapter)
+    position_apply_outcome(strategy, order, adapter)
     return order
 
 
-def _apply(strategy: Strategy, order: Order, adapter: BrokerAdapter) -> None:
+def position_apply_outcome(strategy: Strategy, order: Order, adapter: BrokerAdapter) -> None:
     if order.is_live:
         emit(
             Event.L4_ALERT_TRIGGERED,
@@ -317,7 +317,7 @@ def _position_bought(strategy: Strategy, order: Order, adapter: BrokerAdapter) -
         if stopped:
             exit_order = _claim_exit(strategy, ExitReason.STOP)
             if exit_order is not None:
-                _execute(strategy, exit_order)
+                order_execute(strategy, exit_order)
         return
     strategy.refresh_from_db()
     instrument = redis_keys.instrument(strategy.exchange, strategy.symbol)

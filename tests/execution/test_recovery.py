@@ -1,0 +1,90 @@
+"""Intents a dead worker left live are settled from the database by their tag: adopted
+if the broker has them, else failed (a lost exit placed again under a new tag)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from brokers.adapters.base import OrderRequest, Side
+from brokers.adapters.paper import PaperAdapter
+from execution import tasks
+from execution.models import Order
+from execution.services import locks
+from execution.services.orders import order_create
+from execution.services.recovery import orders_settle_interrupted
+from tests.execution.helpers import orders, paper_book
+
+pytestmark = pytest.mark.django_db
+
+
+def _interrupted(strategy, reason, *, placed_at_broker):
+    """As a worker that died after committing the intent (and maybe after sending it)."""
+    order = order_create(strategy=strategy, reason=reason)
+    if placed_at_broker:
+        side = Side.BUY if reason == Order.Reason.BUY else Side.SELL
+        assert order.tag is not None
+        request = OrderRequest(exchange="NSE", symbol="INFY", side=side, quantity=1, tag=order.tag)
+        PaperAdapter(strategy.broker_account).place_order(request)
+    Order.objects.filter(pk=order.pk).update(updated_at=timezone.now() - timedelta(seconds=10))
+    return order
+
+
+def test_a_buy_the_broker_has_is_adopted_and_the_position_bought(make_strategy):
+    strategy = make_strategy(position="BUYING")
+    order = _interrupted(strategy, Order.Reason.BUY, placed_at_broker=True)
+
+    assert orders_settle_interrupted() == 1
+
+    order.refresh_from_db()
+    strategy.refresh_from_db()
+    assert order.status == Order.Status.COMPLETE and order.broker_order_id
+    assert strategy.position == "BOUGHT" and strategy.entry_price == order.fill_price
+    assert len(paper_book(strategy)) == 1
+
+
+def test_a_buy_the_broker_never_had_fails_and_ends_the_strategy(make_strategy):
+    strategy = make_strategy(position="BUYING")
+    order = _interrupted(strategy, Order.Reason.BUY, placed_at_broker=False)
+
+    orders_settle_interrupted()
+
+    order.refresh_from_db()
+    strategy.refresh_from_db()
+    assert order.status == Order.Status.FAILED and paper_book(strategy) == []
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "NONE", "REJECTED")
+
+
+def test_a_lost_exit_is_placed_again_under_a_new_tag(make_strategy):
+    strategy = make_strategy(position="EXITING", exit_reason="STOPLOSS")
+    lost = _interrupted(strategy, Order.Reason.STOPLOSS, placed_at_broker=False)
+
+    tasks.settle_orders_task.apply()
+
+    first, replacement = orders(strategy)
+    assert first.pk == lost.pk and first.status == Order.Status.FAILED
+    assert replacement.status == Order.Status.COMPLETE and replacement.tag != lost.tag
+    assert [o.tag for o in paper_book(strategy)] == [replacement.tag]
+    strategy.refresh_from_db()
+    assert (strategy.status, strategy.position) == ("EXITED", "EXITED_BY_SL")
+
+
+def test_an_order_whose_worker_holds_the_lock_is_left_alone(make_strategy):
+    strategy = make_strategy(position="BUYING")
+    order = _interrupted(strategy, Order.Reason.BUY, placed_at_broker=True)
+    locks.lock_acquire(strategy_id=strategy.pk)
+
+    assert orders_settle_interrupted() == 0
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+
+
+def test_a_fresh_order_is_left_to_its_worker(make_strategy):
+    strategy = make_strategy(position="BUYING")
+    order = order_create(strategy=strategy, reason=Order.Reason.BUY)
+
+    assert orders_settle_interrupted() == 0
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
