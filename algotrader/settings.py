@@ -208,7 +208,7 @@ if SELL_EXPIRES_SECONDS < BUY_GRACE_SECONDS:
 # How long an order is followed to its fill before it is left to recovery; how long an
 # unanswered order is looked up by its tag before a new tag is placed; how long
 # transient broker errors (429, outage) are retried, per kind of order (a stop-loss
-# tries hardest); the per-strategy execution lock's lifetime (longer than an execution).
+# tries hardest); the per-strategy execution lock's lifetime (renewed by its holder).
 ORDER_FOLLOW_SECONDS = env.float("ORDER_FOLLOW_SECONDS", default=30.0)
 # Interrupted intents: every ORDER_SETTLE_SECONDS, orders still live and untouched for
 # ORDER_SETTLE_AFTER_SECONDS whose strategy no worker holds are settled by their tag.
@@ -219,7 +219,7 @@ ORDER_RETRY_SECONDS_BUY = env.float("ORDER_RETRY_SECONDS_BUY", default=10.0)
 ORDER_RETRY_SECONDS_SELL = env.float("ORDER_RETRY_SECONDS_SELL", default=60.0)
 ORDER_RETRY_SECONDS_STOPLOSS = env.float("ORDER_RETRY_SECONDS_STOPLOSS", default=180.0)
 ORDER_RETRY_BACKOFF_MAX_SECONDS = env.float("ORDER_RETRY_BACKOFF_MAX_SECONDS", default=2.0)
-EXECUTION_LOCK_SECONDS = env.float("EXECUTION_LOCK_SECONDS", default=300.0)
+EXECUTION_LOCK_SECONDS = env.float("EXECUTION_LOCK_SECONDS", default=15.0)
 # Orders a second per broker account, by adapter kind, shared by every worker (Kite
 # allows 10); ORDER_RATE_STOPLOSS_RESERVE of them only stop-losses may use.
 ORDER_RATE_LIMITS = {"kite": env.int("ORDER_RATE_KITE", default=10), "paper": env.int("ORDER_RATE_PAPER", default=50)}
@@ -236,8 +236,9 @@ if min(ORDER_FOLLOW_SECONDS, ORDER_UNKNOWN_GRACE_SECONDS, ORDER_RETRY_BACKOFF_MA
     raise ImproperlyConfigured("ORDER_FOLLOW/UNKNOWN_GRACE/RETRY_BACKOFF_MAX seconds must be > 0")
 if not ORDER_RETRY_SECONDS_BUY <= ORDER_RETRY_SECONDS_SELL <= ORDER_RETRY_SECONDS_STOPLOSS:
     raise ImproperlyConfigured("a stop-loss must retry at least as long as a SELL, a SELL as long as a BUY")
-if EXECUTION_LOCK_SECONDS < ORDER_FOLLOW_SECONDS + ORDER_RETRY_SECONDS_STOPLOSS:
-    raise ImproperlyConfigured("EXECUTION_LOCK_SECONDS must outlast retrying and following an order")
+# The holder renews the lock between broker calls; one call may take Kite's 7 s timeout.
+if EXECUTION_LOCK_SECONDS < 10:
+    raise ImproperlyConfigured("EXECUTION_LOCK_SECONDS must be at least 10 (a broker call plus a pause)")
 
 # --- Auth -------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from brokers.exceptions import AmbiguousOutcome, BrokerAuthError, BrokerError, O
 from brokers.services import broker_account_mark_token_expired
 from execution.exceptions import OrderConflict
 from execution.models import Order
-from execution.services import safety
+from execution.services import locks, safety
 from monitoring.events import Event
 from monitoring.services import emit
 from strategies.models import Strategy
@@ -207,6 +207,7 @@ def order_reconcile(*, order: Order, strategy: Strategy, adapter: BrokerAdapter,
     ``grace`` has passed: True once found and adopted (PLACED with the broker's id)."""
     deadline = time.monotonic() + grace
     while True:
+        locks.lock_keepalive()
         found = order_lookup(order=order, adapter=adapter)
         if found:
             if len(found) > 1:  # a broker-side duplicate: adopt one, an operator must see the other
@@ -230,6 +231,7 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
     deadline = time.monotonic() + retry_seconds(order.reason)
     attempt = 0
     while True:
+        locks.lock_keepalive()
         if order.side == Order.Side.BUY and order.valid_until is not None and timezone.now() > order.valid_until:
             _fail(order, strategy, Status.FAILED, "The BUY is past its valid time.", alert="BUY not placed: too late")
             return order
@@ -339,6 +341,7 @@ def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) ->
     deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
     poll = _FOLLOW_FIRST_POLL
     while order.status == Status.PLACED:
+        locks.lock_keepalive()
         try:
             seen = adapter.get_order(order.broker_order_id)
         except BrokerError as error:

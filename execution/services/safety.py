@@ -18,6 +18,7 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.models import BrokerAccount
 from execution.models import EntryHalt, Order
+from execution.services import locks
 from monitoring.events import Event
 from monitoring.services import emit
 from strategies import scheduling
@@ -45,6 +46,7 @@ def order_rate_take(*, account: BrokerAccount, reason: str, deadline: float) -> 
     limit = capacity if reason == Order.Reason.STOPLOSS else capacity - settings.ORDER_RATE_STOPLOSS_RESERVE
     redis = get_redis()
     while True:
+        locks.lock_keepalive()
         now = time.time()
         if redis.eval(_TAKE, 1, redis_keys.order_rate(account.pk, int(now)), limit):
             return True

@@ -1,6 +1,7 @@
 """BUY, SELL, STOP and stop-loss through the services on the paper broker: exactly the
 orders they should place, the position moves, the stop armed and disarmed, the events."""
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -168,3 +169,18 @@ def test_an_exit_outlasts_a_lock_left_by_a_dead_worker(make_strategy, settings):
     assert order is not None and order.status == Order.Status.COMPLETE
     strategy.refresh_from_db()
     assert strategy.position == "EXITED_BY_SL" and "X3" in codes(strategy)
+
+
+def test_a_working_holder_keeps_its_lock_and_a_dead_ones_lock_expires(settings):
+    settings.EXECUTION_LOCK_SECONDS = 0.3
+    token = locks.lock_acquire(strategy_id=1)
+    assert token is not None
+    with locks.lock_held(strategy_id=1, token=token):
+        for _ in range(6):
+            time.sleep(0.1)
+            assert locks.lock_keepalive()
+        assert locks.lock_acquire(strategy_id=1) is None
+
+    assert locks.lock_acquire(strategy_id=2) is not None  # a worker that dies holding it
+    time.sleep(0.4)
+    assert locks.lock_acquire(strategy_id=2) is not None
