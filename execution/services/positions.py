@@ -148,7 +148,7 @@ def strategy_buy_execute(*, strategy_id: int) -> Order | None:
             valid_until=valid_until,
         )
         if order is None:
-            return _resume(strategy, Order.Side.BUY)
+            return position_resume(strategy, Order.Side.BUY)
         return order_execute(strategy, order)
 
 
@@ -170,7 +170,7 @@ def strategy_sell_execute(*, strategy_id: int, reason: str = ExitReason.SELL) ->
             strategy.refresh_from_db()
             if strategy.position == Position.BUYING:
                 # The BUY was interrupted: settle it first, then the exit can be claimed.
-                _resume(strategy, Order.Side.BUY)
+                position_resume(strategy, Order.Side.BUY)
                 strategy.refresh_from_db()
                 order = _claim_exit(strategy, reason)
         if order is None:
@@ -180,7 +180,7 @@ def strategy_sell_execute(*, strategy_id: int, reason: str = ExitReason.SELL) ->
                     strategy_id=strategy.pk, reason=ExitReason.SELL, position=Position.NONE, at=timezone.now()
                 )
                 return None
-            return _resume(strategy, Order.Side.SELL)
+            return position_resume(strategy, Order.Side.SELL)
         stoploss_disarm(strategy_id=strategy.pk, instrument=redis_keys.instrument(strategy.exchange, strategy.symbol))
         return order_execute(strategy, order)
 
@@ -223,7 +223,7 @@ def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
         )
         if order is None:
             logger.info("stop-loss places nothing: the exit is already claimed", extra={"strategy_id": strategy.pk})
-            return _resume(strategy, Order.Side.SELL)
+            return position_resume(strategy, Order.Side.SELL)
         try:
             scheduling.unschedule_strategy(strategy)
         except Exception:  # the SELL that may still fire finds the exit claimed; never delay the exit for this
@@ -243,13 +243,21 @@ def order_execute(strategy: Strategy, order: Order) -> Order:
     return order
 
 
-def _resume(strategy: Strategy, side: Order.Side) -> Order | None:
-    """A delivery that found the claim taken and a live order of ``side`` with no one
-    working on it (we hold the lock): settle it by its tag, as recovery would."""
+def position_resume(strategy: Strategy, side: Order.Side) -> Order | None:
+    """Finish what an interrupted execution of ``side`` left (the caller holds the lock):
+    a live order is settled by its tag and followed; a final one whose outcome never
+    reached the position (the worker died between the two) is applied now."""
     order = _live_order(strategy, side)
-    if order is None:
-        return None
     adapter = adapter_for(strategy.broker_account)
+    if order is None:
+        strategy.refresh_from_db()
+        waiting = Position.BUYING if side == Order.Side.BUY else Position.EXITING
+        last = Order.objects.filter(strategy=strategy, side=side).order_by("-id").first()
+        if strategy.position != waiting or strategy.status not in ACTIVE or last is None:
+            return None
+        if last.status == Order.Status.COMPLETE or side == Order.Side.BUY:
+            position_apply_outcome(strategy, last, adapter)
+        return last
     if order.status != Order.Status.PLACED:
         found = order_lookup(order=order, adapter=adapter)
         if not found or not order_reconcile(order=order, strategy=strategy, adapter=adapter, grace=0):

@@ -2,22 +2,27 @@
 worker died between the commit of the intent and the end of the execution) is settled
 from the database every ORDER_SETTLE_SECONDS: looked up by its tag and adopted, or, if
 the broker never had it, failed; a lost exit is placed again under a new tag (the
-position must not stay open), a lost BUY ends the strategy. The strategy's lock tells a
+position must not stay open), a lost BUY ends the strategy; a position whose order is
+final is moved on; a held position whose stop trigger was consumed is re-armed. The strategy's lock tells a
 live worker's order (skipped) from an orphan."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
+from algotrader import redis_keys
+from algotrader.redis_client import get_redis
 from brokers.adapters.registry import adapter_for
 from brokers.exceptions import BrokerError
 from execution.models import Order
 from execution.services import locks, positions  # positions as a module: it imports the tasks, which import this
 from execution.services.orders import order_adopt, order_fail, order_lookup, order_replace, order_settle
+from market.stoploss_index import stoploss_arm
+from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,57 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
                 logger.warning(
                     "settling an interrupted order failed", extra={"order_id": order_id, "error": str(error)}
                 )
+    return settled + _positions_settle_interrupted(cutoff) + _stops_rearm(cutoff)
+
+
+def _positions_settle_interrupted(cutoff: datetime) -> int:
+    """Positions left BUYING or EXITING although their order is final: the worker died
+    between recording the broker's answer and moving the position."""
+    waiting = Strategy.objects.filter(
+        status__in=(Strategy.Status.RUNNING, Strategy.Status.STOPPED),
+        position__in=(Strategy.Position.BUYING, Strategy.Position.EXITING),
+        updated_at__lt=cutoff,
+    ).exclude(orders__status__in=Order.LIVE)
+    settled = 0
+    for strategy in waiting.select_related("owner", "broker_account")[:SETTLE_BATCH]:
+        token = locks.lock_acquire(strategy_id=strategy.pk)
+        if token is None:
+            continue
+        with locks.lock_held(strategy_id=strategy.pk, token=token):
+            side = Order.Side.BUY if strategy.position == Strategy.Position.BUYING else Order.Side.SELL
+            settled += positions.position_resume(strategy, side) is not None
     return settled
+
+
+def _stops_rearm(cutoff: datetime) -> int:
+    """Positions held by running strategies whose stop is not armed: the tick consumer
+    took the trigger out of ``sl:`` and the stop-loss task that was to act on it died
+    before claiming the exit (its redelivery waits for the broker's visibility timeout).
+    Re-armed, the stop triggers again on the next tick at or below it; if the first
+    task does run after all, the exit claim still lets only one exit through."""
+    held = list(
+        Strategy.objects.filter(
+            status=Strategy.Status.RUNNING,
+            position=Strategy.Position.BOUGHT,
+            stop_trigger_price__isnull=False,
+            updated_at__lt=cutoff,
+        ).values_list("id", "exchange", "symbol", "stop_trigger_price")
+    )
+    if not held:
+        return 0
+    pipe = get_redis().pipeline(transaction=False)
+    for strategy_id, exchange, symbol, _ in held:
+        pipe.zscore(redis_keys.stop_losses(redis_keys.instrument(exchange, symbol)), str(strategy_id))
+    armed = pipe.execute()
+    rearmed = 0
+    for (strategy_id, exchange, symbol, trigger), score in zip(held, armed, strict=True):
+        if score is None and trigger is not None:
+            stoploss_arm(
+                strategy_id=strategy_id, instrument=redis_keys.instrument(exchange, symbol), trigger_price=trigger
+            )
+            logger.warning("stop re-armed for a held position", extra={"strategy_id": strategy_id})
+            rearmed += 1
+    return rearmed
 
 
 def order_settle_interrupted(*, order_id: int) -> bool:

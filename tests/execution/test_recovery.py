@@ -13,6 +13,8 @@ from execution.models import Order
 from execution.services import locks
 from execution.services.orders import order_create
 from execution.services.recovery import orders_settle_interrupted
+from market.stoploss_index import stoploss_armed
+from strategies.models import Strategy
 from tests.execution.helpers import orders, paper_book
 
 pytestmark = pytest.mark.django_db
@@ -88,3 +90,27 @@ def test_a_fresh_order_is_left_to_its_worker(make_strategy):
 
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING
+
+
+def test_a_held_position_whose_stop_trigger_was_consumed_is_rearmed(make_strategy):
+    strategy = make_strategy(position="BOUGHT")
+    Strategy.objects.filter(pk=strategy.pk).update(updated_at=timezone.now() - timedelta(seconds=10))
+
+    orders_settle_interrupted()
+
+    assert stoploss_armed(instrument="NSE:INFY") == {strategy.pk: strategy.stop_trigger_price}
+
+
+def test_a_filled_buy_whose_position_never_moved_is_bought(make_strategy):
+    strategy = make_strategy(position="BUYING")
+    order = _interrupted(strategy, Order.Reason.BUY, placed_at_broker=True)
+    orders_settle_interrupted()  # adopted and bought
+    Strategy.objects.filter(pk=strategy.pk).update(
+        position="BUYING", updated_at=timezone.now() - timedelta(seconds=10)
+    )  # as if the worker died after recording the fill
+
+    orders_settle_interrupted()
+
+    strategy.refresh_from_db()
+    order.refresh_from_db()
+    assert strategy.position == "BOUGHT" and order.status == Order.Status.COMPLETE
