@@ -234,12 +234,24 @@ def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
 # --- after the broker ------------------------------------------------------------------
 
 
-def order_execute(strategy: Strategy, order: Order) -> Order:
+@contextmanager
+def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
+    """The account's adapter for one execution, its HTTP session closed afterwards."""
     adapter = adapter_for(strategy.broker_account)
-    order = order_place(order=order, strategy=strategy, adapter=adapter)
-    if order.status == Order.Status.PLACED:
-        order = order_follow(order=order, strategy=strategy, adapter=adapter)
-    position_apply_outcome(strategy, order, adapter)
+    try:
+        yield adapter
+    finally:
+        close = getattr(adapter, "close", None)
+        if callable(close):
+            close()
+
+
+def order_execute(strategy: Strategy, order: Order) -> Order:
+    with broker_adapter(strategy) as adapter:
+        order = order_place(order=order, strategy=strategy, adapter=adapter)
+        if order.status == Order.Status.PLACED:
+            order = order_follow(order=order, strategy=strategy, adapter=adapter)
+    position_apply_outcome(strategy, order)
     return order
 
 
@@ -248,7 +260,6 @@ def position_resume(strategy: Strategy, side: Order.Side) -> Order | None:
     a live order is settled by its tag and followed; a final one whose outcome never
     reached the position (the worker died between the two) is applied now."""
     order = _live_order(strategy, side)
-    adapter = adapter_for(strategy.broker_account)
     if order is None:
         strategy.refresh_from_db()
         waiting = Position.BUYING if side == Order.Side.BUY else Position.EXITING
@@ -256,19 +267,20 @@ def position_resume(strategy: Strategy, side: Order.Side) -> Order | None:
         if strategy.position != waiting or strategy.status not in ACTIVE or last is None:
             return None
         if last.status == Order.Status.COMPLETE or side == Order.Side.BUY:
-            position_apply_outcome(strategy, last, adapter)
+            position_apply_outcome(strategy, last)
         return last
-    if order.status != Order.Status.PLACED:
-        found = order_lookup(order=order, adapter=adapter)
-        if not found or not order_reconcile(order=order, strategy=strategy, adapter=adapter, grace=0):
-            logger.warning("live order not found by tag: left to recovery", extra={"order_id": order.pk})
-            return order
-    order = order_follow(order=order, strategy=strategy, adapter=adapter)
-    position_apply_outcome(strategy, order, adapter)
+    with broker_adapter(strategy) as adapter:
+        if order.status != Order.Status.PLACED:
+            found = order_lookup(order=order, adapter=adapter)
+            if not found or not order_reconcile(order=order, strategy=strategy, adapter=adapter, grace=0):
+                logger.warning("live order not found by tag: left to recovery", extra={"order_id": order.pk})
+                return order
+        order = order_follow(order=order, strategy=strategy, adapter=adapter)
+    position_apply_outcome(strategy, order)
     return order
 
 
-def position_apply_outcome(strategy: Strategy, order: Order, adapter: BrokerAdapter) -> None:
+def position_apply_outcome(strategy: Strategy, order: Order) -> None:
     if order.is_live:
         emit(
             Event.L4_ALERT_TRIGGERED,
@@ -279,7 +291,7 @@ def position_apply_outcome(strategy: Strategy, order: Order, adapter: BrokerAdap
         return
     if order.side == Order.Side.BUY:
         if order.status == Order.Status.COMPLETE:
-            _position_bought(strategy, order, adapter)
+            _position_bought(strategy, order)
         else:
             _buy_failed(strategy, order)
         return
@@ -301,7 +313,7 @@ def position_apply_outcome(strategy: Strategy, order: Order, adapter: BrokerAdap
     )
 
 
-def _position_bought(strategy: Strategy, order: Order, adapter: BrokerAdapter) -> None:
+def _position_bought(strategy: Strategy, order: Order) -> None:
     assert order.fill_price is not None
     trigger = strategy_services.stop_trigger_price(
         entry_price=order.fill_price,

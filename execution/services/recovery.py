@@ -16,7 +16,6 @@ from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
-from brokers.adapters.registry import adapter_for
 from brokers.exceptions import BrokerError
 from execution.models import Order
 from execution.services import locks, positions  # positions as a module: it imports the tasks, which import this
@@ -110,25 +109,24 @@ def order_settle_interrupted(*, order_id: int) -> bool:
     if not order.is_live:
         return False
     strategy = order.strategy
-    adapter = adapter_for(strategy.broker_account)
-    if order.status != Order.Status.PLACED:
-        found = order_lookup(order=order, adapter=adapter)
-        if found is None:
-            return False  # the broker could not say: next round
-        if found:
-            order_adopt(order, strategy, found[0].broker_order_id)
-        elif order.side == Order.Side.SELL:
-            replacement = order_replace(order, strategy, why="interrupted before the broker had it")
-            if replacement.is_live:
-                positions.order_execute(strategy, replacement)
-            return True
-        else:
-            order_fail(order=order, strategy=strategy, why="BUY interrupted before the broker had it")
-            positions.position_apply_outcome(strategy, order, adapter)
-            return True
-    seen = adapter.get_order(order.broker_order_id)
-    if not seen.status.is_final:
-        return False
-    order_settle(order=order, strategy=strategy, seen=seen)
-    positions.position_apply_outcome(strategy, order, adapter)
+    with positions.broker_adapter(strategy) as adapter:
+        if order.status != Order.Status.PLACED:
+            found = order_lookup(order=order, adapter=adapter)
+            if found is None:
+                return False  # the broker could not say: next round
+            if found:
+                order_adopt(order, strategy, found[0].broker_order_id)
+        if order.status == Order.Status.PLACED:
+            seen = adapter.get_order(order.broker_order_id)
+            if not seen.status.is_final:
+                return False
+            order_settle(order=order, strategy=strategy, seen=seen)
+    if order.is_live and order.side == Order.Side.SELL:
+        replacement = order_replace(order, strategy, why="interrupted before the broker had it")
+        if replacement.is_live:
+            positions.order_execute(strategy, replacement)
+        return True
+    if order.is_live:
+        order_fail(order=order, strategy=strategy, why="BUY interrupted before the broker had it")
+    positions.position_apply_outcome(strategy, order)
     return True
