@@ -3,7 +3,8 @@ worker died between the commit of the intent and the end of the execution) is se
 from the database every ORDER_SETTLE_SECONDS: looked up by its tag and adopted, or, if
 the broker never had it, failed; a lost exit is placed again under a new tag (the
 position must not stay open), a lost BUY ends the strategy; a position whose order is
-final is moved on; a held position whose stop trigger was consumed is re-armed. The strategy's lock tells a
+final is moved on; a held position whose stop trigger was consumed is re-armed; a
+fired SELL whose task was lost is run. The strategy's lock tells a
 live worker's order (skipped) from an orphan."""
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from strategies.models import Strategy
 logger = logging.getLogger(__name__)
 
 SETTLE_BATCH = 100
+# A fired SELL still not started after this long was lost (a queue backlog clears sooner).
+LOST_SELL_AFTER_SECONDS = 120
 
 
 def orders_settle_interrupted(*, older_than: float | None = None) -> int:
@@ -50,7 +53,7 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
                 logger.warning(
                     "settling an interrupted order failed", extra={"order_id": order_id, "error": str(error)}
                 )
-    return settled + _positions_settle_interrupted(cutoff) + _stops_rearm(cutoff)
+    return settled + _positions_settle_interrupted(cutoff) + _stops_rearm(cutoff) + _sells_rescue()
 
 
 def _positions_settle_interrupted(cutoff: datetime) -> int:
@@ -101,6 +104,23 @@ def _stops_rearm(cutoff: datetime) -> int:
             logger.warning("stop re-armed for a held position", extra={"strategy_id": strategy_id})
             rearmed += 1
     return rearmed
+
+
+def _sells_rescue() -> int:
+    """SELLs fired (``sell_fired_at`` set, so the scheduler never fires them again) whose
+    task died before claiming the exit: its redelivery would wait for the broker's
+    visibility timeout, an hour. Long past any queue backlog, the SELL is run here; the
+    exit claim still lets only one through if the task turns up after all."""
+    lost_before = timezone.now() - timedelta(seconds=LOST_SELL_AFTER_SECONDS)
+    lost = list(
+        Strategy.objects.filter(
+            status=Strategy.Status.RUNNING, position=Strategy.Position.BOUGHT, sell_fired_at__lt=lost_before
+        ).values_list("id", flat=True)[:SETTLE_BATCH]
+    )
+    for strategy_id in lost:
+        logger.warning("running a SELL whose task was lost", extra={"strategy_id": strategy_id})
+        positions.strategy_sell_execute(strategy_id=strategy_id, reason=Strategy.ExitReason.SELL)
+    return len(lost)
 
 
 def order_settle_interrupted(*, order_id: int) -> bool:

@@ -114,3 +114,24 @@ def test_a_filled_buy_whose_position_never_moved_is_bought(make_strategy):
     strategy.refresh_from_db()
     order.refresh_from_db()
     assert strategy.position == "BOUGHT" and order.status == Order.Status.COMPLETE
+
+
+def test_a_fired_sell_whose_task_was_lost_is_run(make_strategy):
+    strategy = make_strategy(position="BOUGHT")
+    Strategy.objects.filter(pk=strategy.pk).update(sell_fired_at=timezone.now() - timedelta(minutes=5))
+
+    orders_settle_interrupted()
+
+    strategy.refresh_from_db()
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "SELL")
+    assert [o.side for o in paper_book(strategy)] == ["SELL"]
+
+
+def test_a_recently_fired_sell_is_left_to_its_task(make_strategy):
+    strategy = make_strategy(position="BOUGHT")
+    Strategy.objects.filter(pk=strategy.pk).update(sell_fired_at=timezone.now() - timedelta(seconds=5))
+
+    orders_settle_interrupted()
+
+    strategy.refresh_from_db()
+    assert strategy.position == "BOUGHT" and paper_book(strategy) == []
