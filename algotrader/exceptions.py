@@ -39,12 +39,6 @@ class Conflict(ApplicationError):
     message = "The request conflicts with the current state."
 
 
-class AuthenticationRequired(ApplicationError):
-    code = "not_authenticated"
-    status = 401
-    message = "Authentication credentials were not provided or are invalid."
-
-
 class ValidationFailed(ApplicationError):
     """Input a serializer accepted but a domain rule refused; ``fields`` says which."""
 

@@ -10,15 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from algotrader.users.models import User
+from algotrader.api.requests import request_user
 from brokers import selectors, services
 from brokers.models import BrokerAccount
-
-
-def _owner(request: Request) -> User:
-    user = request.user
-    assert isinstance(user, User)  # IsAuthenticated (the default permission) guarantees it
-    return user
 
 
 def _secret_field(max_length: int) -> serializers.CharField:
@@ -83,7 +77,7 @@ class BrokerAccountListApi(APIView):
 
     @extend_schema(responses={200: BrokerAccountOutput(many=True)}, operation_id="broker_accounts_list")
     def get(self, request: Request) -> Response:
-        accounts = selectors.broker_account_list(user=_owner(request))
+        accounts = selectors.broker_account_list(user=request_user(request))
         return Response(BrokerAccountOutput(accounts, many=True).data)
 
     @extend_schema(
@@ -97,19 +91,19 @@ class BrokerAccountListApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.BrokerAccountSubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
-        account = services.broker_account_submit(owner=_owner(request), **data.validated_data)
+        account = services.broker_account_submit(owner=request_user(request), **data.validated_data)
         return Response(BrokerAccountOutput(account).data, status=status.HTTP_201_CREATED)
 
 
 class BrokerAccountDetailApi(APIView):
     @extend_schema(responses={200: BrokerAccountOutput}, operation_id="broker_accounts_detail")
     def get(self, request: Request, account_id: int) -> Response:
-        account = selectors.broker_account_get(user=_owner(request), account_id=account_id)
+        account = selectors.broker_account_get(user=request_user(request), account_id=account_id)
         return Response(BrokerAccountOutput(account).data)
 
     @extend_schema(responses={204: None}, operation_id="broker_accounts_delete")
     def delete(self, request: Request, account_id: int) -> Response:
-        account = selectors.broker_account_get(user=_owner(request), account_id=account_id)
+        account = selectors.broker_account_get(user=request_user(request), account_id=account_id)
         services.broker_account_delete(account=account)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -120,7 +114,7 @@ class BrokerAccountLoginUrlApi(APIView):
 
     @extend_schema(responses={200: BrokerAccountLoginUrlOutput}, operation_id="broker_accounts_login_url")
     def get(self, request: Request, account_id: int) -> Response:
-        account = selectors.broker_account_get(user=_owner(request), account_id=account_id)
+        account = selectors.broker_account_get(user=request_user(request), account_id=account_id)
         login_url = services.broker_account_login_url(account=account)
         return Response(self.BrokerAccountLoginUrlOutput({"login_url": login_url}).data)
 
@@ -138,6 +132,6 @@ class BrokerAccountSessionApi(APIView):
     def post(self, request: Request, account_id: int) -> Response:
         data = self.BrokerAccountSessionInput(data=request.data)
         data.is_valid(raise_exception=True)
-        account = selectors.broker_account_get(user=_owner(request), account_id=account_id)
+        account = selectors.broker_account_get(user=request_user(request), account_id=account_id)
         account = services.broker_account_create_session(account=account, **data.validated_data)
         return Response(BrokerAccountOutput(account).data)

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from algotrader.users.models import User
+from algotrader.api.requests import request_user
 from monitoring.models import EventLog
 from strategies import selectors, services
 from strategies.models import Strategy
@@ -21,12 +21,6 @@ def _optional_decimal(max_digits: int, decimal_places: int) -> serializers.Decim
     return serializers.DecimalField(
         max_digits=max_digits, decimal_places=decimal_places, min_value=Decimal(0), required=False, allow_null=True
     )
-
-
-def _owner(request: Request) -> User:
-    user = request.user
-    assert isinstance(user, User)  # IsAuthenticated is the default permission
-    return user
 
 
 class StrategyOutput(serializers.ModelSerializer[Strategy]):
@@ -105,7 +99,7 @@ class StrategyListApi(APIView):
     @extend_schema(responses={200: StrategyOutput(many=True)}, operation_id="strategies_list")
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(selectors.strategy_list(user=_owner(request)), request, view=self)
+        page = paginator.paginate_queryset(selectors.strategy_list(user=request_user(request)), request, view=self)
         return paginator.get_paginated_response(StrategyOutput(page, many=True).data)
 
     @extend_schema(request=StrategyCreateInput, responses={201: StrategyOutput}, operation_id="strategies_create")
@@ -114,7 +108,7 @@ class StrategyListApi(APIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         strategy = services.strategy_create(
-            user=_owner(request), broker_account_id=fields.pop("broker_account"), **fields
+            user=request_user(request), broker_account_id=fields.pop("broker_account"), **fields
         )
         return Response(StrategyOutput(strategy).data, status=status.HTTP_201_CREATED)
 
@@ -122,26 +116,26 @@ class StrategyListApi(APIView):
 class StrategyDetailApi(APIView):
     @extend_schema(responses={200: StrategyOutput}, operation_id="strategies_detail")
     def get(self, request: Request, strategy_id: int) -> Response:
-        strategy = selectors.strategy_get(user=_owner(request), strategy_id=strategy_id)
+        strategy = selectors.strategy_get(user=request_user(request), strategy_id=strategy_id)
         return Response(StrategyOutput(strategy).data)
 
     @extend_schema(request=StrategyUpdateInput, responses={200: StrategyOutput}, operation_id="strategies_update")
     def patch(self, request: Request, strategy_id: int) -> Response:
         data = StrategyUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        strategy = services.strategy_update(user=_owner(request), strategy_id=strategy_id, **data.validated_data)
+        strategy = services.strategy_update(user=request_user(request), strategy_id=strategy_id, **data.validated_data)
         return Response(StrategyOutput(strategy).data)
 
     @extend_schema(responses={204: None}, operation_id="strategies_delete")
     def delete(self, request: Request, strategy_id: int) -> Response:
-        services.strategy_delete(user=_owner(request), strategy_id=strategy_id)
+        services.strategy_delete(user=request_user(request), strategy_id=strategy_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class StrategyStartApi(APIView):
     @extend_schema(request=None, responses={200: StrategyOutput}, operation_id="strategies_start")
     def post(self, request: Request, strategy_id: int) -> Response:
-        strategy = services.strategy_start(user=_owner(request), strategy_id=strategy_id)
+        strategy = services.strategy_start(user=request_user(request), strategy_id=strategy_id)
         return Response(StrategyOutput(strategy).data)
 
 
@@ -150,14 +144,14 @@ class StrategyStopApi(APIView):
     def post(self, request: Request, strategy_id: int) -> Response:
         data = StrategyStopInput(data=request.data)
         data.is_valid(raise_exception=True)
-        strategy = services.strategy_stop(user=_owner(request), strategy_id=strategy_id, **data.validated_data)
+        strategy = services.strategy_stop(user=request_user(request), strategy_id=strategy_id, **data.validated_data)
         return Response(StrategyOutput(strategy).data)
 
 
 class StrategyEventsApi(APIView):
     @extend_schema(responses={200: EventOutput(many=True)}, operation_id="strategies_events")
     def get(self, request: Request, strategy_id: int) -> Response:
-        strategy = selectors.strategy_get(user=_owner(request), strategy_id=strategy_id)
+        strategy = selectors.strategy_get(user=request_user(request), strategy_id=strategy_id)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.strategy_timeline(strategy=strategy), request, view=self)
         return paginator.get_paginated_response(EventOutput(page, many=True).data)

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from algotrader.api.requests import request_user
 from algotrader.users import services
 from algotrader.users.models import User
 from algotrader.users.throttles import AuthPerAccountThrottle, AuthPerIPThrottle
@@ -90,6 +91,4 @@ class MeApi(APIView):
 
     @extend_schema(responses={200: UserOutput}, operation_id="auth_me")
     def get(self, request: Request) -> Response:
-        user = request.user
-        assert isinstance(user, User)  # IsAuthenticated guarantees it
-        return Response(UserOutput(user).data)
+        return Response(UserOutput(request_user(request)).data)
