@@ -69,10 +69,13 @@ class OrderBook:
         *,
         rejection: str | None = None,
         margin_shortfall: bool = False,
+        partial_fill: tuple[int | None, float] | None = None,
     ) -> Order:
         """Accept an order (it starts as PUT ORDER REQ RECEIVED) or raise InputException. A
         ``rejection`` or ``margin_shortfall`` makes the RMS reject it at validation, as Kite
-        does: the order id is returned and the order turns REJECTED moments later."""
+        does: the order id is returned and the order turns REJECTED moments later.
+        ``partial_fill`` (quantity or None for half, seconds): only that much fills, and
+        the rest is cancelled that many seconds later."""
         if variety not in VARIETIES:
             raise input_error(f"Invalid `variety`: the simulator supports only {sorted(VARIETIES)}.")
         exchange = params.get("exchange", "")
@@ -114,6 +117,9 @@ class OrderBook:
                 rejection=rejection,
                 margin_shortfall=margin_shortfall,
             )
+            if partial_fill is not None:
+                part, order.partial_rest_seconds = partial_fill
+                order.partial_fill = quantity // 2 if part is None else part
             self._accounts[account.api_key] = account
             self._orders.setdefault(account.api_key, {})[order.order_id] = order
             self._transition(order, RECEIVED, now)
@@ -240,12 +246,32 @@ class OrderBook:
                 order.cancelled_quantity = order.quantity - order.filled_quantity
                 self._transition(order, CANCELLED, now)
             return
+        if order.partial_fill is not None and order.partial_fill < order.quantity:
+            self._fill_part(api_key, order, now, fill_price)
+            return
         quantity = order.quantity - order.filled_quantity
         trade = Trade(f"{next(self._trade_ids)}", order, quantity, fill_price, now)
         self._trades.setdefault(api_key, []).append(trade)
         order.average_price = fill_price
         order.filled_quantity = order.quantity
         self._transition(order, COMPLETE, now)
+
+    def _fill_part(self, api_key: str, order: Order, now: float, fill_price: Decimal) -> None:
+        """The partial_fill fault: fill the part at once, cancel the rest when its time comes."""
+        assert order.partial_fill is not None
+        if order.rest_cancel_at is None:
+            order.rest_cancel_at = now + order.partial_rest_seconds
+            if order.partial_fill > 0:
+                trade = Trade(f"{next(self._trade_ids)}", order, order.partial_fill, fill_price, now)
+                self._trades.setdefault(api_key, []).append(trade)
+                order.average_price = fill_price
+                order.filled_quantity = order.partial_fill
+                self._transition(order, OPEN, now, postback=True)
+            return
+        if now >= order.rest_cancel_at:
+            order.cancelled_quantity = order.quantity - order.filled_quantity
+            order.status_message = "Order partially filled: the exchange cancelled the unfilled quantity."
+            self._transition(order, CANCELLED, now)
 
     def _transition(self, order: Order, status: str, now: float, *, postback: bool | None = None) -> None:
         order.status = status

@@ -52,13 +52,19 @@ class FaultKind(StrEnum):
     # The documented alternative: HTTP 400 MarginException at placement, no order created.
     MARGIN_EXCEPTION = "margin_exception"
     REJECT = "reject"  # order accepted, then REJECTED with `message` as status_message (RMS, circuit limits...)
+    # Order accepted; only `quantity` of it fills (default: half, rounded down), and the exchange
+    # cancels the rest `seconds` later (0 = at the next stage), as it does a market order's
+    # unfilled rest: the order ends CANCELLED with a filled_quantity. `quantity` 0 fills nothing.
+    PARTIAL_FILL = "partial_fill"
     FEED_SILENT = (
         "feed_silent"  # ticker sends nothing (no ticks, heartbeats, order updates) for `seconds`, 0 = until cleared
     )
     FEED_DISCONNECT = "feed_disconnect"  # ticker closes every client connection, once, when set
 
 
-ORDER_FAULTS = frozenset({FaultKind.MARGIN, FaultKind.MARGIN_EXCEPTION, FaultKind.REJECT, FaultKind.DROP_RESPONSE})
+ORDER_FAULTS = frozenset(
+    {FaultKind.MARGIN, FaultKind.MARGIN_EXCEPTION, FaultKind.REJECT, FaultKind.DROP_RESPONSE, FaultKind.PARTIAL_FILL}
+)
 FEED_FAULTS = frozenset({FaultKind.FEED_SILENT, FaultKind.FEED_DISCONNECT})
 SERVER_ERROR_TYPES = {500: "GeneralException", 502: "DataException", 503: "NetworkException", 504: "NetworkException"}
 
@@ -73,6 +79,7 @@ class Fault:
     error_type: str | None = None
     message: str | None = None
     seconds: float = 0.0
+    quantity: int | None = None  # partial_fill: how much fills
 
     def __post_init__(self) -> None:
         self.kind = FaultKind(self.kind)
@@ -84,6 +91,8 @@ class Fault:
             raise ValueError("times must be at least 1, or None for until cleared")
         if self.kind is FaultKind.SERVER_ERROR and self.status is not None and not 500 <= self.status <= 599:
             raise ValueError("server_error needs a 5xx status")
+        if self.quantity is not None and self.quantity < 0:
+            raise ValueError("quantity must be 0 or more")
 
     def matches(self, endpoint: str, api_key: str | None) -> bool:
         return self.endpoint in (ANY_ENDPOINT, endpoint) and (self.api_key is None or self.api_key == api_key)

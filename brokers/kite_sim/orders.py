@@ -59,6 +59,9 @@ class Order:
     triggered: bool = False
     rejection: str | None = None  # a fault asked for this order to be rejected at validation
     margin_shortfall: bool = False  # a fault asked for the RMS to find too little margin
+    partial_fill: int | None = None  # a fault asked for only this much to fill, the rest cancelled
+    partial_rest_seconds: float = 0.0
+    rest_cancel_at: float | None = None  # once the part has filled: when the rest is cancelled
     stage_due: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
 

@@ -260,16 +260,22 @@ class KiteRest:
     def place_order(self, request: Request) -> dict[str, str]:
         assert request.account is not None
         api_key = request.account.api_key
-        fault = self.sim.faults.take("place_order", api_key, frozenset({FaultKind.MARGIN, FaultKind.REJECT}))
+        fault = self.sim.faults.take(
+            "place_order", api_key, frozenset({FaultKind.MARGIN, FaultKind.REJECT, FaultKind.PARTIAL_FILL})
+        )
         rejection = None
         if fault is not None and fault.kind is FaultKind.REJECT:
             rejection = fault.message or "RMS:Rule: Check circuit limit including square off order exceeds"
+        partial = None
+        if fault is not None and fault.kind is FaultKind.PARTIAL_FILL:
+            partial = (fault.quantity, fault.seconds)
         order = self.sim.book.place(
             request.account,
             request.args["variety"],
             request.form,
             rejection=rejection,
             margin_shortfall=fault is not None and fault.kind is FaultKind.MARGIN,
+            partial_fill=partial,
         )
         return {"order_id": order.order_id}
 

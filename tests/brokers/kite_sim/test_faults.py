@@ -194,3 +194,29 @@ def test_margin_exception_fault_refuses_the_order_at_placement(kite_sim, sim_acc
 
     assert raised.value.code == 400
     assert kite_sim.orders(sim_account.api_key) == []
+
+
+def test_a_partial_fill_fills_part_then_the_exchange_cancels_the_rest(kite_sim, sim_account, kite):
+    kite_sim.set_fault("partial_fill", quantity=3, api_key=sim_account.api_key)
+
+    order_id = kite.place_order(**{**ORDER, "quantity": 5})
+
+    wait_for(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED")
+    final = kite.order_history(order_id)[-1]
+    assert (final["filled_quantity"], final["cancelled_quantity"], final["pending_quantity"]) == (3, 2, 0)
+    assert final["average_price"] > 0
+    assert [t["quantity"] for t in kite.order_trades(order_id)] == [3]
+    [position] = kite.positions()["net"]
+    assert position["quantity"] == 3
+    assert kite.place_order(**ORDER) and wait_for(lambda: kite.orders()[-1]["status"] == "COMPLETE")  # one-shot
+
+
+def test_a_partial_fill_of_nothing_stays_open_until_its_rest_is_cancelled(kite_sim, sim_account, kite):
+    kite_sim.set_fault("partial_fill", quantity=0, seconds=0.5, api_key=sim_account.api_key)
+
+    order_id = kite.place_order(**ORDER)
+
+    wait_for(lambda: kite.order_history(order_id)[-1]["status"] == "OPEN")
+    assert kite.order_history(order_id)[-1]["filled_quantity"] == 0
+    wait_for(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED")
+    assert kite.order_trades(order_id) == []
