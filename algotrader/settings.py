@@ -220,6 +220,18 @@ ORDER_RETRY_SECONDS_SELL = env.float("ORDER_RETRY_SECONDS_SELL", default=60.0)
 ORDER_RETRY_SECONDS_STOPLOSS = env.float("ORDER_RETRY_SECONDS_STOPLOSS", default=180.0)
 ORDER_RETRY_BACKOFF_MAX_SECONDS = env.float("ORDER_RETRY_BACKOFF_MAX_SECONDS", default=2.0)
 EXECUTION_LOCK_SECONDS = env.float("EXECUTION_LOCK_SECONDS", default=15.0)
+# An exit that failed is placed again by settlement, never abandoned: after
+# EXIT_RETRY_FIRST_DELAY_SECONDS, doubling up to a cap, a stop-loss's cap the shorter.
+EXIT_RETRY_FIRST_DELAY_SECONDS = env.float("EXIT_RETRY_FIRST_DELAY_SECONDS", default=1.0)
+EXIT_RETRY_MAX_DELAY_SECONDS_STOPLOSS = env.float("EXIT_RETRY_MAX_DELAY_SECONDS_STOPLOSS", default=5.0)
+EXIT_RETRY_MAX_DELAY_SECONDS_SELL = env.float("EXIT_RETRY_MAX_DELAY_SECONDS_SELL", default=60.0)
+if not (
+    0 <= EXIT_RETRY_FIRST_DELAY_SECONDS <= EXIT_RETRY_MAX_DELAY_SECONDS_STOPLOSS <= EXIT_RETRY_MAX_DELAY_SECONDS_SELL
+):
+    raise ImproperlyConfigured("EXIT_RETRY_*: first delay <= stop-loss cap <= SELL cap")
+# A BUY fired (T1) with no order this long after, still within its grace, lost its task
+# (a worker killed before the claim): settlement runs it; the claim lets one through.
+BUY_RESCUE_AFTER_SECONDS = env.float("BUY_RESCUE_AFTER_SECONDS", default=10.0)
 # Orders a second per broker account, by adapter kind, shared by every worker (Kite
 # allows 10); ORDER_RATE_STOPLOSS_RESERVE of them only stop-losses may use.
 ORDER_RATE_LIMITS = {"kite": env.int("ORDER_RATE_KITE", default=10), "paper": env.int("ORDER_RATE_PAPER", default=50)}
@@ -352,6 +364,8 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) or [
 KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
 KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="wss://ws.kite.trade")
 KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login")
+# Seconds the Kite adapter waits for an answer; an order write unanswered by then is ambiguous.
+KITE_TIMEOUT_SECONDS = env.float("KITE_TIMEOUT_SECONDS", default=7.0)
 # True when KITE_API_ROOT points at the Kite simulator: strategies on Kite accounts then
 # follow the simulated exchange's calendar (open at all hours) instead of NSE/BSE's.
 KITE_SIMULATED = env.bool("KITE_SIMULATED", default=False)

@@ -1,7 +1,10 @@
 """Orders as write-ahead intents: a row is committed (PENDING, with its own unique tag)
 before the broker is called, so that a crash at any moment leaves something to look up
 by tag. The partial unique constraints are what make a duplicate BUY or a second exit
-impossible, whatever the workers, locks or redeliveries do."""
+impossible, whatever the workers, locks or redeliveries do.
+
+What a strategy holds is what its orders filled (``filled_quantity``, partial fills
+included), BUYs minus SELLs: the broker's truth, not the planned quantity."""
 
 from django.db import models
 from django.db.models import Q
@@ -18,6 +21,8 @@ class Order(models.Model):
         STOPLOSS = "STOPLOSS"
         STOP = "STOP"
         ABORT = "ABORT"
+        # Squares off what a lost order that surfaced later filled (either side): not an exit.
+        EXCESS = "EXCESS"
 
     class Status(models.TextChoices):
         PENDING = "PENDING"  # committed, the broker not yet (certainly) called
@@ -42,11 +47,19 @@ class Order(models.Model):
     broker_order_id = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING)
     fill_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    # What the broker filled: the quantity when COMPLETE, less for a partial fill that was then
+    # cancelled or rejected, and set on a FAILED (lost) order that surfaced and filled after all.
+    filled_quantity = models.PositiveIntegerField(default=0)
     filled_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
     # A BUY delivered after this is refused (the late policy); null: valid until final.
     valid_until = models.DateTimeField(null=True, blank=True)
+    # A lost order (FAILED without a definite answer: not found by its tag) may still reach the
+    # broker's book later: settlement looks its tag up again until this time (the trading day's end).
+    watch_until = models.DateTimeField(null=True, blank=True)
+    # When a lost order was found at the broker after all (it was then cancelled or squared off).
+    surfaced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -56,7 +69,8 @@ class Order(models.Model):
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
             models.CheckConstraint(
                 condition=Q(side="BUY", reason="BUY")
-                | Q(side="SELL", reason__in=("SELL", "STOPLOSS", "STOP", "ABORT")),
+                | Q(side="SELL", reason__in=("SELL", "STOPLOSS", "STOP", "ABORT"))
+                | Q(reason="EXCESS"),
                 name="order_reason_matches_side",
             ),
             models.UniqueConstraint(
@@ -70,7 +84,9 @@ class Order(models.Model):
                 name="order_one_live_exit",
             ),
             models.UniqueConstraint(
-                fields=["strategy"], condition=Q(side="BUY", status="COMPLETE"), name="order_one_filled_buy"
+                fields=["strategy"],
+                condition=Q(side="BUY", reason="BUY", status="COMPLETE"),
+                name="order_one_filled_buy",
             ),
         ]
         indexes = [
@@ -78,6 +94,8 @@ class Order(models.Model):
             models.Index(
                 fields=["status"], name="order_live", condition=Q(status__in=("PENDING", "PLACED", "UNKNOWN"))
             ),
+            # Settlement's scan for lost orders that may still surface.
+            models.Index(fields=["watch_until"], name="order_watched", condition=Q(watch_until__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -17,6 +17,8 @@ from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
+
 from brokers.adapters.base import (
     AccountProfile,
     BrokerOrder,
@@ -117,10 +119,12 @@ class KiteAdapter:
 
     kind = "kite"
 
-    def __init__(self, credentials: Credentials, *, api_root: str, ws_root: str, timeout: float = 7.0) -> None:
+    def __init__(self, credentials: Credentials, *, api_root: str, ws_root: str, timeout: float | None = None) -> None:
         self._credentials = credentials
         self._api_root = api_root
         self._ws_root = ws_root
+        if timeout is None:
+            timeout = float(settings.KITE_TIMEOUT_SECONDS)
         self._http = KiteHttp(credentials, api_root=api_root, timeout=timeout)
 
     def __repr__(self) -> str:

@@ -2,7 +2,12 @@
 id), placement with its tag (B3/B4, L2), an unanswered placement settled by looking the
 tag up (adopted, or FAILED and replaced by a new tag after a grace period: E4), transient
 errors retried with jittered backoff within a deadline (E4), permanent ones failed fast
-with an alert, and the fill followed until final (E5).
+with an alert, and the fill followed until final (E5), partial fills recorded as such.
+
+A lost order (given up as not found by its tag, and replaced or failed) is watched until
+the end of the trading day: the broker may still put it in its book later. If it surfaces
+it is cancelled when still open, and what it filled is recorded on it, so that the
+position can be squared back to what the strategy should hold (``positions``).
 
 Every status move is a compare-and-set on the order's current status. Broker calls are
 made outside any database transaction: no row lock is held across the network.
@@ -13,7 +18,9 @@ from __future__ import annotations
 import logging
 import random
 import time
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -38,6 +45,8 @@ _BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _FOLLOW_FIRST_POLL = 0.05
 _FOLLOW_MAX_POLL = 0.5
 _RECONCILE_POLL = 0.25
+# Kite's order book is the exchange day's, in India: a lost tag can surface until its end.
+_BOOK_TIME_ZONE = ZoneInfo("Asia/Kolkata")
 
 
 def order_tag(order_id: int) -> str:
@@ -80,12 +89,28 @@ def about(order: Order, strategy: Strategy) -> dict[str, Any]:
     }
 
 
+def watch_end(now: datetime | None = None) -> datetime:
+    """The end of the broker's trading day (midnight in India): until then a lost order may
+    still surface in its book."""
+    local = (now or timezone.now()).astimezone(_BOOK_TIME_ZONE)
+    return datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=_BOOK_TIME_ZONE)
+
+
 def order_create(
-    *, strategy: Strategy, reason: Order.Reason, retry_of: Order | None = None, valid_until: Any = None
+    *,
+    strategy: Strategy,
+    reason: Order.Reason,
+    retry_of: Order | None = None,
+    valid_until: Any = None,
+    quantity: int | None = None,
+    side: Order.Side | None = None,
 ) -> Order:
     """Insert the PENDING intent and give it its tag. Call inside the transaction that
-    claimed the position, so the claim and the intent commit together or not at all."""
-    side = Order.Side.BUY if reason == Order.Reason.BUY else Order.Side.SELL
+    claimed the position, so the claim and the intent commit together or not at all.
+    ``quantity`` defaults to the strategy's; ``side`` is implied by the reason except for
+    EXCESS, which squares off either way."""
+    if side is None:
+        side = Order.Side.BUY if reason == Order.Reason.BUY else Order.Side.SELL
     try:
         with transaction.atomic():
             order = Order.objects.create(
@@ -93,7 +118,7 @@ def order_create(
                 account_id=strategy.broker_account_id,
                 side=side,
                 reason=reason,
-                quantity=strategy.quantity,
+                quantity=strategy.quantity if quantity is None else quantity,
                 retry_of=retry_of,
                 valid_until=valid_until,
             )
@@ -157,16 +182,26 @@ def _finalize(order: Order, strategy: Strategy, status: Status, **changes: Any) 
             "status": status,
             "broker_order_id": order.broker_order_id,
             "fill_price": str(order.fill_price) if order.fill_price is not None else None,
+            "filled_quantity": order.filled_quantity,
             "error": order.last_error,
         },
     )
     return True
 
 
-def _fail(order: Order, strategy: Strategy, status: Status, error: str, *, alert: str) -> None:
+def _fail(
+    order: Order, strategy: Strategy, status: Status, error: str, *, alert: str, lost: bool = False, **changes: Any
+) -> None:
+    """Final without a fill (B4). A BUY's failure alerts here; an exit's alerts once for the
+    position (``positions``), however many times it is placed again. ``lost``: the broker
+    never said no, so the tag is watched for the rest of the day."""
     order.last_error = error[:500]
-    if _finalize(order, strategy, status, last_error=order.last_error):
+    if lost:
+        changes["watch_until"] = watch_end()
+    if _finalize(order, strategy, status, last_error=order.last_error, **changes):
         emit(Event.B4_ORDER_REJECTED, strategy=strategy, message=error[:500], payload=about(order, strategy))
+        if order.side == Order.Side.SELL or order.reason == Order.Reason.EXCESS:
+            return
         emit(
             Event.L4_ALERT_TRIGGERED,
             strategy=strategy,
@@ -176,8 +211,9 @@ def _fail(order: Order, strategy: Strategy, status: Status, error: str, *, alert
 
 
 def order_fail(*, order: Order, strategy: Strategy, why: str) -> None:
-    """A live order that never reached the broker: FAILED, B4 and an alert."""
-    _fail(order, strategy, Status.FAILED, why, alert=f"{order.reason} not placed: {why}")
+    """A live order the broker did not have when looked up: FAILED, B4 and an alert; its
+    tag is watched in case the request was still on its way."""
+    _fail(order, strategy, Status.FAILED, why, alert=f"{order.reason} not placed: {why}", lost=True)
 
 
 def order_adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
@@ -266,6 +302,7 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
                     Status.FAILED,
                     _error_text(error),
                     alert="Order lost at the broker, retries exhausted",
+                    lost=True,
                 )
                 return order
             order = order_replace(order, strategy, why=_error_text(error))
@@ -321,10 +358,16 @@ def order_replace(lost: Order, strategy: Strategy, *, why: str) -> Order:
     """The lost order is FAILED and a new intent with a new tag takes its place, in one
     transaction (the live-order constraints hold throughout)."""
     with transaction.atomic():
-        if not _finalize(lost, strategy, Status.FAILED, last_error=f"not found by tag: {why}"[:500]):
+        changes = {"last_error": f"not found by tag: {why}"[:500], "watch_until": watch_end()}
+        if not _finalize(lost, strategy, Status.FAILED, **changes):
             return lost  # settled meanwhile (adopted by another reader)
         replacement = order_create(
-            strategy=strategy, reason=Order.Reason(lost.reason), retry_of=lost, valid_until=lost.valid_until
+            strategy=strategy,
+            reason=Order.Reason(lost.reason),
+            retry_of=lost,
+            valid_until=lost.valid_until,
+            quantity=lost.quantity,
+            side=Order.Side(lost.side),
         )
         emit(
             Event.E4_ORDER_RETRY_REQUIRED,
@@ -368,14 +411,33 @@ def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) ->
     return order
 
 
-def order_settle(*, order: Order, strategy: Strategy, seen: BrokerOrder) -> None:
-    """Record the broker's final word on a live order."""
-    response = {"broker_order_id": seen.broker_order_id, "status": seen.raw_status or str(seen.status)}
-    _log_exchange(order, strategy, {"get_order": order.broker_order_id}, response)
+def _filled(order: Order, seen: BrokerOrder) -> dict[str, Any]:
+    """What the broker filled of ``order``: all of it when COMPLETE (a broker that reports no
+    filled quantity then means the whole order), else what it says (a partial fill)."""
     if seen.status is BrokerOrderStatus.COMPLETE:
-        _finalize(
-            order, strategy, Status.COMPLETE, fill_price=seen.average_price, filled_at=seen.updated_at or timezone.now()
-        )
+        quantity = seen.filled_quantity or order.quantity
+    else:
+        quantity = min(seen.filled_quantity, order.quantity)
+    if quantity <= 0:
+        return {"filled_quantity": 0}
+    return {
+        "filled_quantity": quantity,
+        "fill_price": seen.average_price,
+        "filled_at": seen.updated_at or timezone.now(),
+    }
+
+
+def order_settle(*, order: Order, strategy: Strategy, seen: BrokerOrder) -> None:
+    """Record the broker's final word on a live order, with what it filled."""
+    response = {
+        "broker_order_id": seen.broker_order_id,
+        "status": seen.raw_status or str(seen.status),
+        "filled_quantity": seen.filled_quantity,
+    }
+    _log_exchange(order, strategy, {"get_order": order.broker_order_id}, response)
+    filled = _filled(order, seen)
+    if seen.status is BrokerOrderStatus.COMPLETE:
+        _finalize(order, strategy, Status.COMPLETE, **filled)
     elif seen.status is BrokerOrderStatus.REJECTED:
         _fail(
             order,
@@ -383,6 +445,62 @@ def order_settle(*, order: Order, strategy: Strategy, seen: BrokerOrder) -> None
             Status.REJECTED,
             seen.status_message or "Rejected by the broker",
             alert=f"{order.reason} rejected by the broker: {seen.status_message}",
+            **filled,
         )
     else:
-        _finalize(order, strategy, Status.CANCELLED, last_error=(seen.status_message or "Cancelled")[:500])
+        _finalize(order, strategy, Status.CANCELLED, last_error=(seen.status_message or "Cancelled")[:500], **filled)
+
+
+def order_surfaced_check(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> bool:
+    """Look a watched lost order up again; True once it is resolved. Found at last, it is
+    recorded (surfaced, L4 once), cancelled while still open, and once final at the broker
+    what it filled is recorded and the watch ends. The caller holds the strategy's lock."""
+    seen: BrokerOrder | None
+    if not order.broker_order_id:
+        found = order_lookup(order=order, adapter=adapter)
+        if not found:
+            return False  # not there (yet), or the broker could not say: next round
+        seen = found[0]
+        if not _set(order, broker_order_id=seen.broker_order_id, surfaced_at=timezone.now()):
+            return False
+        _log_exchange(order, strategy, {"orders_by_tag": order.tag}, {"broker_order_id": seen.broker_order_id})
+        emit(
+            Event.L4_ALERT_TRIGGERED,
+            strategy=strategy,
+            message=(
+                f"{order.reason} order {order.tag}, given up as lost, reached the broker after all: "
+                "it is cancelled if still open, and anything it filled is squared off"
+            ),
+            payload={**about(order, strategy), "alert": "order_surfaced", "broker_order_id": seen.broker_order_id},
+        )
+    else:
+        seen = _poll(order, strategy, adapter)
+    if seen is not None and not seen.status.is_final:
+        try:
+            adapter.cancel_order(order.broker_order_id)
+            _log_exchange(order, strategy, {"cancel_order": order.broker_order_id}, {"cancelled": True})
+        except BrokerError as error:  # filled or cancelled meanwhile: the next read says which
+            _log_exchange(order, strategy, {"cancel_order": order.broker_order_id}, {"error": _error_text(error)})
+        seen = _poll(order, strategy, adapter)
+    if seen is None or not seen.status.is_final:
+        return False
+    _log_exchange(
+        order,
+        strategy,
+        {"get_order": order.broker_order_id},
+        {"status": seen.raw_status or str(seen.status), "filled_quantity": seen.filled_quantity},
+    )
+    return _set(order, watch_until=None, **_filled(order, seen))
+
+
+def _poll(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> BrokerOrder | None:
+    try:
+        return adapter.get_order(order.broker_order_id)
+    except BrokerError as error:
+        logger.warning("order poll failed", extra={"order_id": order.pk, "error": _error_text(error)})
+        return None
+
+
+def _set(order: Order, **changes: Any) -> bool:
+    """Record broker facts on a FAILED (lost) order; its status, what we did with it, stays."""
+    return _move(order, (Status.FAILED,), **changes)

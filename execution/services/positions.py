@@ -4,6 +4,24 @@ position with a compare-and-set and inserts the PENDING order in the same transa
 commits, and only then calls the broker; the position moves again only once the order
 is final. Exactly one exit order exists per position: the exit claim (BOUGHT ->
 EXITING) is won once, and the live-exit constraint backs it up.
+
+What a position holds is what its orders filled (BUY fills minus SELL fills): a BUY
+partially filled then cancelled holds what filled, and its stop and exit use that.
+
+Exits are never abandoned. An exit that ended without selling everything is followed
+by another for the rest, never two live at once (the live-exit constraint):
+- it filled part: the rest is placed at once;
+- it failed for a reason that may pass (429, outage, lost, a rejection by the broker's
+  RMS, retries exhausted): the user is alerted once (``exit_failed``) and settlement
+  places it again, a stop-loss at most EXIT_RETRY_MAX_DELAY_SECONDS_STOPLOSS after the
+  last try, a SELL/STOP/ABORT backing off to EXIT_RETRY_MAX_DELAY_SECONDS_SELL, until the
+  position is flat;
+- the account cannot trade (session expired, disabled): the position stays EXITING, the
+  user is alerted once (``exit_blocked``), and the exit is placed again by the first
+  settlement round after the account is active again (a new session).
+A lost order that surfaces later (``orders.order_surfaced_check``) is squared off: what
+it filled beyond what the position should hold is sold (or bought back) with an EXCESS
+order, so the strategy ends holding what the broker holds.
 """
 
 from __future__ import annotations
@@ -16,11 +34,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from algotrader import redis_keys
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.registry import adapter_for
+from brokers.models import BrokerAccount
 from execution.exceptions import OrderConflict
 from execution.models import Order
 from execution.services import locks, safety
@@ -34,6 +54,7 @@ from execution.services.orders import (
 )
 from market.stoploss_index import stoploss_arm, stoploss_disarm
 from monitoring.events import Event
+from monitoring.models import EventLog
 from monitoring.services import emit
 from strategies import runtime, scheduling
 from strategies import services as strategy_services
@@ -87,23 +108,69 @@ def _live_order(strategy: Strategy, side: Order.Side) -> Order | None:
     return Order.objects.filter(strategy=strategy, side=side, status__in=Order.LIVE).first()
 
 
+def _position_orders(strategy: Strategy, side: Order.Side) -> QuerySet[Order]:
+    """The orders of the position itself on ``side``: the BUY, the exits; not EXCESS."""
+    return Order.objects.filter(strategy=strategy, side=side).exclude(reason=Order.Reason.EXCESS)
+
+
+def position_held_quantity(strategy: Strategy) -> int:
+    """What the broker holds for this strategy: every fill bought minus every fill sold,
+    surfaced duplicates and EXCESS squares included. A position that got past BUYING with
+    no fill on record (set by hand, or filled before fills were recorded) held the plan."""
+    totals = dict(
+        Order.objects.filter(strategy=strategy, filled_quantity__gt=0)
+        .order_by()
+        .values("side")
+        .annotate(total=Sum("filled_quantity"))
+        .values_list("side", "total")
+    )
+    bought, sold = int(totals.get(Order.Side.BUY, 0)), int(totals.get(Order.Side.SELL, 0))
+    if bought == 0 and strategy.position not in (Position.NONE, Position.BUYING):
+        bought = strategy.quantity
+    return bought - sold
+
+
+def _position_target(strategy: Strategy) -> int:
+    """What the strategy should hold: its own BUY's fill while BOUGHT, nothing once ended
+    (surfaced duplicates are not the position's; EXITING sells whatever is held)."""
+    if strategy.position != Position.BOUGHT:
+        return 0
+    own = (
+        Order.objects.filter(
+            strategy=strategy, side=Order.Side.BUY, reason=Order.Reason.BUY, surfaced_at__isnull=True
+        ).aggregate(total=Sum("filled_quantity"))["total"]
+        or 0
+    )
+    return int(own) or strategy.quantity
+
+
 def _claim(
-    strategy: Strategy, *, expected: dict[str, Any], changes: dict[str, Any], reason: Order.Reason, **order: Any
+    strategy: Strategy,
+    *,
+    expected: dict[str, Any],
+    changes: dict[str, Any],
+    reason: Order.Reason,
+    again: bool = False,
+    **order: Any,
 ) -> Order | None:
-    """The position claim and the order intent, committed together; None if lost."""
+    """The position claim and the order intent, committed together; None if lost. An exit
+    sells what is held, read under the row lock the transition took; ``again``: the exit
+    that follows one that ended without selling everything."""
     try:
         with transaction.atomic():
             if not strategy_services.strategy_transition(strategy_id=strategy.pk, expected=expected, changes=changes):
                 return None
-            if (
-                reason != Order.Reason.BUY
-                and Order.objects.filter(
-                    strategy=strategy, side=Order.Side.SELL, status__in=(*Order.LIVE, Order.Status.COMPLETE)
-                ).exists()
-            ):
-                # The row lock the transition took serialises this check: the exit is already out.
-                transaction.set_rollback(True)
-                return None
+            if reason != Order.Reason.BUY:
+                out = Q(status__in=Order.LIVE) if again else Q(status__in=(*Order.LIVE, Order.Status.COMPLETE))
+                if _position_orders(strategy, Order.Side.SELL).filter(out).exists():
+                    # The row lock the transition took serialises this check: the exit is already out.
+                    transaction.set_rollback(True)
+                    return None
+                strategy.refresh_from_db(fields=["position"])
+                order["quantity"] = position_held_quantity(strategy)
+                if order["quantity"] <= 0:
+                    transaction.set_rollback(True)
+                    return None
             return order_create(strategy=strategy, reason=reason, **order)
     except OrderConflict:
         return None
@@ -263,10 +330,12 @@ def position_resume(strategy: Strategy, side: Order.Side) -> Order | None:
     if order is None:
         strategy.refresh_from_db()
         waiting = Position.BUYING if side == Order.Side.BUY else Position.EXITING
-        last = Order.objects.filter(strategy=strategy, side=side).order_by("-id").first()
-        if strategy.position != waiting or strategy.status not in ACTIVE or last is None:
+        if strategy.position != waiting or strategy.status not in ACTIVE:
             return None
-        if last.status == Order.Status.COMPLETE or side == Order.Side.BUY:
+        if side == Order.Side.SELL:
+            return position_exit_retry(strategy)
+        last = _position_orders(strategy, side).order_by("-id").first()
+        if last is not None:
             position_apply_outcome(strategy, last)
         return last
     with broker_adapter(strategy) as adapter:
@@ -289,13 +358,24 @@ def position_apply_outcome(strategy: Strategy, order: Order) -> None:
             payload={**about(order, strategy), "alert": "order_unsettled"},
         )
         return
+    if order.reason == Order.Reason.EXCESS:
+        return  # squares off a surfaced duplicate: the position itself does not move
     if order.side == Order.Side.BUY:
-        if order.status == Order.Status.COMPLETE:
+        if order.status == Order.Status.COMPLETE or order.filled_quantity > 0:
             _position_bought(strategy, order)
         else:
             _buy_failed(strategy, order)
         return
-    if order.status == Order.Status.COMPLETE:
+    _exit_continue(strategy, order)
+
+
+def _exit_continue(strategy: Strategy, order: Order) -> None:
+    """After an exit order ended: flat, the strategy exits; part sold, the rest is placed
+    at once (each round sells something, so this ends); nothing sold, the user is told
+    once and settlement places it again (``position_exit_retry``)."""
+    strategy.refresh_from_db()
+    held = position_held_quantity(strategy)
+    if held <= 0:
         reason = ExitReason(order.reason)
         strategy_services.strategy_exit(
             strategy_id=strategy.pk,
@@ -304,17 +384,136 @@ def position_apply_outcome(strategy: Strategy, order: Order) -> None:
             at=timezone.now(),
         )
         return
-    # The position is still open at the broker: the user (or an operator) must act.
-    emit(
-        Event.L4_ALERT_TRIGGERED,
-        strategy=strategy,
-        message=f"{order.reason} exit failed ({order.last_error}): the position is still open at the broker",
-        payload={**about(order, strategy), "alert": "exit_failed"},
+    if order.filled_quantity > 0 and strategy.position == Position.EXITING and strategy.status in ACTIVE:
+        logger.info("exit partly filled: the rest is exited", extra={"strategy_id": strategy.pk, "held": held})
+        rest = _claim_exit_again(strategy, order)
+        if rest is not None:
+            order_execute(strategy, rest)
+        return
+    _exit_failed_alert(strategy, order, held)
+
+
+def _exit_failed_alert(strategy: Strategy, order: Order, held: int) -> None:
+    if _account_blocked(strategy):
+        _alert_once(
+            strategy,
+            "exit_blocked",
+            f"{order.reason} exit of {held} not placed: the broker account cannot trade "
+            f"({strategy.broker_account.status}). It is placed again as soon as you log in to your broker.",
+            {**about(order, strategy), "held": held},
+        )
+        return
+    _alert_once(
+        strategy,
+        "exit_failed",
+        f"{order.reason} exit failed ({order.last_error or order.status}): {held} still held at the broker. "
+        "It is being placed again until the position is closed.",
+        {**about(order, strategy), "held": held},
     )
+
+
+def _alert_once(strategy: Strategy, alert: str, message: str, payload: dict[str, Any]) -> None:
+    """One L4 per strategy and kind: a position is opened once, and an exit retried every
+    few seconds must not page the user every few seconds."""
+    alerted = EventLog.objects.filter(
+        strategy_id=strategy.pk, code=Event.L4_ALERT_TRIGGERED.code, payload__alert=alert
+    ).exists()
+    if not alerted:
+        emit(Event.L4_ALERT_TRIGGERED, strategy=strategy, message=message, payload={**payload, "alert": alert})
+
+
+def _account_blocked(strategy: Strategy) -> bool:
+    status = BrokerAccount.objects.filter(pk=strategy.broker_account_id).values_list("status", flat=True).first()
+    return status != BrokerAccount.Status.ACTIVE
+
+
+def _claim_exit_again(strategy: Strategy, last: Order | None) -> Order | None:
+    """The next exit of a position still EXITING, for what is still held (a new tag)."""
+    reason = strategy.exit_reason or ExitReason.SELL
+    return _claim(
+        strategy,
+        expected={"status__in": ACTIVE, "position": Position.EXITING, "exit_reason": reason},
+        changes={},
+        reason=Order.Reason(reason),
+        again=True,
+        retry_of=last,
+    )
+
+
+def _exit_retry_due(strategy: Strategy, last: Order) -> bool:
+    """A stop-loss is placed again soonest, and backs off least; a partial fill's rest at once."""
+    if last.filled_quantity > 0:
+        return True
+    failed = _position_orders(strategy, Order.Side.SELL).filter(status__in=Order.FINAL, filled_quantity=0).count()
+    cap = (
+        settings.EXIT_RETRY_MAX_DELAY_SECONDS_STOPLOSS
+        if strategy.exit_reason == ExitReason.STOPLOSS
+        else settings.EXIT_RETRY_MAX_DELAY_SECONDS_SELL
+    )
+    delay = min(float(cap), float(settings.EXIT_RETRY_FIRST_DELAY_SECONDS) * 2 ** max(failed - 1, 0))
+    return timezone.now() >= last.updated_at + timedelta(seconds=delay)
+
+
+def position_exit_retry(strategy: Strategy) -> Order | None:
+    """An EXITING position with no live order (the caller holds the lock): flat, it ends;
+    otherwise its exit is placed again once the account can trade and the backoff allows
+    (the lost exit a STOP or X5 enqueued is placed here too). Returns the order placed."""
+    last = _position_orders(strategy, Order.Side.SELL).order_by("-id").first()
+    held = position_held_quantity(strategy)
+    if held <= 0 and last is not None:
+        _exit_continue(strategy, last)
+        return last
+    if _account_blocked(strategy):
+        if last is not None:
+            _exit_failed_alert(strategy, last, held)
+        return None
+    if last is not None and not _exit_retry_due(strategy, last):
+        return None
+    order = _claim_exit_again(strategy, last)
+    if order is None:
+        return None
+    logger.warning("exit placed again", extra={"strategy_id": strategy.pk, "held": order.quantity})
+    return order_execute(strategy, order)
+
+
+def position_square_excess(strategy: Strategy) -> Order | None:
+    """Square off what surfaced duplicates filled beyond what the strategy should hold (the
+    caller holds the lock): an EXCESS SELL of the surplus, or an EXCESS BUY of what was sold
+    twice. Left to the exit while BUYING or EXITING, and while any order is live."""
+    with transaction.atomic():
+        locked = Strategy.objects.select_for_update().filter(pk=strategy.pk).first()
+        if locked is None or locked.position in (Position.BUYING, Position.EXITING):
+            return None
+        if Order.objects.filter(strategy=locked, status__in=Order.LIVE).exists():
+            return None
+        excess = position_held_quantity(locked) - _position_target(locked)
+        if excess == 0:
+            return None
+        last = Order.objects.filter(strategy=locked, reason=Order.Reason.EXCESS).order_by("-id").first()
+        if last is not None and timezone.now() < last.updated_at + timedelta(
+            seconds=settings.EXIT_RETRY_MAX_DELAY_SECONDS_SELL
+        ):
+            return None  # the last square-off failed moments ago: back off as a SELL does
+        order = order_create(
+            strategy=locked,
+            reason=Order.Reason.EXCESS,
+            side=Order.Side.SELL if excess > 0 else Order.Side.BUY,
+            quantity=abs(excess),
+        )
+    logger.warning("squaring off a surfaced duplicate", extra={"strategy_id": strategy.pk, "excess": excess})
+    return order_execute(strategy, order)
 
 
 def _position_bought(strategy: Strategy, order: Order) -> None:
     assert order.fill_price is not None
+    if order.filled_quantity < order.quantity:
+        emit(
+            Event.L4_ALERT_TRIGGERED,
+            strategy=strategy,
+            message=f"BUY filled {order.filled_quantity} of {order.quantity}: the position, its stop and its exit "
+            f"are for {order.filled_quantity}",
+            payload={**about(order, strategy), "alert": "partial_fill", "filled_quantity": order.filled_quantity},
+        )
     trigger = strategy_services.stop_trigger_price(
         entry_price=order.fill_price,
         stop_loss_price=strategy.stop_loss_price,

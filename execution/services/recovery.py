@@ -1,11 +1,16 @@
-"""Settlement of interrupted intents: an order still live with nobody working on it (its
-worker died between the commit of the intent and the end of the execution) is settled
-from the database every ORDER_SETTLE_SECONDS: looked up by its tag and adopted, or, if
-the broker never had it, failed; a lost exit is placed again under a new tag (the
-position must not stay open), a lost BUY ends the strategy; a position whose order is
-final is moved on; a held position whose stop trigger was consumed is re-armed; a
-fired SELL whose task was lost is run. The strategy's lock tells a
-live worker's order (skipped) from an orphan."""
+"""Settlement from the database, every ORDER_SETTLE_SECONDS, of whatever no worker is
+finishing:
+- an order still live with nobody working on it (its worker died between the commit of
+  the intent and the end of the execution) is looked up by its tag and adopted, or, if
+  the broker never had it, failed; a lost exit is placed again under a new tag (the
+  position must not stay open), a lost BUY ends the strategy;
+- a position whose order is final is moved on; an exit that failed is placed again
+  (``positions.position_exit_retry``: backoff, and only once the account can trade);
+- a lost order (given up as not found) is looked up by its tag until the day ends: one
+  that surfaces is cancelled if open, and what it filled is squared off;
+- a held position whose stop trigger was consumed is re-armed; a fired SELL, or a fired
+  BUY still within its grace, whose task was lost before claiming, is run.
+The strategy's lock tells a live worker's order (skipped) from an orphan."""
 
 from __future__ import annotations
 
@@ -13,14 +18,22 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.exceptions import BrokerError
-from execution.models import Order
+from execution.models import EntryHalt, Order
 from execution.services import locks, positions  # positions as a module: it imports the tasks, which import this
-from execution.services.orders import order_adopt, order_fail, order_lookup, order_replace, order_settle
+from execution.services.orders import (
+    order_adopt,
+    order_fail,
+    order_lookup,
+    order_replace,
+    order_settle,
+    order_surfaced_check,
+)
 from market.stoploss_index import stoploss_arm
 from strategies.models import Strategy
 
@@ -53,7 +66,14 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
                 logger.warning(
                     "settling an interrupted order failed", extra={"order_id": order_id, "error": str(error)}
                 )
-    return settled + _positions_settle_interrupted(cutoff) + _stops_rearm(cutoff) + _sells_rescue()
+    return (
+        settled
+        + _positions_settle_interrupted(cutoff)
+        + _lost_orders_watch()
+        + _stops_rearm(cutoff)
+        + _sells_rescue()
+        + _buys_rescue()
+    )
 
 
 def _positions_settle_interrupted(cutoff: datetime) -> int:
@@ -73,6 +93,46 @@ def _positions_settle_interrupted(cutoff: datetime) -> int:
             side = Order.Side.BUY if strategy.position == Strategy.Position.BUYING else Order.Side.SELL
             settled += positions.position_resume(strategy, side) is not None
     return settled
+
+
+def _lost_orders_watch() -> int:
+    """Lost orders (FAILED, not found by their tag) looked up again until the trading day
+    ends; one that surfaced is resolved (cancelled if open, its fill recorded), and its
+    strategy squared back to what it should hold. Returns how many were resolved."""
+    now = timezone.now()
+    watched = list(
+        Order.objects.filter(watch_until__gt=now, status=Order.Status.FAILED)
+        .order_by("id")
+        .values_list("id", "strategy_id")[:SETTLE_BATCH]
+    )
+    # Strategies whose surfaced orders are resolved and may still hold too much or too little.
+    to_square = set(
+        Order.objects.filter(surfaced_at__gt=now - timedelta(days=1), watch_until__isnull=True).values_list(
+            "strategy_id", flat=True
+        )
+    )
+    resolved = 0
+    for order_id, strategy_id in watched:
+        token = locks.lock_acquire(strategy_id=strategy_id)
+        if token is None:
+            continue
+        with locks.lock_held(strategy_id=strategy_id, token=token):
+            order = Order.objects.select_related("strategy__owner", "strategy__broker_account").get(pk=order_id)
+            with positions.broker_adapter(order.strategy) as adapter:
+                if order_surfaced_check(order=order, strategy=order.strategy, adapter=adapter):
+                    resolved += 1
+                    to_square.add(strategy_id)
+    for strategy_id in sorted(to_square):
+        token = locks.lock_acquire(strategy_id=strategy_id)
+        if token is None:
+            continue
+        with locks.lock_held(strategy_id=strategy_id, token=token):
+            strategy = Strategy.objects.select_related("owner", "broker_account").get(pk=strategy_id)
+            try:
+                positions.position_square_excess(strategy)
+            except BrokerError as error:
+                logger.warning("squaring off failed", extra={"strategy_id": strategy_id, "error": str(error)})
+    return resolved
 
 
 def _stops_rearm(cutoff: datetime) -> int:
@@ -121,6 +181,36 @@ def _sells_rescue() -> int:
         logger.warning("running a SELL whose task was lost", extra={"strategy_id": strategy_id})
         positions.strategy_sell_execute(strategy_id=strategy_id, reason=Strategy.ExitReason.SELL)
     return len(lost)
+
+
+def _buys_rescue() -> int:
+    """BUYs fired (T1 recorded) whose task died before claiming, so no order exists: a
+    killed worker's redelivery finds its dead lock (or, the whole worker killed, waits for
+    the broker's visibility timeout). Still within their grace, they are run here; the
+    claim (RUNNING & NONE -> BUYING) and the one-live-BUY constraint let one through."""
+    now = timezone.now()
+    fired_before = now - timedelta(seconds=settings.BUY_RESCUE_AFTER_SECONDS)
+    valid_from = now - timedelta(seconds=settings.BUY_GRACE_SECONDS)
+    lost = list(
+        Strategy.objects.filter(
+            status=Strategy.Status.RUNNING,
+            position=Strategy.Position.NONE,
+            buy_fired_at__lt=fired_before,
+            buy_fire_at__gt=valid_from,
+        )
+        .exclude(orders__side=Order.Side.BUY)
+        .values_list("id", "broker_account_id")[:SETTLE_BATCH]
+    )
+    rescued = 0
+    for strategy_id, account_id in lost:
+        if EntryHalt.objects.filter(Q(account__isnull=True) | Q(account_id=account_id)).exists():
+            continue  # refused anyway, and alerted by the BUY that met the halt
+        logger.warning("running a BUY whose task was lost", extra={"strategy_id": strategy_id})
+        try:
+            rescued += positions.strategy_buy_execute(strategy_id=strategy_id) is not None
+        except BrokerError as error:  # the next round tries again, while the BUY is still valid
+            logger.warning("running a lost BUY failed", extra={"strategy_id": strategy_id, "error": str(error)})
+    return rescued
 
 
 def order_settle_interrupted(*, order_id: int) -> bool:

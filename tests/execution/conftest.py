@@ -37,14 +37,18 @@ StrategyMaker = Callable[..., Strategy]
 def make_strategy() -> StrategyMaker:
     """A RUNNING strategy whose BUY is due now; ``position=BOUGHT`` gives one holding shares."""
 
-    def make(account: BrokerAccount | None = None, **fields: Any) -> Strategy:
+    def make(account: BrokerAccount | None = None, quantity: int = 1, **fields: Any) -> Strategy:
         now = timezone.now()
         if fields.get("position") == Strategy.Position.BOUGHT:
             fields.setdefault("entry_price", Decimal("1540.20"))
             fields.setdefault("stop_trigger_price", Decimal("1524.80"))
-        return strategy_create(
+        strategy = strategy_create(
             buy_fire_at=now - timedelta(seconds=1), sell_fire_at=now + timedelta(minutes=5), account=account, **fields
         )
+        if quantity != 1:  # the scheduling factory plans one share
+            Strategy.objects.filter(pk=strategy.pk).update(quantity=quantity)
+            strategy.quantity = quantity
+        return strategy
 
     return make
 

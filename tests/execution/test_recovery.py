@@ -10,7 +10,7 @@ from brokers.adapters.base import OrderRequest, Side
 from brokers.adapters.paper import PaperAdapter
 from execution import tasks
 from execution.models import Order
-from execution.services import locks
+from execution.services import locks, safety
 from execution.services.orders import order_create
 from execution.services.recovery import orders_settle_interrupted
 from market.stoploss_index import stoploss_armed
@@ -135,3 +135,50 @@ def test_a_recently_fired_sell_is_left_to_its_task(make_strategy):
 
     strategy.refresh_from_db()
     assert strategy.position == "BOUGHT" and paper_book(strategy) == []
+
+
+def test_a_fired_buy_whose_task_died_before_its_claim_is_run_once(make_strategy, settings):
+    settings.BUY_RESCUE_AFTER_SECONDS = 5
+    strategy = make_strategy()
+    Strategy.objects.filter(pk=strategy.pk).update(buy_fired_at=timezone.now() - timedelta(seconds=6))
+
+    orders_settle_interrupted()
+    orders_settle_interrupted()
+    tasks.execute_buy_task.apply((strategy.pk,))  # the original delivery, late: refused by the claim
+
+    strategy.refresh_from_db()
+    assert strategy.position == "BOUGHT"
+    assert [(o.reason, o.status) for o in orders(strategy)] == [("BUY", "COMPLETE")]
+    assert [o.side for o in paper_book(strategy)] == ["BUY"]
+
+
+def test_a_fired_buy_past_its_grace_is_not_run(make_strategy, settings):
+    settings.BUY_RESCUE_AFTER_SECONDS = 5
+    strategy = make_strategy()
+    past = timezone.now() - timedelta(seconds=settings.BUY_GRACE_SECONDS + 1)
+    Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=past, buy_fired_at=past)
+
+    orders_settle_interrupted()
+
+    assert orders(strategy) == [] and paper_book(strategy) == []
+
+
+def test_a_recently_fired_buy_is_left_to_its_task(make_strategy, settings):
+    settings.BUY_RESCUE_AFTER_SECONDS = 5
+    strategy = make_strategy()
+    Strategy.objects.filter(pk=strategy.pk).update(buy_fired_at=timezone.now() - timedelta(seconds=1))
+
+    orders_settle_interrupted()
+
+    assert orders(strategy) == [] and paper_book(strategy) == []
+
+
+def test_a_fired_buy_is_not_run_while_entries_are_halted(make_strategy, settings):
+    settings.BUY_RESCUE_AFTER_SECONDS = 5
+    strategy = make_strategy()
+    Strategy.objects.filter(pk=strategy.pk).update(buy_fired_at=timezone.now() - timedelta(seconds=6))
+    safety.entries_halt(reason="operator")
+
+    orders_settle_interrupted()
+
+    assert orders(strategy) == [] and paper_book(strategy) == []
