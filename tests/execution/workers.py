@@ -1,0 +1,88 @@
+"""Real Celery workers for the execution tests: subprocesses on the test database and
+Redis, consuming the queues they are given, stopped (or killed) by the test."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from django.db import connection
+
+from algotrader.celery import app
+from tests.strategies.scheduling_helpers import declare_queues
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Worker:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def text(self, tail: int = 6000) -> str:
+        return self.log.read_text(errors="replace")[-tail:]
+
+    def active_pids(self) -> list[int]:
+        """The pool processes running a task now, as the worker itself reports them."""
+        active = app.control.inspect(destination=[self.name], timeout=2).active() or {}
+        return [task["worker_pid"] for task in active.get(self.name, [])]
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, pool included: nothing acknowledges or requeues."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def database_url() -> str:
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+@contextmanager
+def running_worker(queues: str, log: Path, env: dict[str, str] | None = None, concurrency: int = 1) -> Iterator[Worker]:
+    """A worker consuming ``queues``, answering pings before this yields."""
+    name = f"exectest-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
+    full_env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", **(env or {})}
+    command = ["worker", "-Q", queues, "-n", name, "--concurrency", str(concurrency), "--without-mingle"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "algotrader", *command, "--loglevel", "INFO"],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    worker = Worker(name, process, log)
+    try:
+        deadline = time.monotonic() + 60
+        declare_queues()
+        while not app.control.ping(destination=[name], timeout=0.5):
+            assert process.poll() is None and time.monotonic() < deadline, worker.text()
+        yield worker
+    finally:
+        worker.stop()
+
+
+def wait_for(condition: Callable[[], object], why: Callable[[], str], timeout: float = 30) -> None:
+    """Poll with a generous deadline (the machine is shared); ``why`` explains a timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, why()
+        time.sleep(0.05)
