@@ -16,6 +16,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         "side",
         "reason",
         "quantity",
+        "filled_quantity",
         "status",
         "broker_order_id",
         "fill_price",

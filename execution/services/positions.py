@@ -113,10 +113,11 @@ def _position_orders(strategy: Strategy, side: Order.Side) -> QuerySet[Order]:
     return Order.objects.filter(strategy=strategy, side=side).exclude(reason=Order.Reason.EXCESS)
 
 
-def position_held_quantity(strategy: Strategy) -> int:
+def position_held_quantity(strategy: Strategy, *, opened: bool | None = None) -> int:
     """What the broker holds for this strategy: every fill bought minus every fill sold,
-    surfaced duplicates and EXCESS squares included. A position that got past BUYING with
-    no fill on record (set by hand, or filled before fills were recorded) held the plan."""
+    surfaced duplicates and EXCESS squares included. A position that was opened (got past
+    BUYING; ``opened`` says so when the caller knows) with no fill on record (set by hand,
+    or filled before fills were recorded) held the plan."""
     totals = dict(
         Order.objects.filter(strategy=strategy, filled_quantity__gt=0)
         .order_by()
@@ -125,7 +126,9 @@ def position_held_quantity(strategy: Strategy) -> int:
         .values_list("side", "total")
     )
     bought, sold = int(totals.get(Order.Side.BUY, 0)), int(totals.get(Order.Side.SELL, 0))
-    if bought == 0 and strategy.position not in (Position.NONE, Position.BUYING):
+    if opened is None:
+        opened = strategy.position not in (Position.NONE, Position.BUYING)
+    if bought == 0 and opened:
         bought = strategy.quantity
     return bought - sold
 
@@ -166,8 +169,7 @@ def _claim(
                     # The row lock the transition took serialises this check: the exit is already out.
                     transaction.set_rollback(True)
                     return None
-                strategy.refresh_from_db(fields=["position"])
-                order["quantity"] = position_held_quantity(strategy)
+                order["quantity"] = position_held_quantity(strategy, opened=True)
                 if order["quantity"] <= 0:
                     transaction.set_rollback(True)
                     return None

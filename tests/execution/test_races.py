@@ -14,6 +14,8 @@ from django.db import connection
 
 from execution.models import Order
 from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
+from execution.services.orders import order_create
+from execution.services.recovery import orders_settle_interrupted
 from tests.execution.helpers import orders, paper_book
 from tests.factories import BrokerAccountFactory
 
@@ -77,3 +79,35 @@ def test_fifty_identical_buy_deliveries_at_once_place_one_order(make_strategy, l
     assert order.status == Order.Status.COMPLETE
     strategy.refresh_from_db()
     assert strategy.position == "BOUGHT"
+
+
+def test_a_failed_exit_placed_again_by_racing_settlements_and_triggers_gives_one_new_exit(
+    make_strategy, lock_mode, settings
+):
+    settings.EXIT_RETRY_FIRST_DELAY_SECONDS = 0.0
+    settings.EXIT_RETRY_MAX_DELAY_SECONDS_STOPLOSS = 0.0
+    settings.EXIT_RETRY_MAX_DELAY_SECONDS_SELL = 0.0
+    account = BrokerAccountFactory.create()
+    for _ in range(20):
+        # Given a stop-loss exit the broker rejected (the position still open, EXITING)
+        strategy = make_strategy(account=account, position="EXITING", exit_reason="STOPLOSS")
+        rejected = order_create(strategy=strategy, reason=Order.Reason.STOPLOSS)
+        Order.objects.filter(pk=rejected.pk).update(status=Order.Status.REJECTED)
+
+        # when settlement rounds, a repeated trigger and the SELL timer all place it again at once
+        _together(
+            [
+                partial(orders_settle_interrupted, older_than=0),
+                partial(orders_settle_interrupted, older_than=0),
+                partial(strategy_stoploss_execute, strategy_id=strategy.pk),
+                partial(strategy_sell_execute, strategy_id=strategy.pk, reason="SELL"),
+            ]
+        )
+
+        # then exactly one more exit reached the broker, and it closed the position
+        _, *again = orders(strategy)
+        assert [(o.reason, o.status) for o in again] == [("STOPLOSS", "COMPLETE")], again
+        assert again[0].retry_of_id == rejected.pk
+        strategy.refresh_from_db()
+        assert (strategy.status, strategy.position) == ("EXITED", "EXITED_BY_SL")
+    assert len([o for o in paper_book(strategy) if o.side == "SELL"]) == 20
