@@ -380,9 +380,13 @@ def order_replace(lost: Order, strategy: Strategy, *, why: str) -> Order:
 def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> Order:
     """Poll a PLACED order with a short backoff until the broker says it is final (then
     COMPLETE, REJECTED or CANCELLED here, E5) or ORDER_FOLLOW_SECONDS pass (it stays
-    PLACED, for recovery to settle)."""
+    PLACED, for recovery to settle). A BUY still open then (unfilled, or partly filled)
+    has its rest cancelled: its moment has passed, and what filled becomes the position
+    with its stop, instead of a half-open BUY with no stop armed. An exit is never
+    cancelled."""
     deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
     poll = _FOLLOW_FIRST_POLL
+    cancelled = False
     while order.status == Status.PLACED:
         locks.lock_keepalive()
         try:
@@ -397,6 +401,11 @@ def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) ->
         if seen is not None and seen.status.is_final:
             order_settle(order=order, strategy=strategy, seen=seen)
             return order
+        if time.monotonic() + poll > deadline and order.reason == Order.Reason.BUY and not cancelled:
+            cancelled = True
+            deadline = time.monotonic() + float(settings.ORDER_UNKNOWN_GRACE_SECONDS)
+            _cancel_rest(order, strategy, adapter)
+            continue
         if time.monotonic() + poll > deadline:
             logger.error("order not final within the follow deadline", extra={"order_id": order.pk})
             emit(
@@ -409,6 +418,15 @@ def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) ->
         time.sleep(poll)
         poll = min(poll * 2, _FOLLOW_MAX_POLL)
     return order
+
+
+def _cancel_rest(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> None:
+    try:
+        adapter.cancel_order(order.broker_order_id)
+        response: dict[str, Any] = {"cancelled": True}
+    except BrokerError as error:  # filled (or cancelled) meanwhile: the next poll says which
+        response = {"error": _error_text(error)}
+    _log_exchange(order, strategy, {"cancel_order": order.broker_order_id}, response)
 
 
 def _filled(order: Order, seen: BrokerOrder) -> dict[str, Any]:
@@ -476,11 +494,7 @@ def order_surfaced_check(*, order: Order, strategy: Strategy, adapter: BrokerAda
     else:
         seen = _poll(order, strategy, adapter)
     if seen is not None and not seen.status.is_final:
-        try:
-            adapter.cancel_order(order.broker_order_id)
-            _log_exchange(order, strategy, {"cancel_order": order.broker_order_id}, {"cancelled": True})
-        except BrokerError as error:  # filled or cancelled meanwhile: the next read says which
-            _log_exchange(order, strategy, {"cancel_order": order.broker_order_id}, {"error": _error_text(error)})
+        _cancel_rest(order, strategy, adapter)
         seen = _poll(order, strategy, adapter)
     if seen is None or not seen.status.is_final:
         return False

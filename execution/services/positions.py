@@ -396,12 +396,13 @@ def _exit_continue(strategy: Strategy, order: Order) -> None:
 
 
 def _exit_failed_alert(strategy: Strategy, order: Order, held: int) -> None:
-    if _account_blocked(strategy):
+    status = _account_status(strategy)
+    if status != BrokerAccount.Status.ACTIVE:
         _alert_once(
             strategy,
             "exit_blocked",
             f"{order.reason} exit of {held} not placed: the broker account cannot trade "
-            f"({strategy.broker_account.status}). It is placed again as soon as you log in to your broker.",
+            f"({status}). It is placed again as soon as you log in to your broker.",
             {**about(order, strategy), "held": held},
         )
         return
@@ -424,9 +425,9 @@ def _alert_once(strategy: Strategy, alert: str, message: str, payload: dict[str,
         emit(Event.L4_ALERT_TRIGGERED, strategy=strategy, message=message, payload={**payload, "alert": alert})
 
 
-def _account_blocked(strategy: Strategy) -> bool:
-    status = BrokerAccount.objects.filter(pk=strategy.broker_account_id).values_list("status", flat=True).first()
-    return status != BrokerAccount.Status.ACTIVE
+def _account_status(strategy: Strategy) -> str | None:
+    """Read fresh: a new session (or an operator) changes it while the position waits."""
+    return BrokerAccount.objects.filter(pk=strategy.broker_account_id).values_list("status", flat=True).first()
 
 
 def _claim_exit_again(strategy: Strategy, last: Order | None) -> Order | None:
@@ -465,7 +466,7 @@ def position_exit_retry(strategy: Strategy) -> Order | None:
     if held <= 0 and last is not None:
         _exit_continue(strategy, last)
         return last
-    if _account_blocked(strategy):
+    if _account_status(strategy) != BrokerAccount.Status.ACTIVE:
         if last is not None:
             _exit_failed_alert(strategy, last, held)
         return None

@@ -79,3 +79,32 @@ def test_a_partly_filled_stoploss_exit_has_the_rest_exited_at_once(make_strategy
     assert net(kite_sim, sim_account) == 0
     strategy.refresh_from_db()
     assert (strategy.status, strategy.position) == ("EXITED", "EXITED_BY_SL")
+
+
+def test_a_buy_still_partly_open_at_its_follow_deadline_has_its_rest_cancelled(
+    make_strategy, kite_account, kite_sim, sim_account, settings
+):
+    settings.ORDER_FOLLOW_SECONDS = 1.0
+    strategy = make_strategy(account=kite_account, quantity=5)
+    kite_sim.set_fault("partial_fill", quantity=2, seconds=600, api_key=sim_account.api_key)  # the rest would wait
+
+    buy = strategy_buy_execute(strategy_id=strategy.pk)
+
+    assert buy is not None and (buy.status, buy.filled_quantity) == (Order.Status.CANCELLED, 2)
+    assert book(kite_sim, sim_account) == [("BUY", 5, 2, "CANCELLED")]
+    strategy.refresh_from_db()
+    assert strategy.position == "BOUGHT" and position_held_quantity(strategy) == 2
+    assert stoploss_armed(instrument="NSE:INFY") == {strategy.pk: strategy.stop_trigger_price}
+
+
+def test_an_exit_still_open_at_its_follow_deadline_is_not_cancelled(
+    make_strategy, kite_account, kite_sim, sim_account, settings
+):
+    settings.ORDER_FOLLOW_SECONDS = 0.5
+    strategy = make_strategy(account=kite_account, position="BOUGHT")
+    kite_sim.set_fault("partial_fill", quantity=0, seconds=600, api_key=sim_account.api_key)
+
+    exit_order = strategy_stoploss_execute(strategy_id=strategy.pk)
+
+    assert exit_order is not None and exit_order.status == Order.Status.PLACED
+    assert book(kite_sim, sim_account) == [("SELL", 1, 0, "OPEN")]
