@@ -2,7 +2,9 @@
 id), placement with its tag (B3/B4, L2), an unanswered placement settled by looking the
 tag up (adopted, or FAILED and replaced by a new tag after a grace period: E4), transient
 errors retried with jittered backoff within a deadline (E4), permanent ones failed fast
-with an alert, and the fill followed until final (E5), partial fills recorded as such.
+(a BUY's with an alert here; an exit's failure is the position's, alerted once and placed
+again until flat: see ``positions``), and the fill followed until final (E5), partial
+fills recorded as such.
 
 A lost order (given up as not found by its tag, and replaced or failed) is watched until
 the end of the trading day: the broker may still put it in its book later. If it surfaces
