@@ -17,7 +17,7 @@ from tests.execution.helpers import orders
 
 pytestmark = pytest.mark.django_db
 
-SLOW = 2.5  # the lost request reaches the simulator's book this long after it was sent
+SLOW = 4.0  # the lost request reaches the simulator's book this long after it was sent
 
 
 @pytest.fixture(autouse=True)
