@@ -482,7 +482,10 @@ def position_exit_retry(strategy: Strategy) -> Order | None:
 def position_square_excess(strategy: Strategy) -> Order | None:
     """Square off what surfaced duplicates filled beyond what the strategy should hold (the
     caller holds the lock): an EXCESS SELL of the surplus, or an EXCESS BUY of what was sold
-    twice. Left to the exit while BUYING or EXITING, and while any order is live."""
+    twice. Left to the exit while BUYING or EXITING, and while any order is live, and
+    held back while the account cannot trade (it would only be refused)."""
+    if _account_status(strategy) != BrokerAccount.Status.ACTIVE:
+        return None
     with transaction.atomic():
         locked = Strategy.objects.select_for_update().filter(pk=strategy.pk).first()
         if locked is None or locked.position in (Position.BUYING, Position.EXITING):
