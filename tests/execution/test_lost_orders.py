@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from brokers.models import BrokerAccount
 from execution.models import Order
 from execution.services import strategy_buy_execute, strategy_sell_execute
 from execution.services.orders import watch_end
@@ -150,3 +151,26 @@ def test_a_lost_order_that_never_surfaces_is_looked_up_until_the_day_ends(
     orders_settle_interrupted()
 
     assert len(orders(strategy)) == 2 and len(kite_sim.orders(sim_account.api_key)) == 1
+
+
+def test_a_surfaced_duplicate_is_squared_off_once_the_account_can_trade_again(
+    make_strategy, kite_account, kite_sim, sim_account
+):
+    strategy = make_strategy(account=kite_account)
+    kite_sim.set_fault("delay", endpoint="place_order", seconds=SLOW, api_key=sim_account.api_key)
+    strategy_buy_execute(strategy_id=strategy.pk)
+    wait_until_final_at_broker(kite_sim, sim_account, 2)
+    BrokerAccount.objects.filter(pk=kite_account.pk).update(status=BrokerAccount.Status.DISABLED)
+
+    orders_settle_interrupted()  # found and recorded; nothing placed while the account cannot trade
+
+    lost, _ = orders(strategy)
+    assert lost.surfaced_at is not None and lost.filled_quantity == 1
+    assert len(kite_sim.orders(sim_account.api_key)) == 2 and net(kite_sim, sim_account) == 2
+    BrokerAccount.objects.filter(pk=kite_account.pk).update(status=BrokerAccount.Status.ACTIVE)
+
+    orders_settle_interrupted()
+
+    *_, excess = orders(strategy)
+    assert (excess.reason, excess.side, excess.quantity, excess.status) == ("EXCESS", "SELL", 1, "COMPLETE")
+    assert net(kite_sim, sim_account) == 1
