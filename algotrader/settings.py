@@ -396,6 +396,37 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# --- Alerts to operators (L4) ----------------------------------------------------
+# Each incident is sent once by email to ALERT_EMAILS (through EMAIL_URL: smtp://user:
+# password@host:587 with ?tls=True, or consolemail://, ...) and as {"text": ...} to
+# ALERT_WEBHOOK_URL (Slack incoming webhooks and Telegram bridges accept it); its
+# resolution is announced the same way. Nothing is sent where neither is set.
+
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Retries of a failing channel with exponential backoff (5 s up to 5 min), after which the
+# minutely sweep keeps trying for a day.
+ALERT_DELIVERY_RETRIES = env.int("ALERT_DELIVERY_RETRIES", default=8)
+_email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST", "")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="algotrader@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+if ALERT_WEBHOOK_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured("ALERT_WEBHOOK_TIMEOUT_SECONDS must be > 0")
+CELERY_BEAT_SCHEDULE["monitoring: deliver pending alerts"] = {
+    "task": "monitoring.tasks.alerts_notify_pending_task",
+    "schedule": timedelta(minutes=1),
+    "options": {"expire_seconds": 60},
+}
+
 # --- Logging: JSON lines on stdout, secrets redacted ---------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
