@@ -19,6 +19,7 @@ from algotrader.queues import CeleryQueue
 from algotrader.redis_client import get_redis
 from market.ticks import Ingested, Trigger, ingest
 from monitoring.events import Event
+from monitoring.metrics import TICK_LAG
 from monitoring.services import Emission, emit_many
 from strategies.models import Strategy
 
@@ -37,6 +38,9 @@ def ticks_ingest(*, message: dict[str, Any]) -> Ingested:
     ticks = message.get("ticks") or []
     redis = get_redis()
     result = ingest(redis, ticks)
+    received_at = message.get("received_at")
+    if received_at:
+        TICK_LAG.observe(max(0.0, time.time() - float(received_at)))
     if result.triggers:
         stoploss_enqueue(triggers=result.triggers)
         enqueued_at = time.time()

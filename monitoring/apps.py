@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        from monitoring.logging import install_record_redaction
+
+        # Every process sets Django up before it logs anything worth redacting.
+        install_record_redaction()

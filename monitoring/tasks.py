@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from monitoring import services
+from monitoring import heartbeats, services
 from monitoring.models import Alert
 from monitoring.transports import TransportError
 
@@ -32,6 +32,11 @@ def alert_notify_task(alert_id: int) -> None:
     failures = services.alert_notify(alert_id=alert_id)
     if failures:
         raise failures[0]
+
+
+@shared_task(acks_late=True, expires=settings.BEAT_HEARTBEAT_SECONDS)
+def beat_heartbeat_task() -> None:
+    heartbeats.heartbeat_stamp(name="beat")
 
 
 @shared_task(acks_late=True, expires=60)

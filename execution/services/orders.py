@@ -28,6 +28,7 @@ from execution.exceptions import OrderConflict
 from execution.models import Order
 from execution.services import locks, safety
 from monitoring.events import Event
+from monitoring.metrics import ORDERS
 from monitoring.services import alert_raise, alert_resolve, emit, error_log
 from strategies.models import Strategy
 
@@ -150,6 +151,7 @@ def _finalize(order: Order, strategy: Strategy, status: Status, **changes: Any) 
     if not _move(order, Order.LIVE, status=status, **changes):
         order.refresh_from_db()
         return False
+    ORDERS.labels(str(status), order.reason).inc()
     emit(
         Event.E5_ORDER_FINALIZED,
         strategy=strategy,

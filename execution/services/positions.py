@@ -35,6 +35,8 @@ from execution.services.orders import (
 )
 from market.stoploss_index import stoploss_arm, stoploss_disarm
 from monitoring.events import Event
+from monitoring.logging import log_context
+from monitoring.metrics import TimedAdapter
 from monitoring.services import alert_raise, emit
 from strategies import runtime, scheduling
 from strategies import services as strategy_services
@@ -244,7 +246,7 @@ def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
     """The account's adapter for one execution, its HTTP session closed afterwards."""
     adapter = adapter_for(strategy.broker_account)
     try:
-        yield adapter
+        yield TimedAdapter(adapter)  # the adapter, its broker calls timed into the metrics
     finally:
         close = getattr(adapter, "close", None)
         if callable(close):
@@ -252,11 +254,12 @@ def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
 
 
 def order_execute(strategy: Strategy, order: Order) -> Order:
-    with broker_adapter(strategy) as adapter:
-        order = order_place(order=order, strategy=strategy, adapter=adapter)
-        if order.status == Order.Status.PLACED:
-            order = order_follow(order=order, strategy=strategy, adapter=adapter)
-    position_apply_outcome(strategy, order)
+    with log_context(strategy_id=strategy.pk, order_id=order.pk):
+        with broker_adapter(strategy) as adapter:
+            order = order_place(order=order, strategy=strategy, adapter=adapter)
+            if order.status == Order.Status.PLACED:
+                order = order_follow(order=order, strategy=strategy, adapter=adapter)
+        position_apply_outcome(strategy, order)
     return order
 
 
