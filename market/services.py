@@ -38,13 +38,13 @@ def ticks_ingest(*, message: dict[str, Any]) -> Ingested:
     ticks = message.get("ticks") or []
     redis = get_redis()
     result = ingest(redis, ticks)
-    received_at = message.get("received_at")
-    if received_at:
-        TICK_LAG.observe(max(0.0, time.time() - float(received_at)))
     if result.triggers:
         stoploss_enqueue(triggers=result.triggers)
         enqueued_at = time.time()
         _record_stoploss_triggered(result.triggers, received_at=message.get("received_at"), enqueued_at=enqueued_at)
+    received_at = message.get("received_at")
+    if received_at:  # after the stop-losses are on their way: they never wait for a metric
+        TICK_LAG.observe(max(0.0, time.time() - float(received_at)))
     if result.ignored:
         logger.info("older ticks ignored", extra={"ignored": result.ignored})
     first = message.get("first")
