@@ -31,7 +31,8 @@ def book(kite_sim, sim_account):
 
 
 def alerts(strategy, alert):
-    return EventLog.objects.filter(strategy=strategy, code="L4", payload__alert=alert).count()
+    """Incidents opened (a resolved incident records a second L4, its resolution)."""
+    return EventLog.objects.filter(strategy=strategy, code="L4", payload__alert=alert, payload__state="open").count()
 
 
 def settle():
