@@ -85,3 +85,20 @@ def order_rate(account_id: int, second: int) -> str:
 def broker_errors(account_id: int, window: int) -> str:
     """Counter of broker errors on an account's orders in one X5 window."""
     return f"safety:errors:{account_id}:{window}"
+
+
+# -- recovery (X1, X4) ----------------------------------------------------------------------
+
+
+def recovery_sentinel() -> str:
+    """Set by every recovery before it rebuilds anything: its absence means Redis lost its
+    data (a flush, a restart without persistence) since, and the runtime must be rebuilt."""
+    return "recovery:sentinel"
+
+
+STRATEGY_PATTERN = "strategy:*"
+
+
+def strategy_id_of_key(key: str) -> int:
+    """The id of a ``strategy:{id}`` key."""
+    return int(key[len("strategy:") :])
