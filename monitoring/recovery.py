@@ -442,9 +442,20 @@ def _order_tasks_resend() -> int:
         .order_by()
         .values_list("pk", "exit_reason")
     )
+    # A BUY whose strategy is still locked (most likely by the worker that died with it)
+    # waits for the lock to expire: sent at once it would only meet X3 and give up.
+    pipe = get_redis().pipeline(transaction=False)
+    for strategy_id, _ in buys:
+        pipe.pttl(redis_keys.lock_state(strategy_id))
+    locked_for = pipe.execute()
     with app.producer_or_acquire() as producer:
-        for strategy_id, fire_at in buys:
-            execute_buy_task.apply_async((strategy_id,), producer=producer, expires=fire_at + grace)
+        for (strategy_id, fire_at), ttl in zip(buys, locked_for, strict=True):
+            execute_buy_task.apply_async(
+                (strategy_id,),
+                producer=producer,
+                expires=fire_at + grace,
+                countdown=float(ttl) / 1000 + 0.5 if ttl > 0 else 0.0,
+            )
         for strategy_id in sells:
             execute_sell_task.apply_async((strategy_id,), {"reason": Strategy.ExitReason.SELL.value}, producer=producer)
         for strategy_id, reason in exits:
