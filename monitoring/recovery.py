@@ -92,7 +92,8 @@ class Trigger(StrEnum):
     WORKER_START = "worker_start"
     LISTENER_START = "listener_start"
     COMMAND = "command"
-    REDIS_FLUSH = "redis_flush"
+    REDIS_FLUSH = "redis_flush"  # the sentinel is gone: the data was flushed or lost
+    REDIS_RESTART = "redis_restart"  # another Redis server answers: restarted from an old snapshot, or failed over
 
 
 @dataclass
@@ -136,7 +137,8 @@ def system_recover(*, trigger: Trigger, wait: bool = False, detail: dict[str, An
         redis_client = get_redis()
         # First, so that a flush at any later moment of this run is noticed by the watch.
         redis_client.set(
-            redis_keys.recovery_sentinel(), json.dumps({"trigger": str(trigger), "at": timezone.now().isoformat()})
+            redis_keys.recovery_sentinel(),
+            json.dumps({"trigger": str(trigger), "at": timezone.now().isoformat(), "server": _server_id()}),
         )
         try:
             queues_declare()
@@ -179,6 +181,7 @@ _TRIGGER_TEXT = {
     Trigger.LISTENER_START: "the market listener's start",
     Trigger.COMMAND: "manage.py recover",
     Trigger.REDIS_FLUSH: "Redis lost its data",
+    Trigger.REDIS_RESTART: "Redis restarted or failed over",
 }
 
 
@@ -479,7 +482,27 @@ def _order_tasks_resend() -> int:
 
 def runtime_intact() -> bool:
     """False once Redis has lost the data of the last recovery (or never saw one)."""
-    return bool(get_redis().exists(redis_keys.recovery_sentinel()))
+    return _runtime_lost() is None
+
+
+def _runtime_lost() -> Trigger | None:
+    """Why the runtime in Redis cannot be trusted, if it cannot: the sentinel is gone (a
+    flush, a restart without persistence), or it was written to another server than the
+    one answering now (a restart from an older snapshot, a failover to a replica): either
+    way stops armed since may be missing."""
+    sentinel = get_redis().get(redis_keys.recovery_sentinel())
+    if sentinel is None:
+        return Trigger.REDIS_FLUSH
+    try:
+        written_on = json.loads(str(sentinel)).get("server")
+    except ValueError:
+        return Trigger.REDIS_FLUSH
+    return Trigger.REDIS_RESTART if written_on != _server_id() else None
+
+
+def _server_id() -> str:
+    """The Redis server's ``run_id``: new at every start of a server."""
+    return str(get_redis().info("server").get("run_id", ""))
 
 
 def recovery_watch(*, stop: threading.Event, trigger: Trigger | None, detail: dict[str, Any], interval: float) -> None:
@@ -489,13 +512,13 @@ def recovery_watch(*, stop: threading.Event, trigger: Trigger | None, detail: di
         _recover_quietly(trigger, detail)
     while interval > 0 and not stop.wait(interval):
         try:
-            intact = runtime_intact()
+            lost = _runtime_lost()
         except redis.RedisError:
             logger.warning("recovery watch: Redis unavailable", exc_info=True)
             continue
-        if not intact:
-            logger.warning("Redis lost the runtime state: recovering", extra=detail)
-            _recover_quietly(Trigger.REDIS_FLUSH, detail)
+        if lost is not None:
+            logger.warning("Redis lost the runtime state: recovering", extra={**detail, "trigger": str(lost)})
+            _recover_quietly(lost, detail)
     close_old_connections()
 
 

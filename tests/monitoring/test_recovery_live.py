@@ -159,10 +159,14 @@ def stack(
             time.sleep(0.05)
 
 
-def wait_for(condition: Callable[[], object], stack: Stack, what: str, timeout: float = 60) -> None:
+def wait_for(
+    condition: Callable[[], object], stack: Stack, what: str, timeout: float = 60, session: Session | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"{what}\n{stack.logs()}"
+        if time.monotonic() >= deadline:
+            state = session.explain({}) if session is not None else ""
+            raise AssertionError(f"{what}\n{state}\n{stack.logs()}")
         time.sleep(0.1)
 
 
@@ -257,16 +261,34 @@ class Session:
     def cross_the_stops(self) -> None:
         self.kite_sim.set_price("NSE", "INFY", (self.price * Decimal("0.97")).quantize(Decimal("0.05")))
 
+    def _buyers(self) -> dict[int, tuple[str, str]]:
+        positions = self.positions()
+        return {s.pk: positions[s.pk] for s in [*self.held, self.pending] if s is not None}
+
     def settled(self) -> bool:
-        """No BUY or exit half done: every position held or ended, no order live."""
-        positions = self.positions().values()
-        return not any(p in ("BUYING", "EXITING") for _, p in positions) and not (
+        """Every BUY of the session done: each buyer holds its position or has ended (a BUY
+        the broker never had), no order live. A buyer still RUNNING with no position has a
+        BUY to come (resent, waiting for a dead worker's lock), which must not miss the cross."""
+        return all(p == ("RUNNING", "BOUGHT") or p[0] == "EXITED" for p in self._buyers().values()) and not (
             Order.objects.filter(strategy__in=self.running, status__in=Order.LIVE).exists()
         )
 
     def exited(self) -> bool:
-        """Every position that was held has been exited (or none is held any more)."""
-        return self.settled() and not any(p == ("RUNNING", "BOUGHT") for p in self.positions().values())
+        """Every buyer has ended: a held position exited, or never bought."""
+        return all(p[0] == "EXITED" for p in self._buyers().values()) and not (
+            Order.objects.filter(strategy__in=self.running, status__in=Order.LIVE).exists()
+        )
+
+    def explain(self, per_strategy: dict[int, Counter[str]]) -> str:
+        """What the judge saw and what the database says, for a failure's message."""
+        lines = [f"broker: {per_strategy}", f"book: {self.book()}"]
+        for strategy in self.running:
+            orders = Order.objects.filter(strategy=strategy).order_by("id")
+            lines.append(f"{strategy.pk} {self.positions()[strategy.pk]}:")
+            lines += [f"  {o.tag} {o.reason} {o.status} attempts={o.attempts} {o.last_error!r}" for o in orders]
+            codes = EventLog.objects.filter(strategy=strategy).order_by("id").values_list("code", "message")
+            lines.append(f"  events: {list(codes)}")
+        return "\n".join(lines)
 
     def assert_each_position_exited_once(self) -> None:
         """The judge: at the broker, per strategy, at most one BUY and, for each BUY, exactly
@@ -282,7 +304,7 @@ class Session:
                 per_strategy[tags[order["tag"]]][order["transaction_type"]] += 1
         for strategy in [*self.held, self.pending]:
             assert strategy is not None
-            assert per_strategy[strategy.pk] in (Counter(), Counter(BUY=1, SELL=1)), per_strategy
+            assert per_strategy[strategy.pk] in (Counter(), Counter(BUY=1, SELL=1)), self.explain(per_strategy)
         assert self.waiting is not None and per_strategy[self.waiting.pk] == Counter()
         assert not Order.objects.filter(strategy__in=self.running, status__in=Order.LIVE).exists()
         positions = self.positions()
@@ -332,11 +354,11 @@ def test_a_redis_flush_in_the_middle_of_a_session_is_recovered_within_seconds(st
     get_redis().flushdb()
     flushed_at = time.monotonic()
     wait_for(lambda: len(x4_events("redis_flush")) > flushes, stack, "X4 after the flush", timeout=30)
-    wait_for(lambda: session.settled() and session.in_redis(), stack, "everything back in Redis", timeout=30)
+    wait_for(lambda: session.settled() and session.in_redis(), stack, "all back in Redis", timeout=30, session=session)
     print(f"runtime back {time.monotonic() - flushed_at:.2f} s after the flush")  # noqa: T201
 
     session.cross_the_stops()
-    wait_for(session.exited, stack, "every held position exits on the crossing tick")
+    wait_for(session.exited, stack, "every held position exits on the crossing tick", session=session)
     time.sleep(2)  # room for a second exit, were there one
 
     session.assert_each_position_exited_once()
@@ -361,10 +383,10 @@ def test_every_process_sigkilled_mid_session_and_started_again_loses_and_duplica
     order = session.leave_a_pending_buy()
 
     start(stack, session)
-    wait_for(lambda: session.settled() and session.in_redis(), stack, "every interrupted BUY settled, stops armed")
+    wait_for(lambda: session.settled() and session.in_redis(), stack, "BUYs settled, stops armed", session=session)
 
     session.cross_the_stops()
-    wait_for(session.exited, stack, "every held position exits on the crossing tick")
+    wait_for(session.exited, stack, "every held position exits on the crossing tick", session=session)
     time.sleep(2)
 
     session.assert_each_position_exited_once()
