@@ -501,8 +501,12 @@ def _runtime_lost() -> Trigger | None:
 
 
 def _server_id() -> str:
-    """The Redis server's ``run_id``: new at every start of a server."""
-    return str(get_redis().info("server").get("run_id", ""))
+    """The Redis server's ``run_id``: new at every start of a server ("" behind a proxy
+    that refuses INFO: then only a lost sentinel is noticed)."""
+    try:
+        return str(get_redis().info("server").get("run_id", ""))
+    except redis.ResponseError:
+        return ""
 
 
 def recovery_watch(*, stop: threading.Event, trigger: Trigger | None, detail: dict[str, Any], interval: float) -> None:
