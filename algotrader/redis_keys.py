@@ -87,18 +87,22 @@ def broker_errors(account_id: int, window: int) -> str:
     return f"safety:errors:{account_id}:{window}"
 
 
+# -- monitoring -------------------------------------------------------------------------
+
+
+def heartbeat(name: str) -> str:
+    """The time (epoch seconds) ``name`` last proved alive: "beat", "worker:<queue>"."""
+    return f"heartbeat:{name}"
+
+
 # -- recovery (X1, X4) ----------------------------------------------------------------------
 
 
 def recovery_sentinel() -> str:
-    """Set by every recovery before it rebuilds anything: its absence means Redis lost its
-    data (a flush, a restart without persistence) since, and the runtime must be rebuilt."""
+    """Set by every recovery before it rebuilds anything: its absence (or another server's
+    id in it) means Redis lost its data since (a flush, a restart, a failover), and the
+    runtime must be rebuilt."""
     return "recovery:sentinel"
 
 
 STRATEGY_PATTERN = "strategy:*"
-
-
-def strategy_id_of_key(key: str) -> int:
-    """The id of a ``strategy:{id}`` key."""
-    return int(key[len("strategy:") :])
