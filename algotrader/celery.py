@@ -5,7 +5,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_ready
 from kombu import Exchange, Queue
 
 from algotrader.queues import CeleryQueue
@@ -35,3 +35,15 @@ def use_django_logging(**kwargs: Any) -> None:
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+
+
+@worker_ready.connect
+def recover_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
+    """Recovery (X1, X4) at every worker start, then the watch for a Redis flush; on a
+    thread of the worker's main process, so the worker consumes at once."""
+    from monitoring.recovery import Trigger, recovery_watch_start
+
+    queues = sorted(app.amqp.queues.consume_from) if app.amqp.queues.consume_from else []
+    recovery_watch_start(
+        trigger=Trigger.WORKER_START, detail={"worker": getattr(sender, "hostname", ""), "queues": queues}
+    )

@@ -93,3 +93,16 @@ def broker_errors(account_id: int, window: int) -> str:
 def heartbeat(name: str) -> str:
     """The time (epoch seconds) ``name`` last proved alive: "beat", "worker:<queue>"."""
     return f"heartbeat:{name}"
+
+
+# -- recovery (X1, X4) ----------------------------------------------------------------------
+
+
+def recovery_sentinel() -> str:
+    """Set by every recovery before it rebuilds anything: its absence (or another server's
+    id in it) means Redis lost its data since (a flush, a restart, a failover), and the
+    runtime must be rebuilt."""
+    return "recovery:sentinel"
+
+
+STRATEGY_PATTERN = "strategy:*"

@@ -258,6 +258,14 @@ if not ORDER_RETRY_SECONDS_BUY <= ORDER_RETRY_SECONDS_SELL <= ORDER_RETRY_SECOND
 if EXECUTION_LOCK_SECONDS < 10:
     raise ImproperlyConfigured("EXECUTION_LOCK_SECONDS must be at least 10 (a broker call plus a pause)")
 
+# --- Recovery (X1, X4) ------------------------------------------------------------
+# Every worker and the market listener rebuild the runtime from the database when they
+# start, and look this often (seconds) for Redis having lost it (a flush, a restart
+# without persistence) to rebuild it at once; 0 turns the look off (starts still recover).
+RECOVERY_WATCH_SECONDS = env.float("RECOVERY_WATCH_SECONDS", default=1.0)
+if RECOVERY_WATCH_SECONDS < 0:
+    raise ImproperlyConfigured("RECOVERY_WATCH_SECONDS must be >= 0")
+
 # --- Auth -------------------------------------------------------------------
 
 AUTH_USER_MODEL = "users.User"

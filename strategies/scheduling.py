@@ -359,6 +359,31 @@ def _slot_ensure(instant: datetime, *, now: datetime) -> None:
     _tell_beat()
 
 
+def slots_resync() -> int:
+    """Recovery: every future instant a running strategy still waits for has its enabled
+    slot (a START or move whose slot was never written, a row lost with a restored
+    database), and slots nobody waits for go. One query per side for the instants, so
+    the cost grows with the distinct instants, not with the strategies. Returns how many
+    slots were (re)created; past instants are the sweeper's."""
+    now = timezone.now()
+    running = Strategy.objects.filter(status=Strategy.Status.RUNNING).order_by()
+    instants = set(
+        running.filter(buy_fired_at__isnull=True, buy_fire_at__gt=now).values_list("buy_fire_at", flat=True).distinct()
+    ) | set(
+        running.filter(sell_fired_at__isnull=True, sell_fire_at__gt=now)
+        .values_list("sell_fire_at", flat=True)
+        .distinct()
+    )
+    slots = _slots().filter(enabled=True, clocked__clocked_time__in=instants)
+    enabled = set(slots.values_list("clocked__clocked_time", flat=True))
+    missing = sorted(instants - enabled)
+    for instant in missing:
+        _slot_ensure(instant, now=now)
+    for instant in _unneeded_slot_instants(now=now):
+        _slot_release(instant, now=now)
+    return len(missing)
+
+
 def _slot_needed(instant: datetime) -> bool:
     running = Strategy.objects.filter(status=Strategy.Status.RUNNING)
     return (

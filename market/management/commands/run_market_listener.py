@@ -14,6 +14,7 @@ from brokers.adapters.base import FeedEvents, TickHandler, TickStream
 from brokers.adapters.registry import adapter_for
 from brokers.models import BrokerAccount
 from market.listener import MarketListener
+from monitoring.recovery import Trigger, recovery_watch_start
 
 logger = logging.getLogger(__name__)
 
@@ -41,4 +42,9 @@ class Command(BaseCommand):
 
         listener = MarketListener(stream_factory=stream_factory, simulated_venue=simulated)
         logger.info("market listener started", extra={"feed": adapter.kind, "account_id": account.pk})
-        listener.run(stop)
+        # Recovery (X1, X4) beside the stream, never before it: ticks must flow at once.
+        watch = recovery_watch_start(trigger=Trigger.LISTENER_START, detail={"feed": adapter.kind})
+        try:
+            listener.run(stop)
+        finally:
+            watch.set()
