@@ -22,6 +22,18 @@ def stoploss_arm(*, strategy_id: int, instrument: str, trigger_price: Decimal) -
     pipe.execute()
 
 
+def stoploss_move(*, strategy_id: int, instrument: str, trigger_price: Decimal) -> bool:
+    """Move a stop that is still armed; False if it is not (already triggered and taken
+    out by the tick consumer, or never armed): a stop that fired must not be put back."""
+    if trigger_price <= 0:
+        raise ValueError("a stop trigger price must be positive")
+    changed = get_redis().zadd(
+        redis_keys.stop_losses(instrument), {str(strategy_id): float(trigger_price)}, xx=True, ch=True
+    )
+    armed = changed > 0 or get_redis().zscore(redis_keys.stop_losses(instrument), str(strategy_id)) is not None
+    return bool(armed)
+
+
 def stoploss_disarm(*, strategy_id: int, instrument: str) -> None:
     """Take the stop out; a no-op if it already triggered or was never armed."""
     get_redis().zrem(redis_keys.stop_losses(instrument), str(strategy_id))

@@ -19,10 +19,12 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from algotrader import redis_keys
 from algotrader.exceptions import ValidationFailed
 from algotrader.users.models import User
 from brokers.selectors import broker_account_get
 from execution import tasks as execution_tasks  # a module: execution imports these services back
+from market.stoploss_index import stoploss_move
 from monitoring.events import Event
 from monitoring.services import emit
 from strategies import runtime, scheduling
@@ -147,7 +149,14 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
         emit(Event.U5_STRATEGY_UPDATED, strategy=strategy, payload={**_about(strategy), "changed": sorted(changes)})
 
     if strategy.status == Status.RUNNING:
-        runtime.runtime_load(strategy)
+        # Refresh, not load: loading frees the execution lock, which a worker may hold.
+        runtime.runtime_refresh(strategy)
+        if strategy.position == Position.BOUGHT and strategy.stop_trigger_price is not None:
+            stoploss_move(
+                strategy_id=strategy.pk,
+                instrument=redis_keys.instrument(strategy.exchange, strategy.symbol),
+                trigger_price=strategy.stop_trigger_price,
+            )
         if moved:
             scheduling.reschedule_strategy(strategy)
     return strategy

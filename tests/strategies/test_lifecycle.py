@@ -4,6 +4,7 @@ Redis, and the schedule set up after commit."""
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,6 +15,8 @@ from django.utils import timezone
 from algotrader import redis_keys
 from algotrader.exceptions import ValidationFailed
 from algotrader.redis_client import get_redis
+from execution.services import locks
+from market.stoploss_index import stoploss_arm, stoploss_armed
 from monitoring.models import EventLog
 from strategies import services
 from strategies.exceptions import InvalidTransition, StrategyNotRunning
@@ -172,6 +175,35 @@ def test_a_stop_loss_change_on_an_open_position_refixes_the_trigger(travel):
 
     assert str(updated.stop_trigger_price) == "1425.0000"
     assert updated.stop_loss_price is None
+
+
+@pytest.mark.django_db
+def test_a_stop_loss_change_moves_the_armed_stop_and_leaves_a_held_lock(travel):
+    strategy = create(BrokerAccountFactory())
+    services.strategy_start(user=strategy.owner, strategy_id=strategy.pk)
+    Strategy.objects.filter(pk=strategy.pk).update(
+        buy_fired_at=timezone.now(), position="BOUGHT", entry_price="1500.00", stop_trigger_price="1470.00"
+    )
+    stoploss_arm(strategy_id=strategy.pk, instrument="NSE:INFY", trigger_price=Decimal("1470.00"))
+    token = locks.lock_acquire(strategy_id=strategy.pk)  # a worker executing the strategy right now
+
+    services.strategy_update(user=strategy.owner, strategy_id=strategy.pk, stop_loss_price=Decimal("1490.00"))
+
+    assert stoploss_armed(instrument="NSE:INFY") == {strategy.pk: Decimal("1490.0")}
+    assert get_redis().get(redis_keys.lock_state(strategy.pk)) == token
+
+
+@pytest.mark.django_db
+def test_a_stop_loss_change_after_the_stop_fired_does_not_arm_it_again(travel):
+    strategy = create(BrokerAccountFactory())
+    services.strategy_start(user=strategy.owner, strategy_id=strategy.pk)
+    Strategy.objects.filter(pk=strategy.pk).update(
+        buy_fired_at=timezone.now(), position="BOUGHT", entry_price="1500.00", stop_trigger_price="1470.00"
+    )  # armed, then taken out by a crossing tick: nothing in sl:NSE:INFY
+
+    services.strategy_update(user=strategy.owner, strategy_id=strategy.pk, stop_loss_price=Decimal("1490.00"))
+
+    assert stoploss_armed(instrument="NSE:INFY") == {}
 
 
 @pytest.mark.django_db
