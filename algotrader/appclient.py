@@ -157,6 +157,7 @@ class EventStream:
     access: str
     messages: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
     received: list[dict[str, Any]] = field(default_factory=list)
+    error: Exception | None = None
 
     def __post_init__(self) -> None:
         self._socket = websocket.create_connection(
@@ -173,7 +174,9 @@ class EventStream:
                 raw = self._socket.recv()
             except websocket.WebSocketTimeoutException:
                 continue
-            except (websocket.WebSocketException, OSError):
+            except (websocket.WebSocketException, OSError) as error:
+                if not self._closing.is_set():
+                    self.error = error  # what ended the stream early, for whoever wonders why
                 return
             if not raw:
                 return
