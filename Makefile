@@ -35,14 +35,13 @@ install-dev: $(VENV)/.installed-dev
 	$(BIN)/python -m algotrader.devenv env
 
 # Redis (started for the session if needed), .env, migrations, the operator account, the Procfile.
-# BROKER=kite-sim also runs the Kite simulator and points the Kite settings at it.
-BROKER ?= paper
+# BROKER=kite-sim (here or in .env) also runs the Kite simulator and points the Kite settings at it.
 run: install
-	BROKER=$(BROKER) $(BIN)/python -m algotrader.devenv run
+	$(BIN)/python -m algotrader.devenv run
 
-# Against the running stack (`make run` in another terminal). BROKER=kite-sim for the Kite simulator.
+# Against the running stack (`make run` in another terminal); BROKER=kite-sim for the Kite simulator.
 demo: install
-	$(BIN)/python -m algotrader.demo --broker $(BROKER)
+	$(BIN)/python -m algotrader.demo
 
 # Every benchmark at sizes that finish in under 10 minutes on 2 cores; JSON and PNGs in bench/results/.
 bench: install-dev

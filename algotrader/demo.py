@@ -206,15 +206,17 @@ def detail(event: dict[str, Any]) -> str:
     """What a line of the timeline adds to the event's name."""
     payload = event.get("payload") or {}
     code = event["code"]
+    side, reason = payload.get("side"), payload.get("reason")
+    order = f"{side} ({reason})" if reason and reason != side else str(side)
     if code == "E5":
         fill = f" at {payload['fill_price']}" if payload.get("fill_price") else ""
-        return f"{payload.get('side')} {payload.get('reason')} order {payload.get('status')}{fill}"
+        return f"{order} order {payload.get('status')}{fill}"
     if code == "B3":
-        return f"{payload.get('side')} order {payload.get('broker_order_id')} accepted (tag {payload.get('tag')})"
+        return f"{order} order {payload.get('broker_order_id')} accepted"
     if code == "L2":
-        return f"{payload.get('side')} {payload.get('reason')}: broker request and response logged"
-    if code in ("S5", "E2") and payload.get("reason"):
-        return f"reason {payload['reason']}"
+        return f"{order} order: broker request and response logged"
+    if code in ("S5", "E2") and reason:
+        return f"reason {reason}"
     return str(event.get("message") or "")
 
 
@@ -261,11 +263,16 @@ def _sim_answers(root: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--broker", choices=["paper", "kite-sim"], default="paper")
+    parser.add_argument(
+        "--broker", choices=["paper", "kite-sim"], help="default: BROKER of the environment or .env, else paper"
+    )
     parser.add_argument("--url", help="the web process (default: WEB_HOST and WEB_PORT of .env / the environment)")
     parser.add_argument("--timeout", type=float, default=240, help="seconds to wait for the three exits")
     args = parser.parse_args(argv)
     env = read_env(ROOT / ".env")
+    broker = args.broker or env.get("BROKER") or "paper"
+    if broker not in ("paper", "kite-sim"):
+        parser.error(f"BROKER={broker}: paper or kite-sim")
     url = args.url or f"http://{env.get('WEB_HOST') or '127.0.0.1'}:{env.get('WEB_PORT') or '8000'}"
     try:
         health = requests.get(f"{url}/healthz", timeout=5).json()
@@ -274,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     say(f"The stack at {url} is {health.get('status')}.")
     client = AppClient(url)
-    demo = Demo(client, args.broker)
+    demo = Demo(client, broker)
     try:
         demo.sign_up()
         account = demo.connect_broker()
