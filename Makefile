@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/algotrader
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run demo bench test lint format typecheck migrations-check deploy-check pytest install install-dev clean
+.PHONY: run test lint format typecheck migrations-check deploy-check pytest install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,8 @@ install-dev: $(VENV)/.installed-dev
 
 .env: | $(BIN)/python
 	$(BIN)/python -m algotrader.devenv env
+
+.PHONY: demo bench
 
 # Redis (started for the session if needed), .env, migrations, the operator account, the Procfile.
 # BROKER=kite-sim (here or in .env) also runs the Kite simulator and points the Kite settings at it.
