@@ -32,7 +32,7 @@ from algotrader.redis_client import get_redis
 from brokers.adapters.base import FeedEvents, Tick, TickHandler, TickStream
 from market.ticks import BATCH_TYPE, TICKS_CHANNEL
 from monitoring.events import Event
-from monitoring.services import Emission, emit_many
+from monitoring.services import Emission, emit_many, error_emission
 from strategies import calendar
 from strategies.models import Strategy
 
@@ -43,6 +43,7 @@ STATUS_EVERY = 1.0  # seconds between health checks and status heartbeats
 STATUS_TTL = 30  # a status older than this means the listener is gone
 CALENDAR_CACHE_SECONDS = 30.0
 DROP_REPORT_EVERY = 60.0  # seconds between B6 records of frames dropped on the way to the consumer
+ERROR_REPORT_EVERY = 60.0  # seconds between L3 records of one kind of failure during an outage
 
 
 class MarketListener:
@@ -81,6 +82,7 @@ class MarketListener:
         self._dropped = 0
         self._drop_reported_at = float("-inf")
         self._open_cache: dict[str, tuple[float, bool]] = {}
+        self._error_reported_at: dict[str, float] = {}
 
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="market-layer", daemon=True)
@@ -138,6 +140,7 @@ class MarketListener:
 
     def on_error(self, reason: str) -> None:
         self._queue(Event.B6_PRICE_FEED_ERROR, f"Price feed error: {reason}"[:500], {"reason": reason[:300]})
+        self._report_error("broker", reason, "Broker price feed failed")
 
     # -- the main thread -------------------------------------------------------------
 
@@ -166,8 +169,9 @@ class MarketListener:
                     if now >= next_status:
                         self.check_health()
                         next_status = now + STATUS_EVERY
-                except redis.RedisError:
+                except redis.RedisError as error:
                     logger.exception("market listener: Redis unavailable")
+                    self._report_error("redis", error, "Market listener: Redis unavailable")
                     stop.wait(1.0)
                 self.record_events()
         finally:
@@ -368,6 +372,13 @@ class MarketListener:
             logger.exception(
                 "market listener: events not recorded", extra={"events": [e.event.code for e in emissions]}
             )
+
+    def _report_error(self, source: str, error: BaseException | str, message: str) -> None:
+        """L3, at most once a minute per kind: an outage must not write a row a second."""
+        now = time.monotonic()
+        if now - self._error_reported_at.get(message, float("-inf")) >= ERROR_REPORT_EVERY:
+            self._error_reported_at[message] = now
+            self._events.put(error_emission(source=source, error=error, message=message))
 
     def _queue(self, event: Event, message: str, payload: dict[str, Any]) -> None:
         self._events.put(Emission(event, message=message, payload=payload))

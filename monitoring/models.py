@@ -14,6 +14,11 @@ class EventLog(models.Model):
     strategy = models.ForeignKey(
         "strategies.Strategy", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
+    # The order an execution event concerns (E*, B3, B4, L2 and order alerts): an order's
+    # history is read from here. SET_NULL: history outlives whatever deletes an order.
+    order = models.ForeignKey(
+        "execution.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
+    )
     message = models.CharField(max_length=500, blank=True)
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -24,6 +29,7 @@ class EventLog(models.Model):
             models.Index(fields=["code", "-created_at"], name="eventlog_code_time"),
             models.Index(fields=["user", "-created_at"], name="eventlog_user_time"),
             models.Index(fields=["strategy", "created_at"], name="eventlog_strategy_timeline"),
+            models.Index(fields=["order", "created_at"], name="eventlog_order_history"),
         ]
 
     def __str__(self) -> str:

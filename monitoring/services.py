@@ -1,6 +1,7 @@
 """``emit``: the one way an event of the catalogue is recorded (``emit_many`` for a
-batch). It writes an EventLog row, one JSON log line, and (after commit) pushes
-user-visible events to the user's WebSocket group."""
+batch). It writes an EventLog row, one JSON log line with the event's ids, counts the
+event in the metrics, and (after commit) pushes user-visible events to the user's
+WebSocket group. ``error_log`` is L3 for a caught broker or Redis failure."""
 
 import asyncio
 import logging
@@ -14,9 +15,12 @@ from django.db import transaction
 
 from algotrader.users.models import User
 from monitoring.events import Event
+from monitoring.logging import redact_text
+from monitoring.metrics import EVENTS
 from monitoring.models import EventLog
 
 if TYPE_CHECKING:
+    from execution.models import Order
     from strategies.models import Strategy
 
 logger = logging.getLogger("algotrader.events")
@@ -65,6 +69,7 @@ class Emission:
     strategy_id: int | None = None
     message: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    order_id: int | None = None
 
 
 def emit(
@@ -72,10 +77,12 @@ def emit(
     *,
     user: User | None = None,
     strategy: "Strategy | None" = None,
+    order: "Order | None" = None,
     message: str = "",
     payload: dict[str, Any] | None = None,
 ) -> EventLog:
-    """Record ``event``. A strategy's events form its timeline; its owner is the user."""
+    """Record ``event``. A strategy's events form its timeline; its owner is the user.
+    ``order``: the order the event concerns (an order's history is its events)."""
     if strategy is not None and user is None:
         user = strategy.owner
     [record] = emit_many(
@@ -83,9 +90,61 @@ def emit(
             Emission(
                 event,
                 user_id=user.pk if user else None,
-                strategy_id=strategy.pk if strategy else None,
+                strategy_id=strategy.pk if strategy else (order.strategy_id if order else None),
                 message=message,
                 payload=payload or {},
+                order_id=order.pk if order else None,
+            )
+        ]
+    )
+    return record
+
+
+def error_emission(
+    *,
+    source: str,
+    error: BaseException | str,
+    message: str = "",
+    user_id: int | None = None,
+    strategy_id: int | None = None,
+    order_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Emission:
+    """L3 for a caught broker or Redis failure, as an Emission (for a thread that queues
+    its events, like the market listener). ``source`` names what failed: "broker", "redis"."""
+    kind = type(error).__name__ if isinstance(error, BaseException) else "Error"
+    described = redact_text(f"{kind}: {error}")[:300]
+    return Emission(
+        Event.L3_ERROR_LOGGED,
+        user_id=user_id,
+        strategy_id=strategy_id,
+        message=f"{message or source + ' failure'}: {described}"[:500],
+        payload={**(payload or {}), "source": source, "error_type": kind, "error": described},
+        order_id=order_id,
+    )
+
+
+def error_log(
+    *,
+    source: str,
+    error: BaseException | str,
+    message: str = "",
+    strategy: "Strategy | None" = None,
+    order: "Order | None" = None,
+    payload: dict[str, Any] | None = None,
+) -> EventLog:
+    """L3: a broker or Redis failure that was caught and handled (retried, degraded, left
+    to recovery), recorded so that operators see how often and where it happens."""
+    [record] = emit_many(
+        [
+            error_emission(
+                source=source,
+                error=error,
+                message=message,
+                user_id=strategy.owner_id if strategy else None,
+                strategy_id=strategy.pk if strategy else (order.strategy_id if order else None),
+                order_id=order.pk if order else None,
+                payload=payload,
             )
         ]
     )
@@ -101,6 +160,7 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
                 code=emission.event.code,
                 user_id=emission.user_id,
                 strategy_id=emission.strategy_id,
+                order_id=emission.order_id,
                 message=emission.message[:500],
                 payload=emission.payload,
             )
@@ -110,14 +170,17 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
     pushes: list[tuple[int, dict[str, Any]]] = []
     for emission, record in zip(emissions, records, strict=True):
         event = emission.event
+        EVENTS.labels(event.code).inc()
         logger.info(
             emission.message or event.label,
             extra={
                 "event": event.code,
                 "event_name": event.label,
                 "category": event.category.value,
+                "event_id": record.pk,
                 "user_id": emission.user_id,
                 "strategy_id": emission.strategy_id,
+                "order_id": emission.order_id,
                 "payload": emission.payload,
             },
         )
@@ -127,6 +190,7 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
                 "code": event.code,
                 "name": event.label,
                 "strategy_id": emission.strategy_id,
+                "order_id": emission.order_id,
                 "message": record.message,
                 "payload": emission.payload,
                 "created_at": record.created_at.isoformat(),

@@ -28,7 +28,7 @@ from execution.exceptions import OrderConflict
 from execution.models import Order
 from execution.services import locks, safety
 from monitoring.events import Event
-from monitoring.services import emit
+from monitoring.services import emit, error_log
 from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
@@ -136,6 +136,7 @@ def _log_exchange(order: Order, strategy: Strategy, request: dict[str, Any], res
     emit(
         Event.L2_ORDER_EVENT_LOGGED,
         strategy=strategy,
+        order=order,
         payload={**about(order, strategy), "request": request, "response": response},
     )
 
@@ -152,6 +153,7 @@ def _finalize(order: Order, strategy: Strategy, status: Status, **changes: Any) 
     emit(
         Event.E5_ORDER_FINALIZED,
         strategy=strategy,
+        order=order,
         payload={
             **about(order, strategy),
             "status": status,
@@ -166,10 +168,13 @@ def _finalize(order: Order, strategy: Strategy, status: Status, **changes: Any) 
 def _fail(order: Order, strategy: Strategy, status: Status, error: str, *, alert: str) -> None:
     order.last_error = error[:500]
     if _finalize(order, strategy, status, last_error=order.last_error):
-        emit(Event.B4_ORDER_REJECTED, strategy=strategy, message=error[:500], payload=about(order, strategy))
+        emit(
+            Event.B4_ORDER_REJECTED, strategy=strategy, order=order, message=error[:500], payload=about(order, strategy)
+        )
         emit(
             Event.L4_ALERT_TRIGGERED,
             strategy=strategy,
+            order=order,
             message=alert,
             payload={**about(order, strategy), "alert": "order_failed", "error": error[:500]},
         )
@@ -187,6 +192,7 @@ def order_adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
     emit(
         Event.B3_ORDER_ACCEPTED,
         strategy=strategy,
+        order=order,
         payload={**about(order, strategy), "broker_order_id": order.broker_order_id},
     )
     return True
@@ -199,6 +205,7 @@ def order_lookup(*, order: Order, adapter: BrokerAdapter) -> list[BrokerOrder] |
         return adapter.orders_by_tag(order.tag)
     except BrokerError as error:
         logger.warning("order lookup by tag failed", extra={"order_id": order.pk, "error": _error_text(error)})
+        error_log(source="broker", error=error, order=order, message="Order lookup by tag failed")
         return None
 
 
@@ -214,6 +221,7 @@ def order_reconcile(*, order: Order, strategy: Strategy, adapter: BrokerAdapter,
                 emit(
                     Event.L4_ALERT_TRIGGERED,
                     strategy=strategy,
+                    order=order,
                     message=f"{len(found)} orders at the broker carry tag {order.tag}",
                     payload={**about(order, strategy), "alert": "duplicate_tag"},
                 )
@@ -253,6 +261,7 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
             broker_order_id = adapter.place_order(request)
         except AmbiguousOutcome as error:
             _log_exchange(order, strategy, logged_request, {"error": _error_text(error)})
+            error_log(source="broker", error=error, strategy=strategy, order=order, message="No answer to an order")
             safety.broker_error_record(account=strategy.broker_account)
             _count_attempt(order, _error_text(error))
             _move(order, (Status.PENDING,), status=Status.UNKNOWN)
@@ -275,6 +284,9 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
         except BrokerError as error:
             _log_exchange(order, strategy, logged_request, {"error": _error_text(error)})
             if not isinstance(error, OrderRejected):  # a refused order says nothing about the broker's health
+                error_log(
+                    source="broker", error=error, strategy=strategy, order=order, message="Order placement failed"
+                )
                 safety.broker_error_record(account=strategy.broker_account)
             _count_attempt(order, _error_text(error))
             if error.permanent:
@@ -302,6 +314,7 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
             emit(
                 Event.E4_ORDER_RETRY_REQUIRED,
                 strategy=strategy,
+                order=order,
                 payload={
                     **about(order, strategy),
                     "error": _error_text(error),
@@ -329,6 +342,7 @@ def order_replace(lost: Order, strategy: Strategy, *, why: str) -> Order:
         emit(
             Event.E4_ORDER_RETRY_REQUIRED,
             strategy=strategy,
+            order=replacement,
             payload={**about(replacement, strategy), "replaces": lost.tag, "error": why[:500]},
         )
     return replacement
@@ -346,6 +360,7 @@ def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) ->
             seen = adapter.get_order(order.broker_order_id)
         except BrokerError as error:
             logger.warning("order poll failed", extra={"order_id": order.pk, "error": _error_text(error)})
+            error_log(source="broker", error=error, strategy=strategy, order=order, message="Order status poll failed")
             if error.permanent:
                 if isinstance(error, BrokerAuthError):
                     broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
@@ -359,6 +374,7 @@ def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) ->
             emit(
                 Event.L3_ERROR_LOGGED,
                 strategy=strategy,
+                order=order,
                 message="Order not final in time: recovery will settle it",
                 payload=about(order, strategy),
             )

@@ -285,6 +285,7 @@ def position_apply_outcome(strategy: Strategy, order: Order) -> None:
         emit(
             Event.L4_ALERT_TRIGGERED,
             strategy=strategy,
+            order=order,
             message=f"{order.reason} order {order.tag} is not final yet: it will be settled by recovery",
             payload={**about(order, strategy), "alert": "order_unsettled"},
         )
@@ -297,19 +298,51 @@ def position_apply_outcome(strategy: Strategy, order: Order) -> None:
         return
     if order.status == Order.Status.COMPLETE:
         reason = ExitReason(order.reason)
-        strategy_services.strategy_exit(
+        if strategy_services.strategy_exit(
             strategy_id=strategy.pk,
             reason=reason,
             position=EXIT_POSITIONS.get(reason, Position.SOLD),
             at=timezone.now(),
-        )
+        ):
+            _record_outcome(strategy, order)
         return
     # The position is still open at the broker: the user (or an operator) must act.
+    _record_outcome(strategy, order)
     emit(
         Event.L4_ALERT_TRIGGERED,
         strategy=strategy,
+        order=order,
         message=f"{order.reason} exit failed ({order.last_error}): the position is still open at the broker",
         payload={**about(order, strategy), "alert": "exit_failed"},
+    )
+
+
+# L1 names the strategy's trading action as EVENT-MAP does: BUY, SELL, SL or STOP (and ABORT, X5's exit).
+_ACTIONS = {
+    Order.Reason.BUY: "BUY",
+    Order.Reason.SELL: "SELL",
+    Order.Reason.STOPLOSS: "SL",
+    Order.Reason.STOP: "STOP",
+    Order.Reason.ABORT: "ABORT",
+}
+
+
+def _record_outcome(strategy: Strategy, order: Order) -> None:
+    """L1: the outcome of one of the strategy's orders reached its position (once: the
+    callers record it only when their position move won)."""
+    action = _ACTIONS[Order.Reason(order.reason)]
+    price = f" at {order.fill_price}" if order.fill_price is not None else ""
+    emit(
+        Event.L1_STRATEGY_EVENT_LOGGED,
+        strategy=strategy,
+        order=order,
+        message=f"{action} {order.status.lower()}{price}",
+        payload={
+            **about(order, strategy),
+            "action": action,
+            "outcome": order.status,
+            "fill_price": str(order.fill_price) if order.fill_price is not None else None,
+        },
     )
 
 
@@ -335,11 +368,13 @@ def _position_bought(strategy: Strategy, order: Order) -> None:
         )
         strategy.refresh_from_db()
         if stopped:
+            _record_outcome(strategy, order)
             exit_order = _claim_exit(strategy, ExitReason.STOP)
             if exit_order is not None:
                 order_execute(strategy, exit_order)
         return
     strategy.refresh_from_db()
+    _record_outcome(strategy, order)
     instrument = redis_keys.instrument(strategy.exchange, strategy.symbol)
     stoploss_arm(strategy_id=strategy.pk, instrument=instrument, trigger_price=trigger)
     runtime.runtime_refresh(strategy)
@@ -353,9 +388,11 @@ def _buy_failed(strategy: Strategy, order: Order) -> None:
     if strategy_services.strategy_exit(
         strategy_id=strategy.pk, reason=ExitReason.REJECTED, position=Position.NONE, at=timezone.now()
     ):
+        _record_outcome(strategy, order)
         emit(
             Event.L4_ALERT_TRIGGERED,
             strategy=strategy,
+            order=order,
             message=f"BUY {order.status.lower()}: {order.last_error or 'no fill'}. The strategy has ended.",
             payload={**about(order, strategy), "alert": "buy_failed"},
         )
