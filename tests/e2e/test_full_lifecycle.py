@@ -6,10 +6,12 @@ starts two strategies through the REST API while listening on the WebSocket: one
 by stop-loss (the simulator's price is moved through its stop), one by the SELL at its
 time. The scenario runs once; the tests below read what it saw.
 
-EVENT-MAP's full lifecycle: U6 -> S1 -> T1 -> E1 -> M1 -> M2 -> E3 -> S5 -> L1/L2,
-and the SELL flow T2 -> E2 -> exit. M1 is recorded sparsely (market.services): an
-EventLog row for an instrument's first tick after its subscription (which START causes),
-every other tick only counted, and pushed to the app as a live price."""
+EVENT-MAP's full lifecycle: U6 -> S1 -> T1 -> E1 -> M1 -> M2 -> E3 -> S5 -> L1/L2
+(L2 logs each order's broker request and response as it is answered, L1 the strategy's
+BUY and exit outcomes once its position moved), and the SELL flow T2 -> E2 -> exit.
+M1 is recorded sparsely (market.services): an EventLog row for an instrument's first
+tick after its subscription (which START causes), every other tick only counted, and
+pushed to the app as a live price."""
 
 from __future__ import annotations
 
@@ -300,11 +302,13 @@ def test_a_stop_loss_exit_follows_the_event_maps_full_lifecycle_in_order(outcome
     s = outcome.stoploss
     chain = [outcome.first(s, code) for code in ("U6", "S1", "T1", "E1")]
     m2, e3, s5 = outcome.first(s, "M2"), outcome.first(s, "E3"), outcome.first(s, "S5")
-    chain += [m2, e3, s5]
+    logged = outcome.first(s, "L1", action="SL")  # L1: the strategy's SL outcome, once its exit won
+    chain += [m2, e3, s5, logged]
 
     assert [e["id"] for e in chain] == sorted(e["id"] for e in chain), outcome.codes(s)
     assert s["status"] == "EXITED" and s["position"] == "EXITED_BY_SL" and s["exit_reason"] == "STOPLOSS"
     assert s5["payload"]["reason"] == "STOPLOSS"
+    assert logged["payload"]["outcome"] == "COMPLETE" and outcome.first(s, "L1", action="BUY")["id"] < m2["id"]
     assert Decimal(m2["payload"]["price"]) <= Decimal(s["stop_trigger_price"]) < outcome.crossed_at_price + 2
     # L2: each order's broker request and response, the BUY's after E1 and the exit's after E3.
     buy_log = outcome.first(s, "L2", reason="BUY")
@@ -339,7 +343,7 @@ def test_the_sell_path_is_t2_then_e2_then_the_exit(outcome: Outcome) -> None:
     t2, e2 = outcome.first(s, "T2"), outcome.first(s, "E2", reason="SELL")
     sold = outcome.first(s, "E5", side="SELL")
     s5 = outcome.first(s, "S5")
-    chain += [t2, e2, sold, s5]
+    chain += [t2, e2, sold, s5, outcome.first(s, "L1", action="SELL")]
 
     assert [e["id"] for e in chain] == sorted(e["id"] for e in chain), outcome.codes(s)
     assert sold["payload"]["status"] == "COMPLETE" and s5["payload"]["reason"] == "SELL"
