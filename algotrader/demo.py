@@ -140,7 +140,7 @@ class Demo:
         strategy = self.client.strategy(self.strategies["stoploss"]["id"])
         if strategy["position"] != "NONE":
             return True
-        stop = (price * Decimal("1.01")).quantize(Decimal("0.05"))
+        stop = (price * Decimal("1.01")).quantize(Decimal("0.01"))
         self.client.update_strategy(strategy["id"], stop_loss_price=str(stop))
         say(f"{self.clock()}  you move #{strategy['id']}'s stop-loss to {stop} (live price {price}: it will trigger)")
         return True

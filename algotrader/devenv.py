@@ -141,7 +141,7 @@ def kite_simulator_start(env: dict[str, str], group: ProcessGroup) -> None:
         time.sleep(0.2)
 
 
-def banner(env: dict[str, str]) -> str:
+def banner(env: dict[str, str], operator: str) -> str:
     web = f"http://{env.get('WEB_HOST') or '127.0.0.1'}:{env.get('WEB_PORT') or '8000'}"
     flower = f"http://{env.get('FLOWER_ADDRESS') or '127.0.0.1'}:{env.get('FLOWER_PORT') or '5555'}"
     flower_user, _, flower_password = (env.get("FLOWER_BASIC_AUTH") or "").partition(":")
@@ -150,8 +150,9 @@ def banner(env: dict[str, str]) -> str:
             "",
             "=" * 72,
             "algotrader is up. Look at:",
+            *(f"  {line.strip()}" for line in operator.splitlines()),
             f"  API docs (Swagger UI)  {web}/api/v1/docs/",
-            f"  Django admin           {web}/admin/   (the operator account above)",
+            f"  Django admin           {web}/admin/   (log in as the operator)",
             f"  Flower                 {flower}/   (user {flower_user}, password {flower_password})",
             f"  Health                 {web}/healthz",
             "Then, in another terminal: `make demo` (three strategies, live timelines).",
@@ -162,7 +163,7 @@ def banner(env: dict[str, str]) -> str:
     )
 
 
-def announce_when_ready(env: dict[str, str], stop: threading.Event) -> None:
+def announce_when_ready(env: dict[str, str], operator: str, stop: threading.Event) -> None:
     """Print the banner once the web process answers, after honcho's start-up lines."""
     import requests
 
@@ -176,7 +177,7 @@ def announce_when_ready(env: dict[str, str], stop: threading.Event) -> None:
             pass
         stop.wait(0.5)
     if not stop.is_set():
-        say(banner(env))
+        say(banner(env, operator))
 
 
 def run(root: Path) -> int:
@@ -213,11 +214,14 @@ def run(root: Path) -> int:
         say("Migrating the database and collecting static files...")
         for command in (["migrate", "--noinput", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
             subprocess.run(manage(*command), cwd=root, env=env, check=True)  # noqa: S603 - our own command
-        subprocess.run(manage("ensure_operator"), cwd=root, env=env, check=True)  # noqa: S603
+        operator = subprocess.run(  # noqa: S603 - our own command
+            manage("ensure_operator"), cwd=root, env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+        say(operator)
         # honcho would let .env override the environment: hand it the merged one and an empty file.
         empty = run_dir / "honcho.env"
         empty.write_text("")
-        threading.Thread(target=announce_when_ready, args=(env, stop), daemon=True).start()
+        threading.Thread(target=announce_when_ready, args=(env, operator, stop), daemon=True).start()
         honcho = subprocess.Popen(  # noqa: S603 - honcho from this venv
             [str(Path(sys.executable).parent / "honcho"), "-e", str(empty), "-f", str(root / "Procfile"), "start"],
             cwd=root,
@@ -225,6 +229,8 @@ def run(root: Path) -> int:
         )
         return honcho.wait()
     except subprocess.CalledProcessError as error:
+        if error.stderr:
+            say(error.stderr)
         say(f"`{' '.join(error.cmd[1:])}` failed (exit {error.returncode}); nothing else was started.")
         return 1
     finally:

@@ -25,7 +25,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(
                     f"Created the operator account {account.email} with password {account.generated_password}\n"
-                    "  It is shown this once and stored nowhere: note it now."
+                    "  It is shown by this run only and stored nowhere (the database keeps its hash): note it now."
                 )
             )
         else:
