@@ -227,7 +227,8 @@ def run(root: Path) -> int:
             cwd=root,
             env=env,
         )
-        return honcho.wait()
+        code = honcho.wait()
+        return 0 if stop.is_set() else code  # Ctrl-C is how a session ends, not a failure
     except subprocess.CalledProcessError as error:
         if error.stderr:
             say(error.stderr)
