@@ -145,6 +145,7 @@ def banner(env: dict[str, str], operator: str) -> str:
     web = f"http://{env.get('WEB_HOST') or '127.0.0.1'}:{env.get('WEB_PORT') or '8000'}"
     flower = f"http://{env.get('FLOWER_ADDRESS') or '127.0.0.1'}:{env.get('FLOWER_PORT') or '5555'}"
     flower_user, _, flower_password = (env.get("FLOWER_BASIC_AUTH") or "").partition(":")
+    demo_broker = " BROKER=kite-sim" if env.get("BROKER") == "kite-sim" else ""
     return "\n".join(
         [
             "",
@@ -155,7 +156,7 @@ def banner(env: dict[str, str], operator: str) -> str:
             f"  Django admin           {web}/admin/   (log in as the operator)",
             f"  Flower                 {flower}/   (user {flower_user}, password {flower_password})",
             f"  Health                 {web}/healthz",
-            "Then, in another terminal: `make demo` (three strategies, live timelines).",
+            f"Then, in another terminal: `make demo{demo_broker}` (three strategies, live timelines).",
             "Ctrl-C stops everything.",
             "=" * 72,
             "",
