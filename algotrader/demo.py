@@ -121,6 +121,12 @@ class Demo:
                 self.print_event(message["event"])
             if message and message.get("type") == "price" and message["instrument"] == instrument and not stop_raised:
                 stop_raised = self.raise_stop(Decimal(message["price"]))
+            if not stop_raised and time.monotonic() - self.started > BUY_LEAD.total_seconds() - 3:
+                stop_raised = True
+                say(
+                    f"{self.clock()}  no live {instrument} price yet (is the `market` process up?):"
+                    " its stop stays 5% below the fill"
+                )
             if not stop_sent and self.bought("stop"):
                 stop_sent = True
                 say(f"{self.clock()}  you press STOP on #{self.strategies['stop']['id']}")

@@ -22,7 +22,7 @@ def wait_for(url: str, deadline: float, **kwargs) -> requests.Response:
     while True:
         try:
             return requests.get(url, timeout=2, **kwargs)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # up, or busy starting on a loaded machine
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
