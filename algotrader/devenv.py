@@ -213,7 +213,11 @@ def run(root: Path) -> int:
     signal.signal(signal.SIGINT, forward)
     try:
         say("Migrating the database and collecting static files...")
-        for command in (["migrate", "--noinput", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
+        for command in (
+            ["migrate", "--noinput", "-v", "0"],
+            ["collectstatic", "--noinput", "-v", "0"],
+            ["metrics_reset", "-v", "0"],  # a previous run's metric samples must not add to this run's
+        ):
             subprocess.run(manage(*command), cwd=root, env=env, check=True)  # noqa: S603 - our own command
         operator = subprocess.run(  # noqa: S603 - our own command
             manage("ensure_operator"), cwd=root, env=env, check=True, capture_output=True, text=True

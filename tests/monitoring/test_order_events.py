@@ -5,11 +5,9 @@ come from the real paths that produce them."""
 
 import json
 import logging
-from logging.config import dictConfig
 
 import pytest
 import redis
-from django.conf import settings
 from prometheus_client import REGISTRY
 
 from execution.models import Order
@@ -54,17 +52,15 @@ def test_emit_counts_the_event_by_code(user):
     assert REGISTRY.get_sample_value("algotrader_events_total", {"code": "U2"}) == before + 2
 
 
-def test_the_json_line_of_an_event_carries_its_ids(make_strategy, capsys):
+def test_the_json_line_of_an_event_carries_its_ids(make_strategy, json_lines):
     strategy = make_strategy()
     order = Order.objects.create(
         strategy=strategy, account=strategy.broker_account, side="BUY", reason="BUY", quantity=1
     )
-    dictConfig(settings.LOGGING)  # the real handler: JSON on stdout
 
     record = emit(Event.B3_ORDER_ACCEPTED, strategy=strategy, order=order, payload={"tag": "ATX"})
 
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    [line] = [line for line in lines if line.get("event") == "B3"]
+    [line] = [line for line in json_lines() if line.get("event") == "B3"]
     assert (line["event_id"], line["strategy_id"], line["order_id"], line["user_id"]) == (
         record.pk,
         strategy.pk,
