@@ -1,5 +1,6 @@
-# The two commands of the README: `make run` starts the whole system, `make test`
-# installs what it needs and runs every check. Both create .venv on first use.
+# The commands of the README: `make run` starts the whole system, `make demo` drives it
+# as the mobile app would, `make test` runs every check and `make bench` the benchmarks.
+# Each creates .venv on first use; the logic lives in Python, not here.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -30,14 +31,23 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-kite-
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-.env:
-	$(BIN)/python -m algotrader.devenv .
+.env: | $(BIN)/python
+	$(BIN)/python -m algotrader.devenv env
 
-run: install .env
-	honcho run python manage.py migrate --noinput
-	honcho run python manage.py collectstatic --noinput --verbosity 0
-	honcho run python manage.py metrics_reset
-	honcho start
+.PHONY: demo bench
+
+# Redis (started for the session if needed), .env, migrations, the operator account, the Procfile.
+# BROKER=kite-sim (here or in .env) also runs the Kite simulator and points the Kite settings at it.
+run: install
+	$(BIN)/python -m algotrader.devenv run
+
+# Against the running stack (`make run` in another terminal); BROKER=kite-sim for the Kite simulator.
+demo: install
+	$(BIN)/python -m algotrader.demo
+
+# Every benchmark at sizes that finish in under 10 minutes on 2 cores; JSON and PNGs in bench/results/.
+bench: install-dev
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 test: install-dev lint typecheck migrations-check deploy-check pytest
 

@@ -3,9 +3,6 @@
 /healthz answers, Flower asks for its login, and both Celery workers answer."""
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,21 +12,17 @@ import pytest
 import requests
 from celery import Celery
 
+from algotrader.processes import ProcessGroup, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ["web", "worker", "stoploss", "beat", "market", "ticks", "flower"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(url: str, deadline: float, **kwargs) -> requests.Response:
     while True:
         try:
             return requests.get(url, timeout=2, **kwargs)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # up, or busy starting on a loaded machine
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
@@ -50,25 +43,14 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
     }
     empty_env_file = tmp_path / "empty.env"
     empty_env_file.write_text("")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, timeout=120)
-    log = (tmp_path / "honcho.log").open("w+")
-    honcho = subprocess.Popen(
-        [f"{venv_bin}/honcho", "-e", str(empty_env_file), "start"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    group = ProcessGroup(tmp_path, env)
+    group.start("migrate", [sys.executable, "manage.py", "migrate", "--noinput"])
+    assert group.processes["migrate"].wait(timeout=120) == 0, group.log("migrate")
+    honcho = group.start("honcho", [f"{venv_bin}/honcho", "-e", str(empty_env_file), "start"])
     try:
-        yield {**env, "log": str(tmp_path / "honcho.log"), "pid": str(honcho.pid)}
+        yield {**env, "log": str(group.log_path("honcho")), "pid": str(honcho.pid)}
     finally:
-        os.killpg(honcho.pid, signal.SIGTERM)
-        try:
-            honcho.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(honcho.pid, signal.SIGKILL)
-        log.close()
+        group.stop_all(timeout=30)
 
 
 @pytest.mark.slow

@@ -5,9 +5,6 @@ starting and stopping move the subscriptions live, a killed or silent feed recov
 itself with its events recorded."""
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -18,6 +15,7 @@ import pytest
 from django.db import connection
 
 from algotrader import redis_keys
+from algotrader.processes import ProcessGroup, manage
 from algotrader.redis_client import get_redis
 from brokers.instruments import find_instrument
 from brokers.kite_sim import KiteSimulator, SimAccount
@@ -34,47 +32,13 @@ INFY, TCS = "NSE:INFY", "NSE:TCS"
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-class Stack:
-    def __init__(self, folder: Path, env: dict[str, str]) -> None:
-        self.folder = folder
-        self.env = env
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *command: str) -> None:
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "manage.py", *command],
-            cwd=ROOT,
-            env=self.env,
-            stdout=(self.folder / f"{name}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log(self, name: str) -> str:
-        return (self.folder / f"{name}.log").read_text(errors="replace")
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{self.log(name)[-6000:]}" for name in self.processes)
-
-    def terminate(self, name: str) -> int:
-        process = self.processes[name]
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        return int(process.returncode)
-
-
 @pytest.fixture
-def start_stack(tmp_path: Path, kite_sim: KiteSimulator) -> Iterator[Callable[..., Stack]]:
-    stacks: list[Stack] = []
+def start_stack(tmp_path: Path, kite_sim: KiteSimulator) -> Iterator[Callable[..., ProcessGroup]]:
+    stacks: list[ProcessGroup] = []
     parts = urlsplit(os.environ["DATABASE_URL"])
     database_url = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
-    def start(**settings: str) -> Stack:
+    def start(**settings: str) -> ProcessGroup:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -86,17 +50,16 @@ def start_stack(tmp_path: Path, kite_sim: KiteSimulator) -> Iterator[Callable[..
             "PAPER_TICK_INTERVAL": "0.1",
             **settings,
         }
-        stack = Stack(tmp_path, env)
+        stack = ProcessGroup(tmp_path, env)
         stacks.append(stack)
         declare_queues()
-        stack.start("ticks", "runworker", "ticks")
-        stack.start("market", "run_market_listener")
+        stack.start("ticks", manage("runworker", "ticks"))
+        stack.start("market", manage("run_market_listener"))
         return stack
 
     yield start
     for stack in stacks:
-        for name in list(stack.processes):
-            stack.terminate(name)
+        stack.stop_all()
 
 
 def kite_account(sim_account: SimAccount) -> BrokerAccount:
@@ -109,7 +72,7 @@ def kite_account(sim_account: SimAccount) -> BrokerAccount:
     )
 
 
-def wait_for(condition: Callable[[], object], stack: Stack, timeout: float = 20) -> None:
+def wait_for(condition: Callable[[], object], stack: ProcessGroup, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, stack.logs()

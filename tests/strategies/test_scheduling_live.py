@@ -2,14 +2,10 @@
 and a real orders worker, started here as subprocesses on the test database."""
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -18,6 +14,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from algotrader.celery import app
+from algotrader.processes import ProcessGroup, celery
 from algotrader.queues import CeleryQueue
 from algotrader.redis_client import get_redis
 from execution.tasks import execute_buy_task
@@ -28,7 +25,6 @@ from strategies.tasks import fire_slot_task
 from tests.strategies.factories_scheduling import strategy_create
 from tests.strategies.scheduling_helpers import declare_queues
 
-ROOT = Path(__file__).resolve().parents[2]
 # Beat looks for changes every CELERY_BEAT_MAX_LOOP_INTERVAL (0.5 s) and then sleeps to the
 # instant; a fire within this of its second is on time on a loaded 2-core test machine.
 ON_TIME = 0.5
@@ -36,20 +32,8 @@ ON_TIME = 0.5
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-class Stack:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def log(self, name: str) -> str:
-        return (self.folder / f"{name}.log").read_text(errors="replace")
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{self.log(name)[-4000:]}" for name in self.processes)
-
-
 @pytest.fixture(scope="module")
-def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stack]:
+def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[ProcessGroup]:
     parts = urlsplit(os.environ["DATABASE_URL"])
     database_url = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
@@ -58,16 +42,9 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
         "worker": ["worker", "-Q", "orders", "-n", worker_name, "--concurrency", "2", "--without-mingle"],
         "beat": ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
     }
-    stack = Stack(tmp_path_factory.mktemp("celery"))
+    stack = ProcessGroup(tmp_path_factory.mktemp("celery"), env)
     for name, command in commands.items():
-        stack.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "algotrader", *command, "--loglevel", "INFO"],
-            cwd=ROOT,
-            env=env,
-            stdout=(stack.folder / f"{name}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        stack.start(name, celery(*command, "--loglevel", "INFO"))
     try:
         deadline = time.monotonic() + 60
         declare_queues()
@@ -81,14 +58,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
         time.sleep(1)  # beat's first look at the table
         yield stack
     finally:
-        for process in stack.processes.values():
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in stack.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stack.stop_all()
         # PostgreSQL ends a closed client's session a moment later; the test database can
         # be dropped at the end of the run only once they are gone.
         with django_db_blocker.unblock(), connection.cursor() as cursor:
@@ -103,7 +73,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Stac
 
 
 @pytest.fixture(autouse=True)
-def flushed_stack_ready(stack: Stack) -> Iterator[None]:
+def flushed_stack_ready(stack: ProcessGroup) -> Iterator[None]:
     """Every test starts on a flushed Redis and a flushed database. Beat remembers the last
     change stamp it saw, and on a missing stamp row (flushed) it forgets it, missing the next
     change: stamp once and let beat see it. In production the row is never deleted."""
@@ -125,7 +95,7 @@ def next_second(ahead: float) -> datetime:
     return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
-def wait_for(condition: Callable[[], bool], stack: Stack, timeout: float = 15) -> None:
+def wait_for(condition: Callable[[], bool], stack: ProcessGroup, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, stack.logs()

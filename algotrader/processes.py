@@ -1,0 +1,153 @@
+"""Starting and stopping a group of real processes (Celery workers, beat, uvicorn, the
+market listener, the Kite simulator, redis-server): one helper for `make run`, the
+end-to-end and live tests, and the benchmarks. Each process gets its own session (so
+its children stop with it) and its own log file; stopping sends SIGTERM to every
+process group at once, then SIGKILL to whichever outlives the grace period."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the kernel's pick on loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def manage(*args: str) -> list[str]:
+    """``python manage.py ...`` with this interpreter."""
+    return [sys.executable, "manage.py", *args]
+
+
+def celery(*args: str) -> list[str]:
+    """``celery -A algotrader ...`` with this interpreter."""
+    return [sys.executable, "-m", "celery", "-A", "algotrader", *args]
+
+
+def wait_until(
+    condition: Callable[[], T | None], *, timeout: float, interval: float = 0.05, why: Callable[[], str] | None = None
+) -> T:
+    """Poll ``condition`` until it returns something truthy and return that; on timeout
+    raise ``TimeoutError`` with ``why()`` (typically the processes' logs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(why() if why else f"not met within {timeout} s")
+        time.sleep(interval)
+
+
+class ProcessGroup:
+    """Named subprocesses started in ``folder`` (their logs: ``folder/<name>.log``)."""
+
+    def __init__(self, folder: Path, env: Mapping[str, str] | None = None, *, cwd: Path = ROOT) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.cwd = cwd
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+
+    def start(
+        self, name: str, command: Sequence[str], *, env: Mapping[str, str] | None = None, log: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """Start ``command``; ``env`` adds to the group's environment. ``log=False`` leaves
+        the process on this terminal (``make run``'s honcho)."""
+        if name in self.processes and self.processes[name].poll() is None:
+            raise RuntimeError(f"{name} is already running")
+        output: IO[bytes] | None = None
+        if log:
+            output = self._logs[name] = self.log_path(name).open("ab")
+        self.processes[name] = subprocess.Popen(  # noqa: S603 - commands are built by our own callers
+            list(command),
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT if log else None,
+            start_new_session=True,
+        )
+        return self.processes[name]
+
+    def log_path(self, name: str) -> Path:
+        return self.folder / f"{name}.log"
+
+    def log(self, name: str) -> str:
+        path = self.log_path(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def logs(self, tail: int = 6000) -> str:
+        """The end of every process's log, for an assertion message."""
+        return "\n".join(f"--- {name} (rc={p.poll()})\n{self.log(name)[-tail:]}" for name, p in self.processes.items())
+
+    def alive(self, name: str) -> bool:
+        process = self.processes.get(name)
+        return process is not None and process.poll() is None
+
+    def dead(self) -> dict[str, int]:
+        """Processes that exited, with their return codes."""
+        return {name: rc for name, p in self.processes.items() if (rc := p.poll()) is not None}
+
+    def terminate(self, name: str, timeout: float = 20) -> int:
+        self._signal(name, signal.SIGTERM)
+        return self._reap(name, time.monotonic() + timeout)
+
+    def stop_all(self, timeout: float = 20) -> dict[str, int]:
+        """SIGTERM to all at once (a serial stop multiplies the grace periods), newest first."""
+        names = list(reversed(self.processes))
+        for name in names:
+            self._signal(name, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes = {name: self._reap(name, deadline) for name in names}
+        for handle in self._logs.values():
+            handle.close()
+        self._logs.clear()
+        return codes
+
+    def _signal(self, name: str, signum: int) -> None:
+        process = self.processes[name]
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signum)
+
+    def _reap(self, name: str, deadline: float) -> int:
+        process = self.processes[name]
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self._signal(name, signal.SIGKILL)
+            process.wait()
+        return int(process.returncode)
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop_all()
