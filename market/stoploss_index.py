@@ -27,11 +27,11 @@ def stoploss_move(*, strategy_id: int, instrument: str, trigger_price: Decimal) 
     out by the tick consumer, or never armed): a stop that fired must not be put back."""
     if trigger_price <= 0:
         raise ValueError("a stop trigger price must be positive")
-    changed = get_redis().zadd(
-        redis_keys.stop_losses(instrument), {str(strategy_id): float(trigger_price)}, xx=True, ch=True
-    )
-    armed = changed > 0 or get_redis().zscore(redis_keys.stop_losses(instrument), str(strategy_id)) is not None
-    return bool(armed)
+    key, member = redis_keys.stop_losses(instrument), str(strategy_id)
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.zadd(key, {member: float(trigger_price)}, xx=True)  # XX: update only, never add
+    pipe.zscore(key, member)
+    return pipe.execute()[1] is not None
 
 
 def stoploss_disarm(*, strategy_id: int, instrument: str) -> None:
