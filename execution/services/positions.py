@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from algotrader import redis_keys
 from brokers.adapters.base import BrokerAdapter
-from brokers.adapters.registry import adapter_for
+from brokers.adapters.registry import shared_adapter_for
 from execution.exceptions import OrderConflict
 from execution.models import Order
 from execution.services import locks, safety
@@ -236,14 +236,9 @@ def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
 
 @contextmanager
 def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
-    """The account's adapter for one execution, its HTTP session closed afterwards."""
-    adapter = adapter_for(strategy.broker_account)
-    try:
-        yield adapter
-    finally:
-        close = getattr(adapter, "close", None)
-        if callable(close):
-            close()
+    """The account's adapter for one execution: the process's shared one, whose warm
+    connection saves the stop-loss a TCP handshake; the registry owns (never close) it."""
+    yield shared_adapter_for(strategy.broker_account)
 
 
 def order_execute(strategy: Strategy, order: Order) -> Order:
