@@ -35,7 +35,7 @@ from execution.services.orders import (
 from market.stoploss_index import stoploss_arm, stoploss_disarm
 from monitoring.events import Event
 from monitoring.services import emit
-from strategies import runtime, scheduling
+from strategies import runtime
 from strategies import services as strategy_services
 from strategies.models import Strategy
 
@@ -224,10 +224,8 @@ def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
         if order is None:
             logger.info("stop-loss places nothing: the exit is already claimed", extra={"strategy_id": strategy.pk})
             return position_resume(strategy, Order.Side.SELL)
-        try:
-            scheduling.unschedule_strategy(strategy)
-        except Exception:  # the SELL that may still fire finds the exit claimed; never delay the exit for this
-            logger.exception("cancelling the SELL timer failed", extra={"strategy_id": strategy.pk})
+        # No timer work before the order: the SELL's slot goes with S5 (``strategy_exit``),
+        # and a SELL firing meanwhile finds the exit claimed.
         return order_execute(strategy, order)
 
 
