@@ -294,17 +294,22 @@ class Bench:
         self.redis.delete(STARTS_KEY)
 
     def floor(self, ids: list[int], *, task: str) -> dict[str, Any]:
-        """(a) The same N tasks, enqueued at once at the second, over one producer."""
+        """(a) The same N tasks, enqueued at once at the second, over one producer and in
+        pipelined publish batches of the same size as the slot fan-out's (so the floor
+        publishes at least as fast as the scheduler does)."""
         from algotrader.celery import app
         from bench.hooks import noop_task
         from execution.tasks import execute_buy_task
+        from strategies.scheduling import FIRE_BATCH, PUBLISH_BATCH
 
         measured = noop_task if task == "noop" else execute_buy_task
         scheduled = whole_second(1.5)
         sleep_until(scheduled)
         with app.producer_or_acquire() as producer:
-            for strategy_id in ids:
-                measured.apply_async((strategy_id,), producer=producer)
+            for start in range(0, len(ids), FIRE_BATCH):
+                with producer.batch(max_size=PUBLISH_BATCH):
+                    for strategy_id in ids[start : start + FIRE_BATCH]:
+                        measured.apply_async((strategy_id,), producer=producer)
         return self.collect(len(ids), scheduled, timeout=60 + len(ids) / 50)
 
     def slots(self, ids: list[int]) -> dict[str, Any]:

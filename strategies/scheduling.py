@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -32,6 +33,9 @@ SLOT_PREFIX = "strategy slot "
 # Strategies claimed, recorded and enqueued per transaction: small enough that the first
 # BUYs reach the workers within milliseconds of the slot, large enough to batch the writes.
 FIRE_BATCH = 250
+# Redis commands buffered per pipeline by a fan-out's publish batch (a message and its
+# task-sent event are one command each).
+PUBLISH_BATCH = 2 * FIRE_BATCH
 # Passes of one fan-out: a strategy still due after them is locked by another transaction
 # (a STOP or an update in flight); the sweeper fires it once that commits.
 FAN_OUT_PASSES = 3
@@ -250,22 +254,45 @@ def _claim(side: Side, *, cutoff: datetime, now: datetime) -> list[tuple[int, in
 
 
 def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
-    """Enqueue the order tasks over one producer connection."""
+    """Enqueue the order tasks over one producer connection, in one kombu publish batch:
+    the messages (and their task-sent events) go to Redis in pipelines flushed at the end,
+    not one round trip each (a publish each cost ~2.4 ms, which a 5,000-strategy burst
+    paid in the worker that should be starting the BUYs). A failed flush raises here,
+    inside the claim's transaction, which then rolls back as before."""
     if not to_send:
         return
     from execution.tasks import execute_buy_task, execute_sell_task
 
-    with app.producer_or_acquire() as producer:
+    with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
         for strategy_id, fire_at in to_send:
+            # No publish retries: in a batch a publish only buffers, and the flush is not
+            # retried (a retried pipeline could enqueue twice). The reprs Flower shows are
+            # given, not built by saferepr for every message.
             if side is Side.BUY:
                 # Past its grace window a queued BUY is dropped by the worker (and alerted).
                 expires = fire_at + timedelta(seconds=settings.BUY_GRACE_SECONDS)
-                execute_buy_task.apply_async((strategy_id,), producer=producer, expires=expires)
+                execute_buy_task.apply_async(
+                    (strategy_id,),
+                    producer=producer,
+                    expires=expires,
+                    retry=False,
+                    **_reprs((strategy_id,), {}),
+                )
             else:
                 expires = fire_at + timedelta(seconds=settings.SELL_EXPIRES_SECONDS)
                 execute_sell_task.apply_async(
-                    (strategy_id,), {"reason": Strategy.ExitReason.SELL.value}, producer=producer, expires=expires
+                    (strategy_id,),
+                    {"reason": Strategy.ExitReason.SELL.value},
+                    producer=producer,
+                    expires=expires,
+                    retry=False,
+                    **_reprs((strategy_id,), {"reason": Strategy.ExitReason.SELL.value}),
                 )
+
+
+def _reprs(args: tuple[int, ...], kwargs: dict[str, str]) -> dict[str, Any]:
+    """The ``argsrepr``/``kwargsrepr`` options (absent from celery-types' stubs)."""
+    return {"argsrepr": repr(args), "kwargsrepr": repr(kwargs)}
 
 
 def sweep() -> FireReport:
