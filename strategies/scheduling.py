@@ -194,6 +194,7 @@ def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport
         rows = _claim(side, cutoff=cutoff, now=now)
         emissions: list[Emission] = []
         to_send: list[tuple[int, datetime]] = []
+        skipped: list[int] = []
         for strategy_id, owner_id, fire_at in rows:
             late = (now - fire_at).total_seconds()
             payload = {
@@ -203,7 +204,7 @@ def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport
                 "source": source,
             }
             if side is Side.BUY and late > grace:
-                message = f"BUY skipped: due {late:.1f} s ago, past its {grace} s grace window"
+                message = f"BUY skipped: due {late:.1f} s ago, past its {grace} s grace window. The strategy ends."
                 emissions.append(
                     Emission(
                         side.event,
@@ -217,12 +218,14 @@ def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport
                     Emission(Event.L4_ALERT_TRIGGERED, owner_id, strategy_id, message, {**payload, "alert": "buy_late"})
                 )
                 report.skipped += 1
+                skipped.append(strategy_id)
             else:
                 emissions.append(Emission(side.event, owner_id, strategy_id, payload=payload))
                 to_send.append((strategy_id, fire_at))
         if emissions:
             emit_many(emissions)
         _send(side, to_send)
+    strategies_end_unbought(strategy_ids=skipped)
     if side is Side.BUY:
         report.buys += len(to_send)
     else:
@@ -307,10 +310,40 @@ def order_task_expired(*, strategy_id: int, side: Side) -> None:
     """An order task sat in the queue past its ``expires`` and the worker dropped it."""
     owner_id = Strategy.objects.filter(pk=strategy_id).values_list("owner_id", flat=True).first()
     message = f"{side} dropped: it waited in the queue past its expiry"
+    if side is Side.BUY:
+        message += ". The strategy ends."
     logger.error(message, extra={"strategy_id": strategy_id})
     emit_many(
         [Emission(Event.L4_ALERT_TRIGGERED, owner_id, strategy_id if owner_id else None, message, {"alert": "expired"})]
     )
+    if side is Side.BUY:  # a dropped BUY is a late BUY skipped: the strategy ends
+        strategies_end_unbought(strategy_ids=[strategy_id])
+
+
+def strategies_end_unbought(*, strategy_ids: Iterable[int]) -> list[int]:
+    """End the strategies whose BUY was skipped as late, and return the ids ended. With
+    no position there is nothing left for them to do (their SELL would only end them),
+    so they end now rather than sit RUNNING until the sell time: EXITED with position
+    NONE and reason REJECTED (the BUY was refused, by the late policy rather than by the
+    broker, as the state machine ends a rejected BUY), S5, timers and runtime keys gone.
+    Only a strategy still RUNNING with no position is ended (compare-and-set under its
+    row lock): one that was stopped, or has a BUY in flight, is left as it is."""
+    from strategies import services as strategy_services  # it imports this module
+
+    ended = []
+    for strategy_id in strategy_ids:
+        with transaction.atomic():
+            unbought = Strategy.objects.select_for_update().filter(
+                pk=strategy_id, status=Strategy.Status.RUNNING, position=Strategy.Position.NONE
+            )
+            if unbought.exists() and strategy_services.strategy_exit(
+                strategy_id=strategy_id,
+                reason=Strategy.ExitReason.REJECTED,
+                position=Strategy.Position.NONE,
+                at=timezone.now(),
+            ):
+                ended.append(strategy_id)
+    return ended
 
 
 # --- Slots -----------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from execution.services.orders import (
 from market.stoploss_index import stoploss_arm, stoploss_disarm
 from monitoring.events import Event
 from monitoring.services import emit
-from strategies import runtime
+from strategies import runtime, scheduling
 from strategies import services as strategy_services
 from strategies.models import Strategy
 
@@ -130,6 +130,7 @@ def strategy_buy_execute(*, strategy_id: int) -> Order | None:
                 message="BUY refused: it arrived after its grace window",
                 payload={**_about(strategy), "alert": "late_buy", "valid_until": valid_until.isoformat()},
             )
+            scheduling.strategies_end_unbought(strategy_ids=[strategy.pk])  # the late policy: nothing left to do
             return None
         halt = safety.entries_halted(account=strategy.broker_account)
         if halt is not None:

@@ -106,6 +106,8 @@ def test_a_buy_delivered_past_its_valid_time_is_refused(make_strategy, settings)
     strategy.refresh_from_db()
     assert strategy.position == "NONE" and orders(strategy) == [] and paper_book(strategy) == []
     assert "L4" in codes(strategy)
+    # The late policy ends it: with no position it has nothing left to do.
+    assert (strategy.status, strategy.exit_reason) == ("EXITED", "REJECTED") and codes(strategy)[-1] == "S5"
 
 
 def test_a_rejected_buy_puts_the_position_back_and_ends_the_strategy(make_strategy):
