@@ -60,6 +60,12 @@ def main() -> None:
     parser.add_argument("--baseline-samples", type=int, default=300)
     parser.add_argument("--stoploss-concurrency", type=int, default=8)
     parser.add_argument(
+        "--stoploss-pool",
+        choices=["threads", "prefork"],
+        default="threads",
+        help="the stop-loss worker's pool: prefork (the Procfile's) runs tasks on every core, threads share one GIL",
+    )
+    parser.add_argument(
         "--accounts",
         type=int,
         default=100,
@@ -268,7 +274,7 @@ class Bench:
                 "-n",
                 f"benchsl{os.getpid()}@%h",
                 "-P",
-                "threads",
+                self.args.stoploss_pool,
                 "-c",
                 str(self.args.stoploss_concurrency),
                 "--prefetch-multiplier",
@@ -505,7 +511,9 @@ class Bench:
                 "broker_accounts": self.args.accounts,
                 "simulator_frame_interval_s": self.args.tick_interval,
                 "offered_ticks_per_second": round(len(self.instruments) / self.args.tick_interval),
-                "stoploss_worker": f"celery threads pool x{self.args.stoploss_concurrency}, prefetch 1",
+                "stoploss_worker": (
+                    f"celery {self.args.stoploss_pool} pool x{self.args.stoploss_concurrency}, prefetch 1"
+                ),
                 "stoploss_task": "execution engine (execution.tasks.execute_stoploss_task)"
                 if self.args.stoploss_task == "execution" and hasattr(execution.tasks, "execute_stoploss_task")
                 else "bench-only (bench/stoploss_bench.py: one Redis read, one HTTP POST)",
