@@ -5,7 +5,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_ready
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_ready
 from kombu import Exchange, Queue
 
 from algotrader.queues import CeleryQueue
@@ -47,3 +47,20 @@ def recover_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
     recovery_watch_start(
         trigger=Trigger.WORKER_START, detail={"worker": getattr(sender, "hostname", ""), "queues": queues}
     )
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_old_database_connections(sender: Any = None, **kwargs: Any) -> None:
+    """Each task is to the database what a request is to Django: before and after it, a
+    connection past CONN_MAX_AGE or left unusable by an error is closed, and the next
+    query health-checks the one kept. Celery's own fixup would instead close every
+    connection around every task (CELERY_DB_REUSE_MAX makes it do so only now and then),
+    so each stop-loss opened a new PostgreSQL connection before its first query. Eager
+    runs (``apply``) are left alone, as the fixup leaves them: they run inside the
+    caller's own transaction."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

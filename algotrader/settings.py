@@ -168,6 +168,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Tasks between the Celery fixup's closing of a worker's database connections; in between
+# they live by CONN_MAX_AGE and health checks (algotrader.celery), instead of a new
+# connection for every task.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # Longer than any task may run, so that Redis never redelivers a task that is
 # still running; interrupted work is settled by database-driven recovery instead.
 CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -7,7 +7,8 @@ instrument each ``--tick-interval``), ``run_market_listener`` on its real ticker
 ``runworker ticks`` and a stop-loss worker (``celery -Q stoploss``; with a minimal
 bench-only stop-loss task, ``bench/stoploss_bench.py``, while the execution engine has
 none). 10,000 running strategies with armed stops over every equity the simulator lists
-(305 of them). Measures
+(305 of them), owned by ``--accounts`` users with a Kite account each (Kite limits each
+account to 10 orders a second, and so does the engine). Measures
 
 (a) ticks per second the tick consumer sustains: a backlog of full batches put on the
     ``ticks`` channel with the listener stopped, timed until the consumer applied all;
@@ -58,6 +59,18 @@ def main() -> None:
     parser.add_argument("--backlog-batches", type=int, default=300, help="full batches queued for (a)")
     parser.add_argument("--baseline-samples", type=int, default=300)
     parser.add_argument("--stoploss-concurrency", type=int, default=8)
+    parser.add_argument(
+        "--stoploss-pool",
+        choices=["threads", "prefork"],
+        default="threads",
+        help="the stop-loss worker's pool: prefork (the Procfile's) runs tasks on every core, threads share one GIL",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=100,
+        help="users (each with a Kite account and its own order rate) owning the strategies in turn",
+    )
     parser.add_argument(
         "--stoploss-task",
         choices=["bench", "execution"],
@@ -144,6 +157,7 @@ class Bench:
 
         from algotrader import redis_keys
         from algotrader.redis_client import get_redis
+        from algotrader.users.models import User
         from brokers.instruments import load_instruments
         from strategies.models import Strategy
         from strategies.runtime import runtime_fields
@@ -151,16 +165,24 @@ class Bench:
 
         started = time.monotonic()
         call_command("flush", interactive=False, verbosity=0)  # the benchmark's own database
-        feed = self.sim.create_account()
         self.orders_account = self.sim.create_account()
-        account = BrokerAccountFactory.create(
-            kite=True,
-            api_key=feed.api_key,
-            api_secret=feed.api_secret,
-            access_token=feed.access_token,
-            broker_user_id=feed.user_id,
-        )
-        self.account_id = account.pk
+        # The strategies belong to --accounts users, each with a Kite account of their own
+        # (and so an order rate of its own, as at Kite), dealt out in turn; the first
+        # account's session also feeds the ticks.
+        accounts = []
+        for n in range(self.args.accounts):
+            sim_account = self.sim.create_account()
+            accounts.append(
+                BrokerAccountFactory.create(
+                    owner=User.objects.create_user(email=f"bench{n}@example.com", password=None),
+                    kite=True,
+                    api_key=sim_account.api_key,
+                    api_secret=sim_account.api_secret,
+                    access_token=sim_account.access_token,
+                    broker_user_id=sim_account.user_id,
+                )
+            )
+        self.account_id = accounts[0].pk
         instruments = [i for i in load_instruments() if i.segment != "INDICES" and i.lot_size > 0]
         per_instrument = math.ceil(self.args.strategies / len(instruments))
         now = datetime.now(UTC)
@@ -177,6 +199,7 @@ class Bench:
             key = f"{instrument.exchange}:{instrument.symbol}"
             self.stops.setdefault(key, []).append(stop)
             self.tick_size[key] = tick
+            account = accounts[n % len(accounts)]
             rows.append(
                 Strategy(
                     owner_id=account.owner_id,
@@ -251,7 +274,7 @@ class Bench:
                 "-n",
                 f"benchsl{os.getpid()}@%h",
                 "-P",
-                "threads",
+                self.args.stoploss_pool,
                 "-c",
                 str(self.args.stoploss_concurrency),
                 "--prefetch-multiplier",
@@ -314,6 +337,7 @@ class Bench:
 
     def measure_latency(self) -> dict[str, Any]:
         from algotrader.redis_client import get_redis
+        from execution.models import Order
         from monitoring.models import EventLog
 
         rng = random.Random(7)
@@ -357,10 +381,14 @@ class Bench:
             if before and not tag.startswith("BASE"):
                 latencies.append(arrived - max(before))
         started = {int(k): float(v) for k, v in get_redis().hgetall("bench:stoploss_started").items()}
+        # The bench-only task tags its order SL{strategy id}; the engine's tags are its Order's.
+        tags = [tag for _, _, tag in self.arrivals]
+        strategy_of = dict(Order.objects.filter(tag__in=tags).values_list("tag", "strategy_id"))
+        strategy_of.update({tag: int(tag[2:]) for _, _, tag in self.arrivals if tag[:2] == "SL" and tag[2:].isdigit()})
         to_enqueued, to_task_start, task_to_order = [], [], []
         for arrived, _, tag in self.arrivals:
-            if tag.startswith("SL") and tag[2:].isdigit() and int(tag[2:]) in received_at:
-                strategy_id = int(tag[2:])
+            if strategy_of.get(tag) in received_at:
+                strategy_id = strategy_of[tag]
                 to_enqueued.append(m2[strategy_id]["enqueued_at"] - received_at[strategy_id])
                 if strategy_id in started:
                     to_task_start.append(started[strategy_id] - m2[strategy_id]["enqueued_at"])
@@ -480,9 +508,12 @@ class Bench:
                 "strategies": self.args.strategies,
                 "instruments": len(self.instruments),
                 "strategies_per_instrument": self.per_instrument,
+                "broker_accounts": self.args.accounts,
                 "simulator_frame_interval_s": self.args.tick_interval,
                 "offered_ticks_per_second": round(len(self.instruments) / self.args.tick_interval),
-                "stoploss_worker": f"celery threads pool x{self.args.stoploss_concurrency}, prefetch 1",
+                "stoploss_worker": (
+                    f"celery {self.args.stoploss_pool} pool x{self.args.stoploss_concurrency}, prefetch 1"
+                ),
                 "stoploss_task": "execution engine (execution.tasks.execute_stoploss_task)"
                 if self.args.stoploss_task == "execution" and hasattr(execution.tasks, "execute_stoploss_task")
                 else "bench-only (bench/stoploss_bench.py: one Redis read, one HTTP POST)",

@@ -27,6 +27,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def clean_redis() -> Iterator[None]:
     get_redis().flushdb()
     yield
+    from monitoring.services import pushes_flush
+
+    pushes_flush(timeout=10)  # a test's WebSocket pushes land before the next test's flush
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from django.conf import settings
 
 from algotrader import redis_keys
-from algotrader.redis_client import get_redis
+from algotrader.redis_client import get_redis, redis_script
 
 # Delete only if the value is still our token: an expired lock taken by another worker
 # must not be released by us.
@@ -34,6 +34,11 @@ end
 return 0
 """
 _WAIT_STEP = 0.02
+# The holder renews once this share of the lock's life has passed since it last did: the
+# wait loops call ``lock_keepalive`` before every broker call and rate-limit step, and on
+# the stop-loss path each renewal was a Redis round trip before the order. At least 90%
+# of the lock's life (EXECUTION_LOCK_SECONDS >= 10) is always left.
+_KEEPALIVE_AFTER = 0.1
 _held = threading.local()
 
 
@@ -49,7 +54,7 @@ def lock_acquire(*, strategy_id: int) -> str | None:
 
 
 def lock_release(*, strategy_id: int, token: str) -> bool:
-    return bool(get_redis().eval(_RELEASE, 1, redis_keys.lock_state(strategy_id), token))
+    return bool(redis_script(_RELEASE)(keys=[redis_keys.lock_state(strategy_id)], args=[token]))
 
 
 def lock_wait(*, strategy_id: int, timeout: float) -> str | None:
@@ -63,18 +68,27 @@ def lock_wait(*, strategy_id: int, timeout: float) -> str | None:
 
 
 def lock_keepalive() -> bool:
-    """Push out the expiry of the lock this thread holds, if any; False if it was lost."""
-    held: tuple[int, str] | None = getattr(_held, "lock", None)
+    """Push out the expiry of the lock this thread holds, if any and if a tenth of its life
+    has passed since it was taken or last renewed; False if it was lost."""
+    held: tuple[int, str, float] | None = getattr(_held, "lock", None)
     if held is None:
         return True
-    strategy_id, token = held
-    return bool(get_redis().eval(_EXTEND, 1, redis_keys.lock_state(strategy_id), token, _ttl_ms()))
+    strategy_id, token, renewed_at = held
+    now = time.monotonic()
+    if now - renewed_at < settings.EXECUTION_LOCK_SECONDS * _KEEPALIVE_AFTER:
+        return True
+    kept = bool(redis_script(_EXTEND)(keys=[redis_keys.lock_state(strategy_id)], args=[token, _ttl_ms()]))
+    if kept:
+        _held.lock = (strategy_id, token, now)
+    return kept
 
 
 @contextmanager
 def lock_held(*, strategy_id: int, token: str) -> Iterator[str]:
+    """Mark ``token`` (just acquired) as this thread's lock for ``lock_keepalive``, and
+    release it at the end."""
     outer = getattr(_held, "lock", None)
-    _held.lock = (strategy_id, token)
+    _held.lock = (strategy_id, token, time.monotonic())
     try:
         yield token
     finally:

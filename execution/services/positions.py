@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from algotrader import redis_keys
 from brokers.adapters.base import BrokerAdapter
-from brokers.adapters.registry import adapter_for
+from brokers.adapters.registry import shared_adapter_for
 from brokers.models import BrokerAccount
 from execution.exceptions import OrderConflict
 from execution.models import Order
@@ -203,6 +203,7 @@ def strategy_buy_execute(*, strategy_id: int) -> Order | None:
                 message="BUY refused: it arrived after its grace window",
                 payload={**_about(strategy), "valid_until": valid_until.isoformat()},
             )
+            scheduling.strategies_end_unbought(strategy_ids=[strategy.pk])  # the late policy: nothing left to do
             return None
         halt = safety.entries_halted(account=strategy.broker_account)
         if halt is not None:
@@ -299,10 +300,8 @@ def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
         if order is None:
             logger.info("stop-loss places nothing: the exit is already claimed", extra={"strategy_id": strategy.pk})
             return position_resume(strategy, Order.Side.SELL)
-        try:
-            scheduling.unschedule_strategy(strategy)
-        except Exception:  # the SELL that may still fire finds the exit claimed; never delay the exit for this
-            logger.exception("cancelling the SELL timer failed", extra={"strategy_id": strategy.pk})
+        # No timer work before the order: the SELL's slot goes with S5 (``strategy_exit``),
+        # and a SELL firing meanwhile finds the exit claimed.
         return order_execute(strategy, order)
 
 
@@ -311,14 +310,10 @@ def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
 
 @contextmanager
 def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
-    """The account's adapter for one execution, its HTTP session closed afterwards."""
-    adapter = adapter_for(strategy.broker_account)
-    try:
-        yield TimedAdapter(adapter)  # the adapter, its broker calls timed into the metrics
-    finally:
-        close = getattr(adapter, "close", None)
-        if callable(close):
-            close()
+    """The account's adapter for one execution: the process's shared one, whose warm
+    connection saves the stop-loss a TCP handshake; the registry owns (never close) it.
+    Its broker calls are timed into the metrics."""
+    yield TimedAdapter(shared_adapter_for(strategy.broker_account))
 
 
 def order_execute(strategy: Strategy, order: Order) -> Order:

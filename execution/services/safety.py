@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from algotrader import redis_keys
-from algotrader.redis_client import get_redis
+from algotrader.redis_client import get_redis, redis_script
 from brokers.models import BrokerAccount
 from execution.models import EntryHalt, Order
 from execution.services import locks
@@ -44,11 +44,11 @@ def order_rate_take(*, account: BrokerAccount, reason: str, deadline: float) -> 
     ``deadline`` (monotonic). BUYs and SELLs leave the reserve to stop-losses."""
     capacity = settings.ORDER_RATE_LIMITS.get(account.kind, min(settings.ORDER_RATE_LIMITS.values()))
     limit = capacity if reason == Order.Reason.STOPLOSS else capacity - settings.ORDER_RATE_STOPLOSS_RESERVE
-    redis = get_redis()
+    take = redis_script(_TAKE)
     while True:
         locks.lock_keepalive()
         now = time.time()
-        if redis.eval(_TAKE, 1, redis_keys.order_rate(account.pk, int(now)), limit):
+        if take(keys=[redis_keys.order_rate(account.pk, int(now))], args=[limit]):
             return True
         # Into the next second, spread out so waiting workers do not all retry at once.
         pause = (1 - now % 1) + random.uniform(0, 0.05)

@@ -146,3 +146,20 @@ def test_a_margin_shortfall_is_accepted_then_rejected_and_ends_the_strategy(
     strategy.refresh_from_db()
     assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "NONE", "REJECTED")
     assert {"B3", "B4", "L4", "E5", "S5"} <= set(codes(strategy))
+
+
+def test_stoplosses_of_one_account_reuse_the_shared_adapter_and_its_connection(
+    make_strategy, kite_account, kite_sim, sim_account
+):
+    from brokers.adapters.registry import shared_adapter_for
+    from tests.brokers.test_adapter_registry import connections_opened
+
+    strategies = [make_strategy(account=kite_account, position="BOUGHT") for _ in range(2)]
+
+    exits = [strategy_stoploss_execute(strategy_id=strategy.pk) for strategy in strategies]
+
+    assert all(order is not None and order.status == Order.Status.COMPLETE for order in exits)
+    adapter = shared_adapter_for(kite_account)
+    # Both executions, placing and following, over one warm connection.
+    assert connections_opened(adapter, kite_sim.api_root) == 1
+    assert [tag for _, tag, _ in book(kite_sim, sim_account)] == [order.tag for order in exits if order]

@@ -106,6 +106,8 @@ def test_a_buy_delivered_past_its_valid_time_is_refused(make_strategy, settings)
     strategy.refresh_from_db()
     assert strategy.position == "NONE" and orders(strategy) == [] and paper_book(strategy) == []
     assert "L4" in codes(strategy)
+    # The late policy ends it: with no position it has nothing left to do.
+    assert (strategy.status, strategy.exit_reason) == ("EXITED", "REJECTED") and codes(strategy)[-1] == "S5"
 
 
 def test_a_rejected_buy_puts_the_position_back_and_ends_the_strategy(make_strategy):
@@ -184,3 +186,25 @@ def test_a_working_holder_keeps_its_lock_and_a_dead_ones_lock_expires(settings):
     assert locks.lock_acquire(strategy_id=2) is not None  # a worker that dies holding it
     time.sleep(0.4)
     assert locks.lock_acquire(strategy_id=2) is not None
+
+
+def test_keepalive_renews_the_lock_only_once_a_tenth_of_its_life_has_passed(settings):
+    from algotrader import redis_keys
+    from algotrader.redis_client import get_redis
+
+    settings.EXECUTION_LOCK_SECONDS = 10
+    key = redis_keys.lock_state(1)
+    token = locks.lock_acquire(strategy_id=1)
+    assert token is not None
+    with locks.lock_held(strategy_id=1, token=token):
+        get_redis().pexpire(key, 5000)  # a renewal would put it back to 10 s
+
+        assert locks.lock_keepalive()  # just taken: no round trip before the order
+        assert get_redis().pttl(key) <= 5000
+
+        settings.EXECUTION_LOCK_SECONDS = 0.2  # as if a tenth of the life had passed
+        time.sleep(0.05)
+        assert locks.lock_keepalive()
+        assert 0 < get_redis().pttl(key) <= 200
+
+    assert get_redis().exists(key) == 0

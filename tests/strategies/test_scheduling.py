@@ -11,10 +11,13 @@ from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask
 
+from algotrader import redis_keys
+from algotrader.redis_client import get_redis
 from execution.tasks import execute_buy_task
 from monitoring.models import EventLog
 from strategies import scheduling
 from strategies.models import Strategy
+from strategies.runtime import runtime_load
 from strategies.tasks import alert_expired_order_task, fire_slot_task, sweep_due_task
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
@@ -138,20 +141,43 @@ def test_nothing_fires_for_a_stopped_strategy():
     assert codes(strategy) == [] and queued() == []
 
 
-def test_a_buy_past_its_grace_window_is_skipped_with_an_alert(settings):
+def test_a_buy_past_its_grace_window_is_skipped_with_an_alert_and_the_strategy_ends(settings):
     settings.BUY_GRACE_SECONDS = 30
-    now = timezone.now()
+    now = timezone.now().replace(microsecond=0)
     strategy = strategy_create(buy_fire_at=now - seconds(31), sell_fire_at=now + seconds(60))
+    scheduling.schedule_strategy(strategy)
+    runtime_load(strategy)
+    assert iso(now + seconds(60)) in slot_instants()
 
     report = scheduling.fire_due(source="sweep")
 
     assert (report.buys, report.skipped) == (0, 1)
-    assert codes(strategy) == ["T1", "L4"]
+    assert codes(strategy) == ["T1", "L4", "S5"]
     t1 = EventLog.objects.get(strategy=strategy, code="T1")
     assert t1.payload["skipped"] is True and t1.payload["reason"] == "late" and t1.payload["late_seconds"] >= 31
-    assert queued() == []
+    assert EventLog.objects.get(strategy=strategy, code="S5").payload["reason"] == "REJECTED"
+    assert [q.task for q in queued()] == [scheduling.SLOT_TASK]  # the START's own due slot; no BUY
     strategy.refresh_from_db()
     assert strategy.buy_fired_at is not None  # claimed: never retried
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "NONE", "REJECTED")
+    assert iso(now + seconds(60)) not in slot_instants()  # its SELL timer is gone
+    assert not get_redis().exists(redis_keys.strategy(strategy.pk))  # and its runtime copy
+
+
+def test_ending_after_a_skipped_buy_leaves_a_stopped_or_bought_strategy_alone():
+    now = timezone.now()
+    stopped = strategy_create(buy_fire_at=now, sell_fire_at=now + seconds(60), status="STOPPED")
+    bought = strategy_create(buy_fire_at=now, sell_fire_at=now + seconds(60), position="BOUGHT")
+    flat = strategy_create(buy_fire_at=now, sell_fire_at=now + seconds(60))
+
+    ended = scheduling.strategies_end_unbought(strategy_ids=[stopped.pk, bought.pk, flat.pk, flat.pk])
+
+    assert ended == [flat.pk]  # once
+    assert [(s.status, s.position) for s in Strategy.objects.filter(pk__in=[stopped.pk, bought.pk]).order_by("pk")] == [
+        ("STOPPED", "NONE"),
+        ("RUNNING", "BOUGHT"),
+    ]
+    assert codes(stopped) == codes(bought) == [] and codes(flat) == ["S5"]
 
 
 def test_a_late_sell_always_runs():
@@ -236,13 +262,15 @@ def test_a_large_burst_is_fired_in_batches_each_strategy_once():
     assert EventLog.objects.filter(code="T1").count() == scheduling.FIRE_BATCH + 11
 
 
-def test_an_expired_buy_task_is_alerted_not_silent():
+def test_an_expired_buy_task_is_alerted_not_silent_and_the_strategy_ends():
     strategy = strategy_create(buy_fire_at=timezone.now() - seconds(40), sell_fire_at=timezone.now() + seconds(60))
 
     alert_expired_order_task(sender=execute_buy_task, request=SimpleNamespace(args=[strategy.pk]), expired=True)
     alert_expired_order_task(sender=execute_buy_task, request=SimpleNamespace(args=[strategy.pk]), expired=False)
 
-    assert codes(strategy) == ["L4"]
+    assert codes(strategy) == ["L4", "S5"]
+    strategy.refresh_from_db()
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "NONE", "REJECTED")
 
 
 def test_the_sweeper_deletes_fired_slots_after_their_retention():
