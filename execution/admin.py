@@ -93,8 +93,11 @@ class EntryHaltAdmin(admin.ModelAdmin[EntryHalt]):
     def save_model(self, request: HttpRequest, obj: EntryHalt, form: Any, change: bool) -> None:
         halt = safety.entries_halt(account=obj.account, reason=obj.reason)
         obj.pk, obj.created_at = halt.pk, halt.created_at
-        if halt.reason != obj.reason[:200]:
-            self.message_user(request, f"Already halted: {halt}", messages.WARNING)
+        scope = "every account" if obj.account is None else str(obj.account)
+        if halt.reason != obj.reason[:200]:  # another operator (or X5) got there first
+            self.message_user(request, f"New BUYs were already halted on {scope}: {halt.reason}", messages.WARNING)
+        else:
+            self.message_user(request, f"New BUYs halted on {scope}; exits still run.", messages.SUCCESS)
 
     def delete_model(self, request: HttpRequest, obj: EntryHalt) -> None:
         safety.entries_resume(account=obj.account)
