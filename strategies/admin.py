@@ -5,7 +5,9 @@ change is a compare-and-set with its events; the calendar is plain data, edited 
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -15,8 +17,32 @@ from strategies import services
 from strategies.models import MarketHoliday, MarketSession, Strategy
 
 
+class MarketSessionForm(forms.ModelForm[MarketSession]):
+    """The calendar is read by validation and the scheduler on every plan: a typo here
+    would break them all, so it is refused on the form."""
+
+    class Meta:
+        model = MarketSession
+        fields = ["venue", "opens_at", "closes_at", "time_zone", "trading_weekdays", "always_open"]
+
+    def clean_trading_weekdays(self) -> str:
+        days = [day.strip() for day in self.cleaned_data["trading_weekdays"].split(",") if day.strip()]
+        if not days or any(day not in {"0", "1", "2", "3", "4", "5", "6"} for day in days):
+            raise forms.ValidationError("Weekday numbers 0 (Monday) to 6 (Sunday), comma-separated: 0,1,2,3,4.")
+        return ",".join(sorted(set(days)))
+
+    def clean_time_zone(self) -> str:
+        zone = str(self.cleaned_data["time_zone"]).strip()
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise forms.ValidationError("An IANA time zone, such as Asia/Kolkata.") from None
+        return zone
+
+
 @admin.register(MarketSession)
 class MarketSessionAdmin(admin.ModelAdmin[MarketSession]):
+    form = MarketSessionForm
     list_display = ["venue", "opens_at", "closes_at", "time_zone", "trading_weekdays", "always_open"]
 
 
@@ -27,6 +53,20 @@ class MarketHolidayAdmin(admin.ModelAdmin[MarketHoliday]):
     date_hierarchy = "date"
     search_fields = ["description"]
     ordering = ["-date", "venue"]
+
+    def save_model(self, request: HttpRequest, obj: MarketHoliday, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        # Plans are checked against the calendar when made and started, not again at fire time.
+        planned = Strategy.objects.filter(
+            venue=obj.venue, trade_date=obj.date, status__in=(Strategy.Status.CREATED, Strategy.Status.RUNNING)
+        ).count()
+        if planned:
+            self.message_user(
+                request,
+                f"{planned} strategies are planned on {obj.venue} for {obj.date:%Y-%m-%d} and were checked "
+                "before this holiday existed: stop the running ones if they must not trade that day.",
+                messages.WARNING,
+            )
 
 
 def _label(strategy: Strategy) -> str:

@@ -209,3 +209,72 @@ def test_an_operator_adds_a_holiday_and_the_calendar_closes_that_day(operator):
     assert response.status_code == 302
     assert MarketHoliday.objects.filter(venue="NSE", date=day).exists()
     assert not calendar.is_trading_day("NSE", day)
+
+
+def test_a_holiday_on_a_day_with_planned_strategies_warns_the_operator(travel, operator):
+    strategy = running_strategy()
+
+    response = operator.post(
+        "/admin/strategies/marketholiday/add/",
+        {"venue": "SIM", "date": f"{strategy.trade_date:%Y-%m-%d}", "description": "Simulator maintenance"},
+        follow=True,
+    )
+
+    said = [str(message) for message in response.context["messages"]]
+    assert said[0] == (
+        f"1 strategies are planned on SIM for {strategy.trade_date:%Y-%m-%d} and were checked before this "
+        "holiday existed: stop the running ones if they must not trade that day."
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("trading_weekdays", "mon,tue", "Weekday numbers 0 (Monday) to 6 (Sunday)"),
+        ("trading_weekdays", "0,7", "Weekday numbers 0 (Monday) to 6 (Sunday)"),
+        ("time_zone", "India/Mumbai", "An IANA time zone"),
+        ("closes_at", "09:00", "Constraint"),
+    ],
+)
+def test_a_session_edit_that_would_break_the_calendar_is_refused_on_the_form(operator, field, value, error):
+    from strategies.models import MarketSession
+
+    session = MarketSession.objects.get(venue="NSE")
+    form = {
+        "venue": "NSE",
+        "opens_at": "09:15",
+        "closes_at": "15:30",
+        "time_zone": "Asia/Kolkata",
+        "trading_weekdays": "0,1,2,3,4",
+        field: value,
+    }
+
+    response = operator.post(f"/admin/strategies/marketsession/{session.pk}/change/", form)
+
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    session.refresh_from_db()
+    assert (session.trading_weekdays, session.time_zone, f"{session.closes_at:%H:%M}") == (
+        "0,1,2,3,4",
+        "Asia/Kolkata",
+        "15:30",
+    )
+
+
+def test_a_session_edit_is_saved_tidied(operator):
+    from strategies.models import MarketSession
+
+    session = MarketSession.objects.get(venue="BSE")
+    form = {"venue": "BSE", "opens_at": "09:15", "closes_at": "15:00", "time_zone": " Asia/Kolkata "}
+
+    response = operator.post(
+        f"/admin/strategies/marketsession/{session.pk}/change/", {**form, "trading_weekdays": "4, 0,1,2,3"}
+    )
+
+    assert response.status_code == 302
+    session.refresh_from_db()
+    assert (session.trading_weekdays, session.time_zone, f"{session.closes_at:%H:%M}") == (
+        "0,1,2,3,4",
+        "Asia/Kolkata",
+        "15:00",
+    )
