@@ -27,8 +27,10 @@ OPERATOR_EMAIL = "operator@example.com"
 OPERATOR_PASSWORD = "a long operator passphrase"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Module-scoped, and stopped before other modules run: while Playwright's sync API is
+    started, an event loop runs on this thread and async_to_sync (Channels) refuses to."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
             f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium (as root), or set CHROMIUM_PATH"
