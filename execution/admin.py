@@ -91,7 +91,9 @@ class EntryHaltAdmin(admin.ModelAdmin[EntryHalt]):
         return actions
 
     def save_model(self, request: HttpRequest, obj: EntryHalt, form: Any, change: bool) -> None:
-        halt = safety.entries_halt(account=obj.account, reason=obj.reason)
+        # The database lets global halts (account null) repeat; one is enough to read.
+        existing = EntryHalt.objects.filter(account__isnull=True).first() if obj.account is None else None
+        halt = existing or safety.entries_halt(account=obj.account, reason=obj.reason)
         obj.pk, obj.created_at = halt.pk, halt.created_at
         scope = "every account" if obj.account is None else str(obj.account)
         if halt.reason != obj.reason[:200]:  # another operator (or X5) got there first

@@ -141,3 +141,12 @@ def test_the_halt_list_and_the_account_flag_take_a_fixed_number_of_queries(opera
     assert len(halts.context["cl"].result_list) == 10
     flags = {account.pk: account.halted for account in listed.context["cl"].result_list}
     assert flags == {account.pk: account in accounts[:10] for account in accounts}
+
+
+def test_a_second_kill_switch_is_answered_with_the_one_already_on(operator):
+    safety.entries_halt(reason="first drill")
+
+    again = operator.post(f"{HALTS}add/", {"account": "", "reason": "second drill"}, follow=True)
+
+    assert messages_of(again)[0] == "New BUYs were already halted on every account: first drill"
+    assert list(EntryHalt.objects.values_list("reason", flat=True)) == ["first drill"]
