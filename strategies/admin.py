@@ -4,6 +4,7 @@ change is a compare-and-set with its events; the calendar is plain data, edited 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,6 +16,8 @@ from django.http import HttpRequest
 from algotrader.exceptions import ApplicationError
 from strategies import services
 from strategies.models import MarketHoliday, MarketSession, Strategy
+
+logger = logging.getLogger(__name__)
 
 
 class MarketSessionForm(forms.ModelForm[MarketSession]):
@@ -134,6 +137,16 @@ class StrategyAdmin(admin.ModelAdmin[Strategy]):
             stopped = services.strategy_stop(user=strategy.owner, strategy_id=strategy.pk, **stop)
         except ApplicationError as refusal:
             self.message_user(request, f"{_label(strategy)}: refused: {refusal.message}", messages.ERROR)
+            return
+        except Exception as error:
+            # After its commit (Redis or the task queue down): the rest of the selection still
+            # gets its turn, and the operator is told to look rather than shown a 500.
+            logger.exception("admin strategy action failed", extra={"strategy_id": strategy.pk})
+            self.message_user(
+                request,
+                f"{_label(strategy)}: failed ({type(error).__name__}); reload to see its state, and see the logs.",
+                messages.ERROR,
+            )
             return
         if stopped.position == Strategy.Position.EXITING and stopped.exit_reason == Strategy.ExitReason.STOP:
             outcome += "; its position is being sold at market"

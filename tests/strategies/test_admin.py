@@ -278,3 +278,27 @@ def test_a_session_edit_is_saved_tidied(operator):
         "Asia/Kolkata",
         "15:00",
     )
+
+
+def test_a_failure_after_the_stop_is_a_message_and_the_rest_of_the_selection_still_runs(travel, operator, monkeypatch):
+    import redis
+
+    from strategies import scheduling
+
+    first, second = running_strategy(), running_strategy()
+    unschedule = scheduling.unschedule_strategy
+
+    def redis_down_for_the_first(strategy):  # an outage between the commit and the clean-up
+        if strategy.pk == first.pk:
+            raise redis.ConnectionError("Connection refused")
+        unschedule(strategy)
+
+    monkeypatch.setattr(scheduling, "unschedule_strategy", redis_down_for_the_first)
+
+    said = act(operator, "stop", first, second)
+
+    assert said == [
+        f"#{first.pk} NSE:INFY ({first.owner}): failed (ConnectionError); reload to see its state, and see the logs.",
+        f"#{second.pk} NSE:INFY ({second.owner}): stopped by an operator.",
+    ]
+    assert list(Strategy.objects.order_by("pk").values_list("status", flat=True)) == ["STOPPED", "STOPPED"]
