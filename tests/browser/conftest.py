@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -104,11 +104,3 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Pat
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-
-
-def wait_for(condition: Callable[[], bool], log: Path | None = None, timeout: float = 30) -> None:
-    """Poll with a generous deadline: the machine is shared and loaded."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, log.read_text(errors="replace")[-6000:] if log else "timed out"
-        time.sleep(0.1)

@@ -12,7 +12,7 @@ from execution.models import EntryHalt, Order
 from execution.tasks import execute_buy_task
 from monitoring.models import EventLog
 from strategies.models import MarketHoliday, Strategy
-from tests.browser.conftest import wait_for
+from tests.browser.helpers import wait_for
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
 from tests.strategies.scheduling_helpers import declare_queues
