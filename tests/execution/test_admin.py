@@ -32,8 +32,9 @@ def messages_of(response) -> list[str]:
 
 def filled_orders(make_strategy, count: int) -> list[Order]:
     made = []
+    account = BrokerAccountFactory.create()  # one owner: hashing a password per row would dominate the test
     for n in range(count):
-        strategy = make_strategy()
+        strategy = make_strategy(account)
         made.append(
             Order.objects.create(
                 strategy=strategy,
@@ -128,7 +129,7 @@ def test_halting_an_account_twice_is_answered_on_the_form_not_with_an_error(oper
 
 
 def test_the_halt_list_and_the_account_flag_take_a_fixed_number_of_queries(operator, django_assert_max_num_queries):
-    accounts = BrokerAccountFactory.create_batch(20)
+    accounts = BrokerAccountFactory.create_batch(20, owner=UserFactory.create())
     for account in accounts[:10]:
         safety.entries_halt(account=account, reason="test")
 

@@ -2,7 +2,7 @@
 events, their Redis clean-up, the exit task), answer each strategy with its own
 message, and turn refusals into messages, never errors. The calendar is editable."""
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -11,12 +11,14 @@ import time_machine
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.test import Client
+from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from strategies import services
 from strategies.models import MarketHoliday, Strategy
 from tests.factories import BrokerAccountFactory, UserFactory
+from tests.strategies.factories_scheduling import strategy_create
 from tests.strategies.scheduling_helpers import declare_queues, queued
 
 pytestmark = pytest.mark.django_db
@@ -171,8 +173,10 @@ def test_a_staff_member_without_the_change_permission_sees_no_action(travel):
 
 
 def test_the_strategy_list_takes_a_fixed_number_of_queries(travel, operator, django_assert_max_num_queries):
+    account = BrokerAccountFactory.create()
+    now = timezone.now()
     for _ in range(30):
-        running_strategy()
+        strategy_create(account=account, buy_fire_at=now + timedelta(hours=1), sell_fire_at=now + timedelta(hours=2))
 
     with django_assert_max_num_queries(8):
         page = operator.get(CHANGELIST)
