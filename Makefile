@@ -36,6 +36,7 @@ install-dev: $(VENV)/.installed-dev
 run: install .env
 	honcho run python manage.py migrate --noinput
 	honcho run python manage.py collectstatic --noinput --verbosity 0
+	honcho run python manage.py metrics_reset
 	honcho start
 
 test: install-dev lint typecheck migrations-check deploy-check pytest

@@ -85,3 +85,11 @@ def order_rate(account_id: int, second: int) -> str:
 def broker_errors(account_id: int, window: int) -> str:
     """Counter of broker errors on an account's orders in one X5 window."""
     return f"safety:errors:{account_id}:{window}"
+
+
+# -- monitoring -------------------------------------------------------------------------
+
+
+def heartbeat(name: str) -> str:
+    """The time (epoch seconds) ``name`` last proved alive: "beat", "worker:<queue>"."""
+    return f"heartbeat:{name}"

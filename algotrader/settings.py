@@ -8,12 +8,15 @@ start-up, and the HTTPS hardening that ``check --deploy`` asks for is on.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django_guid.integrations import CeleryIntegration
+from pythonjsonlogger.core import RESERVED_ATTRS
 
 # Lets generic Django classes be subscripted (``ModelAdmin[Strategy]``) at run time.
 django_stubs_ext.monkeypatch()
@@ -61,6 +64,7 @@ INSTALLED_APPS = [
     "axes",
     "django_celery_beat",
     "channels",
+    "django_guid",
     "algotrader.users",
     "monitoring",
     "brokers",
@@ -70,6 +74,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every line logged while serving a request carries its id (X-Request-ID).
+    "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -391,24 +397,92 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = True
     if env.bool("BEHIND_TLS_PROXY", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-# --- Logging: JSON lines on stdout, secrets redacted ---------------------------
+# --- Alerts to operators (L4) ----------------------------------------------------
+# Each incident is sent once by email to ALERT_EMAILS (through EMAIL_URL: smtp://user:
+# password@host:587 with ?tls=True, or consolemail://, ...) and as {"text": ...} to
+# ALERT_WEBHOOK_URL (Slack incoming webhooks and Telegram bridges accept it); its
+# resolution is announced the same way. Nothing is sent where neither is set.
+
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Retries of a failing channel with exponential backoff (5 s up to 5 min), after which the
+# minutely sweep keeps trying for a day.
+ALERT_DELIVERY_RETRIES = env.int("ALERT_DELIVERY_RETRIES", default=8)
+_email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST", "")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="algotrader@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+if ALERT_WEBHOOK_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured("ALERT_WEBHOOK_TIMEOUT_SECONDS must be > 0")
+CELERY_BEAT_SCHEDULE["monitoring: deliver pending alerts"] = {
+    "task": "monitoring.tasks.alerts_notify_pending_task",
+    "schedule": timedelta(minutes=1),
+    "options": {"expire_seconds": 60},
+}
+
+# --- Metrics and readiness ----------------------------------------------------------
+# With PROMETHEUS_MULTIPROC_DIR set (`make run` sets it under the run folder), every
+# process counts into files there and /metrics adds them up; unset, /metrics shows the
+# web process's own counters. /readyz fails a heartbeat older than this.
+
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    # Absolute, existing, and in this process's environment before prometheus_client is
+    # imported (it reads the variable then); settings load first in every process.
+    _metrics_dir = Path(PROMETHEUS_MULTIPROC_DIR)
+    _metrics_dir = _metrics_dir if _metrics_dir.is_absolute() else BASE_DIR / _metrics_dir
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    PROMETHEUS_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+READY_HEARTBEAT_MAX_AGE_SECONDS = env.float("READY_HEARTBEAT_MAX_AGE_SECONDS", default=30.0)
+BEAT_HEARTBEAT_SECONDS = env.int("BEAT_HEARTBEAT_SECONDS", default=10)
+if BEAT_HEARTBEAT_SECONDS < 1 or READY_HEARTBEAT_MAX_AGE_SECONDS <= BEAT_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("READY_HEARTBEAT_MAX_AGE_SECONDS must exceed BEAT_HEARTBEAT_SECONDS (>= 1)")
+CELERY_BEAT_SCHEDULE["monitoring: beat heartbeat"] = {
+    "task": "monitoring.tasks.beat_heartbeat_task",
+    "schedule": timedelta(seconds=BEAT_HEARTBEAT_SECONDS),
+    "options": {"expire_seconds": BEAT_HEARTBEAT_SECONDS},
+}
+
+# --- Logging: JSON lines on stdout, secrets redacted, ids on every line -------------
+# Every process (web, workers, beat, listener, tick consumer, flower) logs through this:
+# Celery and flower adopt it (algotrader.celery), uvicorn's own loggers are routed here.
+# A line carries the request id (django-guid: X-Request-ID, passed on to the tasks the
+# request enqueues) and the strategy/order ids of the work in progress (log_context).
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    "VALIDATE_GUID": True,  # a client's id is kept only if it is a UUID: nothing else reaches the logs
+    "RETURN_HEADER": True,
+    "INTEGRATIONS": [CeleryIntegration(use_django_logging=False, log_parent=False)],
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "monitoring.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "monitoring.logging.RedactSecretsFilter"},
+        "context": {"()": "monitoring.logging.LogContextFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(levelname)s %(name)s %(message)s",
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": "time",  # ISO 8601 in UTC
+            "reserved_attrs": [*RESERVED_ATTRS, "_text_redacted"],
         },
     },
     "handlers": {
@@ -416,12 +490,16 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
-            "filters": ["redact"],
+            "filters": ["context", "redact"],
         },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "axes": {"level": "WARNING"},
+        # uvicorn configures its own text handlers before Django starts: replaced here.
+        "uvicorn": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
     },
 }

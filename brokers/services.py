@@ -32,7 +32,7 @@ from brokers.exceptions import (
 from brokers.fields import EncryptedTextField
 from brokers.models import BrokerAccount
 from monitoring.events import Event
-from monitoring.services import emit
+from monitoring.services import alert_raise, alert_resolve, emit
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +206,7 @@ def broker_account_create_session(*, account: BrokerAccount, request_token: str)
             message=f"Kite session of '{locked.label}' started",
             payload=_about(locked),
         )
+        alert_resolve(kind="broker_token_expired", key=f"account:{locked.pk}", resolution="the user logged in again")
     return locked
 
 
@@ -226,11 +227,13 @@ def broker_account_mark_token_expired(*, account: BrokerAccount, reason: str = "
                 message=f"The broker session of '{account.label}' has expired",
                 payload=about,
             )
-            emit(
-                Event.L4_ALERT_TRIGGERED,
+            alert_raise(
+                kind="broker_token_expired",
+                key=f"account:{account.pk}",
+                severity="warning",
                 user=account.owner,
                 message=f"Log in to your broker again: '{account.label}' cannot place new orders until you do",
-                payload={**about, "alert": "broker_token_expired"},
+                payload=about,
             )
     if flipped:
         account.status, account.access_token, account.updated_at = BrokerAccount.Status.TOKEN_EXPIRED, "", now

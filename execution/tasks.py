@@ -7,21 +7,25 @@ from django.conf import settings
 
 from execution import services
 from execution.services import recovery
+from monitoring.logging import log_context
 
 
 @shared_task(acks_late=True, expires=settings.BUY_GRACE_SECONDS)
 def execute_buy_task(strategy_id: int) -> None:
-    services.strategy_buy_execute(strategy_id=strategy_id)
+    with log_context(strategy_id=strategy_id):
+        services.strategy_buy_execute(strategy_id=strategy_id)
 
 
 @shared_task(acks_late=True, expires=settings.SELL_EXPIRES_SECONDS)
 def execute_sell_task(strategy_id: int, reason: str = "SELL") -> None:
-    services.strategy_sell_execute(strategy_id=strategy_id, reason=reason)
+    with log_context(strategy_id=strategy_id):
+        services.strategy_sell_execute(strategy_id=strategy_id, reason=reason)
 
 
 @shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
 def execute_stoploss_task(strategy_id: int) -> None:
-    services.strategy_stoploss_execute(strategy_id=strategy_id)
+    with log_context(strategy_id=strategy_id):
+        services.strategy_stoploss_execute(strategy_id=strategy_id)
 
 
 @shared_task(acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)

@@ -9,20 +9,26 @@ import logging
 import time
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from django.conf import settings
+from kombu.exceptions import OperationalError
 
 from algotrader.redis_client import get_redis
 from market.prices import price_group
 from market.services import stoploss_enqueue_leftovers, stoploss_publisher_warm, ticks_ingest
 from market.ticks import TICKS_CHANNEL
+from monitoring.services import error_log
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TICKS_CHANNEL", "TickConsumer"]
 
 LEFTOVER_SWEEP_SECONDS = 5.0
+ERROR_REPORT_EVERY = 60.0  # seconds between L3 records while Redis stays down
+# Redis (state, stop-loss index) and the Celery broker connection (which is Redis too).
+REDIS_ERRORS = (redis.RedisError, OperationalError)
 PUSH_CONCURRENCY = 8
 
 
@@ -31,21 +37,45 @@ class TickConsumer(SyncConsumer):
         super().__init__(*args, **kwargs)
         self._pushed_at: dict[str, float] = {}
         self._swept_at = float("-inf")
+        self._error_reported_at = float("-inf")
         try:
             stoploss_publisher_warm()
         except Exception:  # the first stop-loss retries the connection anyway
             logger.exception("stop-loss queue not reachable at start")
 
     def ticks_batch(self, message: dict[str, Any]) -> None:
-        result = ticks_ingest(message=message)
+        try:
+            result = ticks_ingest(message=message)
+        except REDIS_ERRORS as error:
+            # The batch is lost, not the stops: a taken trigger waits in market:sl_fired for the
+            # sweep, an untaken one fires on the next tick. Raising would end the worker process.
+            logger.exception(
+                "tick batch not applied: Redis unavailable", extra={"ticks": len(message.get("ticks") or [])}
+            )
+            self._report_error(error, "Tick batch not applied")
+            return
         self._push_prices(message.get("ticks") or [], result.applied)
         now = time.monotonic()
         if now - self._swept_at >= LEFTOVER_SWEEP_SECONDS:
             self._swept_at = now
             try:
                 stoploss_enqueue_leftovers()
+            except REDIS_ERRORS as error:
+                logger.exception("stop-loss leftover sweep failed")
+                self._report_error(error, "Stop-loss leftover sweep failed")
             except Exception:
                 logger.exception("stop-loss leftover sweep failed")
+
+    def _report_error(self, error: BaseException, message: str) -> None:
+        """L3 at most once a minute: an outage must not write a row per batch."""
+        now = time.monotonic()
+        if now - self._error_reported_at < ERROR_REPORT_EVERY:
+            return
+        self._error_reported_at = now
+        try:
+            error_log(source="redis", error=error, message=message)
+        except Exception:  # the database down too: the log line above is all there is
+            logger.exception("L3 not recorded")
 
     def _push_prices(self, ticks: list[Any], applied: list[bool]) -> None:
         """At most one price a ``MARKET_PRICE_PUSH_INTERVAL`` per instrument, and only to

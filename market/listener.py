@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from algotrader.redis_client import get_redis
 from brokers.adapters.base import FeedEvents, Tick, TickHandler, TickStream
 from market.ticks import BATCH_TYPE, TICKS_CHANNEL
 from monitoring.events import Event
-from monitoring.services import Emission, emit_many
+from monitoring.services import Emission, alert_raise, alert_resolve, emit_many, error_emission
 from strategies import calendar
 from strategies.models import Strategy
 
@@ -43,6 +44,7 @@ STATUS_EVERY = 1.0  # seconds between health checks and status heartbeats
 STATUS_TTL = 30  # a status older than this means the listener is gone
 CALENDAR_CACHE_SECONDS = 30.0
 DROP_REPORT_EVERY = 60.0  # seconds between B6 records of frames dropped on the way to the consumer
+ERROR_REPORT_EVERY = 60.0  # seconds between L3 records of one kind of failure during an outage
 
 
 class MarketListener:
@@ -77,10 +79,13 @@ class MarketListener:
         self._down_since: float | None = None
         self._restarting = False
         self._events: queue.Queue[Emission] = queue.Queue()
+        # Alerts to open or resolve, recorded with the events by the main thread.
+        self._alerts: queue.Queue[tuple[str, str, dict[str, Any], list[Emission]]] = queue.Queue()
         self._frames = 0
         self._dropped = 0
         self._drop_reported_at = float("-inf")
         self._open_cache: dict[str, tuple[float, bool]] = {}
+        self._error_reported_at: dict[str, float] = {}
 
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="market-layer", daemon=True)
@@ -138,6 +143,7 @@ class MarketListener:
 
     def on_error(self, reason: str) -> None:
         self._queue(Event.B6_PRICE_FEED_ERROR, f"Price feed error: {reason}"[:500], {"reason": reason[:300]})
+        self._report_error("broker", reason, "Broker price feed failed")
 
     # -- the main thread -------------------------------------------------------------
 
@@ -166,8 +172,9 @@ class MarketListener:
                     if now >= next_status:
                         self.check_health()
                         next_status = now + STATUS_EVERY
-                except redis.RedisError:
+                except redis.RedisError as error:
                     logger.exception("market listener: Redis unavailable")
+                    self._report_error("redis", error, "Market listener: Redis unavailable")
                     stop.wait(1.0)
                 self.record_events()
         finally:
@@ -314,8 +321,8 @@ class MarketListener:
             self._queue(Event.M3_PRICE_STREAM_DISCONNECTED, f"Price stream disconnected: {reason}"[:500], {})
 
     def _alert(self, instruments: set[str], *, now: float, cleared: bool) -> None:
-        """L4 once per incident and instrument: to operators (no user) and to each owner of
-        an armed strategy on it; and again, marked cleared, when its ticks return."""
+        """L4 once per incident and instrument: an alert for operators (no user) and an L4
+        to each owner of an armed strategy on it; resolved when its ticks return."""
         pipe = self._redis.pipeline(transaction=False)
         ordered = sorted(instruments)
         for instrument in ordered:
@@ -329,7 +336,7 @@ class MarketListener:
             last = self._last_tick_at.get(instrument)
             payload = {
                 "alert": "missing_price_feed",
-                "state": "cleared" if cleared else "open",
+                "state": "resolved" if cleared else "open",
                 "instrument": instrument,
                 "last_tick_at": datetime.fromtimestamp(last, UTC).isoformat() if last else None,
                 "stale_seconds": self._stale_seconds,
@@ -339,18 +346,18 @@ class MarketListener:
                 if cleared
                 else f"Missing price feed: no tick for {instrument} in {self._stale_seconds:g} s with stop-losses armed"
             )
-            self._events.put(Emission(Event.L4_ALERT_TRIGGERED, message=text, payload=payload))
-            for strategy_id in armed_by[instrument]:
-                if strategy_id in owners:
-                    self._events.put(
-                        Emission(
-                            Event.L4_ALERT_TRIGGERED,
-                            user_id=owners[strategy_id],
-                            strategy_id=strategy_id,
-                            message=text,
-                            payload=payload,
-                        )
-                    )
+            to_owners = [
+                Emission(
+                    Event.L4_ALERT_TRIGGERED,
+                    user_id=owners[strategy_id],
+                    strategy_id=strategy_id,
+                    message=text,
+                    payload=payload,
+                )
+                for strategy_id in armed_by[instrument]
+                if strategy_id in owners
+            ]
+            self._alerts.put((instrument, text, payload, to_owners))
 
     def record_events(self) -> None:
         emissions = []
@@ -359,15 +366,47 @@ class MarketListener:
                 emissions.append(self._events.get_nowait())
             except queue.Empty:
                 break
-        if not emissions:
+        alerts = []
+        while True:
+            try:
+                alerts.append(self._alerts.get_nowait())
+            except queue.Empty:
+                break
+        if not emissions and not alerts:
             return
         close_old_connections()
         try:
-            emit_many(emissions)
+            if emissions:
+                emit_many(emissions)
         except Exception:
             logger.exception(
                 "market listener: events not recorded", extra={"events": [e.event.code for e in emissions]}
             )
+        for instrument, text, payload, to_owners in alerts:
+            try:
+                self._record_alert(instrument, text, payload, to_owners)
+            except Exception:
+                logger.exception("market listener: alert not recorded", extra={"instrument": instrument})
+
+    def _record_alert(self, instrument: str, text: str, payload: dict[str, Any], to_owners: list[Emission]) -> None:
+        """The incident is the instrument's: opened or resolved once, whatever the listener
+        restarts in between; the owners hear of it only when it actually opens or resolves."""
+        details = {key: value for key, value in payload.items() if key not in ("alert", "state")}
+        if payload["state"] == "open":
+            alert = alert_raise(kind="missing_price_feed", key=instrument, message=text, payload=details)
+        else:
+            alert = alert_resolve(
+                kind="missing_price_feed", key=instrument, resolution="ticks flow again", message=text
+            )
+        if alert is not None and to_owners:
+            emit_many([replace(e, payload={**e.payload, "alert_id": alert.pk}) for e in to_owners])
+
+    def _report_error(self, source: str, error: BaseException | str, message: str) -> None:
+        """L3, at most once a minute per kind: an outage must not write a row a second."""
+        now = time.monotonic()
+        if now - self._error_reported_at.get(message, float("-inf")) >= ERROR_REPORT_EVERY:
+            self._error_reported_at[message] = now
+            self._events.put(error_emission(source=source, error=error, message=message))
 
     def _queue(self, event: Event, message: str, payload: dict[str, Any]) -> None:
         self._events.put(Emission(event, message=message, payload=payload))

@@ -19,6 +19,7 @@ from algotrader.queues import CeleryQueue
 from algotrader.redis_client import get_redis
 from market.ticks import Ingested, Trigger, ingest
 from monitoring.events import Event
+from monitoring.metrics import TICK_LAG
 from monitoring.services import Emission, emit_many
 from strategies.models import Strategy
 
@@ -41,6 +42,9 @@ def ticks_ingest(*, message: dict[str, Any]) -> Ingested:
         stoploss_enqueue(triggers=result.triggers)
         enqueued_at = time.time()
         _record_stoploss_triggered(result.triggers, received_at=message.get("received_at"), enqueued_at=enqueued_at)
+    received_at = message.get("received_at")
+    if received_at:  # after the stop-losses are on their way: they never wait for a metric
+        TICK_LAG.observe(max(0.0, time.time() - float(received_at)))
     if result.ignored:
         logger.info("older ticks ignored", extra={"ignored": result.ignored})
     first = message.get("first")

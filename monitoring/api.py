@@ -1,13 +1,15 @@
-"""Health endpoints for load balancers and operators (no authentication, no secrets)."""
+"""Health and metrics endpoints for load balancers, orchestrators and Prometheus: no
+authentication, and nothing in them is sensitive (states, ages, counts, event codes)."""
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from market.selectors import feed_health
-from monitoring import health
+from monitoring import health, metrics
 
 
 @never_cache
@@ -25,3 +27,19 @@ def healthz(request: HttpRequest) -> JsonResponse:
         if healthy and not feed["healthy"]:
             body["status"] = "degraded"
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+@never_cache
+@require_safe
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Can the system trade now: 200 when every check passes, else 503; each check's
+    result in the body either way."""
+    checks = health.readiness()
+    ready = all(check["ok"] for check in checks.values())
+    return JsonResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+@never_cache
+@require_safe
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

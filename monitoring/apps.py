@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        import logging
+
+        from monitoring.logging import install_record_redaction
+
+        # Every process sets Django up before it logs anything worth redacting.
+        install_record_redaction()
+        # Python warnings (a library's, Celery's) become log lines too: JSON, not stderr text.
+        logging.captureWarnings(True)

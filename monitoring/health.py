@@ -1,7 +1,18 @@
-"""Reachability checks of the parts every process needs: the database and Redis."""
+"""Checks of the parts the system needs, for /healthz (is this web process alive: the
+database and Redis) and /readyz (can the system trade: also beat, a worker on each
+queue, and a fresh price feed where stop-losses wait on it). Beat and the workers prove
+they are alive by heartbeat keys in Redis (``monitoring.heartbeats``)."""
 
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
 from django.db import connection
 
+from algotrader import redis_keys
+from algotrader.queues import CeleryQueue
 from algotrader.redis_client import get_redis
 
 
@@ -19,3 +30,32 @@ def redis_ok() -> bool:
         return bool(get_redis().ping())
     except Exception:
         return False
+
+
+def readiness() -> dict[str, dict[str, Any]]:
+    """Each check's result: ``ok`` and what was seen. Heartbeats older than
+    READY_HEARTBEAT_MAX_AGE_SECONDS (or missing) fail their check."""
+    from market.selectors import feed_health
+
+    checks: dict[str, dict[str, Any]] = {
+        "database": {"ok": database_ok()},
+        "redis": {"ok": redis_ok()},
+    }
+    if not checks["redis"]["ok"]:
+        for name in ("beat", *(f"queue:{queue.value}" for queue in CeleryQueue)):
+            checks[name] = {"ok": False, "error": "redis unreachable"}
+        return checks
+    now = time.time()
+    max_age = settings.READY_HEARTBEAT_MAX_AGE_SECONDS
+    redis = get_redis()
+    names = ["beat", *(f"queue:{queue.value}" for queue in CeleryQueue)]
+    keys = [redis_keys.heartbeat("beat"), *(redis_keys.heartbeat(f"worker:{queue.value}") for queue in CeleryQueue)]
+    for name, beat in zip(names, redis.mget(keys), strict=True):
+        age = round(now - float(beat), 1) if beat else None
+        checks[name] = {"ok": age is not None and age <= max_age, "heartbeat_age_seconds": age}
+    for queue in CeleryQueue:
+        checks[f"queue:{queue.value}"]["depth"] = int(redis.llen(queue.value))
+    feed = feed_health()
+    if feed is not None:  # only when something is subscribed: an idle system expects no feed
+        checks["market_feed"] = {"ok": bool(feed["healthy"]), **{k: v for k, v in feed.items() if k != "healthy"}}
+    return checks

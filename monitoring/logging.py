@@ -1,16 +1,25 @@
-"""The logging filter that keeps secrets out of every log line, whatever logged them:
-values under secret-looking keys in ``extra`` and ``%`` arguments are masked, and
-credential shapes (bearer tokens, JWTs, Kite ``token key:secret`` headers,
-``secret=...`` pairs) are masked inside messages."""
+"""Logging for every process: one redaction of secrets applied to every record whatever
+handler writes it (values under secret-looking keys in ``extra`` and ``%`` arguments are
+masked, and credential shapes (bearer tokens, JWTs, Kite ``token key:secret`` headers,
+``secret=...`` pairs) inside messages), and the ids of what a line concerns (the HTTP
+request, the strategy, the order) added from context to each line."""
 
+from __future__ import annotations
+
+import contextvars
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 MASK = "[redacted]"
 
+# Names that say "secret" but hold none: an expiry time, a type, a count (SQL columns
+# like ``token_expires_at`` are logged at DEBUG and must stay readable).
+_HARMLESS_SUFFIX = r"(?<!_at)(?<!_expiry)(?<!_expires)(?<!_type)(?<!_count)"
 SECRET_KEYS = re.compile(
+    r"^(?!.*_(?:at|expiry|expires|type|count)$).*"
     r"(pass(word)?|secret|token|authori[sz]ation|api[_-]?key|checksum|cookie|session|refresh|access|enctoken)",
     re.IGNORECASE,
 )
@@ -22,15 +31,21 @@ _PATTERNS = [
     # key=value and "key": "value" pairs whose key names a secret
     (
         re.compile(
-            r"(?i)([\"']?[\w-]*(?:secret|token|password|passwd|api_key|apikey|checksum|authorization)[\w-]*[\"']?"
-            r"\s*[=:]\s*[\"']?)([^\"'&\s,}]+)"
+            r"(?i)([\"']?[\w-]*(?:secret|token|password|passwd|api_key|apikey|checksum|authorization)[\w-]*"
+            + _HARMLESS_SUFFIX
+            + r"[\"']?\s*[=:]\s*[\"']?)([^\"'&\s,}]+)"
         ),
         r"\1" + MASK,
     ),
 ]
 
 # LogRecord attributes that are not user-supplied ``extra``.
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "_text_redacted",
+}
 
 
 def redact_text(text: str) -> str:
@@ -51,18 +66,86 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
+def _redact_text_of(record: logging.LogRecord) -> None:
+    """The message (its ``%`` arguments merged in), the traceback and the stack."""
+    if getattr(record, "_text_redacted", False):
+        return
+    if record.args:
+        record.msg = record.getMessage()
+        record.args = None
+    if isinstance(record.msg, str):
+        record.msg = redact_text(record.msg)
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact_text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    record._text_redacted = True
+
+
 class RedactSecretsFilter(logging.Filter):
+    """The one redaction of secrets. On the stdout handler it covers the whole record,
+    ``extra`` included; ``install_record_redaction`` applies its text part to every record
+    as it is made, so whatever handler writes a line (pytest's log file, a library's own)
+    never sees a secret in it."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = record.getMessage()
-            record.args = None
-        if isinstance(record.msg, str):
-            record.msg = redact_text(record.msg)
+        _redact_text_of(record)
         for name, value in list(vars(record).items()):
             if name not in _RESERVED:
                 setattr(record, name, redact(value, name))
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact_text(record.exc_text)
         return True
+
+
+def install_record_redaction() -> None:
+    """Redact each record's text when it is made: after the level check, so a DEBUG line
+    that is not logged costs nothing. (``extra`` is set on the record after the factory
+    returns; only the JSON handler writes it, and its filter redacts it.) Idempotent."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        _redact_text_of(record)
+        return record
+
+    factory.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+# --- ids on every line ---------------------------------------------------------------
+
+_CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_context", default=None)
+
+
+@contextmanager
+def log_context(**ids: Any) -> Iterator[None]:
+    """Every line logged inside carries these ids (``strategy_id``, ``order_id``), in
+    this thread or task and what it awaits; nested contexts add to the outer one."""
+    token = _CONTEXT.set({**(_CONTEXT.get() or {}), **ids})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class LogContextFilter(logging.Filter):
+    """Adds the context's ids and the request id (django-guid's, which its Celery
+    integration carries into the tasks a request enqueues) unless the line sets its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in (_CONTEXT.get() or {}).items():
+            if value is not None and not hasattr(record, name):
+                setattr(record, name, value)
+        request_id = _request_id()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
+
+
+def _request_id() -> str | None:
+    from django_guid import get_guid
+
+    return get_guid()

@@ -1,6 +1,7 @@
 """``emit``: the one way an event of the catalogue is recorded (``emit_many`` for a
-batch). It writes an EventLog row, one JSON log line, and (after commit) pushes
-user-visible events to the user's WebSocket group."""
+batch). It writes an EventLog row, one JSON log line with the event's ids, counts the
+event in the metrics, and (after commit) pushes user-visible events to the user's
+WebSocket group. ``error_log`` is L3 for a caught broker or Redis failure."""
 
 import asyncio
 import logging
@@ -10,13 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from algotrader.users.models import User
+from monitoring import transports
 from monitoring.events import Event
-from monitoring.models import EventLog
+from monitoring.logging import redact_text
+from monitoring.metrics import EVENTS
+from monitoring.models import Alert, EventLog
+from monitoring.transports import TransportError
 
 if TYPE_CHECKING:
+    from execution.models import Order
     from strategies.models import Strategy
 
 logger = logging.getLogger("algotrader.events")
@@ -65,6 +72,7 @@ class Emission:
     strategy_id: int | None = None
     message: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    order_id: int | None = None
 
 
 def emit(
@@ -72,10 +80,12 @@ def emit(
     *,
     user: User | None = None,
     strategy: "Strategy | None" = None,
+    order: "Order | None" = None,
     message: str = "",
     payload: dict[str, Any] | None = None,
 ) -> EventLog:
-    """Record ``event``. A strategy's events form its timeline; its owner is the user."""
+    """Record ``event``. A strategy's events form its timeline; its owner is the user.
+    ``order``: the order the event concerns (an order's history is its events)."""
     if strategy is not None and user is None:
         user = strategy.owner
     [record] = emit_many(
@@ -83,9 +93,61 @@ def emit(
             Emission(
                 event,
                 user_id=user.pk if user else None,
-                strategy_id=strategy.pk if strategy else None,
+                strategy_id=strategy.pk if strategy else (order.strategy_id if order else None),
                 message=message,
                 payload=payload or {},
+                order_id=order.pk if order else None,
+            )
+        ]
+    )
+    return record
+
+
+def error_emission(
+    *,
+    source: str,
+    error: BaseException | str,
+    message: str = "",
+    user_id: int | None = None,
+    strategy_id: int | None = None,
+    order_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Emission:
+    """L3 for a caught broker or Redis failure, as an Emission (for a thread that queues
+    its events, like the market listener). ``source`` names what failed: "broker", "redis"."""
+    kind = type(error).__name__ if isinstance(error, BaseException) else "Error"
+    described = redact_text(f"{kind}: {error}")[:300]
+    return Emission(
+        Event.L3_ERROR_LOGGED,
+        user_id=user_id,
+        strategy_id=strategy_id,
+        message=f"{message or source + ' failure'}: {described}"[:500],
+        payload={**(payload or {}), "source": source, "error_type": kind, "error": described},
+        order_id=order_id,
+    )
+
+
+def error_log(
+    *,
+    source: str,
+    error: BaseException | str,
+    message: str = "",
+    strategy: "Strategy | None" = None,
+    order: "Order | None" = None,
+    payload: dict[str, Any] | None = None,
+) -> EventLog:
+    """L3: a broker or Redis failure that was caught and handled (retried, degraded, left
+    to recovery), recorded so that operators see how often and where it happens."""
+    [record] = emit_many(
+        [
+            error_emission(
+                source=source,
+                error=error,
+                message=message,
+                user_id=strategy.owner_id if strategy else None,
+                strategy_id=strategy.pk if strategy else (order.strategy_id if order else None),
+                order_id=order.pk if order else None,
+                payload=payload,
             )
         ]
     )
@@ -101,6 +163,7 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
                 code=emission.event.code,
                 user_id=emission.user_id,
                 strategy_id=emission.strategy_id,
+                order_id=emission.order_id,
                 message=emission.message[:500],
                 payload=emission.payload,
             )
@@ -110,14 +173,17 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
     pushes: list[tuple[int, dict[str, Any]]] = []
     for emission, record in zip(emissions, records, strict=True):
         event = emission.event
+        EVENTS.labels(event.code).inc()
         logger.info(
             emission.message or event.label,
             extra={
                 "event": event.code,
                 "event_name": event.label,
                 "category": event.category.value,
+                "event_id": record.pk,
                 "user_id": emission.user_id,
                 "strategy_id": emission.strategy_id,
+                "order_id": emission.order_id,
                 "payload": emission.payload,
             },
         )
@@ -127,6 +193,7 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
                 "code": event.code,
                 "name": event.label,
                 "strategy_id": emission.strategy_id,
+                "order_id": emission.order_id,
                 "message": record.message,
                 "payload": emission.payload,
                 "created_at": record.created_at.isoformat(),
@@ -135,3 +202,168 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
     if pushes:
         transaction.on_commit(lambda: _push_to_users(pushes))
     return records
+
+
+# --- Alerts (L4) ------------------------------------------------------------------------
+
+
+def alert_raise(
+    *,
+    kind: str,
+    key: str,
+    message: str,
+    severity: str = Alert.Severity.CRITICAL,
+    user: User | None = None,
+    strategy: "Strategy | None" = None,
+    order: "Order | None" = None,
+    payload: dict[str, Any] | None = None,
+) -> Alert | None:
+    """Open the incident (``kind``, ``key``) and record its L4 (the user's timeline and
+    WebSocket when a user is concerned); operators are told after commit by a task.
+    Returns None, and records nothing, if that incident is already open: the partial
+    unique constraint decides between racing processes, so an incident is sent once."""
+    if strategy is not None and user is None:
+        user = strategy.owner
+    details = payload or {}
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                alert = Alert.objects.create(
+                    kind=kind,
+                    key=key[:200],
+                    severity=severity,
+                    user=user,
+                    strategy=strategy,
+                    message=redact_text(message)[:500],
+                    payload=details,
+                )
+        except IntegrityError:
+            logger.info("alert already open", extra={"alert": kind, "key": key})
+            return None
+        emit(
+            Event.L4_ALERT_TRIGGERED,
+            user=user,
+            strategy=strategy,
+            order=order,
+            message=message,
+            payload={**details, "alert": kind, "key": key, "alert_id": alert.pk, "severity": severity, "state": "open"},
+        )
+        _notify_after_commit(alert.pk)
+    return alert
+
+
+def alert_resolve(*, kind: str, key: str, resolution: str = "", message: str = "") -> Alert | None:
+    """Close the open incident (``kind``, ``key``), record an L4 saying so, and tell
+    operators; None if none is open (resolving is idempotent)."""
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().filter(kind=kind, key=key[:200], resolved_at__isnull=True).first()
+        if alert is None:
+            return None
+        alert.resolved_at = timezone.now()
+        alert.resolution = resolution[:200]
+        Alert.objects.filter(pk=alert.pk).update(resolved_at=alert.resolved_at, resolution=alert.resolution)
+        emit_many(
+            [
+                Emission(
+                    Event.L4_ALERT_TRIGGERED,
+                    user_id=alert.user_id,
+                    strategy_id=alert.strategy_id,
+                    message=message or f"Resolved: {alert.message}"[:500],
+                    payload={
+                        **alert.payload,
+                        "alert": kind,
+                        "key": key,
+                        "alert_id": alert.pk,
+                        "severity": alert.severity,
+                        "state": "resolved",
+                        "resolution": alert.resolution,
+                    },
+                )
+            ]
+        )
+        _notify_after_commit(alert.pk)
+    return alert
+
+
+def _notify_after_commit(alert_id: int) -> None:
+    from monitoring.tasks import alert_notify_task  # the tasks module imports these services
+
+    # robust: a Celery broker that is down must not fail the committed caller; the
+    # periodic sweep (alerts_notify_pending_task) delivers what could not be enqueued.
+    transaction.on_commit(lambda: alert_notify_task.delay(alert_id), robust=True)
+
+
+def alert_notify(*, alert_id: int) -> list[TransportError]:
+    """Tell operators of the alert's opening and, once it is resolved, of its resolution:
+    each channel once. The row lock serialises two deliveries of the task; a channel
+    that failed is retried alone (returned, for the task to retry), one that succeeded
+    or failed for good is never sent again."""
+    failures: list[TransportError] = []
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
+        if alert is None:
+            return failures
+        stages = []
+        if alert.notified_at is None:
+            stages.append("open")
+        if alert.resolved_at is not None and alert.resolve_notified_at is None:
+            stages.append("resolve")
+        channels = transports.configured()
+        for stage in stages:
+            for channel in channels:
+                mark = f"{channel.name}:{stage}"
+                if mark in alert.deliveries:
+                    continue
+                try:
+                    channel.send(alert, stage=stage)
+                except TransportError as error:
+                    logger.warning(
+                        "alert delivery failed",
+                        extra={"alert_id": alert.pk, "channel": channel.name, "permanent": error.permanent},
+                    )
+                    if not error.permanent:
+                        failures.append(error)
+                        continue
+                    alert.deliveries[mark] = f"failed: {error}"[:200]  # retrying cannot help
+                    continue
+                alert.deliveries[mark] = timezone.now().isoformat()
+            if all(f"{channel.name}:{stage}" in alert.deliveries for channel in channels):
+                setattr(alert, "notified_at" if stage == "open" else "resolve_notified_at", timezone.now())
+        alert.save(update_fields=["deliveries", "notified_at", "resolve_notified_at"])
+    return failures
+
+
+# Order tasks whose first argument is a strategy id: their crash is a strategy crash.
+STRATEGY_TASKS = frozenset(
+    {
+        "execution.tasks.execute_buy_task",
+        "execution.tasks.execute_sell_task",
+        "execution.tasks.execute_stoploss_task",
+    }
+)
+
+
+def task_failure_alert(*, task_name: str, args: list[Any], error: BaseException | None) -> Alert | None:
+    """A task ended by an exception. An order task's is a strategy crash (its order, if
+    any, is settled by recovery; its position may need an operator); any other task's is
+    one incident per task until an operator resolves it."""
+    from strategies.models import Strategy
+
+    described = redact_text(f"{type(error).__name__}: {error}")[:300] if error is not None else "unknown error"
+    short = task_name.rsplit(".", 1)[-1]
+    if task_name in STRATEGY_TASKS and args and isinstance(args[0], int):
+        strategy = Strategy.objects.select_related("owner").filter(pk=args[0]).first()
+        return alert_raise(
+            kind="strategy_crash",
+            key=f"strategy:{args[0]}",
+            strategy=strategy,
+            message=f"Strategy #{args[0]} crashed in {short}: {described}",
+            payload={"task": task_name, "strategy_id": args[0], "error": described},
+        )
+    return alert_raise(
+        kind="task_failed",
+        key=task_name[:200],
+        severity=Alert.Severity.WARNING,
+        message=f"Task {short} failed: {described}",
+        payload={"task": task_name, "error": described},
+    )

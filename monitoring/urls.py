@@ -4,4 +4,6 @@ from monitoring import api
 
 urlpatterns = [
     path("healthz", api.healthz, name="healthz"),
+    path("readyz", api.readyz, name="readyz"),
+    path("metrics", api.metrics_view, name="metrics"),
 ]

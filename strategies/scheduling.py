@@ -22,7 +22,7 @@ from django_celery_beat.models import ClockedSchedule, PeriodicTask, PeriodicTas
 from algotrader.celery import app
 from algotrader.queues import CeleryQueue
 from monitoring.events import Event
-from monitoring.services import Emission, emit, emit_many
+from monitoring.services import Emission, alert_raise, emit, emit_many
 from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport
         now = timezone.now()
         rows = _claim(side, cutoff=cutoff, now=now)
         emissions: list[Emission] = []
+        skipped_by_instant: dict[datetime, list[int]] = {}
         to_send: list[tuple[int, datetime]] = []
         for strategy_id, owner_id, fire_at in rows:
             late = (now - fire_at).total_seconds()
@@ -212,12 +213,23 @@ def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport
                 emissions.append(
                     Emission(Event.L4_ALERT_TRIGGERED, owner_id, strategy_id, message, {**payload, "alert": "buy_late"})
                 )
+                skipped_by_instant.setdefault(fire_at, []).append(strategy_id)
                 report.skipped += 1
             else:
                 emissions.append(Emission(side.event, owner_id, strategy_id, payload=payload))
                 to_send.append((strategy_id, fire_at))
         if emissions:
             emit_many(emissions)
+        for fire_at, skipped in skipped_by_instant.items():
+            # One incident for operators per late instant (beat or the workers were behind),
+            # however many strategies it skipped; each owner has the L4 above on the timeline.
+            alert_raise(
+                kind="buy_late",
+                key=f"buy:{_iso(fire_at)}",
+                severity="warning",
+                message=f"{len(skipped)} BUY(s) due at {_iso(fire_at)} skipped: past the {grace} s grace window",
+                payload={"fire_at": _iso(fire_at), "strategies": skipped[:100], "count": len(skipped)},
+            )
         _send(side, to_send)
     if side is Side.BUY:
         report.buys += len(to_send)
@@ -278,11 +290,15 @@ def sweep() -> FireReport:
 
 def order_task_expired(*, strategy_id: int, side: Side) -> None:
     """An order task sat in the queue past its ``expires`` and the worker dropped it."""
-    owner_id = Strategy.objects.filter(pk=strategy_id).values_list("owner_id", flat=True).first()
+    strategy = Strategy.objects.select_related("owner").filter(pk=strategy_id).first()
     message = f"{side} dropped: it waited in the queue past its expiry"
     logger.error(message, extra={"strategy_id": strategy_id})
-    emit_many(
-        [Emission(Event.L4_ALERT_TRIGGERED, owner_id, strategy_id if owner_id else None, message, {"alert": "expired"})]
+    alert_raise(
+        kind="order_task_expired",
+        key=f"strategy:{strategy_id}:{side}",
+        strategy=strategy,
+        message=message,
+        payload={"strategy_id": strategy_id, "side": str(side)},
     )
 
 

@@ -242,6 +242,13 @@ def strategy_stop(*, user: User, strategy_id: int, keep_position: bool = False) 
             raise InvalidTransition("The strategy changed meanwhile; reload it and try again.")
         strategy.refresh_from_db()
         emit(Event.S4_STRATEGY_STOPPED, strategy=strategy, payload={**_about(strategy), "exit": exit_position})
+        # L1 "STOP": the strategy's own record of the STOP; an exit it asks for gets its own L1 when filled.
+        emit(
+            Event.L1_STRATEGY_EVENT_LOGGED,
+            strategy=strategy,
+            message="STOP: exiting the position" if exit_position else "STOP",
+            payload={**_about(strategy), "action": "STOP", "outcome": "STOPPED", "exit": exit_position},
+        )
 
     scheduling.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)

@@ -10,6 +10,9 @@ from rest_framework.test import APIClient
 from algotrader.redis_client import get_redis
 from tests.factories import UserFactory
 
+# The captured full log of the run must hold no secret the tests used (a find fails the run).
+pytest_plugins = ["tests.monitoring.log_secrets"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     db = settings.REDIS_URL.rsplit("/", 1)[-1]

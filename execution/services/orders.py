@@ -28,7 +28,8 @@ from execution.exceptions import OrderConflict
 from execution.models import Order
 from execution.services import locks, safety
 from monitoring.events import Event
-from monitoring.services import emit
+from monitoring.metrics import ORDERS
+from monitoring.services import alert_raise, alert_resolve, emit, error_log
 from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def _log_exchange(order: Order, strategy: Strategy, request: dict[str, Any], res
     emit(
         Event.L2_ORDER_EVENT_LOGGED,
         strategy=strategy,
+        order=order,
         payload={**about(order, strategy), "request": request, "response": response},
     )
 
@@ -149,9 +151,11 @@ def _finalize(order: Order, strategy: Strategy, status: Status, **changes: Any) 
     if not _move(order, Order.LIVE, status=status, **changes):
         order.refresh_from_db()
         return False
+    ORDERS.labels(str(status), order.reason).inc()
     emit(
         Event.E5_ORDER_FINALIZED,
         strategy=strategy,
+        order=order,
         payload={
             **about(order, strategy),
             "status": status,
@@ -166,13 +170,36 @@ def _finalize(order: Order, strategy: Strategy, status: Status, **changes: Any) 
 def _fail(order: Order, strategy: Strategy, status: Status, error: str, *, alert: str) -> None:
     order.last_error = error[:500]
     if _finalize(order, strategy, status, last_error=order.last_error):
-        emit(Event.B4_ORDER_REJECTED, strategy=strategy, message=error[:500], payload=about(order, strategy))
         emit(
-            Event.L4_ALERT_TRIGGERED,
-            strategy=strategy,
-            message=alert,
-            payload={**about(order, strategy), "alert": "order_failed", "error": error[:500]},
+            Event.B4_ORDER_REJECTED, strategy=strategy, order=order, message=error[:500], payload=about(order, strategy)
         )
+        order_alert(order=order, strategy=strategy, message=alert, payload={"error": error[:500]})
+
+
+def order_alert(*, order: Order, strategy: Strategy, message: str, payload: dict[str, Any] | None = None) -> None:
+    """L4 for an order that ended without a fill: one incident per order, whichever of the
+    pipeline and the position raises it first. A failed exit leaves a position open at the
+    broker: critical; a failed entry only ends the strategy."""
+    alert_raise(
+        kind="order_failed",
+        key=f"order:{order.pk}",
+        severity="critical" if order.side == Order.Side.SELL else "warning",
+        strategy=strategy,
+        order=order,
+        message=message,
+        payload={**about(order, strategy), **(payload or {})},
+    )
+
+
+def _broker_down(order: Order, strategy: Strategy, error: str) -> None:
+    """Broker API downtime: transient errors outlasted an order's whole retry window."""
+    alert_raise(
+        kind="broker_unreachable",
+        key=f"account:{strategy.broker_account_id}",
+        user=strategy.owner,
+        message=f"The broker kept failing for '{strategy.broker_account.label}': {error}"[:500],
+        payload={"broker_account_id": strategy.broker_account_id, "order_id": order.pk, "error": error[:300]},
+    )
 
 
 def order_fail(*, order: Order, strategy: Strategy, why: str) -> None:
@@ -187,6 +214,7 @@ def order_adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
     emit(
         Event.B3_ORDER_ACCEPTED,
         strategy=strategy,
+        order=order,
         payload={**about(order, strategy), "broker_order_id": order.broker_order_id},
     )
     return True
@@ -199,6 +227,7 @@ def order_lookup(*, order: Order, adapter: BrokerAdapter) -> list[BrokerOrder] |
         return adapter.orders_by_tag(order.tag)
     except BrokerError as error:
         logger.warning("order lookup by tag failed", extra={"order_id": order.pk, "error": _error_text(error)})
+        error_log(source="broker", error=error, order=order, message="Order lookup by tag failed")
         return None
 
 
@@ -211,11 +240,13 @@ def order_reconcile(*, order: Order, strategy: Strategy, adapter: BrokerAdapter,
         found = order_lookup(order=order, adapter=adapter)
         if found:
             if len(found) > 1:  # a broker-side duplicate: adopt one, an operator must see the other
-                emit(
-                    Event.L4_ALERT_TRIGGERED,
+                alert_raise(
+                    kind="duplicate_tag",
+                    key=f"order:{order.pk}",
                     strategy=strategy,
+                    order=order,
                     message=f"{len(found)} orders at the broker carry tag {order.tag}",
-                    payload={**about(order, strategy), "alert": "duplicate_tag"},
+                    payload=about(order, strategy),
                 )
             order_adopt(order, strategy, found[0].broker_order_id)
             return order.status == Status.PLACED or order.status in Order.FINAL
@@ -253,6 +284,7 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
             broker_order_id = adapter.place_order(request)
         except AmbiguousOutcome as error:
             _log_exchange(order, strategy, logged_request, {"error": _error_text(error)})
+            error_log(source="broker", error=error, strategy=strategy, order=order, message="No answer to an order")
             safety.broker_error_record(account=strategy.broker_account)
             _count_attempt(order, _error_text(error))
             _move(order, (Status.PENDING,), status=Status.UNKNOWN)
@@ -267,6 +299,7 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
                     _error_text(error),
                     alert="Order lost at the broker, retries exhausted",
                 )
+                _broker_down(order, strategy, _error_text(error))
                 return order
             order = order_replace(order, strategy, why=_error_text(error))
             if order.status in Order.FINAL:
@@ -275,6 +308,9 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
         except BrokerError as error:
             _log_exchange(order, strategy, logged_request, {"error": _error_text(error)})
             if not isinstance(error, OrderRejected):  # a refused order says nothing about the broker's health
+                error_log(
+                    source="broker", error=error, strategy=strategy, order=order, message="Order placement failed"
+                )
                 safety.broker_error_record(account=strategy.broker_account)
             _count_attempt(order, _error_text(error))
             if error.permanent:
@@ -298,10 +334,12 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
                     _error_text(error),
                     alert=f"{order.reason} not placed: the broker kept failing",
                 )
+                _broker_down(order, strategy, _error_text(error))
                 return order
             emit(
                 Event.E4_ORDER_RETRY_REQUIRED,
                 strategy=strategy,
+                order=order,
                 payload={
                     **about(order, strategy),
                     "error": _error_text(error),
@@ -314,6 +352,12 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
         _log_exchange(order, strategy, logged_request, {"broker_order_id": broker_order_id})
         _count_attempt(order, "")
         order_adopt(order, strategy, broker_order_id)
+        # After the broker call, so it costs the placement nothing: an accepted order ends an outage.
+        alert_resolve(
+            kind="broker_unreachable",
+            key=f"account:{strategy.broker_account_id}",
+            resolution="the broker accepted an order again",
+        )
         return order
 
 
@@ -329,6 +373,7 @@ def order_replace(lost: Order, strategy: Strategy, *, why: str) -> Order:
         emit(
             Event.E4_ORDER_RETRY_REQUIRED,
             strategy=strategy,
+            order=replacement,
             payload={**about(replacement, strategy), "replaces": lost.tag, "error": why[:500]},
         )
     return replacement
@@ -346,6 +391,7 @@ def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) ->
             seen = adapter.get_order(order.broker_order_id)
         except BrokerError as error:
             logger.warning("order poll failed", extra={"order_id": order.pk, "error": _error_text(error)})
+            error_log(source="broker", error=error, strategy=strategy, order=order, message="Order status poll failed")
             if error.permanent:
                 if isinstance(error, BrokerAuthError):
                     broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
@@ -359,6 +405,7 @@ def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) ->
             emit(
                 Event.L3_ERROR_LOGGED,
                 strategy=strategy,
+                order=order,
                 message="Order not final in time: recovery will settle it",
                 payload=about(order, strategy),
             )

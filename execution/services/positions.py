@@ -26,6 +26,7 @@ from execution.models import Order
 from execution.services import locks, safety
 from execution.services.orders import (
     about,
+    order_alert,
     order_create,
     order_follow,
     order_lookup,
@@ -34,7 +35,9 @@ from execution.services.orders import (
 )
 from market.stoploss_index import stoploss_arm, stoploss_disarm
 from monitoring.events import Event
-from monitoring.services import emit
+from monitoring.logging import log_context
+from monitoring.metrics import TimedAdapter
+from monitoring.services import alert_raise, emit
 from strategies import runtime, scheduling
 from strategies import services as strategy_services
 from strategies.models import Strategy
@@ -124,20 +127,24 @@ def strategy_buy_execute(*, strategy_id: int) -> Order | None:
             return None
         valid_until = strategy.buy_fire_at + timedelta(seconds=settings.BUY_GRACE_SECONDS)
         if timezone.now() > valid_until:
-            emit(
-                Event.L4_ALERT_TRIGGERED,
+            alert_raise(
+                kind="buy_late",
+                key=f"strategy:{strategy.pk}",
+                severity="warning",
                 strategy=strategy,
                 message="BUY refused: it arrived after its grace window",
-                payload={**_about(strategy), "alert": "late_buy", "valid_until": valid_until.isoformat()},
+                payload={**_about(strategy), "valid_until": valid_until.isoformat()},
             )
             return None
         halt = safety.entries_halted(account=strategy.broker_account)
         if halt is not None:
-            emit(
-                Event.L4_ALERT_TRIGGERED,
+            alert_raise(
+                kind="entries_halted",
+                key=f"strategy:{strategy.pk}",
+                severity="warning",
                 strategy=strategy,
                 message=f"BUY refused: new entries are halted ({halt.reason})",
-                payload={**_about(strategy), "alert": "entries_halted"},
+                payload=_about(strategy),
             )
             return None
         order = _claim(
@@ -239,7 +246,7 @@ def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
     """The account's adapter for one execution, its HTTP session closed afterwards."""
     adapter = adapter_for(strategy.broker_account)
     try:
-        yield adapter
+        yield TimedAdapter(adapter)  # the adapter, its broker calls timed into the metrics
     finally:
         close = getattr(adapter, "close", None)
         if callable(close):
@@ -247,11 +254,12 @@ def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
 
 
 def order_execute(strategy: Strategy, order: Order) -> Order:
-    with broker_adapter(strategy) as adapter:
-        order = order_place(order=order, strategy=strategy, adapter=adapter)
-        if order.status == Order.Status.PLACED:
-            order = order_follow(order=order, strategy=strategy, adapter=adapter)
-    position_apply_outcome(strategy, order)
+    with log_context(strategy_id=strategy.pk, order_id=order.pk):
+        with broker_adapter(strategy) as adapter:
+            order = order_place(order=order, strategy=strategy, adapter=adapter)
+            if order.status == Order.Status.PLACED:
+                order = order_follow(order=order, strategy=strategy, adapter=adapter)
+        position_apply_outcome(strategy, order)
     return order
 
 
@@ -282,11 +290,14 @@ def position_resume(strategy: Strategy, side: Order.Side) -> Order | None:
 
 def position_apply_outcome(strategy: Strategy, order: Order) -> None:
     if order.is_live:
-        emit(
-            Event.L4_ALERT_TRIGGERED,
+        alert_raise(
+            kind="order_unsettled",
+            key=f"order:{order.pk}",
+            severity="warning",
             strategy=strategy,
+            order=order,
             message=f"{order.reason} order {order.tag} is not final yet: it will be settled by recovery",
-            payload={**about(order, strategy), "alert": "order_unsettled"},
+            payload=about(order, strategy),
         )
         return
     if order.side == Order.Side.BUY:
@@ -297,19 +308,49 @@ def position_apply_outcome(strategy: Strategy, order: Order) -> None:
         return
     if order.status == Order.Status.COMPLETE:
         reason = ExitReason(order.reason)
-        strategy_services.strategy_exit(
+        if strategy_services.strategy_exit(
             strategy_id=strategy.pk,
             reason=reason,
             position=EXIT_POSITIONS.get(reason, Position.SOLD),
             at=timezone.now(),
-        )
+        ):
+            _record_outcome(strategy, order)
         return
     # The position is still open at the broker: the user (or an operator) must act.
-    emit(
-        Event.L4_ALERT_TRIGGERED,
+    _record_outcome(strategy, order)
+    order_alert(
+        order=order,
         strategy=strategy,
         message=f"{order.reason} exit failed ({order.last_error}): the position is still open at the broker",
-        payload={**about(order, strategy), "alert": "exit_failed"},
+    )
+
+
+# L1 names the strategy's trading action as EVENT-MAP does: BUY, SELL, SL or STOP (and ABORT, X5's exit).
+_ACTIONS = {
+    Order.Reason.BUY: "BUY",
+    Order.Reason.SELL: "SELL",
+    Order.Reason.STOPLOSS: "SL",
+    Order.Reason.STOP: "STOP",
+    Order.Reason.ABORT: "ABORT",
+}
+
+
+def _record_outcome(strategy: Strategy, order: Order) -> None:
+    """L1: the outcome of one of the strategy's orders reached its position (once: the
+    callers record it only when their position move won)."""
+    action = _ACTIONS[Order.Reason(order.reason)]
+    price = f" at {order.fill_price}" if order.fill_price is not None else ""
+    emit(
+        Event.L1_STRATEGY_EVENT_LOGGED,
+        strategy=strategy,
+        order=order,
+        message=f"{action} {order.status.lower()}{price}",
+        payload={
+            **about(order, strategy),
+            "action": action,
+            "outcome": order.status,
+            "fill_price": str(order.fill_price) if order.fill_price is not None else None,
+        },
     )
 
 
@@ -335,11 +376,13 @@ def _position_bought(strategy: Strategy, order: Order) -> None:
         )
         strategy.refresh_from_db()
         if stopped:
+            _record_outcome(strategy, order)
             exit_order = _claim_exit(strategy, ExitReason.STOP)
             if exit_order is not None:
                 order_execute(strategy, exit_order)
         return
     strategy.refresh_from_db()
+    _record_outcome(strategy, order)
     instrument = redis_keys.instrument(strategy.exchange, strategy.symbol)
     stoploss_arm(strategy_id=strategy.pk, instrument=instrument, trigger_price=trigger)
     runtime.runtime_refresh(strategy)
@@ -353,9 +396,9 @@ def _buy_failed(strategy: Strategy, order: Order) -> None:
     if strategy_services.strategy_exit(
         strategy_id=strategy.pk, reason=ExitReason.REJECTED, position=Position.NONE, at=timezone.now()
     ):
-        emit(
-            Event.L4_ALERT_TRIGGERED,
+        _record_outcome(strategy, order)
+        order_alert(
+            order=order,
             strategy=strategy,
             message=f"BUY {order.status.lower()}: {order.last_error or 'no fill'}. The strategy has ended.",
-            payload={**about(order, strategy), "alert": "buy_failed"},
         )

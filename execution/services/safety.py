@@ -20,7 +20,7 @@ from brokers.models import BrokerAccount
 from execution.models import EntryHalt, Order
 from execution.services import locks
 from monitoring.events import Event
-from monitoring.services import emit
+from monitoring.services import alert_raise, alert_resolve, emit
 from strategies import scheduling
 from strategies import services as strategy_services
 from strategies.models import Strategy
@@ -71,7 +71,10 @@ def entries_halt(*, reason: str, account: BrokerAccount | None = None) -> EntryH
 
 
 def entries_resume(*, account: BrokerAccount | None = None) -> int:
-    deleted, _ = EntryHalt.objects.filter(account=account).delete()
+    with transaction.atomic():
+        deleted, _ = EntryHalt.objects.filter(account=account).delete()
+        if deleted and account is not None:
+            alert_resolve(kind="safety_abort", key=f"account:{account.pk}", resolution="entries resumed")
     return deleted
 
 
@@ -124,11 +127,12 @@ def account_safety_abort(*, account: BrokerAccount, reason: str) -> list[int]:
             "exiting": exiting,
         },
     )
-    emit(
-        Event.L4_ALERT_TRIGGERED,
+    alert_raise(
+        kind="safety_abort",
+        key=f"account:{account.pk}",
         user=account.owner,
         message=f"Trading on '{account.label}' was stopped for safety ({reason}); open positions are being exited",
-        payload={"broker_account_id": account.pk, "alert": "safety_abort", "at": timezone.now().isoformat()},
+        payload={"broker_account_id": account.pk, "reason": reason, "at": timezone.now().isoformat()},
     )
     logger.error("safety abort", extra={"broker_account_id": account.pk, "reason": reason})
     for strategy in stopped:

@@ -31,7 +31,7 @@ def test_buy_fills_once_fixes_the_stop_from_the_fill_and_arms_it(make_strategy):
     assert strategy.entry_price == order.fill_price == book.average_price
     assert strategy.stop_trigger_price == (order.fill_price * Decimal("0.99")).quantize(Decimal("0.01"))
     assert stoploss_armed(instrument="NSE:INFY") == {strategy.pk: strategy.stop_trigger_price}
-    assert codes(strategy) == ["E1", "X2", "L2", "B3", "L2", "E5"]
+    assert codes(strategy) == ["E1", "X2", "L2", "B3", "L2", "E5", "L1"]
 
 
 def test_sell_at_sell_time_exits_the_position_sold(make_strategy):
@@ -45,7 +45,7 @@ def test_sell_at_sell_time_exits_the_position_sold(make_strategy):
     assert [o.side for o in paper_book(strategy)] == ["BUY", "SELL"]
     assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "SELL")
     assert stoploss_armed(instrument="NSE:INFY") == {}
-    assert codes(strategy)[-4:] == ["B3", "L2", "E5", "S5"]
+    assert codes(strategy)[-5:] == ["B3", "L2", "E5", "S5", "L1"]
 
 
 def test_stoploss_exits_by_sl_and_a_later_sell_places_nothing(make_strategy):

@@ -224,11 +224,11 @@ def test_a_silent_feed_is_reconnected_and_a_long_gap_raises_l4_once_and_clears_i
 
     assert during is not None and during["healthy"] is False and during["stale"] == 1
     opened, cleared = events("L4", user=None)
-    assert opened.payload["state"] == "open" and cleared.payload["state"] == "cleared"
+    assert opened.payload["state"] == "open" and cleared.payload["state"] == "resolved"
     assert opened.payload["instrument"] == INFY
     owner_open, owner_cleared = events("L4", strategy=strategy)
     assert owner_open.user_id == owner_cleared.user_id == strategy.owner_id
-    assert owner_cleared.payload["state"] == "cleared"
+    assert owner_cleared.payload["state"] == "resolved"
     assert events("M3") and events("B6") and len(events("M4")) == 1
     assert "no ticks for" in events("B6")[0].message
     wait_for(lambda: (feed_health() or {}).get("healthy"), stack)

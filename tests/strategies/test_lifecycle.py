@@ -119,7 +119,7 @@ def test_stop_clears_runtime_state_and_records_s4(travel):
     assert stopped.status == "STOPPED"
     assert not get_redis().exists(redis_keys.strategy(strategy.pk))
     assert not get_redis().sismember(redis_keys.symbol_strategies("NSE:INFY"), str(strategy.pk))
-    assert codes(strategy)[-2:] == ["U7", "S4"]
+    assert codes(strategy)[-3:] == ["U7", "S4", "L1"]
     with pytest.raises(StrategyNotRunning):
         services.strategy_stop(user=strategy.owner, strategy_id=strategy.pk)
 
