@@ -40,4 +40,6 @@ def test_the_operators_pages_are_all_registered():
         "strategies/marketholiday",
         "execution/order",
         "execution/entryhalt",
+        "monitoring/eventlog",
+        "monitoring/alert",
     } <= set(registered())

@@ -1,6 +1,7 @@
 """The operators' admin in a real browser: every list page opens, Stop and Exit now
 act on real strategies (the exit's order reaches the paper broker's book through a
-real worker), the kill switch refuses a BUY until it is lifted, a holiday is added."""
+real worker), the kill switch refuses a BUY until it is lifted (the refusal is in the
+event log and the alerts, filtered by code and kind), a holiday is added."""
 
 from datetime import timedelta
 
@@ -28,6 +29,8 @@ LIST_PAGES = [
     "/admin/strategies/marketholiday/",
     "/admin/execution/order/",
     "/admin/execution/entryhalt/",
+    "/admin/monitoring/eventlog/",
+    "/admin/monitoring/alert/",
 ]
 
 
@@ -96,6 +99,12 @@ def test_an_operator_stops_one_strategy_and_exits_another_holding_shares(operato
         (sell.tag, "SELL", "COMPLETE"),
     ]
 
+    operator.goto("/admin/monitoring/eventlog/?code__exact=S4")
+    expect(operator.locator("#result_list")).to_contain_text(f"#{idle.pk}")
+    expect(operator.locator("#result_list")).to_contain_text(f"#{holding.pk}")
+    operator.goto(f"/admin/monitoring/eventlog/?code__exact=S5&strategy={holding.pk}")
+    expect(operator.locator("#result_list tbody tr")).to_have_count(1)
+
     operator.goto(f"/admin/execution/order/?reason__exact=STOP&q={sell.tag.lower()}")
     expect(operator.locator("#result_list")).to_contain_text(sell.tag)
     operator.goto("/admin/brokers/paperorder/?status=COMPLETE")
@@ -117,6 +126,15 @@ def test_the_kill_switch_refuses_a_buy_until_an_operator_lifts_it(operator: Page
     wait_for(lambda: EventLog.objects.filter(strategy=refused, payload__alert="entries_halted").exists(), worker)
     assert not Order.objects.filter(strategy=refused).exists()
     assert state(refused) == ("RUNNING", "NONE")
+
+    operator.goto(f"/admin/monitoring/eventlog/?code__exact=L4&strategy={refused.pk}")
+    expect(operator.locator("#result_list")).to_contain_text("BUY refused: new entries are halted (browser drill)")
+    operator.goto("/admin/monitoring/alert/?state=open&kind__exact=entries_halted")
+    expect(operator.locator("#result_list")).to_contain_text(f"strategy:{refused.pk}")
+    operator.check("#result_list input[name=_selected_action]")
+    operator.select_option("select[name=action]", "resolve")
+    operator.click("button[name=index]")
+    expect(operator.locator("ul.messagelist")).to_contain_text("1 alert(s) resolved.")
 
     operator.goto("/admin/execution/entryhalt/")
     operator.check(f"input[name=_selected_action][value='{halt.pk}']")
