@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/algotrader
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint format typecheck migrations-check deploy-check pytest install install-dev clean
+.PHONY: run test lint format typecheck migrations-check deploy-check pytest install install-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,7 +74,19 @@ deploy-check: install-dev
 	ALLOWED_HOSTS=api.example.com \
 	python manage.py check --deploy --fail-level WARNING
 
-pytest: install-dev
+# The admin's browser tests drive Debian's Chromium through Playwright; no browser is
+# downloaded from elsewhere. Installed here when missing (as root), like any system package.
+export CHROMIUM_PATH ?= /usr/bin/chromium
+browser:
+	@test -x "$(CHROMIUM_PATH)" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "The browser tests need Chromium at $(CHROMIUM_PATH): sudo apt-get install chromium (or set CHROMIUM_PATH)" >&2; \
+	    exit 1; \
+	  fi; }
+
+pytest: install-dev browser
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,9 +1,18 @@
-"""Orders in admin, view-only: an order changes only through the execution services."""
+"""Orders and the kill switch in admin. Orders are read-only: an order changes only
+through the execution services. A halt is set and lifted through the same services as
+``manage.py entries halt|resume``, so the admin and the command can never disagree."""
 
-from django.contrib import admin
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from execution.models import EntryHalt, Order
+from execution.services import safety
 
 
 @admin.register(Order)
@@ -23,10 +32,24 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         "attempts",
         "created_at",
     ]
-    list_filter = ["status", "side", "reason"]
-    search_fields = ["tag", "broker_order_id", "strategy__symbol", "strategy__owner__email"]
+    list_filter = ["status", "reason", "side"]
+    # Exact matches, each on an index: a substring search would scan every order.
+    search_fields = ["tag"]
+    search_help_text = "An order tag (AT1X2Y), a broker order id or an order id, exactly."
     list_select_related = ["strategy", "account"]
-    ordering = ["-created_at"]
+    ordering = ["-id"]  # the primary key's index: creation order without a sort
+    show_full_result_count = False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
+    ) -> tuple[QuerySet[Order], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(tag=term.upper()) | Q(broker_order_id=term)  # tags are upper-case base 36
+        if term.isdigit():
+            match |= Q(pk=int(term))
+        return queryset.filter(match), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -38,18 +61,59 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         return False
 
 
+class EntryHaltForm(forms.ModelForm[EntryHalt]):
+    class Meta:
+        model = EntryHalt
+        fields = ["account", "reason"]
+        help_texts = {"account": "Leave empty to halt new BUYs on every account: the kill switch."}
+
+
 @admin.register(EntryHalt)
 class EntryHaltAdmin(admin.ModelAdmin[EntryHalt]):
-    """Halts are set and lifted with ``manage.py entries`` (or by X5); listed here."""
+    """The kill switch. "Add" halts new BUYs (every account, or one); the action (or
+    delete) resumes them. Exits always run, halted or not."""
 
-    list_display = ["id", "account", "reason", "created_at"]
-    list_select_related = ["account"]
+    form = EntryHaltForm
+    list_display = ["id", "scope", "reason", "created_at"]
+    list_select_related = ["account", "account__owner"]
+    raw_id_fields = ["account"]
+    actions = ["resume"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.display(description="Halts new BUYs on")
+    def scope(self, halt: EntryHalt) -> str:
+        return "ALL ACCOUNTS" if halt.account is None else f"{halt.account} of {halt.account.owner}"
 
     def has_change_permission(self, request: HttpRequest, obj: EntryHalt | None = None) -> bool:
-        return False
+        return False  # a halt is set or lifted, never edited
 
-    def has_delete_permission(self, request: HttpRequest, obj: EntryHalt | None = None) -> bool:
-        return False
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # resuming goes through the service: the action below
+        return actions
+
+    def save_model(self, request: HttpRequest, obj: EntryHalt, form: Any, change: bool) -> None:
+        # The database lets global halts (account null) repeat; one is enough to read.
+        existing = EntryHalt.objects.filter(account__isnull=True).first() if obj.account is None else None
+        halt = existing or safety.entries_halt(account=obj.account, reason=obj.reason)
+        obj.pk, obj.created_at = halt.pk, halt.created_at
+        scope = "every account" if obj.account is None else str(obj.account)
+        if halt.reason != obj.reason[:200]:  # another operator (or X5) got there first
+            self.message_user(request, f"New BUYs were already halted on {scope}: {halt.reason}", messages.WARNING)
+        else:
+            self.message_user(request, f"New BUYs halted on {scope}; exits still run.", messages.SUCCESS)
+
+    def delete_model(self, request: HttpRequest, obj: EntryHalt) -> None:
+        safety.entries_resume(account=obj.account)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EntryHalt]) -> None:
+        for halt in queryset.select_related("account"):
+            safety.entries_resume(account=halt.account)
+
+    @admin.action(description="Resume new BUYs (lift the selected halts)", permissions=["delete"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[EntryHalt]) -> None:
+        halts = list(queryset.select_related("account", "account__owner"))
+        self.log_deletions(request, queryset)
+        for halt in halts:
+            lifted = safety.entries_resume(account=halt.account)
+            scope = "every account" if halt.account is None else str(halt.account)
+            self.message_user(request, f"New BUYs resumed on {scope} ({lifted} halt(s) lifted).", messages.SUCCESS)

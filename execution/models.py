@@ -90,6 +90,10 @@ class Order(models.Model):
             ),
         ]
         indexes = [
+            # Admin's list filters and its search by broker order id, newest first (its ordering is -id).
+            models.Index(fields=["status", "-id"], name="order_status_recent"),
+            models.Index(fields=["reason", "-id"], name="order_reason_recent"),
+            models.Index(fields=["broker_order_id"], name="order_broker_order_id"),
             # Recovery's scan: every order not yet final.
             models.Index(
                 fields=["status"], name="order_live", condition=Q(status__in=("PENDING", "PLACED", "UNKNOWN"))

@@ -148,6 +148,10 @@ class Strategy(models.Model):
         ]
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="strategy_owner_recent"),
+            # Admin's list filters and symbol search, newest first (its ordering is -id).
+            models.Index(fields=["status", "-id"], name="strategy_status_recent"),
+            models.Index(fields=["position", "-id"], name="strategy_position_recent"),
+            models.Index(fields=["symbol", "-id"], name="strategy_symbol_recent"),
             # The scheduler's "what is due now" scans: only running strategies not yet fired.
             models.Index(
                 fields=["buy_fire_at"],

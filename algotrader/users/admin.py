@@ -27,6 +27,7 @@ class UserAdmin(DjangoUserAdmin[User]):  # type: ignore[type-var]  # email-login
     list_display = ["email", "is_active", "is_staff", "date_joined", "last_login"]
     list_filter = ["is_active", "is_staff", "is_superuser"]
     search_fields = ["email"]
+    show_full_result_count = False  # one count per page, not two, on a table of every user
     readonly_fields = ["date_joined", "last_login"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),

@@ -49,3 +49,55 @@ def test_the_expire_action_goes_through_the_service(operator_client):
 
     assert BrokerAccount.objects.get(pk=account.pk).status == "token_expired"
     assert EventLog.objects.filter(user=account.owner, code="L4").exists()
+
+
+def test_no_account_page_or_action_answer_shows_a_secret(operator_client):
+    accounts = [BrokerAccountFactory.create(kite=True) for _ in range(3)]
+    hidden = [
+        secret
+        for account in accounts
+        for secret in [account.api_key, account.api_secret, account.access_token, *ciphertexts(account)]
+    ]
+    selected = {"_selected_action": [account.pk for account in accounts]}
+    listing = "/admin/brokers/brokeraccount/"
+
+    pages = [
+        operator_client.get("/admin/brokers/brokeraccount/"),
+        *(operator_client.get(f"/admin/brokers/brokeraccount/{a.pk}/change/") for a in accounts),
+        *(operator_client.get(f"/admin/brokers/brokeraccount/{a.pk}/history/") for a in accounts),
+        *(
+            operator_client.post(listing, {"action": action, **selected}, follow=True)
+            for action in ("halt_entries", "resume_entries", "mark_token_expired")
+        ),
+        operator_client.get("/admin/execution/entryhalt/"),
+    ]
+
+    searched = operator_client.get("/admin/brokers/brokeraccount/", {"q": accounts[0].api_key})
+
+    assert {page.status_code for page in pages} == {200}
+    html = "".join(page.content.decode() for page in pages)
+    assert [secret for secret in hidden if secret in html] == []
+    assert list(searched.context["cl"].result_list) == []  # a secret is no search key either
+
+
+def test_the_halt_and_resume_actions_go_through_the_entries_services(operator_client):
+    from execution.models import EntryHalt
+    from execution.services import safety
+
+    halted, other = BrokerAccountFactory.create_batch(2)
+
+    operator_client.post("/admin/brokers/brokeraccount/", {"action": "halt_entries", "_selected_action": [halted.pk]})
+
+    assert safety.entries_halted(account=halted) is not None
+    assert safety.entries_halted(account=other) is None
+
+    safety.entries_halt(reason="kill switch")
+    resumed = operator_client.post(
+        "/admin/brokers/brokeraccount/", {"action": "resume_entries", "_selected_action": [halted.pk]}, follow=True
+    )
+
+    assert list(EntryHalt.objects.values_list("account", flat=True)) == [None]
+    assert [str(m) for m in resumed.context["messages"]][-2:] == [
+        f"New BUYs resumed on {halted}.",
+        "New BUYs remain halted on every account (kill switch).",
+    ]
