@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('brokers', '0001_initial'),
-        ('execution', '0002_entry_halt'),
+        ('execution', '0003_order_fills_and_lost_orders'),
         ('strategies', '0004_admin_list_indexes'),
     ]
 
