@@ -27,9 +27,17 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Renew our lock; if it is gone (Redis flushed, restarted or failed over), take it back
+# before anyone else does, so settlement cannot mistake a live execution for a dead one.
+# Taken by another worker: lost (0).
 _EXTEND = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then
     return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+if not holder then
+    redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
 end
 return 0
 """

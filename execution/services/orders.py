@@ -144,7 +144,10 @@ def _move(order: Order, expected: tuple[str, ...], **changes: Any) -> bool:
 
 
 def _count_attempt(order: Order, error: str) -> None:
-    Order.objects.filter(pk=order.pk).update(attempts=F("attempts") + 1, last_error=error[:500])
+    # updated_at too: settlement takes an order untouched for a while as abandoned.
+    Order.objects.filter(pk=order.pk).update(
+        attempts=F("attempts") + 1, last_error=error[:500], updated_at=timezone.now()
+    )
     order.attempts += 1
     order.last_error = error[:500]
 

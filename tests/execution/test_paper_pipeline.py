@@ -188,6 +188,28 @@ def test_a_working_holder_keeps_its_lock_and_a_dead_ones_lock_expires(settings):
     assert locks.lock_acquire(strategy_id=2) is not None
 
 
+def test_a_holder_takes_its_lock_back_after_redis_lost_it(settings):
+    """Redis flushed mid-execution: the holder's next keepalive re-takes the lock, so
+    settlement cannot take the live execution's order for an abandoned one."""
+    from algotrader import redis_keys
+    from algotrader.redis_client import get_redis
+
+    settings.EXECUTION_LOCK_SECONDS = 0.2  # every keepalive renews
+    token = locks.lock_acquire(strategy_id=1)
+    assert token is not None
+    with locks.lock_held(strategy_id=1, token=token):
+        get_redis().flushdb()
+        time.sleep(0.05)
+
+        assert locks.lock_keepalive()
+        assert get_redis().get(redis_keys.lock_state(1)) == token
+        assert locks.lock_acquire(strategy_id=1) is None
+
+        get_redis().set(redis_keys.lock_state(1), "another-worker")  # expired and taken meanwhile
+        time.sleep(0.05)
+        assert not locks.lock_keepalive()
+
+
 def test_keepalive_renews_the_lock_only_once_a_tenth_of_its_life_has_passed(settings):
     from algotrader import redis_keys
     from algotrader.redis_client import get_redis
