@@ -76,8 +76,11 @@ def claim_waiting() -> bool:
     return bool(waiting)
 
 
-def fired(make_strategy, kite_account):
-    """A strategy whose T1 has fired (the scheduler recorded it and sent the task)."""
+def fired(make_strategy, kite_account, worker):
+    """A strategy whose T1 has fired (the scheduler recorded it and sent the task), once
+    ``worker``'s start recovery is over: that recovery settles a fired BUY with no order
+    itself, and these tests are about the task's own delivery."""
+    wait_for(lambda: EventLog.objects.filter(code="X4", payload__worker=worker.name).exists(), worker.text)
     strategy = make_strategy(account=kite_account)
     Strategy.objects.filter(pk=strategy.pk).update(buy_fired_at=timezone.now())
     return strategy
@@ -108,8 +111,8 @@ def e1_count(strategy: Strategy) -> int:
 def test_a_buy_whose_pool_process_is_killed_before_its_lock_is_redelivered_and_placed_once(
     make_strategy, kite_account, kite_sim, sim_account, worker_env, tmp_path
 ):
-    strategy = fired(make_strategy, kite_account)
     with running_worker("orders", tmp_path / "orders.log", worker_env) as worker:
+        strategy = fired(make_strategy, kite_account, worker)
         with strategy_row_locked(strategy, BEFORE_THE_LOCK):
             execute_buy_task.delay(strategy.pk)
             wait_for(claim_waiting, worker.text)
@@ -126,8 +129,8 @@ def test_a_buy_whose_pool_process_is_killed_before_its_lock_is_redelivered_and_p
 def test_a_buy_whose_pool_process_is_killed_holding_its_lock_is_run_by_settlement_once(
     make_strategy, kite_account, kite_sim, sim_account, worker_env, tmp_path
 ):
-    strategy = fired(make_strategy, kite_account)
     with running_worker("orders", tmp_path / "orders.log", worker_env) as worker:
+        strategy = fired(make_strategy, kite_account, worker)
         with strategy_row_locked(strategy, AFTER_THE_LOCK):
             execute_buy_task.delay(strategy.pk)
             wait_for(claim_waiting, worker.text)
@@ -154,11 +157,12 @@ def assert_one_buy_at_kite(strategy, kite_sim, sim_account) -> None:
 def test_a_buy_whose_whole_worker_is_killed_before_its_claim_is_run_by_settlement_once(
     make_strategy, kite_account, kite_sim, sim_account, worker_env, tmp_path
 ):
-    strategy = fired(make_strategy, kite_account)
-    with running_worker("orders", tmp_path / "first.log", worker_env) as first, strategy_row_locked(strategy):
-        execute_buy_task.delay(strategy.pk)
-        wait_for(claim_waiting, first.text)
-        first.kill()  # the message stays unacknowledged until the visibility timeout
+    with running_worker("orders", tmp_path / "first.log", worker_env) as first:
+        strategy = fired(make_strategy, kite_account, first)
+        with strategy_row_locked(strategy):
+            execute_buy_task.delay(strategy.pk)
+            wait_for(claim_waiting, first.text)
+            first.kill()  # the message stays unacknowledged until the visibility timeout
     assert orders(strategy) == [] and e1_count(strategy) == 1
 
     declare_queues()
