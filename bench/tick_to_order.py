@@ -74,8 +74,9 @@ def main() -> None:
     parser.add_argument(
         "--stoploss-task",
         choices=["bench", "execution"],
-        default="bench",
-        help="bench: the minimal bench-only task (bench/stoploss_bench.py); execution: the engine's own",
+        default="execution",
+        help="execution (the default, what the issue measures): the engine's own task; "
+        "bench: a minimal bench-only task (bench/stoploss_bench.py), the tick path alone",
     )
     args = parser.parse_args()
 
