@@ -129,6 +129,14 @@ class ProcessGroup:
         self._logs.clear()
         return codes
 
+    def kill_all(self) -> None:
+        """SIGKILL to every process at once: no handler, no cleanup, nothing acknowledged
+        (what a crash of the whole machine looks like to the broker and the database)."""
+        for name in self.processes:
+            self._signal(name, signal.SIGKILL)
+        for process in self.processes.values():
+            process.wait()
+
     def _signal(self, name: str, signum: int) -> None:
         process = self.processes[name]
         if process.poll() is None:

@@ -8,9 +8,6 @@ the pending order reconciled, X1/X4 recorded, and no order lost or duplicated.""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -27,6 +24,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTasks
 
 from algotrader import redis_keys
+from algotrader.processes import ProcessGroup, celery, manage
 from algotrader.redis_client import get_redis
 from brokers.adapters.base import OrderRequest, Side
 from brokers.adapters.registry import adapter_for
@@ -65,62 +63,31 @@ def sim_account(kite_sim: KiteSimulator) -> Iterator[SimAccount]:
     kite_sim.clear_faults()
 
 
-class Stack:
-    """The session's processes, each in its own process group (SIGKILL takes its children)."""
+class Stack(ProcessGroup):
+    """The session's processes, each in its own process group (SIGKILL takes its children);
+    each launch logs to ``<name>.<launch>.log``."""
 
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
-        self.folder = folder
-        self.env = env
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        super().__init__(folder, env)
         self.starts = 0
 
     def commands(self) -> dict[str, list[str]]:
         tag = uuid.uuid4().hex[:6]
-        celery = [sys.executable, "-m", "celery", "-A", "algotrader"]
         return {
-            "orders": [*celery, "worker", "-Q", "orders", "-n", f"rec-orders-{tag}@%h", "-c", "2", "--without-mingle"],
-            "stoploss": [
-                *celery,
+            "orders": celery("worker", "-Q", "orders", "-n", f"rec-orders-{tag}@%h", "-c", "2", "--without-mingle"),
+            "stoploss": celery(
                 *("worker", "-Q", "stoploss", "-n", f"rec-sl-{tag}@%h", "-c", "1", "--prefetch-multiplier", "1"),
                 "--without-mingle",
-            ],
-            "beat": [*celery, "beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
-            "market": [sys.executable, "manage.py", "run_market_listener"],
-            "ticks": [sys.executable, "manage.py", "runworker", "ticks"],
+            ),
+            "beat": celery("beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"),
+            "market": manage("run_market_listener"),
+            "ticks": manage("runworker", "ticks"),
         }
 
-    def start(self) -> None:
+    def launch(self) -> None:
         self.starts += 1
         for name, command in self.commands().items():
-            log = (self.folder / f"{name}.{self.starts}.log").open("wb")
-            self.processes[name] = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def kill(self) -> None:
-        """SIGKILL, every process at once: no handler, no cleanup, nothing acknowledged."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-        for process in self.processes.values():
-            process.wait()
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-    def logs(self) -> str:
-        parts = []
-        for path in sorted(self.folder.glob("*.log")):
-            parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}")
-        return "\n".join(parts)
+            self.start(f"{name}.{self.starts}", command)
 
 
 @pytest.fixture
@@ -148,7 +115,7 @@ def stack(
     }
     stack = Stack(tmp_path, env)
     yield stack
-    stack.stop()
+    stack.stop_all()
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         for _ in range(200):  # the processes' sessions end a moment after they do
             cursor.execute(
@@ -327,7 +294,7 @@ def start(stack: Stack, session: Session) -> None:
     and beat has looked at its table."""
     stack.env["MARKET_FEED_ACCOUNT_ID"] = str(session.account.pk)
     starts = len(x4_events("worker_start")), len(x4_events("listener_start"))
-    stack.start()
+    stack.launch()
     wait_for(
         lambda: (
             (len(x4_events("worker_start")), len(x4_events("listener_start"))) > starts
@@ -379,7 +346,7 @@ def test_every_process_sigkilled_mid_session_and_started_again_loses_and_duplica
     session.begin(buy_in=3)
     # Killed the moment the first BUY is under way: its worker dies in the middle of it.
     wait_for(lambda: EventLog.objects.filter(code="E1", strategy__in=session.held).exists(), stack, "a BUY under way")
-    stack.kill()
+    stack.kill_all()
     order = session.leave_a_pending_buy()
 
     start(stack, session)
