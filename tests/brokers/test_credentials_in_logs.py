@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from brokers.adapters.base import AccountProfile
-from monitoring.logging import RedactSecretsFilter
+from tests.log_capture import project_handler
 
 pytestmark = pytest.mark.django_db
 
@@ -43,16 +43,8 @@ class LoginAdapter:
 @pytest.fixture
 def project_log_output():
     """The configured stdout handler's formatter and filters, writing to a buffer."""
-    configured = next(
-        handler
-        for handler in logging.getLogger().handlers
-        if any(isinstance(f, RedactSecretsFilter) for f in handler.filters)
-    )
     buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(configured.formatter)
-    for log_filter in configured.filters:
-        handler.addFilter(log_filter)
+    handler = project_handler(buffer)
     root, sql = logging.getLogger(), logging.getLogger("django.db.backends")
     levels = (root.level, sql.level)
     root.addHandler(handler)

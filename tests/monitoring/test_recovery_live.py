@@ -36,6 +36,7 @@ from market.stoploss_index import stoploss_armed
 from monitoring.models import EventLog
 from strategies import runtime, scheduling
 from strategies.models import Strategy
+from tests.brokers import kite_sim_fixtures
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
 
@@ -57,10 +58,7 @@ def kite_sim() -> Iterator[KiteSimulator]:
         sim.stop()
 
 
-@pytest.fixture
-def sim_account(kite_sim: KiteSimulator) -> Iterator[SimAccount]:
-    yield kite_sim.create_account()
-    kite_sim.clear_faults()
+sim_account = kite_sim_fixtures.sim_account  # the shared fixture, on this module's still simulator
 
 
 class Stack(ProcessGroup):
