@@ -6,8 +6,10 @@ propagation time with 10,000 strategies scheduled.
 
     .venv/bin/python bench/schedule_burst.py --sizes 1000 5000
 
-Starts its own beat and 2-process orders worker on a PostgreSQL database and a Redis
-database of its own (created and migrated here); writes bench/results/schedule_burst.json.
+Starts its own beat and the orders worker exactly as the Procfile's ``worker`` line runs
+it (pool, concurrency: ``ORDERS_CONCURRENCY`` is honoured as by honcho), on a PostgreSQL
+database and a Redis database of its own (created and migrated here); writes
+bench/results/schedule_burst.json.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
+from algotrader.processes import procfile_command  # noqa: E402
 from bench.database import ensure_database  # noqa: E402
+from bench.stack import orders_worker_command  # noqa: E402
 
 
 def main() -> None:
@@ -113,7 +117,7 @@ class Bench:
         self.owners = self.make_owners(max([*self.args.sizes, *self.args.stub_body_sizes, 1]))
         results: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "worker": "celery worker -Q orders --concurrency 2 (prefork, prefetch 1, acks_late)",
+            "worker": " ".join(orders_worker_command(hostname=self.worker_name)[2:]),
             "buy_grace_seconds": self.args.buy_grace_seconds,
             "floor_enqueue": "batched publishes (kombu Producer.batch), as the slot fan-out's",
             "series": {},
@@ -223,24 +227,12 @@ class Bench:
         env = {**os.environ, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", "BENCH_TASK_BODY": body}
         self.series_logs = {name: self.logs / f"{body}-{name}.log" for name in ("worker", "beat")}
         commands = {
-            "worker": [
-                "worker",
-                "-Q",
-                "orders",
-                "-n",
-                self.worker_name,
-                "--concurrency",
-                "2",
-                "--include",
-                "bench.hooks",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            "beat": ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
+            "worker": orders_worker_command(hostname=self.worker_name, env=env),
+            "beat": procfile_command("beat", env),
         }
         for name, command in commands.items():
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "algotrader", *command, "--loglevel", "INFO"],
+                command,
                 cwd=ROOT,
                 env=env,
                 stdout=self.series_logs[name].open("wb"),
