@@ -523,6 +523,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "axes": {"level": "WARNING"},
+        # Its INFO lines ("Generated GUID", "Clearing ... from the guid ContextVar") came two
+        # per task: the id they name is on every line of the task already (request_id).
+        "django_guid": {"level": "WARNING"},
         # uvicorn configures its own text handlers before Django starts: replaced here.
         "uvicorn": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
         "uvicorn.error": {"level": "INFO"},
