@@ -1,5 +1,5 @@
-"""What the benchmarks share about the processes they start: the orders worker as the
-Procfile runs it, and the CPU time a process and its children have used."""
+"""What the benchmarks share about the processes they start: the orders and scheduler
+workers as the Procfile runs them, and the CPU time a process and its children have used."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ def orders_worker_command(
     command = procfile_command("worker", env)
     command[command.index("-n") + 1] = hostname
     return [*command, "--include", "bench.hooks", *extra]
+
+
+def scheduler_worker_command(*, hostname: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """The Procfile's ``scheduler`` line (the slot fan-outs' worker) under the benchmark's node name."""
+    command = procfile_command("scheduler", env)
+    command[command.index("-n") + 1] = hostname
+    return command
 
 
 def process_tree_cpu_seconds(pid: int) -> tuple[float, float]:
