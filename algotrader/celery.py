@@ -23,6 +23,8 @@ app.conf.update(task_default_exchange=CeleryQueue.ORDERS.value, task_default_rou
 # every task not named goes to the default queue, orders.
 app.conf.task_routes = {
     "execution.tasks.execute_stoploss_task": {"queue": CeleryQueue.STOPLOSS.value},
+    "strategies.tasks.fire_slot_task": {"queue": CeleryQueue.SCHEDULER.value},
+    "strategies.tasks.sweep_due_task": {"queue": CeleryQueue.SCHEDULER.value},
 }
 app.autodiscover_tasks()
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -45,6 +47,41 @@ def manage(*args: str) -> list[str]:
 def celery(*args: str) -> list[str]:
     """``celery -A algotrader ...`` with this interpreter."""
     return [sys.executable, "-m", "celery", "-A", "algotrader", *args]
+
+
+_SHELL_PARAMETER = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def procfile_command(
+    process: str, env: Mapping[str, str] | None = None, *, procfile: Path = ROOT / "Procfile"
+) -> list[str]:
+    """The Procfile's command line for ``process`` as honcho's shell would run it with
+    ``env`` (``${VAR:-default}`` expanded), with ``celery`` and ``python`` run by this
+    interpreter: so that a benchmark or a test starts a process exactly as production
+    does, and follows the Procfile when it changes."""
+    env = os.environ if env is None else env
+    for line in procfile.read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            break
+    else:
+        raise KeyError(f"no {process!r} process in {procfile}")
+
+    def expand(match: re.Match[str]) -> str:
+        variable, operator, word = match.groups()
+        value = env.get(variable, "")
+        if value:
+            return value
+        if operator == "?":
+            raise KeyError(f"{variable} must be set: {word}")
+        return word or ""
+
+    words = shlex.split(_SHELL_PARAMETER.sub(expand, command))
+    if words[0] == "celery":
+        return [sys.executable, "-m", "celery", *words[1:]]
+    if words[0] == "python":
+        return [sys.executable, *words[1:]]
+    return [str(Path(sys.executable).parent / words[0]), *words[1:]]
 
 
 def wait_until(

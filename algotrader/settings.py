@@ -163,6 +163,11 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = "orders"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
+# A prefork pool process that dies (the stop-loss worker's) has its task redelivered at
+# once. The orders worker's threads die only with the whole worker: its unacknowledged
+# tasks wait for the visibility timeout, and settlement runs their fired BUYs (after
+# BUY_RESCUE_AFTER_SECONDS) and SELLs meanwhile, each once (tests/execution/
+# test_orders_worker_burst.py kills it with BUYs in flight).
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SEND_SENT_EVENT = True
@@ -523,6 +528,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "axes": {"level": "WARNING"},
+        # Its INFO lines ("Generated GUID", "Clearing ... from the guid ContextVar") came two
+        # per task: the id they name is on every line of the task already (request_id).
+        "django_guid": {"level": "WARNING"},
         # uvicorn configures its own text handlers before Django starts: replaced here.
         "uvicorn": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
         "uvicorn.error": {"level": "INFO"},

@@ -409,11 +409,12 @@ def _slot_ensure(instant: datetime, *, now: datetime) -> None:
                 clocked=ClockedSchedule.objects.create(clocked_time=instant),
                 one_off=True,
                 args=json.dumps([_iso(instant)]),
-                queue=CeleryQueue.ORDERS.value,
+                queue=CeleryQueue.SCHEDULER.value,
                 expire_seconds=settings.BUY_GRACE_SECONDS,
                 description="BUY/SELL slot: fans out to every strategy due at this instant.",
             )
         task.enabled = True
+        task.queue = CeleryQueue.SCHEDULER.value  # a slot made before the fan-outs had their worker
         task.no_changes = True  # beat is told after the commit, below
         task.save()
     _tell_beat()

@@ -1,6 +1,6 @@
 """Scheduler tasks (T1, T2): a slot sent by beat at its instant, and the sweeper, each
 fan out to the strategies due; both are thin interfaces to ``strategies.scheduling``.
-Routed by ``task_routes`` (algotrader.celery): not named there, so to ``orders``."""
+Routed by ``task_routes`` (algotrader.celery) to the ``scheduler`` queue and its worker."""
 
 from datetime import datetime
 from typing import Any

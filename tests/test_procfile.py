@@ -15,7 +15,7 @@ from celery import Celery
 from algotrader.processes import ProcessGroup, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCESSES = ["web", "worker", "stoploss", "beat", "market", "ticks", "flower"]
+PROCESSES = ["web", "worker", "stoploss", "beat", "market", "ticks", "scheduler", "flower"]
 
 
 def wait_for(url: str, deadline: float, **kwargs) -> requests.Response:
@@ -65,7 +65,7 @@ def test_every_procfile_process_starts_and_stays_up(stack):
     flower_operator = requests.get(f"{flower}/", auth=("operator", "flower-test-password"), timeout=10)
     celery = Celery(broker=stack["REDIS_URL"])
     replies: list[dict[str, object]] = []
-    while len(replies) < 2 and time.monotonic() < deadline:
+    while len(replies) < 3 and time.monotonic() < deadline:
         replies = celery.control.ping(timeout=1.0) or []
     time.sleep(8)  # past the 5 s idle timeouts (Redis blocking reads) a process could die of
     log = Path(stack["log"]).read_text()
@@ -75,7 +75,7 @@ def test_every_procfile_process_starts_and_stays_up(stack):
     assert schema.status_code == 200
     assert flower_anonymous.status_code == 401
     assert flower_operator.status_code == 200
-    assert sorted(name.split("@")[0] for reply in replies for name in reply) == ["orders", "stoploss"], log
+    assert sorted(name.split("@")[0] for reply in replies for name in reply) == ["orders", "scheduler", "stoploss"], log
     for process in PROCESSES:
         assert f"{process}.1 started" in log, f"{process} never started:\n{log}"
     assert "stopped (rc=" not in log and "exited with code" not in log, log

@@ -20,13 +20,21 @@ def broker_lists():
 def test_a_task_routed_to_stoploss_lands_only_in_stoploss(broker_lists):
     app.send_task("algotrader.tests.noop", queue=CeleryQueue.STOPLOSS.value)
 
-    assert broker_lists() == {CeleryQueue.STOPLOSS: 1, CeleryQueue.ORDERS: 0}
+    assert broker_lists() == {CeleryQueue.STOPLOSS: 1, CeleryQueue.ORDERS: 0, CeleryQueue.SCHEDULER: 0}
 
 
 def test_an_unrouted_task_lands_only_in_orders(broker_lists):
     app.send_task("algotrader.tests.noop")
 
-    assert broker_lists() == {CeleryQueue.STOPLOSS: 0, CeleryQueue.ORDERS: 1}
+    assert broker_lists() == {CeleryQueue.STOPLOSS: 0, CeleryQueue.ORDERS: 1, CeleryQueue.SCHEDULER: 0}
+
+
+@pytest.mark.parametrize("task", ["strategies.tasks.fire_slot_task", "strategies.tasks.sweep_due_task"])
+def test_the_fan_outs_land_only_in_the_scheduler_queue(broker_lists, task):
+    """Publishing a burst's BUYs is kept off the worker that runs them."""
+    app.send_task(task)
+
+    assert broker_lists() == {CeleryQueue.STOPLOSS: 0, CeleryQueue.ORDERS: 0, CeleryQueue.SCHEDULER: 1}
 
 
 def test_every_beat_entry_names_a_registered_task(settings):

@@ -81,7 +81,7 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Pat
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     name = f"admintest-{uuid.uuid4().hex[:8]}@%h"
     log = tmp_path_factory.mktemp("celery") / "worker.log"
-    command = ["worker", "-Q", "orders,stoploss", "-n", name, "--concurrency", "2", "--without-mingle"]
+    command = ["worker", "-Q", "orders,stoploss,scheduler", "-n", name, "--concurrency", "2", "--without-mingle"]
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "algotrader", *command, "--loglevel", "INFO"],
         cwd=ROOT,

@@ -110,7 +110,7 @@ def start_stack(group: ProcessGroup, sim_port: int, ws_port: int, web_port: int)
         celery(
             "worker",
             "-Q",
-            "orders",
+            "orders,scheduler",
             "-n",
             f"e2e-orders-{suffix}@%h",
             "--concurrency",

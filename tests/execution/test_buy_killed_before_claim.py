@@ -7,7 +7,6 @@ while it is still within its grace, exactly once: the Kite simulator's book has 
 
 import os
 import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,11 +17,11 @@ from django.utils import timezone
 
 from brokers.kite_sim import KiteSimulator
 from execution.models import Order
-from execution.tasks import execute_buy_task, settle_orders_task
+from execution.tasks import execute_buy_task
 from monitoring.models import EventLog
 from strategies.models import Strategy
 from tests.execution.helpers import codes, orders
-from tests.execution.workers import running_worker, wait_for
+from tests.execution.workers import running_worker, settling, wait_for
 from tests.strategies.scheduling_helpers import declare_queues
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -84,24 +83,6 @@ def fired(make_strategy, kite_account, worker):
     strategy = make_strategy(account=kite_account)
     Strategy.objects.filter(pk=strategy.pk).update(buy_fired_at=timezone.now())
     return strategy
-
-
-@contextmanager
-def settling(every: float = 0.5) -> Iterator[None]:
-    """What celery beat does every ORDER_SETTLE_SECONDS."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(every):
-            settle_orders_task.delay()
-
-    ticking = threading.Thread(target=beat, daemon=True)
-    ticking.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        ticking.join()
 
 
 def e1_count(strategy: Strategy) -> int:

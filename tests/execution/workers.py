@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 from django.db import connection
 
 from algotrader.celery import app
+from algotrader.processes import procfile_command
+from execution.tasks import settle_orders_task
 from tests.strategies.scheduling_helpers import declare_queues
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,16 +58,43 @@ def database_url() -> str:
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
 
+def _worker_name() -> str:
+    return f"exectest-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
+
+
+def _worker_env(env: dict[str, str] | None) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", **(env or {})}
+
+
 @contextmanager
 def running_worker(queues: str, log: Path, env: dict[str, str] | None = None, concurrency: int = 1) -> Iterator[Worker]:
-    """A worker consuming ``queues``, answering pings before this yields."""
-    name = f"exectest-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
-    full_env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", **(env or {})}
+    """A prefork worker consuming ``queues``, answering pings before this yields."""
+    name = _worker_name()
     command = ["worker", "-Q", queues, "-n", name, "--concurrency", str(concurrency), "--without-mingle"]
+    with _started(
+        name, [sys.executable, "-m", "celery", "-A", "algotrader", *command, "--loglevel", "INFO"], log, env
+    ) as worker:
+        yield worker
+
+
+@contextmanager
+def procfile_worker(process: str, log: Path, env: dict[str, str] | None = None) -> Iterator[Worker]:
+    """The Procfile's ``process`` worker exactly as production starts it (its pool, its
+    concurrency), under a name of its own, answering pings before this yields."""
+    name = _worker_name()
+    full_env = _worker_env(env)
+    command = procfile_command(process, full_env)
+    command[command.index("-n") + 1] = name
+    with _started(name, command, log, env) as worker:
+        yield worker
+
+
+@contextmanager
+def _started(name: str, command: list[str], log: Path, env: dict[str, str] | None) -> Iterator[Worker]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "algotrader", *command, "--loglevel", "INFO"],
+        command,
         cwd=ROOT,
-        env=full_env,
+        env=_worker_env(env),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -86,3 +116,21 @@ def wait_for(condition: Callable[[], object], why: Callable[[], str], timeout: f
     while not condition():
         assert time.monotonic() < deadline, why()
         time.sleep(0.05)
+
+
+@contextmanager
+def settling(every: float = 0.5) -> Iterator[None]:
+    """What celery beat does every ORDER_SETTLE_SECONDS."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            settle_orders_task.delay()
+
+    ticking = threading.Thread(target=beat, daemon=True)
+    ticking.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticking.join()

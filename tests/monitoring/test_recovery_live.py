@@ -72,7 +72,9 @@ class Stack(ProcessGroup):
     def commands(self) -> dict[str, list[str]]:
         tag = uuid.uuid4().hex[:6]
         return {
-            "orders": celery("worker", "-Q", "orders", "-n", f"rec-orders-{tag}@%h", "-c", "2", "--without-mingle"),
+            "orders": celery(
+                "worker", "-Q", "orders,scheduler", "-n", f"rec-orders-{tag}@%h", "-c", "2", "--without-mingle"
+            ),
             "stoploss": celery(
                 *("worker", "-Q", "stoploss", "-n", f"rec-sl-{tag}@%h", "-c", "1", "--prefetch-multiplier", "1"),
                 "--without-mingle",

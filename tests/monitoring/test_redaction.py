@@ -52,3 +52,21 @@ def test_ordinary_text_is_left_alone():
     record = filtered("BUY 10 INFY at 1500.50 for strategy 12")
 
     assert record.getMessage() == "BUY 10 INFY at 1500.50 for strategy 12"
+
+
+@pytest.mark.parametrize(
+    ("message", "secret"),
+    [
+        ("AUTHORIZATION: BEARER abcdefgh12345678", "abcdefgh12345678"),
+        ("Token kitekey123:acc3ssTok3nValue", "acc3ssTok3nValue"),
+        ("API_KEY=k3yk3yk3y", "k3yk3yk3y"),
+        ("x-Checksum: 0123456789abcdef", "0123456789abcdef"),
+        ("PassWd=hunter2hunter2", "hunter2hunter2"),
+    ],
+)
+def test_secret_words_are_recognised_in_any_case(message, secret):
+    """The quick look for a secret-naming word, before the patterns run, ignores case
+    as the patterns do."""
+    record = filtered(message)
+
+    assert secret not in record.getMessage()

@@ -97,6 +97,7 @@ def test_every_process_logs_json_and_the_stack_becomes_ready_with_metrics_from_e
         "beat",
         "queue:orders",
         "queue:stoploss",
+        "queue:scheduler",
     }
     assert 'algotrader_events_total{code="B5"}' in metrics, metrics  # counted by the listener process
     assert 'algotrader_queue_depth{queue="orders"}' in metrics

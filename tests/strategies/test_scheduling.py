@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask
 
 from algotrader import redis_keys
+from algotrader.queues import CeleryQueue
 from algotrader.redis_client import get_redis
 from execution.tasks import execute_buy_task
 from monitoring.models import EventLog
@@ -62,7 +63,7 @@ def test_start_makes_one_one_off_slot_per_distinct_instant():
 
     assert slot_instants() == {iso(now + seconds(60)), iso(now + seconds(120)), iso(now + seconds(180))}
     slot = PeriodicTask.objects.get(name=scheduling.slot_name(now + seconds(60)))
-    assert slot.one_off and slot.clocked.clocked_time == now + seconds(60) and slot.queue == "orders"
+    assert slot.one_off and slot.clocked.clocked_time == now + seconds(60) and slot.queue == "scheduler"
     assert slot.expire_seconds == 30
 
 
@@ -156,7 +157,8 @@ def test_a_buy_past_its_grace_window_is_skipped_with_an_alert_and_the_strategy_e
     t1 = EventLog.objects.get(strategy=strategy, code="T1")
     assert t1.payload["skipped"] is True and t1.payload["reason"] == "late" and t1.payload["late_seconds"] >= 31
     assert EventLog.objects.get(strategy=strategy, code="S5").payload["reason"] == "REJECTED"
-    assert [q.task for q in queued()] == [scheduling.SLOT_TASK]  # the START's own due slot; no BUY
+    assert queued() == []  # no BUY; the START's own due slot is the scheduler's
+    assert [q.task for q in queued(CeleryQueue.SCHEDULER)] == [scheduling.SLOT_TASK]
     strategy.refresh_from_db()
     assert strategy.buy_fired_at is not None  # claimed: never retried
     assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "NONE", "REJECTED")
@@ -209,7 +211,9 @@ def test_a_start_at_an_instant_already_due_fans_out_at_once():
 
     scheduling.schedule_strategy(strategy)
 
-    assert [(q.task, q.args) for q in queued()] == [(scheduling.SLOT_TASK, [iso(strategy.buy_fire_at)])]
+    assert [(q.task, q.args) for q in queued(CeleryQueue.SCHEDULER)] == [
+        (scheduling.SLOT_TASK, [iso(strategy.buy_fire_at)])
+    ]
     assert slot_instants() == {iso(strategy.sell_fire_at)}
 
 

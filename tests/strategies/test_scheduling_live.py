@@ -39,7 +39,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Proc
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     worker_name = f"schedtest-{uuid.uuid4().hex[:8]}@%h"
     commands = {
-        "worker": ["worker", "-Q", "orders", "-n", worker_name, "--concurrency", "2", "--without-mingle"],
+        "worker": ["worker", "-Q", "orders,scheduler", "-n", worker_name, "--concurrency", "2", "--without-mingle"],
         "beat": ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
     }
     stack = ProcessGroup(tmp_path_factory.mktemp("celery"), env)
