@@ -17,6 +17,7 @@ pytest_plugins = ["tests.monitoring.log_secrets"]
 
 def pytest_configure(config: pytest.Config) -> None:
     redis_test_db(settings.REDIS_URL)
+    settings.PASSWORD_HASHERS = ["tests.hashers.FewIterationsPBKDF2PasswordHasher"]
 
 
 def redis_test_db(url: str) -> int:
