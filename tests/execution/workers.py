@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from django.db import connection
 
 from algotrader.celery import app
+from algotrader.redis_client import get_redis
 from tests.strategies.scheduling_helpers import declare_queues
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,14 @@ class Worker:
         """The pool processes running a task now, as the worker itself reports them."""
         active = app.control.inspect(destination=[self.name], timeout=2).active() or {}
         return [task["worker_pid"] for task in active.get(self.name, [])]
+
+    def busy(self) -> bool:
+        """A task running or reserved by this worker, as it reports (no reply counts as busy)."""
+        inspect = app.control.inspect(destination=[self.name], timeout=2, limit=1)
+        active, reserved = inspect.active(), inspect.reserved()
+        if active is None or reserved is None or self.name not in active or self.name not in reserved:
+            return True
+        return bool(active[self.name] or reserved[self.name])
 
     def kill(self) -> None:
         """SIGKILL the whole worker, pool included: nothing acknowledges or requeues."""
@@ -86,3 +95,16 @@ def wait_for(condition: Callable[[], object], why: Callable[[], str], timeout: f
     while not condition():
         assert time.monotonic() < deadline, why()
         time.sleep(0.05)
+
+
+def wait_idle(workers: Iterable[Worker], queues: Iterable[str], timeout: float = 60) -> None:
+    """Until nothing waits in ``queues`` and no worker runs a task: a test's condition can
+    hold while a task is still finishing (a redelivered duplicate, its last events), and
+    the transactional test's flush (TRUNCATE) meeting that task's transaction deadlocks."""
+    redis = get_redis()
+    pending = list(workers)
+
+    def idle() -> bool:
+        return not any(redis.llen(queue) for queue in queues) and not any(worker.busy() for worker in pending)
+
+    wait_for(idle, lambda: "\n".join(worker.text() for worker in pending), timeout)
