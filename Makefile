@@ -10,6 +10,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Tests run against real PostgreSQL and Redis (a database number of their own).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/algotrader
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# pytest-xdist workers, each given whole test files (their module fixtures start real stacks
+# once): most tests wait on real processes and clocks, not on the CPU. Each
+# worker takes its own test database and Redis database (15, 14, 13...). 0 runs serially.
+PYTEST_WORKERS ?= 3
 
 .PHONY: run test lint format typecheck migrations-check deploy-check pytest install install-dev browser clean
 
@@ -87,7 +91,7 @@ browser:
 	  fi; }
 
 pytest: install-dev browser
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) python -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

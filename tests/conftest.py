@@ -2,6 +2,7 @@
 and talks to the real PostgreSQL and Redis given by DATABASE_URL and REDIS_URL."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -15,12 +16,37 @@ pytest_plugins = ["tests.monitoring.log_secrets"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    db = settings.REDIS_URL.rsplit("/", 1)[-1]
+    redis_test_db(settings.REDIS_URL)
+    settings.PASSWORD_HASHERS = ["tests.hashers.FewIterationsPBKDF2PasswordHasher"]
+
+
+def redis_test_db(url: str) -> int:
+    """The database number of a Redis URL the tests may flush (never 0, the default one)."""
+    db = url.rsplit("/", 1)[-1]
     if not db.isdigit() or db == "0":
         raise pytest.UsageError(
-            f"REDIS_URL={settings.REDIS_URL} is not a test database: the tests flush it. "
+            f"REDIS_URL={url} is not a test database: the tests flush it. "
             "Run them with `make test` (or set REDIS_URL=redis://127.0.0.1:6379/15)."
         )
+    return int(db)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
+    """Each pytest-xdist worker gets a Redis database of its own (the given one, then one
+    less per worker: 15, 14, 13 for `make test`), set in its environment before it loads
+    the settings, so the processes a test starts inherit it. PostgreSQL needs nothing:
+    pytest-django suffixes each worker's test database (test_<name>_gw0, _gw1...)."""
+    base = redis_test_db(settings.REDIS_URL)
+    if base - len(specs) < 0:
+        raise pytest.UsageError(
+            f"{len(specs)} workers need Redis databases {base} down to {base - len(specs) + 1}: "
+            f"REDIS_URL={settings.REDIS_URL} leaves too few above 0"
+        )
+    prefix = settings.REDIS_URL.rsplit("/", 1)[0]
+    for index, spec in enumerate(specs):
+        # Kept by a worker started again in place of a crashed one (xdist reuses the spec).
+        spec.env["REDIS_URL"] = f"{prefix}/{base - index}"
 
 
 @pytest.fixture(autouse=True)

@@ -236,6 +236,9 @@ def outcome(
         app.start(sell["id"])
 
         bought = wait_until(lambda: _in(app, stoploss, position="BOUGHT"), timeout=40, why=group.logs)
+        # The price moves through the stop once the app has a live INFY price after its E1
+        # (prices are pushed every 0.2 s; on a loaded machine the first may come later).
+        wait_until(lambda: _price_after_e1(stream.received, stoploss["id"]), timeout=30, why=group.logs)
         crossed = Decimal(bought["stop_trigger_price"]) - Decimal("1.00")
         requests.post(
             f"{sim}/_sim/price", json={"exchange": "NSE", "symbol": "INFY", "price": str(crossed)}, timeout=10
@@ -274,6 +277,15 @@ def outcome(
         group.stop_all()
         _wait_for_connections_to_close(django_db_blocker)
     yield seen
+
+
+def _price_after_e1(received: list[dict[str, Any]], strategy_id: int) -> bool:
+    messages = list(received)  # the socket's thread appends to it
+    codes = [(m["event"]["code"], m["event"]["strategy_id"]) if m.get("type") == "event" else None for m in messages]
+    if ("E1", strategy_id) not in codes:
+        return False
+    after = messages[codes.index(("E1", strategy_id)) + 1 :]
+    return any(m.get("type") == "price" and m["instrument"] == "NSE:INFY" for m in after)
 
 
 def _in(app: AppClient, strategy: dict[str, Any], **wanted: str) -> dict[str, Any] | None:

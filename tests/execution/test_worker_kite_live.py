@@ -15,7 +15,7 @@ from execution.models import Order
 from execution.tasks import execute_buy_task, execute_sell_task, execute_stoploss_task, settle_orders_task
 from strategies.models import Strategy
 from tests.execution.helpers import codes, orders
-from tests.execution.workers import Worker, running_worker, wait_for
+from tests.execution.workers import Worker, running_worker, wait_for, wait_idle
 from tests.strategies.scheduling_helpers import declare_queues
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -48,8 +48,10 @@ def workers(
 
 
 @pytest.fixture(autouse=True)
-def queues_declared(workers) -> None:
+def queues_declared(workers) -> Iterator[None]:
     declare_queues()  # the tests flush Redis, the queues' bindings included
+    yield
+    wait_idle(workers, ["orders", "stoploss"])  # before the database is flushed
 
 
 def logs(workers: tuple[Worker, Worker]) -> str:

@@ -9,7 +9,7 @@ import pytest
 from execution.tasks import execute_buy_task, execute_sell_task, execute_stoploss_task
 from strategies.models import Strategy
 from tests.execution.helpers import codes, orders, paper_book
-from tests.execution.workers import running_worker
+from tests.execution.workers import Worker, running_worker, wait_idle
 from tests.execution.workers import wait_for as wait_until
 from tests.strategies.scheduling_helpers import declare_queues
 
@@ -17,15 +17,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Path]:
+def running(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Worker]:
     log = tmp_path_factory.mktemp("celery") / "worker.log"
-    with running_worker("orders,stoploss", log, {"PAPER_LATENCY_MS": "100"}, concurrency=2):
-        yield log
+    with running_worker("orders,stoploss", log, {"PAPER_LATENCY_MS": "100"}, concurrency=2) as worker:
+        yield worker
+
+
+@pytest.fixture
+def worker(running: Worker) -> Path:
+    return running.log
 
 
 @pytest.fixture(autouse=True)
-def queues_declared(worker: Path) -> None:
+def queues_declared(running: Worker) -> Iterator[None]:
     declare_queues()  # the tests flush Redis, the queues' bindings included
+    yield
+    wait_idle([running], ["orders", "stoploss"])  # before the database is flushed
 
 
 def wait_for(condition: Callable[[], bool], log: Path, timeout: float = 20) -> None:

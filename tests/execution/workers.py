@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from django.db import connection
 
 from algotrader.celery import app
 from algotrader.processes import procfile_command
+from algotrader.redis_client import get_redis
 from execution.tasks import settle_orders_task
 from tests.strategies.scheduling_helpers import declare_queues
 
@@ -37,6 +38,14 @@ class Worker:
         """The pool processes running a task now, as the worker itself reports them."""
         active = app.control.inspect(destination=[self.name], timeout=2).active() or {}
         return [task["worker_pid"] for task in active.get(self.name, [])]
+
+    def busy(self) -> bool:
+        """A task running or reserved by this worker, as it reports (no reply counts as busy)."""
+        inspect = app.control.inspect(destination=[self.name], timeout=2, limit=1)
+        active, reserved = inspect.active(), inspect.reserved()
+        if active is None or reserved is None or self.name not in active or self.name not in reserved:
+            return True
+        return bool(active[self.name] or reserved[self.name])
 
     def kill(self) -> None:
         """SIGKILL the whole worker, pool included: nothing acknowledges or requeues."""
@@ -134,3 +143,16 @@ def settling(every: float = 0.5) -> Iterator[None]:
     finally:
         stop.set()
         ticking.join()
+
+
+def wait_idle(workers: Iterable[Worker], queues: Iterable[str], timeout: float = 60) -> None:
+    """Until nothing waits in ``queues`` and no worker runs a task: a test's condition can
+    hold while a task is still finishing (a redelivered duplicate, its last events), and
+    the transactional test's flush (TRUNCATE) meeting that task's transaction deadlocks."""
+    redis = get_redis()
+    pending = list(workers)
+
+    def idle() -> bool:
+        return not any(redis.llen(queue) for queue in queues) and not any(worker.busy() for worker in pending)
+
+    wait_for(idle, lambda: "\n".join(worker.text() for worker in pending), timeout)

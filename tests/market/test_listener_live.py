@@ -184,6 +184,8 @@ def test_a_silent_feed_is_reconnected_and_a_long_gap_raises_l4_once_and_clears_i
     during = feed_health()
     wait_for(lambda: events("M4"), stack, timeout=15)
     wait_for(lambda: len(events("L4", user=None)) == 2, stack, timeout=10)
+    # The owner's copies are recorded after the operators' ones, not with them.
+    wait_for(lambda: len(events("L4", strategy=strategy)) == 2, stack, timeout=10)
 
     assert during is not None and during["healthy"] is False and during["stale"] == 1
     opened, cleared = events("L4", user=None)

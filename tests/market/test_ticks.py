@@ -1,7 +1,6 @@
 """The tick consumer's logic, called directly: last prices (M1), the stop-loss index
 taken atomically (M2), the stop-loss tasks on the ``stoploss`` queue."""
 
-import statistics
 import time
 from decimal import Decimal
 
@@ -133,9 +132,11 @@ def test_per_tick_work_does_not_grow_with_the_stops_on_the_symbol():
             ingest(redis, [[INFY, 1540.0, float(n)]])
             samples.append(time.perf_counter() - start)
         assert redis.zcard(redis_keys.stop_losses(INFY)) == stops
-        return statistics.median(samples)
+        # The fastest sample is the tick's own work; slower ones waited for the CPU or for a
+        # Redis server busy with other clients (the parallel workers, other test runs).
+        return min(samples)
 
     few, many = median_seconds(10), median_seconds(10_000)
 
-    print(f"median tick with 10 stops {few * 1e6:.0f} us, with 10,000 stops {many * 1e6:.0f} us")  # noqa: T201
+    print(f"fastest tick with 10 stops {few * 1e6:.0f} us, with 10,000 stops {many * 1e6:.0f} us")  # noqa: T201
     assert many < few * 2 + 0.0005

@@ -3,7 +3,10 @@ pytest writes to ``log_file`` (var/test-run.log), must hold no secret the tests 
 Each test's secrets are collected after it (broker credentials from the database and
 the Kite simulator, JWTs by their shape, the passwords the factories set, SECRET_KEY and
 FIELD_ENCRYPTION_KEYS); at the end of the session the log is scanned and a find fails
-the run, naming the line (with the secret itself masked)."""
+the run, naming the line (with the secret itself masked). Under pytest-xdist each worker
+logs to a file of its own (var/test-run-gw0.log...) and hands its file and secrets to the
+controller, which scans every file for every worker's secrets: one worker's secret is
+looked for in every log of the run."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +27,25 @@ MIN_LENGTH = 8  # shorter values are too common to mean anything when found
 _secrets: set[str] = set()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # factory_boy echoes every declaration's value at DEBUG, the test users' passwords
     # included: test tooling, not the product, and it would be the only finding.
     logging.getLogger("factory").setLevel(logging.INFO)
+    workerinput = getattr(config, "workerinput", None)
+    log_file = config.getoption("log_file") or config.getini("log_file")
+    if workerinput is not None and log_file:
+        # Before the logging plugin opens it (its pytest_configure is trylast): workers
+        # writing one file in "w" mode would truncate and interleave each other's lines.
+        config.option.log_file = str(worker_log_file(Path(log_file), workerinput["workerid"]))
+    config.stash[_worker_reports] = {}
+
+
+def worker_log_file(log_file: Path, worker: str) -> Path:
+    return log_file.with_name(f"{log_file.stem}-{worker}{log_file.suffix}")
+
+
+_worker_reports = pytest.StashKey[dict[str, dict[str, Any] | None]]()
 
 
 def remember(values: Iterable[str | None]) -> None:
@@ -78,27 +97,50 @@ def _log_file(config: pytest.Config) -> Path | None:
     return Path(handler.baseFilename)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object | None) -> None:
+    """On the controller: a worker's log file and secrets (none if it crashed)."""
+    config: pytest.Config = node.config
+    config.stash[_worker_reports][node.gateway.id] = getattr(node, "workeroutput", {}).get("log_scan")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from django.conf import settings
 
-    path = _log_file(session.config)
+    config = session.config
+    path = _log_file(config)
+    remember([settings.SECRET_KEY, *settings.FIELD_ENCRYPTION_KEYS, *PASSWORDS])
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller scans
+        workeroutput["log_scan"] = {"path": str(path) if path else None, "secrets": sorted(_secrets)}
+        return
     if path is None or not path.exists():
         return
-    remember([settings.SECRET_KEY, *settings.FIELD_ENCRYPTION_KEYS, *PASSWORDS])
-    found = leaks(path.read_text(errors="replace"), _secrets)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    paths, secrets, unreported = [path], set(_secrets), []
+    for worker, report in sorted(config.stash[_worker_reports].items()):
+        if report is None:  # crashed: its file is still scanned, with every other secret
+            unreported.append(worker)
+            paths.append(worker_log_file(path, worker))
+        elif report["path"]:
+            paths.append(Path(report["path"]))
+            secrets.update(report["secrets"])
+    found = [(log, line) for log in paths if log.exists() for line in leaks(log.read_text(errors="replace"), secrets)]
+    scanned = str(path) if len(paths) == 1 else f"{path} with its {len(paths) - 1} worker logs"
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line("")
-    if not found:
+    if unreported and reporter is not None:
+        reporter.write_line(f"log scan: worker(s) {', '.join(unreported)} reported no secrets", red=True)
+    if not found and not unreported:
         if reporter is not None:
-            reporter.write_line(f"log scan: {path} holds none of the {len(_secrets)} secrets the tests used")
+            reporter.write_line(f"log scan: {scanned} holds none of the {len(secrets)} secrets the tests used")
         return
-    if reporter is not None:
-        reporter.write_line(f"log scan: {len(found)} line(s) of {path} hold a secret:", red=True)
-        for line in found[:20]:
+    if found and reporter is not None:
+        reporter.write_line(f"log scan: {len(found)} line(s) of {scanned} hold a secret:", red=True)
+        for log, line in found[:20]:
             masked = JWT.sub("<JWT>", line)
-            for secret in _secrets:
+            for secret in secrets:
                 masked = masked.replace(secret, "<SECRET>")
-            reporter.write_line(f"  {masked[:300]}", red=True)
+            reporter.write_line(f"  {log.name}: {masked[:300]}", red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED

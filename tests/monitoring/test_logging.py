@@ -110,20 +110,11 @@ def test_the_log_scan_finds_known_secrets_and_any_jwt():
     assert leaks(text, {"kiteapisecret000001xyz"}) == ["key=kiteapisecret000001xyz here", "Bearer " + jwt]
 
 
-@pytest.mark.slow
-def test_a_run_that_logs_a_secret_fails_at_its_log_scan(tmp_path):
-    # A separate pytest run whose only test writes a secret past redaction (raw to the log
-    # file's handler): the run must fail at the end, naming the log scan.
-    test = tmp_path / "test_leak.py"
-    test.write_text(
-        "import logging\n"
-        "from django.conf import settings\n\n"
-        "def test_leak():\n"
-        "    for handler in logging.getLogger().handlers:\n"
-        "        if isinstance(handler, logging.FileHandler):\n"
-        "            handler.stream.write('leaked ' + settings.SECRET_KEY + '\\n')\n"
-    )
-    run = subprocess.run(
+def run_leaking_pytest(tmp_path: Path, test: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A separate pytest run of ``test`` with the log-scan plugin, logging to tmp_path/run.log."""
+    path = tmp_path / "test_leak.py"
+    path.write_text(test)
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -139,7 +130,8 @@ def test_a_run_that_logs_a_secret_fails_at_its_log_scan(tmp_path):
             str(ROOT),
             "-c",
             str(ROOT / "pyproject.toml"),
-            str(test),
+            *args,
+            str(path),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -147,5 +139,46 @@ def test_a_run_that_logs_a_secret_fails_at_its_log_scan(tmp_path):
         timeout=120,
     )
 
+
+@pytest.mark.slow
+def test_a_run_that_logs_a_secret_fails_at_its_log_scan(tmp_path):
+    # A separate pytest run whose only test writes a secret past redaction (raw to the log
+    # file's handler): the run must fail at the end, naming the log scan.
+    run = run_leaking_pytest(
+        tmp_path,
+        "import logging\n"
+        "from django.conf import settings\n\n"
+        "def test_leak():\n"
+        "    for handler in logging.getLogger().handlers:\n"
+        "        if isinstance(handler, logging.FileHandler):\n"
+        "            handler.stream.write('leaked ' + settings.SECRET_KEY + '\\n')\n",
+        "-n",
+        "0",
+    )
+
     assert run.returncode == 1, run.stdout + run.stderr
     assert "log scan: 1 line(s)" in run.stdout and settings.SECRET_KEY not in run.stdout
+
+
+@pytest.mark.slow
+def test_a_secret_only_a_worker_knew_found_in_its_own_log_fails_the_parallel_run(tmp_path):
+    # Under pytest-xdist the worker writes its own log file and only it collected the
+    # secret: the controller must still get both, scan, and fail the whole run.
+    secret = f"worker-only-secret-{uuid.uuid4().hex}"
+    run = run_leaking_pytest(
+        tmp_path,
+        "import logging\n"
+        "from tests.monitoring.log_secrets import remember\n\n"
+        "def test_leak():\n"
+        f"    remember([{secret!r}])\n"
+        "    for handler in logging.getLogger().handlers:\n"
+        "        if isinstance(handler, logging.FileHandler):\n"
+        f"            handler.stream.write('leaked {secret}\\n')\n",
+        "-n",
+        "1",
+    )
+
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "log scan: 1 line(s) of" in run.stdout and "with its 1 worker logs" in run.stdout, run.stdout
+    assert "run-gw0.log: leaked <SECRET>" in run.stdout and secret not in run.stdout
+    assert (tmp_path / "run-gw0.log").read_text().count(secret) == 1
