@@ -24,8 +24,16 @@ def execute_sell_task(strategy_id: int, reason: str = "SELL") -> None:
 
 @shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
 def execute_stoploss_task(strategy_id: int) -> None:
+    # The fill is followed by follow_order_task: this worker's slot is free for the next stop.
     with log_context(strategy_id=strategy_id):
-        services.strategy_stoploss_execute(strategy_id=strategy_id)
+        services.strategy_stoploss_execute(strategy_id=strategy_id, hand_off=True)
+
+
+@shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
+def follow_order_task(order_id: int, lock_token: str) -> None:
+    """On the orders queue. Lost or expired, settlement settles the order by its tag."""
+    with log_context(order_id=order_id):
+        services.position_follow(order_id=order_id, lock_token=lock_token)
 
 
 @shared_task(acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)
