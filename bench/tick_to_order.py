@@ -66,6 +66,12 @@ def main() -> None:
         help="the stop-loss worker's pool: prefork (the Procfile's) runs tasks on every core, threads share one GIL",
     )
     parser.add_argument(
+        "--orders-concurrency",
+        type=int,
+        default=int(os.environ.get("ORDERS_CONCURRENCY", "2")),
+        help="the orders worker's processes (the Procfile's ORDERS_CONCURRENCY), which follow the fills",
+    )
+    parser.add_argument(
         "--accounts",
         type=int,
         default=100,
@@ -287,6 +293,26 @@ class Bench:
                 "--loglevel",
                 "WARNING",
             ],
+            # The orders worker as the Procfile runs it: it follows the stop-losses' fills
+            # (follow_order_task), on the same cores as the path measured.
+            "orders": [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "algotrader",
+                "worker",
+                "-Q",
+                "orders",
+                "-n",
+                f"benchorders{os.getpid()}@%h",
+                "-c",
+                str(self.args.orders_concurrency),
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "WARNING",
+            ],
             "ticks": [sys.executable, "manage.py", "runworker", "ticks"],
             "market": [sys.executable, "manage.py", "run_market_listener"],
         }
@@ -405,6 +431,8 @@ class Bench:
             "duplicate_orders": sum(count - 1 for count in orders_by_tag.values() if count > 1),
             "orders_missing_after_5s": missing,
             "frame_to_order": summary(latencies),
+            # In arrival order: where in the run the slow ones were (a cold start, one round, all).
+            "frame_to_order_ms_by_arrival": [round(latency * 1000, 1) for latency in latencies],
             "parts": {
                 "frame_to_task_enqueued": summary(to_enqueued),
                 "enqueued_to_task_start": summary(to_task_start),
