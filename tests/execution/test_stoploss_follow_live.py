@@ -5,6 +5,7 @@ SELL per position, whatever is killed, and the timeline still tells the whole ex
 
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -145,9 +146,7 @@ def test_a_burst_of_stoplosses_each_delivered_twice_gives_one_exit_per_position(
             execute_stoploss_task.delay(strategy.pk)
             execute_stoploss_task.delay(strategy.pk)
         for strategy in strategies:
-            wait_for(
-                lambda s=strategy: state(s) == ("EXITED", "EXITED_BY_SL"), lambda: stoploss.text() + follower.text()
-            )
+            wait_for(partial(exited, strategy), lambda: stoploss.text() + follower.text())
 
     # then each position has exactly one exit, at the broker as in the database
     exits = [order for strategy in strategies for order in orders(strategy)]
