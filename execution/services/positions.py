@@ -39,6 +39,7 @@ from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from algotrader import redis_keys
+from algotrader.celery import app
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.registry import shared_adapter_for
 from brokers.models import BrokerAccount
@@ -74,10 +75,12 @@ EXIT_POSITIONS = {ExitReason.STOPLOSS: Position.EXITED_BY_SL}
 
 
 def _strategy(strategy_id: int) -> Strategy | None:
-    strategy = Strategy.objects.select_related("owner", "broker_account").filter(pk=strategy_id).first()
-    if strategy is None:
+    try:
+        # get(), not first(): no ORDER BY to compile and run on the stop-loss's first query.
+        return Strategy.objects.select_related("owner", "broker_account").get(pk=strategy_id)
+    except Strategy.DoesNotExist:
         logger.warning("executed strategy no longer exists", extra={"strategy_id": strategy_id})
-    return strategy
+        return None
 
 
 def _about(strategy: Strategy) -> dict[str, Any]:
@@ -442,7 +445,9 @@ def _follow_hand_off(strategy: Strategy, order: Order) -> bool:
     if token is None:
         return False  # proceeding without the lock: nothing to hand over, follow here
     try:
-        follow_order_task.delay(order.pk, token)
+        # The task and its sent event in one Redis pipeline (kombu's Producer.batch).
+        with app.producer_or_acquire() as producer, producer.batch():
+            follow_order_task.apply_async((order.pk, token), producer=producer)
     except Exception:
         logger.warning("follow task not sent: followed here", extra={"order_id": order.pk}, exc_info=True)
         return False
