@@ -128,6 +128,10 @@ def _locked(strategy: Strategy, *, kind: str, wait: bool, start: Emission | None
         )
     pending = [start] if start is not None else []
     if token is None:
+        if start is not None and _exit_claimed(strategy):
+            # A duplicate (or a redelivery) of an exit already claimed: its holder (the
+            # follower of that exit) finishes it, and this stop-loss slot is not held waiting.
+            wait = False
         emit_many([*pending, _emission(Event.X3_LOCK_CONFLICT, strategy, kind=kind, waits=wait)])
         pending = []
         if wait:
@@ -157,6 +161,10 @@ def _locked(strategy: Strategy, *, kind: str, wait: bool, start: Emission | None
                     held.record()
                 except Exception:
                     logger.exception("start of an execution not recorded", extra={"strategy_id": strategy.pk})
+
+
+def _exit_claimed(strategy: Strategy) -> bool:
+    return not Strategy.objects.filter(pk=strategy.pk, position__in=(Position.BUYING, Position.BOUGHT)).exists()
 
 
 def _emission(event: Event, strategy: Strategy, **payload: Any) -> Emission:
