@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -139,6 +140,10 @@ def order_create(
         # A live order of this side (or a filled BUY) exists: another worker got there first.
         raise OrderConflict(extra={"strategy_id": strategy.pk, "reason": str(reason)}) from error
     return order
+
+
+# (order, broker order id, request logged) -> True if the taker records the acceptance.
+AcceptedHandOff = Callable[[Order, str, dict[str, Any]], bool]
 
 
 def _move(order: Order, expected: tuple[str, ...], **changes: Any) -> bool:
@@ -305,11 +310,21 @@ def order_reconcile(*, order: Order, strategy: Strategy, adapter: BrokerAdapter,
         time.sleep(min(_RECONCILE_POLL, remaining))
 
 
-def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter, rate_taken: bool = False) -> Order:
+def order_place(
+    *,
+    order: Order,
+    strategy: Strategy,
+    adapter: BrokerAdapter,
+    rate_taken: bool = False,
+    hand_off: AcceptedHandOff | None = None,
+) -> Order:
     """Place ``order`` (PENDING) and return the order that stands for it at the end: PLACED,
     or final (REJECTED/FAILED), possibly a replacement with a new tag after a lost one.
     ``rate_taken``: the first attempt's slot in the account's order rate is already taken
-    (with the strategy's lock, in the same Redis round trip)."""
+    (with the strategy's lock, in the same Redis round trip). ``hand_off``: called with the
+    accepted order, its broker id and the request logged; if it returns True, recording
+    the acceptance (``order_accepted``) is the taker's, and the order is returned still
+    PENDING: the only way this returns a PENDING order."""
     deadline = time.monotonic() + retry_seconds(order.reason)
     attempt = 0
     while True:
@@ -403,13 +418,16 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter, rat
             )
             time.sleep(delay)
             continue
-        _accepted(order, strategy, broker_order_id, logged_request)
+        if hand_off is None or not hand_off(order, broker_order_id, logged_request):
+            order_accepted(order=order, strategy=strategy, broker_order_id=broker_order_id, request=logged_request)
         return order
 
 
-def _accepted(order: Order, strategy: Strategy, broker_order_id: str, request: dict[str, Any]) -> None:
+def order_accepted(*, order: Order, strategy: Strategy, broker_order_id: str, request: dict[str, Any]) -> None:
     """The broker took the order: the attempt, PLACED with its id, L2 and B3, in one
-    transaction (two round trips less than one statement each in the worker's slot)."""
+    transaction (two round trips less than one statement each). A no-op on the order
+    once it moved on (adopted by its tag meanwhile, or settled): the exchange is still
+    logged and counted."""
     response = {"broker_order_id": broker_order_id}
     with transaction.atomic():
         adopted = _move(

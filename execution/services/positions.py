@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -49,6 +50,7 @@ from execution.services import locks, safety
 from execution.services.orders import (
     about,
     broker_outage_resolve,
+    order_accepted,
     order_alert,
     order_create,
     order_follow,
@@ -428,34 +430,38 @@ def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
 
 def order_execute(strategy: Strategy, order: Order, *, rate_taken: bool = False, hand_off: bool = False) -> Order:
     """Place ``order``, follow it until final and move the position (the caller holds the
-    lock). ``hand_off``: once the broker has accepted it, the following and the position's
-    move go to ``follow_order_task`` with the lock, and this returns the PLACED order."""
+    lock). ``hand_off``: as soon as the broker has accepted it, recording that, following
+    the fill and moving the position go to ``follow_order_task`` with the lock, and this
+    returns the order (still PENDING here) at once."""
     with log_context(strategy_id=strategy.pk, order_id=order.pk):
         with broker_adapter(strategy) as adapter:
-            order = order_place(order=order, strategy=strategy, adapter=adapter, rate_taken=rate_taken)
+            handing = partial(_follow_hand_off, strategy) if hand_off else None
+            order = order_place(
+                order=order, strategy=strategy, adapter=adapter, rate_taken=rate_taken, hand_off=handing
+            )
+            if order.status == Order.Status.PENDING:
+                return order  # handed off
             if order.status == Order.Status.PLACED:
-                if hand_off and _follow_hand_off(strategy, order):
-                    return order
                 broker_outage_resolve(strategy=strategy)
                 order = order_follow(order=order, strategy=strategy, adapter=adapter)
         position_apply_outcome(strategy, order)
     return order
 
 
-def _follow_hand_off(strategy: Strategy, order: Order) -> bool:
-    """Send the PLACED order's following, with the strategy's lock, to a follow task; False
-    (the caller follows it itself) if it could not be sent. Should this worker die before
-    the task is sent, settlement finds the order PLACED and its lock expired, and settles
-    it by its tag (``recovery.orders_settle_interrupted``), as it does any interrupted order."""
+def _follow_hand_off(strategy: Strategy, order: Order, broker_order_id: str, request: dict[str, Any]) -> bool:
+    """Send the accepted order, with the strategy's lock, to a follow task; False (the
+    caller goes on itself) if it could not be sent. Should this worker die before the
+    task is sent, settlement finds the order live and its lock expired, looks it up by its
+    tag and settles it (``recovery.orders_settle_interrupted``), as any interrupted order."""
     from execution.tasks import follow_order_task  # the tasks module imports these services
 
     token = locks.lock_token()
     if token is None:
-        return False  # proceeding without the lock: nothing to hand over, follow here
+        return False  # proceeding without the lock: nothing to hand over, go on here
     try:
         # The task and its sent event in one Redis pipeline (kombu's Producer.batch).
         with app.producer_or_acquire() as producer, producer.batch():
-            follow_order_task.apply_async((order.pk, token), producer=producer)
+            follow_order_task.apply_async((order.pk, token, broker_order_id, request), producer=producer)
     except Exception:
         logger.warning("follow task not sent: followed here", extra={"order_id": order.pk}, exc_info=True)
         return False
@@ -463,11 +469,14 @@ def _follow_hand_off(strategy: Strategy, order: Order) -> bool:
     return True
 
 
-def position_follow(*, order_id: int, lock_token: str) -> Order | None:
-    """Finish an execution handed over after the broker accepted its order: take over the
-    strategy's lock, follow the order until final (E5) and move the position (S5, L1, the
-    alerts), as the execution would have done itself. Safe to run twice, and after
-    settlement got there first: a final order is not followed again, and only the
+def position_follow(
+    *, order_id: int, lock_token: str, broker_order_id: str = "", request: dict[str, Any] | None = None
+) -> Order | None:
+    """Finish an execution handed over once the broker accepted its order: take over the
+    strategy's lock, record the acceptance (PLACED with ``broker_order_id``, L2, B3),
+    follow the order until final (E5) and move the position (S5, L1, the alerts), as the
+    execution would have done itself. Safe to run twice, and after settlement got there
+    first: an order adopted or final is not recorded or followed again, and only the
     position's latest order of its side moves it (an outcome already applied is a no-op)."""
     order = Order.objects.select_related("strategy__owner", "strategy__broker_account").filter(pk=order_id).first()
     if order is None:
@@ -477,6 +486,8 @@ def position_follow(*, order_id: int, lock_token: str) -> Order | None:
         if not held:
             return None
         order.refresh_from_db()
+        if broker_order_id and order.status in (Order.Status.PENDING, Order.Status.UNKNOWN):
+            order_accepted(order=order, strategy=strategy, broker_order_id=broker_order_id, request=request or {})
         if order.status == Order.Status.PLACED:
             with broker_adapter(strategy) as adapter:
                 broker_outage_resolve(strategy=strategy)

@@ -69,11 +69,13 @@ def test_the_stoploss_worker_places_the_exit_and_the_orders_worker_finishes_it(
     # when the stop-loss fires with no orders worker running
     execute_stoploss_task.delay(strategy.pk)
 
-    # then the exit is at the broker and the stop-loss worker is free at once: nothing follows it yet
-    wait_for(lambda: Order.objects.filter(strategy=strategy, status="PLACED").exists(), stoploss_worker.text)
+    # then the exit is at the broker and the stop-loss worker is free at once: recording the
+    # acceptance and following the fill are the follower's, which has not run yet
+    wait_for(lambda: len(sells(kite_sim, sim_account.api_key)) == 1, stoploss_worker.text)
     wait_for(lambda: stoploss_worker.active_pids() == [], stoploss_worker.text)
     assert state(strategy) == ("RUNNING", "EXITING")
-    assert orders(strategy)[0].status == Order.Status.PLACED
+    assert orders(strategy)[0].status == Order.Status.PENDING
+    assert codes(strategy) == ["E3", "X2"]
     assert get_redis().exists(redis_keys.lock_state(strategy.pk))  # handed over, not released
 
     # and once an orders worker runs, it follows the fill and ends the position
