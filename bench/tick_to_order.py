@@ -4,9 +4,9 @@
 
 The Kite simulator (in this process, still prices, a frame of every subscribed
 instrument each ``--tick-interval``), ``run_market_listener`` on its real ticker,
-``runworker ticks`` and a stop-loss worker (``celery -Q stoploss``; with a minimal
-bench-only stop-loss task, ``bench/stoploss_bench.py``, while the execution engine has
-none). 10,000 running strategies with armed stops over every equity the simulator lists
+``runworker ticks``, a stop-loss worker (``celery -Q stoploss``, with the Procfile's pool
+and concurrency unless told otherwise) and an orders worker (``celery -Q orders``, which
+follows the stop-losses' fills). 10,000 running strategies with armed stops over every equity the simulator lists
 (305 of them), owned by ``--accounts`` users with a Kite account each (Kite limits each
 account to 10 orders a second, and so does the engine). Measures
 
@@ -31,6 +31,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -58,12 +59,25 @@ def main() -> None:
     parser.add_argument("--crossings-per-round", type=int, default=5, help="instruments moved through stops a round")
     parser.add_argument("--backlog-batches", type=int, default=300, help="full batches queued for (a)")
     parser.add_argument("--baseline-samples", type=int, default=300)
-    parser.add_argument("--stoploss-concurrency", type=int, default=8)
+    pool, concurrency = procfile_stoploss_worker()
+    parser.add_argument(
+        "--stoploss-concurrency",
+        type=int,
+        default=concurrency,
+        help="the stop-loss worker's concurrency (default: the Procfile's, with STOPLOSS_CONCURRENCY if set)",
+    )
     parser.add_argument(
         "--stoploss-pool",
         choices=["threads", "prefork"],
-        default="threads",
-        help="the stop-loss worker's pool: prefork (the Procfile's) runs tasks on every core, threads share one GIL",
+        default=pool,
+        help="the stop-loss worker's pool (default: the Procfile's, with STOPLOSS_POOL if set): "
+        "prefork runs tasks on every core, threads share one GIL",
+    )
+    parser.add_argument(
+        "--orders-concurrency",
+        type=int,
+        default=int(os.environ.get("ORDERS_CONCURRENCY", "2")),
+        help="the orders worker's processes (the Procfile's ORDERS_CONCURRENCY), which follow the fills",
     )
     parser.add_argument(
         "--accounts",
@@ -99,6 +113,17 @@ def main() -> None:
     django.setup()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # still stop the processes started
     Bench(args).run()
+
+
+def procfile_stoploss_worker() -> tuple[str, int]:
+    """The pool and concurrency of the Procfile's ``stoploss`` line, as honcho would start
+    it in this environment: the benchmark measures what the Procfile runs."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("stoploss:"))
+    pool = re.search(r"--pool \$\{STOPLOSS_POOL:-(\w+)\}", line)
+    concurrency = re.search(r"--concurrency \$\{STOPLOSS_CONCURRENCY:-(\d+)\}", line)
+    if pool is None or concurrency is None:
+        sys.exit("the Procfile's stoploss line no longer names its pool and concurrency as this benchmark expects")
+    return os.environ.get("STOPLOSS_POOL", pool[1]), int(os.environ.get("STOPLOSS_CONCURRENCY", concurrency[1]))
 
 
 def summary(values: list[float]) -> dict[str, float | int | None]:
@@ -145,7 +170,13 @@ class Bench:
             self.sim = sim
             self.setup_strategies()
             self.start_stack()
+            cpu_before = self.cpu_seconds()
             latency = self.measure_latency()
+            cpu_after = self.cpu_seconds()
+            orders = max(1, latency["orders_at_simulator"])
+            latency["cpu_ms_per_order"] = {
+                name: round((cpu_after[name] - cpu_before[name]) * 1000 / orders, 2) for name in cpu_after
+            }
             baseline = self.measure_baseline()
             throughput = self.measure_throughput()
         finally:
@@ -287,6 +318,26 @@ class Bench:
                 "--loglevel",
                 "WARNING",
             ],
+            # The orders worker as the Procfile runs it: it follows the stop-losses' fills
+            # (follow_order_task), on the same cores as the path measured.
+            "orders": [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "algotrader",
+                "worker",
+                "-Q",
+                "orders",
+                "-n",
+                f"benchorders{os.getpid()}@%h",
+                "-c",
+                str(self.args.orders_concurrency),
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "WARNING",
+            ],
             "ticks": [sys.executable, "manage.py", "runworker", "ticks"],
             "market": [sys.executable, "manage.py", "run_market_listener"],
         }
@@ -317,6 +368,24 @@ class Bench:
             if time.monotonic() > deadline:
                 sys.exit("the stop-loss worker never answered; see bench/results/logs")
         time.sleep(1.0)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each started process group, children
+        included (each process leads a session of its own): what load does not bend."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = dict.fromkeys(self.processes, 0.0)
+        sessions = {process.pid: name for name, process in self.processes.items()}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            name = sessions.get(int(fields[3]))  # the session id
+            if name is not None:
+                used[name] += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return used
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
@@ -405,6 +474,8 @@ class Bench:
             "duplicate_orders": sum(count - 1 for count in orders_by_tag.values() if count > 1),
             "orders_missing_after_5s": missing,
             "frame_to_order": summary(latencies),
+            # In arrival order: where in the run the slow ones were (a cold start, one round, all).
+            "frame_to_order_ms_by_arrival": [round(latency * 1000, 1) for latency in latencies],
             "parts": {
                 "frame_to_task_enqueued": summary(to_enqueued),
                 "enqueued_to_task_start": summary(to_task_start),

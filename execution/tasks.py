@@ -2,6 +2,8 @@
 (stop-losses to their own queue); every task is acknowledged late and expires, and is
 safe to run twice (the database claim lets one delivery act)."""
 
+from typing import Any
+
 from celery import shared_task
 from django.conf import settings
 
@@ -24,8 +26,20 @@ def execute_sell_task(strategy_id: int, reason: str = "SELL") -> None:
 
 @shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
 def execute_stoploss_task(strategy_id: int) -> None:
+    # The fill is followed by follow_order_task: this worker's slot is free for the next stop.
     with log_context(strategy_id=strategy_id):
-        services.strategy_stoploss_execute(strategy_id=strategy_id)
+        services.strategy_stoploss_execute(strategy_id=strategy_id, hand_off=True)
+
+
+@shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
+def follow_order_task(
+    order_id: int, lock_token: str, broker_order_id: str = "", request: dict[str, Any] | None = None
+) -> None:
+    """On the orders queue. Lost or expired, settlement settles the order by its tag."""
+    with log_context(order_id=order_id):
+        services.position_follow(
+            order_id=order_id, lock_token=lock_token, broker_order_id=broker_order_id, request=request
+        )
 
 
 @shared_task(acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)

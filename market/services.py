@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 from typing import Any
 
 from algotrader import redis_keys
@@ -29,8 +27,6 @@ logger = logging.getLogger(__name__)
 STOPLOSS_TASK = "execution.tasks.execute_stoploss_task"
 # A trigger older than this without its task enqueued was left by a consumer that died.
 LEFTOVER_AFTER_SECONDS = 5.0
-# Connections a burst of stop-loss tasks is published over (the broker pool holds 10).
-PUBLISH_LANES = 4
 
 
 def ticks_ingest(*, message: dict[str, Any]) -> Ingested:
@@ -56,27 +52,15 @@ def ticks_ingest(*, message: dict[str, Any]) -> Ingested:
 def stoploss_enqueue(*, triggers: Sequence[Trigger]) -> None:
     """One ``execute_stoploss_task`` per trigger on the stop-loss queue, then the trigger is
     forgotten. A crash between the two enqueues it again later: the task is idempotent.
-    A burst (a fall through many stops) is published over a few connections at once: each
-    publish is several broker round trips, and the last exit must not wait for all the others."""
-    lanes = min(PUBLISH_LANES, len(triggers))
-    if lanes <= 1:
-        _publish(triggers)
-    else:
-        list(_publishers().map(_publish, [triggers[lane::lanes] for lane in range(lanes)]))
-    get_redis().hdel(redis_keys.stoploss_fired(), *(str(trigger.strategy_id) for trigger in triggers))
-
-
-def _publish(triggers: Sequence[Trigger]) -> None:
-    with app.producer_or_acquire() as producer:
+    A burst (a fall through many stops) goes out as one batch (kombu's ``Producer.batch``:
+    every task and its sent event in one Redis pipeline), so the last exit of a frame
+    waits for no other's round trips."""
+    with app.producer_or_acquire() as producer, producer.batch():
         for trigger in triggers:
             app.send_task(
                 STOPLOSS_TASK, args=[trigger.strategy_id], queue=CeleryQueue.STOPLOSS.value, producer=producer
             )
-
-
-@cache
-def _publishers() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=PUBLISH_LANES, thread_name_prefix="stoploss-publish")
+    get_redis().hdel(redis_keys.stoploss_fired(), *(str(trigger.strategy_id) for trigger in triggers))
 
 
 def stoploss_publisher_warm() -> None:

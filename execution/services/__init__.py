@@ -2,6 +2,11 @@
 ``positions`` (E1/E2/E3 and the position moves), ``locks`` (``lock_state:{id}``).
 Tasks call the entry points through this package."""
 
-from execution.services.positions import strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
+from execution.services.positions import (
+    position_follow,
+    strategy_buy_execute,
+    strategy_sell_execute,
+    strategy_stoploss_execute,
+)
 
-__all__ = ["strategy_buy_execute", "strategy_sell_execute", "strategy_stoploss_execute"]
+__all__ = ["position_follow", "strategy_buy_execute", "strategy_sell_execute", "strategy_stoploss_execute"]

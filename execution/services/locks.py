@@ -50,14 +50,18 @@ _KEEPALIVE_AFTER = 0.1
 _held = threading.local()
 
 
-def _ttl_ms() -> int:
+def ttl_ms() -> int:
     return int(settings.EXECUTION_LOCK_SECONDS * 1000)
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
 
 
 def lock_acquire(*, strategy_id: int) -> str | None:
     """The owner token, or None if another worker holds the lock."""
-    token = uuid.uuid4().hex
-    taken = get_redis().set(redis_keys.lock_state(strategy_id), token, nx=True, px=_ttl_ms())
+    token = new_token()
+    taken = get_redis().set(redis_keys.lock_state(strategy_id), token, nx=True, px=ttl_ms())
     return token if taken else None
 
 
@@ -85,7 +89,7 @@ def lock_keepalive() -> bool:
     now = time.monotonic()
     if now - renewed_at < settings.EXECUTION_LOCK_SECONDS * _KEEPALIVE_AFTER:
         return True
-    kept = bool(redis_script(_EXTEND)(keys=[redis_keys.lock_state(strategy_id)], args=[token, _ttl_ms()]))
+    kept = bool(redis_script(_EXTEND)(keys=[redis_keys.lock_state(strategy_id)], args=[token, ttl_ms()]))
     if kept:
         _held.lock = (strategy_id, token, now)
     return kept
@@ -93,12 +97,41 @@ def lock_keepalive() -> bool:
 
 @contextmanager
 def lock_held(*, strategy_id: int, token: str) -> Iterator[str]:
-    """Mark ``token`` (just acquired) as this thread's lock for ``lock_keepalive``, and
-    release it at the end."""
+    """Mark ``token`` (just acquired, or taken over) as this thread's lock for
+    ``lock_keepalive``, and release it at the end unless it was handed over."""
     outer = getattr(_held, "lock", None)
+    outer_handed = getattr(_held, "handed", None)
     _held.lock = (strategy_id, token, time.monotonic())
+    _held.handed = None
     try:
         yield token
     finally:
-        _held.lock = outer
-        lock_release(strategy_id=strategy_id, token=token)
+        handed = _held.handed == token
+        _held.lock, _held.handed = outer, outer_handed
+        if not handed:
+            lock_release(strategy_id=strategy_id, token=token)
+
+
+def lock_token() -> str | None:
+    """The token of the lock this thread holds, if any."""
+    held: tuple[int, str, float] | None = getattr(_held, "lock", None)
+    return None if held is None else held[1]
+
+
+def lock_hand_over() -> str | None:
+    """Leave the lock this thread holds to the task that will finish its execution (an
+    order's follower): ``lock_held`` will not release it, and the taker renews it from
+    the token returned (``lock_take_over``). None if this thread holds no lock. Until the
+    taker starts, the lock simply lives out its life: a follower that never comes (lost
+    with a killed worker) frees the strategy for settlement within EXECUTION_LOCK_SECONDS."""
+    held: tuple[int, str, float] | None = getattr(_held, "lock", None)
+    if held is None:
+        return None
+    _held.handed = held[1]
+    return held[1]
+
+
+def lock_take_over(*, strategy_id: int, token: str) -> bool:
+    """Take over a lock handed over with ``token``: renewed (or taken back if it expired and
+    nobody took it meanwhile); False if another worker holds it now."""
+    return bool(redis_script(_EXTEND)(keys=[redis_keys.lock_state(strategy_id)], args=[token, ttl_ms()]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +39,7 @@ from execution.models import Order
 from execution.services import locks, safety
 from monitoring.events import Event
 from monitoring.metrics import ORDERS
-from monitoring.services import alert_raise, alert_resolve, emit, error_log
+from monitoring.services import Emission, alert_raise, alert_resolve, emit, emit_many, error_log
 from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
@@ -107,16 +108,23 @@ def order_create(
     valid_until: Any = None,
     quantity: int | None = None,
     side: Order.Side | None = None,
+    order_id: int | None = None,
+    savepoint: bool = True,
 ) -> Order:
-    """Insert the PENDING intent and give it its tag. Call inside the transaction that
-    claimed the position, so the claim and the intent commit together or not at all.
+    """Insert the PENDING intent with its tag. Call inside the transaction that claimed the
+    position, so the claim and the intent commit together or not at all. ``savepoint``:
+    False when a conflict (``OrderConflict``) ends the caller's transaction anyway (a
+    round trip less each side of the INSERT). ``order_id``: an id reserved for it, so the
+    tag goes in with the INSERT; without one, an UPDATE sets it once the id is known.
     ``quantity`` defaults to the strategy's; ``side`` is implied by the reason except for
     EXCESS, which squares off either way."""
     if side is None:
         side = Order.Side.BUY if reason == Order.Reason.BUY else Order.Side.SELL
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=savepoint):
             order = Order.objects.create(
+                id=order_id,
+                tag=None if order_id is None else order_tag(order_id),
                 strategy=strategy,
                 account_id=strategy.broker_account_id,
                 side=side,
@@ -125,12 +133,17 @@ def order_create(
                 retry_of=retry_of,
                 valid_until=valid_until,
             )
-            order.tag = order_tag(order.pk)
-            Order.objects.filter(pk=order.pk).update(tag=order.tag)
+            if order_id is None:
+                order.tag = order_tag(order.pk)
+                Order.objects.filter(pk=order.pk).update(tag=order.tag)
     except IntegrityError as error:
         # A live order of this side (or a filled BUY) exists: another worker got there first.
         raise OrderConflict(extra={"strategy_id": strategy.pk, "reason": str(reason)}) from error
     return order
+
+
+# (order, broker order id, request logged) -> True if the taker records the acceptance.
+AcceptedHandOff = Callable[[Order, str, dict[str, Any]], bool]
 
 
 def _move(order: Order, expected: tuple[str, ...], **changes: Any) -> bool:
@@ -138,7 +151,7 @@ def _move(order: Order, expected: tuple[str, ...], **changes: Any) -> bool:
     moved = Order.objects.filter(pk=order.pk, status__in=expected).update(**changes, updated_at=timezone.now())
     if moved:
         for name, value in changes.items():
-            if not isinstance(value, F):
+            if not hasattr(value, "resolve_expression"):  # an expression (F(...) + 1) is the database's to compute
                 setattr(order, name, value)
     return moved == 1
 
@@ -297,9 +310,21 @@ def order_reconcile(*, order: Order, strategy: Strategy, adapter: BrokerAdapter,
         time.sleep(min(_RECONCILE_POLL, remaining))
 
 
-def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> Order:
+def order_place(
+    *,
+    order: Order,
+    strategy: Strategy,
+    adapter: BrokerAdapter,
+    rate_taken: bool = False,
+    hand_off: AcceptedHandOff | None = None,
+) -> Order:
     """Place ``order`` (PENDING) and return the order that stands for it at the end: PLACED,
-    or final (REJECTED/FAILED), possibly a replacement with a new tag after a lost one."""
+    or final (REJECTED/FAILED), possibly a replacement with a new tag after a lost one.
+    ``rate_taken``: the first attempt's slot in the account's order rate is already taken
+    (with the strategy's lock, in the same Redis round trip). ``hand_off``: called with the
+    accepted order, its broker id and the request logged; if it returns True, recording
+    the acceptance (``order_accepted``) is the taker's, and the order is returned still
+    PENDING: the only way this returns a PENDING order."""
     deadline = time.monotonic() + retry_seconds(order.reason)
     attempt = 0
     while True:
@@ -318,7 +343,9 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
             "product": str(request.product),
         }
         attempt += 1
-        if not safety.order_rate_take(account=strategy.broker_account, reason=order.reason, deadline=deadline):
+        if not (attempt == 1 and rate_taken) and not safety.order_rate_take(
+            account=strategy.broker_account, reason=order.reason, deadline=deadline
+        ):
             _fail(order, strategy, Status.FAILED, "No room in the account's order rate", alert="Order not placed: rate")
             return order
         try:
@@ -391,16 +418,58 @@ def order_place(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> 
             )
             time.sleep(delay)
             continue
-        _log_exchange(order, strategy, logged_request, {"broker_order_id": broker_order_id})
-        _count_attempt(order, "")
-        order_adopt(order, strategy, broker_order_id)
-        # After the broker call, so it costs the placement nothing: an accepted order ends an outage.
-        alert_resolve(
-            kind="broker_unreachable",
-            key=f"account:{strategy.broker_account_id}",
-            resolution="the broker accepted an order again",
-        )
+        if hand_off is None or not hand_off(order, broker_order_id, logged_request):
+            order_accepted(order=order, strategy=strategy, broker_order_id=broker_order_id, request=logged_request)
         return order
+
+
+def order_accepted(*, order: Order, strategy: Strategy, broker_order_id: str, request: dict[str, Any]) -> None:
+    """The broker took the order: the attempt, PLACED with its id, L2 and B3, in one
+    transaction (two round trips less than one statement each). A no-op on the order
+    once it moved on (adopted by its tag meanwhile, or settled): the exchange is still
+    logged and counted."""
+    response = {"broker_order_id": broker_order_id}
+    with transaction.atomic():
+        adopted = _move(
+            order,
+            (Status.PENDING, Status.UNKNOWN),
+            status=Status.PLACED,
+            broker_order_id=broker_order_id,
+            attempts=F("attempts") + 1,
+            last_error="",
+        )
+        if adopted:
+            order.attempts += 1
+            emit_many(
+                [
+                    _emission(Event.L2_ORDER_EVENT_LOGGED, order, strategy, request=request, response=response),
+                    _emission(Event.B3_ORDER_ACCEPTED, order, strategy, broker_order_id=broker_order_id),
+                ]
+            )
+    if not adopted:  # settled meanwhile by another reader: the exchange and the attempt still count
+        _log_exchange(order, strategy, request, response)
+        _count_attempt(order, "")
+        order.refresh_from_db()
+
+
+def _emission(event: Event, order: Order, strategy: Strategy, **payload: Any) -> Emission:
+    return Emission(
+        event,
+        user_id=strategy.owner_id,
+        strategy_id=strategy.pk,
+        order_id=order.pk,
+        payload={**about(order, strategy), **payload},
+    )
+
+
+def broker_outage_resolve(*, strategy: Strategy) -> None:
+    """An accepted order ends the account's broker outage, if one is open. Called by what
+    follows the order, after the placement: it costs the stop-loss's slot nothing."""
+    alert_resolve(
+        kind="broker_unreachable",
+        key=f"account:{strategy.broker_account_id}",
+        resolution="the broker accepted an order again",
+    )
 
 
 def order_replace(lost: Order, strategy: Strategy, *, why: str) -> Order:

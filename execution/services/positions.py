@@ -29,15 +29,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q, QuerySet, Sum
+from django.db import connection, transaction
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from algotrader import redis_keys
+from algotrader.celery import app
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.registry import shared_adapter_for
 from brokers.models import BrokerAccount
@@ -46,6 +49,8 @@ from execution.models import Order
 from execution.services import locks, safety
 from execution.services.orders import (
     about,
+    broker_outage_resolve,
+    order_accepted,
     order_alert,
     order_create,
     order_follow,
@@ -57,7 +62,7 @@ from market.stoploss_index import stoploss_arm, stoploss_disarm
 from monitoring.events import Event
 from monitoring.logging import log_context
 from monitoring.metrics import TimedAdapter
-from monitoring.services import alert_raise, alert_resolve, emit
+from monitoring.services import Emission, alert_raise, alert_resolve, emit, emit_many
 from strategies import runtime, scheduling
 from strategies import services as strategy_services
 from strategies.models import Strategy
@@ -72,23 +77,65 @@ EXIT_POSITIONS = {ExitReason.STOPLOSS: Position.EXITED_BY_SL}
 
 
 def _strategy(strategy_id: int) -> Strategy | None:
-    strategy = Strategy.objects.select_related("owner", "broker_account").filter(pk=strategy_id).first()
-    if strategy is None:
+    try:
+        # get(), not first(): no ORDER BY to compile and run on the stop-loss's first query.
+        return Strategy.objects.select_related("owner", "broker_account").get(pk=strategy_id)
+    except Strategy.DoesNotExist:
         logger.warning("executed strategy no longer exists", extra={"strategy_id": strategy_id})
-    return strategy
+        return None
 
 
 def _about(strategy: Strategy) -> dict[str, Any]:
     return {"strategy_id": strategy.pk, "symbol": redis_keys.instrument(strategy.exchange, strategy.symbol)}
 
 
+@dataclass
+class _Held:
+    """What ``_locked`` yields: whether the lock is held; the events of the execution's
+    start (E3 and X2) not recorded yet, which the claim records in its own transaction;
+    and the key of the order-rate slot taken with the lock, if one was."""
+
+    held: bool
+    pending: list[Emission] = field(default_factory=list)
+    rate_key: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.held
+
+    def record(self) -> None:
+        """Record what is still pending (a path that claims nothing, before anything else)."""
+        pending, self.pending = self.pending, []
+        if pending:
+            emit_many(pending)
+
+    def release_rate(self) -> None:
+        """Give back the rate slot of an order that is not placed after all."""
+        rate_key, self.rate_key = self.rate_key, None
+        if rate_key is not None:
+            safety.order_rate_give_back(rate_key=rate_key)
+
+
 @contextmanager
-def _locked(strategy: Strategy, *, kind: str, wait: bool) -> Iterator[bool]:
-    """Yield True with ``lock_state:{id}`` held. A duplicate BUY gives up on conflict; an
-    exit waits for the holder (a BUY still following its fill) since it must not be lost."""
-    token = locks.lock_acquire(strategy_id=strategy.pk)
+def _locked(strategy: Strategy, *, kind: str, wait: bool, start: Emission | None = None) -> Iterator[_Held]:
+    """Yield a truthy ``_Held`` with ``lock_state:{id}`` held. A duplicate BUY gives up on
+    conflict; an exit waits for the holder (a BUY still following its fill) since it must
+    not be lost. ``start``: the stop-loss's E3, deferred with X2 to the claim's transaction;
+    its lock comes with its order-rate slot, in one round trip."""
+    rate_key = None
+    if start is None:
+        token = locks.lock_acquire(strategy_id=strategy.pk)
+    else:
+        token, rate_key = safety.lock_and_rate_take(
+            strategy_id=strategy.pk, account=strategy.broker_account, reason=Order.Reason.STOPLOSS
+        )
+    pending = [start] if start is not None else []
     if token is None:
-        emit(Event.X3_LOCK_CONFLICT, strategy=strategy, payload={**_about(strategy), "kind": kind, "waits": wait})
+        if start is not None and _exit_claimed(strategy):
+            # A duplicate (or a redelivery) of an exit already claimed: its holder (the
+            # follower of that exit) finishes it, and this stop-loss slot is not held waiting.
+            wait = False
+        emit_many([*pending, _emission(Event.X3_LOCK_CONFLICT, strategy, kind=kind, waits=wait)])
+        pending = []
         if wait:
             timeout = settings.ORDER_FOLLOW_SECONDS + settings.ORDER_RETRY_SECONDS_BUY
             token = locks.lock_wait(strategy_id=strategy.pk, timeout=timeout)
@@ -96,14 +143,34 @@ def _locked(strategy: Strategy, *, kind: str, wait: bool) -> Iterator[bool]:
                 # A holder this slow is most likely a dead worker whose lock has not expired:
                 # an exit must not be lost to it, and the database claim still allows only one.
                 logger.warning("exit proceeds without the lock", extra={"strategy_id": strategy.pk, "kind": kind})
-                yield True
+                yield _Held(True)
                 return
         if token is None:
-            yield False
+            yield _Held(False)
             return
-    emit(Event.X2_LOCK_ACQUIRED, strategy=strategy, payload={**_about(strategy), "kind": kind})
+    acquired = _emission(Event.X2_LOCK_ACQUIRED, strategy, kind=kind)
+    if start is None:
+        emit_many([acquired])
+        held = _Held(True)
+    else:
+        held = _Held(True, [*pending, acquired], rate_key)
     with locks.lock_held(strategy_id=strategy.pk, token=token):
-        yield True
+        try:
+            yield held
+        finally:
+            if held.pending:  # an error before the claim: the timeline still shows the start
+                try:
+                    held.record()
+                except Exception:
+                    logger.exception("start of an execution not recorded", extra={"strategy_id": strategy.pk})
+
+
+def _exit_claimed(strategy: Strategy) -> bool:
+    return not Strategy.objects.filter(pk=strategy.pk, position__in=(Position.BUYING, Position.BOUGHT)).exists()
+
+
+def _emission(event: Event, strategy: Strategy, **payload: Any) -> Emission:
+    return Emission(event, user_id=strategy.owner_id, strategy_id=strategy.pk, payload={**_about(strategy), **payload})
 
 
 def _live_order(strategy: Strategy, side: Order.Side) -> Order | None:
@@ -149,6 +216,35 @@ def _position_target(strategy: Strategy) -> int:
     return int(own) or strategy.quantity
 
 
+# The exit claim's one read (PostgreSQL): exits already out, BUY fills, SELL fills, and the
+# next order id (an aggregate without GROUP BY is one row: nextval runs once).
+_EXIT_BASIS_SQL = """
+SELECT COUNT(*) FILTER (WHERE side = %s AND reason <> %s AND status = ANY(%s)),
+       COALESCE(SUM(filled_quantity) FILTER (WHERE side = %s), 0),
+       COALESCE(SUM(filled_quantity) FILTER (WHERE side = %s), 0),
+       nextval(pg_get_serial_sequence('execution_order', 'id'))
+FROM execution_order WHERE strategy_id = %s
+"""
+
+
+def _exit_basis(strategy: Strategy, *, again: bool) -> tuple[bool, int, int | None]:
+    """For an exit's claim, under the row lock its transition took: whether an exit is out
+    already (live, or, for a first exit, filled), what is held, and on PostgreSQL an id
+    reserved for the exit's order (so its tag goes in with the INSERT), all in one query."""
+    out_statuses = Order.LIVE if again else (*Order.LIVE, Order.Status.COMPLETE)
+    if connection.vendor != "postgresql":
+        out = _position_orders(strategy, Order.Side.SELL).filter(status__in=out_statuses).exists()
+        return out, position_held_quantity(strategy, opened=True), None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _EXIT_BASIS_SQL,
+            ["SELL", "EXCESS", [str(status) for status in out_statuses], "BUY", "SELL", strategy.pk],
+        )
+        out, bought, sold, order_id = cursor.fetchone()
+    # As ``position_held_quantity`` for an opened position: no fill on record held the plan.
+    return bool(out), int(bought or strategy.quantity) - int(sold), int(order_id)
+
+
 def _claim(
     strategy: Strategy,
     *,
@@ -156,26 +252,33 @@ def _claim(
     changes: dict[str, Any],
     reason: Order.Reason,
     again: bool = False,
+    held: _Held | None = None,
     **order: Any,
 ) -> Order | None:
     """The position claim and the order intent, committed together; None if lost. An exit
     sells what is held, read under the row lock the transition took; ``again``: the exit
-    that follows one that ended without selling everything."""
+    that follows one that ended without selling everything. ``held``: its pending start
+    events are recorded in the same transaction when the claim wins (left pending if not)."""
     try:
         with transaction.atomic():
             if not strategy_services.strategy_transition(strategy_id=strategy.pk, expected=expected, changes=changes):
                 return None
             if reason != Order.Reason.BUY:
-                out = Q(status__in=Order.LIVE) if again else Q(status__in=(*Order.LIVE, Order.Status.COMPLETE))
-                if _position_orders(strategy, Order.Side.SELL).filter(out).exists():
+                out, quantity, order["order_id"] = _exit_basis(strategy, again=again)
+                if out:
                     # The row lock the transition took serialises this check: the exit is already out.
                     transaction.set_rollback(True)
                     return None
-                order["quantity"] = position_held_quantity(strategy, opened=True)
-                if order["quantity"] <= 0:
+                order["quantity"] = quantity
+                if quantity <= 0:
                     transaction.set_rollback(True)
                     return None
-            return order_create(strategy=strategy, reason=reason, **order)
+            # A conflict raises out of this transaction and rolls it back whole: no savepoint.
+            created = order_create(strategy=strategy, reason=reason, savepoint=False, **order)
+            if held is not None and held.pending:
+                emit_many(held.pending)
+                held.pending = []
+            return created
     except OrderConflict:
         return None
 
@@ -281,14 +384,20 @@ def _claim_exit(strategy: Strategy, reason: str) -> Order | None:
 # --- E3 --------------------------------------------------------------------------------
 
 
-def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
+def strategy_stoploss_execute(*, strategy_id: int, hand_off: bool = False) -> Order | None:
     """E3: claim BOUGHT -> EXITING(STOPLOSS) and place the exit; the SELL timer is
-    cancelled. If a SELL (or STOP) already claimed the exit, nothing is placed."""
+    cancelled. If a SELL (or STOP) already claimed the exit, nothing is placed.
+
+    The path to the broker is kept short: the lock and the order-rate slot in one Redis
+    round trip, then one transaction for the claim, the order intent (its tag in the
+    INSERT) and E3 + X2, then the POST. ``hand_off`` (the task's way): once the broker
+    has accepted the exit, its fill is followed and the position moved by
+    ``position_follow`` on another worker, so that this slot is free for the next stop."""
     strategy = _strategy(strategy_id)
     if strategy is None:
         return None
-    emit(Event.E3_EXECUTE_STOPLOSS, strategy=strategy, payload=_about(strategy))
-    with _locked(strategy, kind="STOPLOSS", wait=True) as held:
+    start = _emission(Event.E3_EXECUTE_STOPLOSS, strategy)
+    with _locked(strategy, kind="STOPLOSS", wait=True, start=start) as held:
         if not held:
             return None
         order = _claim(
@@ -296,13 +405,16 @@ def strategy_stoploss_execute(*, strategy_id: int) -> Order | None:
             expected={"status__in": ACTIVE, "position": Position.BOUGHT},
             changes={"position": Position.EXITING, "exit_reason": ExitReason.STOPLOSS},
             reason=Order.Reason.STOPLOSS,
+            held=held,
         )
         if order is None:
+            held.record()
+            held.release_rate()
             logger.info("stop-loss places nothing: the exit is already claimed", extra={"strategy_id": strategy.pk})
             return position_resume(strategy, Order.Side.SELL)
         # No timer work before the order: the SELL's slot goes with S5 (``strategy_exit``),
         # and a SELL firing meanwhile finds the exit claimed.
-        return order_execute(strategy, order)
+        return order_execute(strategy, order, rate_taken=held.rate_key is not None, hand_off=hand_off)
 
 
 # --- after the broker ------------------------------------------------------------------
@@ -316,14 +428,89 @@ def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
     yield TimedAdapter(shared_adapter_for(strategy.broker_account))
 
 
-def order_execute(strategy: Strategy, order: Order) -> Order:
+def order_execute(strategy: Strategy, order: Order, *, rate_taken: bool = False, hand_off: bool = False) -> Order:
+    """Place ``order``, follow it until final and move the position (the caller holds the
+    lock). ``hand_off``: as soon as the broker has accepted it, recording that, following
+    the fill and moving the position go to ``follow_order_task`` with the lock, and this
+    returns the order (still PENDING here) at once."""
     with log_context(strategy_id=strategy.pk, order_id=order.pk):
         with broker_adapter(strategy) as adapter:
-            order = order_place(order=order, strategy=strategy, adapter=adapter)
+            handing = partial(_follow_hand_off, strategy) if hand_off else None
+            order = order_place(
+                order=order, strategy=strategy, adapter=adapter, rate_taken=rate_taken, hand_off=handing
+            )
+            if order.status == Order.Status.PENDING:
+                return order  # handed off
             if order.status == Order.Status.PLACED:
+                broker_outage_resolve(strategy=strategy)
                 order = order_follow(order=order, strategy=strategy, adapter=adapter)
         position_apply_outcome(strategy, order)
     return order
+
+
+def _follow_hand_off(strategy: Strategy, order: Order, broker_order_id: str, request: dict[str, Any]) -> bool:
+    """Send the accepted order, with the strategy's lock, to a follow task; False (the
+    caller goes on itself) if it could not be sent. Should this worker die before the
+    task is sent, settlement finds the order live and its lock expired, looks it up by its
+    tag and settles it (``recovery.orders_settle_interrupted``), as any interrupted order."""
+    from execution.tasks import follow_order_task  # the tasks module imports these services
+
+    token = locks.lock_token()
+    if token is None:
+        return False  # proceeding without the lock: nothing to hand over, go on here
+    try:
+        # The task and its sent event in one Redis pipeline (kombu's Producer.batch).
+        with app.producer_or_acquire() as producer, producer.batch():
+            follow_order_task.apply_async((order.pk, token, broker_order_id, request), producer=producer)
+    except Exception:
+        logger.warning("follow task not sent: followed here", extra={"order_id": order.pk}, exc_info=True)
+        return False
+    locks.lock_hand_over()
+    return True
+
+
+def position_follow(
+    *, order_id: int, lock_token: str, broker_order_id: str = "", request: dict[str, Any] | None = None
+) -> Order | None:
+    """Finish an execution handed over once the broker accepted its order: take over the
+    strategy's lock, record the acceptance (PLACED with ``broker_order_id``, L2, B3),
+    follow the order until final (E5) and move the position (S5, L1, the alerts), as the
+    execution would have done itself. Safe to run twice, and after settlement got there
+    first: an order adopted or final is not recorded or followed again, and only the
+    position's latest order of its side moves it (an outcome already applied is a no-op)."""
+    order = Order.objects.select_related("strategy__owner", "strategy__broker_account").filter(pk=order_id).first()
+    if order is None:
+        return None
+    strategy = order.strategy
+    with log_context(strategy_id=strategy.pk, order_id=order.pk), _taken_over(strategy, lock_token) as held:
+        if not held:
+            return None
+        order.refresh_from_db()
+        if broker_order_id and order.status in (Order.Status.PENDING, Order.Status.UNKNOWN):
+            order_accepted(order=order, strategy=strategy, broker_order_id=broker_order_id, request=request or {})
+        if order.status == Order.Status.PLACED:
+            with broker_adapter(strategy) as adapter:
+                broker_outage_resolve(strategy=strategy)
+                order = order_follow(order=order, strategy=strategy, adapter=adapter)
+        elif order.is_live:
+            return order  # not placed (yet): only a lookup by its tag can settle it, settlement's
+        latest = _position_orders(strategy, Order.Side(order.side)).order_by("-id").values_list("id", flat=True)
+        if latest.first() != order.pk:
+            return order  # the position has moved on past this order (settled and replaced)
+        position_apply_outcome(strategy, order)
+    return order
+
+
+@contextmanager
+def _taken_over(strategy: Strategy, token: str) -> Iterator[bool]:
+    """The handed-over lock, renewed; if another worker took it meanwhile (the follow task
+    waited out its life), the lock as an exit takes it: waiting for that holder."""
+    if locks.lock_take_over(strategy_id=strategy.pk, token=token):
+        with locks.lock_held(strategy_id=strategy.pk, token=token):
+            yield True
+        return
+    with _locked(strategy, kind="FOLLOW", wait=True) as held:
+        yield bool(held)
 
 
 def position_resume(strategy: Strategy, side: Order.Side) -> Order | None:

@@ -42,8 +42,7 @@ return 1
 def order_rate_take(*, account: BrokerAccount, reason: str, deadline: float) -> bool:
     """Wait for a slot in the account's per-second order budget; False if none came by
     ``deadline`` (monotonic). BUYs and SELLs leave the reserve to stop-losses."""
-    capacity = settings.ORDER_RATE_LIMITS.get(account.kind, min(settings.ORDER_RATE_LIMITS.values()))
-    limit = capacity if reason == Order.Reason.STOPLOSS else capacity - settings.ORDER_RATE_STOPLOSS_RESERVE
+    limit = _rate_limit(account, reason)
     take = redis_script(_TAKE)
     while True:
         locks.lock_keepalive()
@@ -55,6 +54,38 @@ def order_rate_take(*, account: BrokerAccount, reason: str, deadline: float) -> 
         if time.monotonic() + pause >= deadline:
             return False
         time.sleep(pause)
+
+
+def _rate_limit(account: BrokerAccount, reason: str) -> int:
+    capacity = int(settings.ORDER_RATE_LIMITS.get(account.kind, min(settings.ORDER_RATE_LIMITS.values())))
+    return capacity if reason == Order.Reason.STOPLOSS else capacity - settings.ORDER_RATE_STOPLOSS_RESERVE
+
+
+def lock_and_rate_take(*, strategy_id: int, account: BrokerAccount, reason: str) -> tuple[str | None, str | None]:
+    """The strategy's lock and a slot in this second's order rate, in one Redis round trip
+    (a pipeline, not a script: the two keys need not share a cluster slot): the lock's
+    token (None: another worker holds it) and the key of the slot taken (None: none was,
+    and ``order_rate_take`` waits for one). No slot is kept without the lock, nor beyond
+    the limit: it is given back at once."""
+    token = locks.new_token()
+    rate_key = redis_keys.order_rate(account.pk, int(time.time()))
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.set(redis_keys.lock_state(strategy_id), token, nx=True, px=locks.ttl_ms())
+    pipe.incr(rate_key)
+    pipe.pexpire(rate_key, 2000)
+    taken, count, _ = pipe.execute()
+    if not taken or int(count) > _rate_limit(account, reason):
+        order_rate_give_back(rate_key=rate_key)
+        return (token if taken else None), None
+    return token, rate_key
+
+
+def order_rate_give_back(*, rate_key: str) -> None:
+    """Return a slot taken (``lock_and_rate_take``) for an order that is not placed after all."""
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.decr(rate_key)
+    pipe.pexpire(rate_key, 2000)  # should the key have expired meanwhile, the -1 does not stay
+    pipe.execute()
 
 
 def entries_halted(*, account: BrokerAccount) -> EntryHalt | None:
