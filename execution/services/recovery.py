@@ -2,8 +2,8 @@
 finishing:
 - an order still live with nobody working on it (its worker died between the commit of
   the intent and the end of the execution) is looked up by its tag and adopted, or, if
-  the broker never had it, failed; a lost exit is placed again under a new tag (the
-  position must not stay open), a lost BUY ends the strategy;
+  the broker never had it, placed again under a new tag: an exit always (the position
+  must not stay open), a BUY while still valid; a BUY past its valid time ends the strategy;
 - a position whose order is final is moved on; an exit that failed is placed again
   (``positions.position_exit_retry``: backoff, and only once the account can trade);
 - a lost order (given up as not found) is looked up by its tag until the day ends: one
@@ -213,6 +213,10 @@ def _buys_rescue() -> int:
     return rescued
 
 
+def _buy_still_valid(order: Order) -> bool:
+    return order.reason == Order.Reason.BUY and order.valid_until is not None and timezone.now() < order.valid_until
+
+
 def order_settle_interrupted(*, order_id: int) -> bool:
     """Settle one orphaned live order (the caller holds the strategy's lock)."""
     order = Order.objects.select_related("strategy__owner", "strategy__broker_account").get(pk=order_id)
@@ -231,12 +235,15 @@ def order_settle_interrupted(*, order_id: int) -> bool:
             if not seen.status.is_final:
                 return False
             order_settle(order=order, strategy=strategy, seen=seen)
-    if order.is_live and order.side == Order.Side.SELL:
+    if order.is_live and (order.side == Order.Side.SELL or _buy_still_valid(order)):
+        # A crash between the intent and the POST loses no order (E4 with a new tag, as for
+        # an ambiguous outcome): an exit always, a BUY while its moment lasts. The lost tag
+        # stays watched, so a request still on its way is squared off if it ever surfaces.
         replacement = order_replace(order, strategy, why="interrupted before the broker had it")
         if replacement.is_live:
             positions.order_execute(strategy, replacement)
         return True
     if order.is_live:
-        order_fail(order=order, strategy=strategy, why="BUY interrupted before the broker had it")
+        order_fail(order=order, strategy=strategy, why="BUY interrupted before the broker had it, past its valid time")
     positions.position_apply_outcome(strategy, order)
     return True

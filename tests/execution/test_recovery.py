@@ -1,5 +1,6 @@
 """Intents a dead worker left live are settled from the database by their tag: adopted
-if the broker has them, else failed (a lost exit placed again under a new tag)."""
+if the broker has them, else placed again under a new tag (an exit always, a BUY while
+still valid) or failed."""
 
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from execution.services import locks, safety
 from execution.services.orders import order_create
 from execution.services.recovery import orders_settle_interrupted
 from market.stoploss_index import stoploss_armed
+from monitoring.models import EventLog
 from strategies.models import Strategy
 from tests.execution.helpers import orders, paper_book
 
@@ -45,9 +47,10 @@ def test_a_buy_the_broker_has_is_adopted_and_the_position_bought(make_strategy):
     assert len(paper_book(strategy)) == 1
 
 
-def test_a_buy_the_broker_never_had_fails_and_ends_the_strategy(make_strategy):
+def test_a_buy_the_broker_never_had_past_its_valid_time_fails_and_ends_the_strategy(make_strategy):
     strategy = make_strategy(position="BUYING")
     order = _interrupted(strategy, Order.Reason.BUY, placed_at_broker=False)
+    Order.objects.filter(pk=order.pk).update(valid_until=timezone.now() - timedelta(seconds=1))
 
     orders_settle_interrupted()
 
@@ -55,6 +58,23 @@ def test_a_buy_the_broker_never_had_fails_and_ends_the_strategy(make_strategy):
     strategy.refresh_from_db()
     assert order.status == Order.Status.FAILED and paper_book(strategy) == []
     assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "NONE", "REJECTED")
+
+
+def test_a_buy_the_broker_never_had_is_placed_again_under_a_new_tag_while_still_valid(make_strategy):
+    strategy = make_strategy(position="BUYING")
+    lost = _interrupted(strategy, Order.Reason.BUY, placed_at_broker=False)
+    Order.objects.filter(pk=lost.pk).update(valid_until=timezone.now() + timedelta(seconds=60))
+
+    assert orders_settle_interrupted() == 1
+
+    lost.refresh_from_db()
+    strategy.refresh_from_db()
+    replacement = Order.objects.get(retry_of=lost)
+    assert lost.status == Order.Status.FAILED and lost.watch_until is not None
+    assert replacement.status == Order.Status.COMPLETE and replacement.tag != lost.tag
+    assert [o.tag for o in paper_book(strategy)] == [replacement.tag]
+    assert strategy.position == "BOUGHT" and strategy.entry_price == replacement.fill_price
+    assert EventLog.objects.filter(strategy=strategy, code="E4", order=replacement).exists()
 
 
 def test_a_lost_exit_is_placed_again_under_a_new_tag(make_strategy):
