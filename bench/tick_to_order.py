@@ -47,6 +47,7 @@ RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
 from bench.database import ensure_database  # noqa: E402
+from bench.stack import process_tree_cpu_seconds  # noqa: E402
 
 
 def main() -> None:
@@ -370,22 +371,9 @@ class Bench:
         time.sleep(1.0)
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time (user + system) used so far by each started process group, children
-        included (each process leads a session of its own): what load does not bend."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        used = dict.fromkeys(self.processes, 0.0)
-        sessions = {process.pid: name for name, process in self.processes.items()}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # ended meanwhile
-            name = sessions.get(int(fields[3]))  # the session id
-            if name is not None:
-                used[name] += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-        return used
+        """CPU time (user + system) used so far by each started process with its pool's
+        children: what load does not bend."""
+        return {name: sum(process_tree_cpu_seconds(process.pid)) for name, process in self.processes.items()}
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
