@@ -31,12 +31,12 @@ import math
 import os
 import platform
 import random
-import re
 import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
+from algotrader.processes import procfile_command  # noqa: E402
 from bench.database import ensure_database  # noqa: E402
 from bench.stack import process_tree_cpu_seconds  # noqa: E402
 
@@ -60,25 +61,21 @@ def main() -> None:
     parser.add_argument("--crossings-per-round", type=int, default=5, help="instruments moved through stops a round")
     parser.add_argument("--backlog-batches", type=int, default=300, help="full batches queued for (a)")
     parser.add_argument("--baseline-samples", type=int, default=300)
-    pool, concurrency = procfile_stoploss_worker()
     parser.add_argument(
         "--stoploss-concurrency",
         type=int,
-        default=concurrency,
         help="the stop-loss worker's concurrency (default: the Procfile's, with STOPLOSS_CONCURRENCY if set)",
     )
     parser.add_argument(
         "--stoploss-pool",
         choices=["threads", "prefork"],
-        default=pool,
         help="the stop-loss worker's pool (default: the Procfile's, with STOPLOSS_POOL if set): "
         "prefork runs tasks on every core, threads share one GIL",
     )
     parser.add_argument(
         "--orders-concurrency",
         type=int,
-        default=int(os.environ.get("ORDERS_CONCURRENCY", "2")),
-        help="the orders worker's processes (the Procfile's ORDERS_CONCURRENCY), which follow the fills",
+        help="the orders worker's threads, which follow the fills (default: the Procfile's, with ORDERS_CONCURRENCY)",
     )
     parser.add_argument(
         "--accounts",
@@ -116,15 +113,37 @@ def main() -> None:
     Bench(args).run()
 
 
-def procfile_stoploss_worker() -> tuple[str, int]:
-    """The pool and concurrency of the Procfile's ``stoploss`` line, as honcho would start
-    it in this environment: the benchmark measures what the Procfile runs."""
-    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("stoploss:"))
-    pool = re.search(r"--pool \$\{STOPLOSS_POOL:-(\w+)\}", line)
-    concurrency = re.search(r"--concurrency \$\{STOPLOSS_CONCURRENCY:-(\d+)\}", line)
-    if pool is None or concurrency is None:
-        sys.exit("the Procfile's stoploss line no longer names its pool and concurrency as this benchmark expects")
-    return os.environ.get("STOPLOSS_POOL", pool[1]), int(os.environ.get("STOPLOSS_CONCURRENCY", concurrency[1]))
+def worker_commands(args: argparse.Namespace, env: Mapping[str, str], *, pid: int) -> dict[str, list[str]]:
+    """The Procfile's ``stoploss`` and ``worker`` lines as honcho would start them in
+    ``env`` (the benchmark's overrides given as the settings they stand for), under node
+    names of the benchmark's own: it measures what the Procfile runs."""
+    overrides = {
+        "STOPLOSS_POOL": args.stoploss_pool,
+        "STOPLOSS_CONCURRENCY": args.stoploss_concurrency,
+        "ORDERS_CONCURRENCY": args.orders_concurrency,
+    }
+    env = {**env, **{name: str(value) for name, value in overrides.items() if value is not None}}
+    bench_options = ["--without-mingle", "--without-gossip", "--loglevel", "WARNING"]
+    commands = {"stoploss": procfile_command("stoploss", env), "orders": procfile_command("worker", env)}
+    for name, command in commands.items():
+        command[command.index("-n") + 1] = f"bench{name}{pid}@%h"
+        command += bench_options
+    commands["stoploss"] += ["--include", "bench.stoploss_bench"]
+    return commands
+
+
+def described(command: Sequence[str]) -> str:
+    """``celery <pool> pool x<concurrency>, prefetch <n>`` of a worker command (the
+    prefetch multiplier is the settings' unless the command names one)."""
+    from django.conf import settings
+
+    def option(name: str, default: object) -> str:
+        return command[command.index(name) + 1] if name in command else str(default)
+
+    return (
+        f"celery {option('--pool', 'prefork')} pool x{option('--concurrency', '?')}, "
+        f"prefetch {option('--prefetch-multiplier', settings.CELERY_WORKER_PREFETCH_MULTIPLIER)}"
+    )
 
 
 def summary(values: list[float]) -> dict[str, float | int | None]:
@@ -294,51 +313,12 @@ class Bench:
             "BENCH_KITE_ACCESS_TOKEN": self.orders_account.access_token,
             "BENCH_STOPLOSS": self.args.stoploss_task,
         }
+        # The orders worker follows the stop-losses' fills (follow_order_task), on the same
+        # cores as the path measured.
+        workers = worker_commands(self.args, env, pid=os.getpid())
+        self.stoploss_command, self.orders_command = workers["stoploss"], workers["orders"]
         commands = {
-            "stoploss": [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "algotrader",
-                "worker",
-                "-Q",
-                "stoploss",
-                "-n",
-                f"benchsl{os.getpid()}@%h",
-                "-P",
-                self.args.stoploss_pool,
-                "-c",
-                str(self.args.stoploss_concurrency),
-                "--prefetch-multiplier",
-                "1",
-                "--include",
-                "bench.stoploss_bench",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "WARNING",
-            ],
-            # The orders worker as the Procfile runs it: it follows the stop-losses' fills
-            # (follow_order_task), on the same cores as the path measured.
-            "orders": [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "algotrader",
-                "worker",
-                "-Q",
-                "orders",
-                "-n",
-                f"benchorders{os.getpid()}@%h",
-                "-c",
-                str(self.args.orders_concurrency),
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "WARNING",
-            ],
+            **workers,
             "ticks": [sys.executable, "manage.py", "runworker", "ticks"],
             "market": [sys.executable, "manage.py", "run_market_listener"],
         }
@@ -363,7 +343,7 @@ class Bench:
             if time.monotonic() > deadline:
                 sys.exit("the listener never delivered a price of every instrument; see bench/results/logs")
             time.sleep(0.2)
-        worker = f"benchsl{os.getpid()}@{os.uname().nodename}"
+        worker = f"benchstoploss{os.getpid()}@{os.uname().nodename}"
         while not app.control.ping(destination=[worker], timeout=0.5):
             self.check_alive()
             if time.monotonic() > deadline:
@@ -571,9 +551,8 @@ class Bench:
                 "broker_accounts": self.args.accounts,
                 "simulator_frame_interval_s": self.args.tick_interval,
                 "offered_ticks_per_second": round(len(self.instruments) / self.args.tick_interval),
-                "stoploss_worker": (
-                    f"celery {self.args.stoploss_pool} pool x{self.args.stoploss_concurrency}, prefetch 1"
-                ),
+                "stoploss_worker": described(self.stoploss_command),
+                "orders_worker": described(self.orders_command),
                 "stoploss_task": "execution engine (execution.tasks.execute_stoploss_task)"
                 if self.args.stoploss_task == "execution" and hasattr(execution.tasks, "execute_stoploss_task")
                 else "bench-only (bench/stoploss_bench.py: one Redis read, one HTTP POST)",

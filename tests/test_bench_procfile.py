@@ -1,30 +1,38 @@
-"""The tick-to-order benchmark measures the stop-loss worker the Procfile runs: it takes
-its pool and concurrency from the Procfile's ``stoploss`` line, and says so loudly if
-that line stops naming them."""
+"""The tick-to-order benchmark measures the workers the Procfile runs: its stop-loss and
+orders workers are the Procfile's lines as honcho would start them, its own options only
+overriding the settings those lines name."""
 
-from pathlib import Path
+import argparse
 
 import pytest
 
-from bench.tick_to_order import procfile_stoploss_worker
+from algotrader.processes import procfile_command
+from bench.tick_to_order import worker_commands
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def test_the_benchmark_runs_the_procfiles_stoploss_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("STOPLOSS_POOL", raising=False)
-    monkeypatch.delenv("STOPLOSS_CONCURRENCY", raising=False)
-    [line] = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("stoploss:")]
-
-    pool, concurrency = procfile_stoploss_worker()
-
-    assert f"--pool ${{STOPLOSS_POOL:-{pool}}}" in line
-    assert f"--concurrency ${{STOPLOSS_CONCURRENCY:-{concurrency}}}" in line
-    assert "--prefetch-multiplier 1" in line
+NO_OVERRIDES = argparse.Namespace(stoploss_pool=None, stoploss_concurrency=None, orders_concurrency=None)
 
 
-def test_the_benchmark_follows_the_environment_as_honcho_would(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STOPLOSS_POOL", "threads")
-    monkeypatch.setenv("STOPLOSS_CONCURRENCY", "8")
+def test_the_benchmark_runs_the_procfiles_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("STOPLOSS_POOL", "STOPLOSS_CONCURRENCY", "ORDERS_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
 
-    assert procfile_stoploss_worker() == ("threads", 8)
+    commands = worker_commands(NO_OVERRIDES, {}, pid=7)
+
+    for bench_name, process in (("stoploss", "stoploss"), ("orders", "worker")):
+        production = procfile_command(process, {})
+        command = commands[bench_name]
+        node = production.index("-n") + 1
+        assert command[: len(production)] == [*production[:node], f"bench{bench_name}7@%h", *production[node + 1 :]]
+    stoploss = commands["stoploss"]
+    assert stoploss[stoploss.index("--prefetch-multiplier") + 1] == "1"
+
+
+def test_the_benchmarks_options_override_what_the_procfile_reads_from_the_environment() -> None:
+    overrides = argparse.Namespace(stoploss_pool="threads", stoploss_concurrency=8, orders_concurrency=5)
+
+    commands = worker_commands(overrides, {"STOPLOSS_CONCURRENCY": "3"}, pid=7)
+
+    stoploss, orders = commands["stoploss"], commands["orders"]
+    assert stoploss[stoploss.index("--pool") + 1] == "threads"
+    assert stoploss[stoploss.index("--concurrency") + 1] == "8"
+    assert orders[orders.index("--concurrency") + 1] == "5"
