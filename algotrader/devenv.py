@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from algotrader.processes import ROOT, ProcessGroup, manage
+from algotrader.processes import ROOT, ProcessGroup, honcho_concurrency, manage
 
 GENERATED = {
     "SECRET_KEY": lambda: secrets.token_urlsafe(50),
@@ -187,6 +187,11 @@ def run(root: Path) -> int:
     env = read_env(root / ".env")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     run_dir = root / (env.get("RUN_DIR") or "var")
+    try:
+        concurrency = honcho_concurrency(env)
+    except ValueError as error:
+        say(f"{error}: fix it in .env.")
+        return 1
     redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     services = ProcessGroup(run_dir / "logs", env)
 
@@ -228,7 +233,15 @@ def run(root: Path) -> int:
         empty.write_text("")
         threading.Thread(target=announce_when_ready, args=(env, operator, stop), daemon=True).start()
         honcho = subprocess.Popen(  # noqa: S603 - honcho from this venv
-            [str(Path(sys.executable).parent / "honcho"), "-e", str(empty), "-f", str(root / "Procfile"), "start"],
+            [
+                str(Path(sys.executable).parent / "honcho"),
+                "-e",
+                str(empty),
+                "-f",
+                str(root / "Procfile"),
+                "start",
+                *concurrency,
+            ],
             cwd=root,
             env=env,
         )

@@ -84,6 +84,42 @@ def procfile_command(
     return [str(Path(sys.executable).parent / words[0]), *words[1:]]
 
 
+DEFAULT_FORMATION = "worker=2"
+
+
+def procfile_formation(env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """How many of each Procfile process run: ``PROCESS_FORMATION`` in honcho's
+    ``--concurrency`` syntax (``worker=2``), one of each process it does not name. Two
+    orders workers are two fetch streams and two GILs: one process takes one message per
+    Redis round trip and spends its CPU per task under one GIL, which bounds how fast a
+    market-open burst of BUYs can start however many threads it has."""
+    env = os.environ if env is None else env
+    formation: dict[str, int] = {}
+    for entry in (env.get("PROCESS_FORMATION") or DEFAULT_FORMATION).split(","):
+        name, _, count = entry.partition("=")
+        if not name.strip() or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"PROCESS_FORMATION: {entry!r} is not process=count (count at least 1)")
+        formation[name.strip()] = int(count)
+    return formation
+
+
+def honcho_concurrency(env: Mapping[str, str] | None = None) -> list[str]:
+    """``honcho start``'s option for the formation: ``["-c", "worker=2"]``."""
+    return ["-c", ",".join(f"{name}={count}" for name, count in procfile_formation(env).items())]
+
+
+def procfile_instances(process: str, env: Mapping[str, str] | None = None) -> list[tuple[str, list[str]]]:
+    """``(name, command)`` of each instance of ``process`` the formation runs, named and
+    expanded as honcho does (``worker.1``, ``worker.2``; ``HONCHO_PROCESS_NAME`` set)."""
+    env = os.environ if env is None else env
+    count = procfile_formation(env).get(process, 1)
+    instances = []
+    for index in range(1, count + 1):
+        name = f"{process}.{index}"
+        instances.append((name, procfile_command(process, {**env, "HONCHO_PROCESS_NAME": name})))
+    return instances
+
+
 def wait_until(
     condition: Callable[[], T | None], *, timeout: float, interval: float = 0.05, why: Callable[[], str] | None = None
 ) -> T:

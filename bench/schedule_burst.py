@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from algotrader.processes import procfile_command  # noqa: E402
 from bench.database import ensure_database  # noqa: E402
-from bench.stack import orders_worker_command, scheduler_worker_command  # noqa: E402
+from bench.stack import orders_worker_commands, scheduler_worker_command  # noqa: E402
 
 
 def main() -> None:
@@ -123,7 +123,9 @@ class Bench:
         self.owners = self.make_owners(max([*self.args.sizes, *self.args.stub_body_sizes, 1]))
         results: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "worker": " ".join(orders_worker_command(hostname=self.worker_name)[2:]),
+            "workers": [
+                " ".join(command[2:]) for command in orders_worker_commands(hostname=self.worker_name).values()
+            ],
             "scheduler": " ".join(scheduler_worker_command(hostname=self.scheduler_name)[2:]),
             "buy_grace_seconds": self.args.buy_grace_seconds,
             "floor_enqueue": "batched publishes (kombu Producer.batch), as the slot fan-out's",
@@ -232,12 +234,13 @@ class Bench:
 
     def start_stack(self, body: str) -> None:
         env = {**os.environ, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", "BENCH_TASK_BODY": body}
-        self.series_logs = {name: self.logs / f"{body}-{name}.log" for name in ("worker", "scheduler", "beat")}
+        orders_workers = orders_worker_commands(hostname=self.worker_name, env=env)
         commands = {
-            "worker": orders_worker_command(hostname=self.worker_name, env=env),
+            **orders_workers,
             "scheduler": scheduler_worker_command(hostname=self.scheduler_name, env=env),
             "beat": procfile_command("beat", env),
         }
+        self.series_logs = {name: self.logs / f"{body}-{name.split('@')[0]}.log" for name in commands}
         for name, command in commands.items():
             self.processes[name] = subprocess.Popen(
                 command,
@@ -250,7 +253,7 @@ class Bench:
         from algotrader.celery import app
 
         deadline = time.monotonic() + 60
-        workers = [self.worker_name, self.scheduler_name]
+        workers = [*orders_workers, self.scheduler_name]
         while len(app.control.ping(destination=workers, timeout=0.5) or []) < len(workers):
             if time.monotonic() > deadline:
                 sys.exit(f"the workers did not start; see their logs in {self.logs}")

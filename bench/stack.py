@@ -1,5 +1,6 @@
-"""What the benchmarks share about the processes they start: the orders and scheduler
-workers as the Procfile runs them, and the CPU time a process and its children have used."""
+"""What the benchmarks share about the processes they start: the orders workers (as many
+as the formation runs) and the scheduler worker as the Procfile runs them, and the CPU
+time a process and its children have used."""
 
 from __future__ import annotations
 
@@ -7,19 +8,25 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from algotrader.processes import procfile_command
+from algotrader.processes import procfile_command, procfile_instances
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def orders_worker_command(
+def orders_worker_commands(
     *, hostname: str, extra: Sequence[str] = (), env: Mapping[str, str] | None = None
-) -> list[str]:
-    """The Procfile's ``worker`` line (pool, concurrency, log level: production's), under
-    the benchmark's own node name, with ``bench.hooks`` loaded to record task starts."""
-    command = procfile_command("worker", env)
-    command[command.index("-n") + 1] = hostname
-    return [*command, "--include", "bench.hooks", *extra]
+) -> dict[str, list[str]]:
+    """The Procfile's ``worker`` line once for each orders worker the formation runs
+    (pool, concurrency, log level, count: production's), by node name: the benchmark's
+    ``name@host`` becomes ``name-worker.1@host``, ``name-worker.2@host``... Each loads
+    ``bench.hooks`` to record task starts."""
+    name, _, host = hostname.partition("@")
+    commands = {}
+    for instance, command in procfile_instances("worker", env):
+        node = f"{name}-{instance}@{host}"
+        command[command.index("-n") + 1] = node
+        commands[node] = [*command, "--include", "bench.hooks", *extra]
+    return commands
 
 
 def scheduler_worker_command(*, hostname: str, env: Mapping[str, str] | None = None) -> list[str]:

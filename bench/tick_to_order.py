@@ -5,10 +5,11 @@
 The Kite simulator (in this process, still prices, a frame of every subscribed
 instrument each ``--tick-interval``), ``run_market_listener`` on its real ticker,
 ``runworker ticks``, a stop-loss worker (``celery -Q stoploss``, with the Procfile's pool
-and concurrency unless told otherwise) and an orders worker (``celery -Q orders``, which
-follows the stop-losses' fills). 10,000 running strategies with armed stops over every equity the simulator lists
-(305 of them), owned by ``--accounts`` users with a Kite account each (Kite limits each
-account to 10 orders a second, and so does the engine). Measures
+and concurrency unless told otherwise) and the orders workers (``celery -Q orders``, as
+many as the formation runs, which follow the stop-losses' fills). 10,000 running
+strategies with armed stops over every equity the simulator lists (305 of them), owned
+by ``--accounts`` users with a Kite account each (Kite limits each account to 10 orders
+a second, and so does the engine). Measures
 
 (a) ticks per second the tick consumer sustains: a backlog of full batches put on the
     ``ticks`` channel with the listener stopped, timed until the consumer applied all;
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from algotrader.processes import procfile_command  # noqa: E402
+from algotrader.processes import procfile_command, procfile_instances  # noqa: E402
 from bench.database import ensure_database  # noqa: E402
 from bench.stack import process_tree_cpu_seconds  # noqa: E402
 
@@ -114,9 +115,10 @@ def main() -> None:
 
 
 def worker_commands(args: argparse.Namespace, env: Mapping[str, str], *, pid: int) -> dict[str, list[str]]:
-    """The Procfile's ``stoploss`` and ``worker`` lines as honcho would start them in
-    ``env`` (the benchmark's overrides given as the settings they stand for), under node
-    names of the benchmark's own: it measures what the Procfile runs."""
+    """The Procfile's ``stoploss`` line and its ``worker`` line once for each orders worker
+    of the formation (``orders.1``, ``orders.2``...), as honcho would start them in ``env``
+    (the benchmark's overrides given as the settings they stand for), under node names of
+    the benchmark's own: it measures what the Procfile runs."""
     overrides = {
         "STOPLOSS_POOL": args.stoploss_pool,
         "STOPLOSS_CONCURRENCY": args.stoploss_concurrency,
@@ -124,7 +126,9 @@ def worker_commands(args: argparse.Namespace, env: Mapping[str, str], *, pid: in
     }
     env = {**env, **{name: str(value) for name, value in overrides.items() if value is not None}}
     bench_options = ["--without-mingle", "--without-gossip", "--loglevel", "WARNING"]
-    commands = {"stoploss": procfile_command("stoploss", env), "orders": procfile_command("worker", env)}
+    commands = {"stoploss": procfile_command("stoploss", env)}
+    for instance, command in procfile_instances("worker", env):
+        commands[f"orders.{instance.rsplit('.', 1)[1]}"] = command
     for name, command in commands.items():
         command[command.index("-n") + 1] = f"bench{name}{pid}@%h"
         command += bench_options
@@ -316,7 +320,8 @@ class Bench:
         # The orders worker follows the stop-losses' fills (follow_order_task), on the same
         # cores as the path measured.
         workers = worker_commands(self.args, env, pid=os.getpid())
-        self.stoploss_command, self.orders_command = workers["stoploss"], workers["orders"]
+        self.stoploss_command, self.orders_command = workers["stoploss"], workers["orders.1"]
+        self.orders_workers = len(workers) - 1
         commands = {
             **workers,
             "ticks": [sys.executable, "manage.py", "runworker", "ticks"],
@@ -552,7 +557,7 @@ class Bench:
                 "simulator_frame_interval_s": self.args.tick_interval,
                 "offered_ticks_per_second": round(len(self.instruments) / self.args.tick_interval),
                 "stoploss_worker": described(self.stoploss_command),
-                "orders_worker": described(self.orders_command),
+                "orders_worker": f"{self.orders_workers} x {described(self.orders_command)}",
                 "stoploss_task": "execution engine (execution.tasks.execute_stoploss_task)"
                 if self.args.stoploss_task == "execution" and hasattr(execution.tasks, "execute_stoploss_task")
                 else "bench-only (bench/stoploss_bench.py: one Redis read, one HTTP POST)",

@@ -1,14 +1,16 @@
-"""How fast the orders worker, started exactly as the Procfile's ``worker`` line starts
-it, drains a burst already queued: N tasks enqueued at once, then the wall time to the
-last start and the CPU seconds the worker's processes spent per task (less bent by a
-loaded machine than the wall time).
+"""How fast the orders workers, started exactly as the Procfile's ``worker`` line starts
+them and as many as the formation runs (``PROCESS_FORMATION``), drain a burst already
+queued: N tasks enqueued at once, then the wall time to the last start and the CPU
+seconds the workers' processes spent per task (less bent by a loaded machine than the
+wall time).
 
     .venv/bin/python bench/worker_drain.py --tasks 2000 --body noop
     .venv/bin/python bench/worker_drain.py --tasks 1000 --body buy   # execute_buy_task, paper broker
 
 Extra worker options after ``--`` are appended to the Procfile's command (to compare
 pools and concurrencies); ``ORDERS_CONCURRENCY`` in the environment is honoured as by
-honcho. Uses a PostgreSQL and a Redis database of its own (flushed).
+honcho, and so is ``PROCESS_FORMATION`` (``worker=1`` for one worker). Uses a PostgreSQL
+and a Redis database of its own (flushed).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.database import ensure_database  # noqa: E402
-from bench.stack import orders_worker_command, process_tree_cpu_seconds  # noqa: E402
+from bench.stack import orders_worker_commands, process_tree_cpu_seconds  # noqa: E402
 
 
 def main() -> None:
@@ -58,7 +60,7 @@ def main() -> None:
 class Drain:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.log = ROOT / "bench" / "results" / "logs" / "worker_drain.log"
+        self.log = ROOT / "bench" / "results" / "logs" / "worker_drain.log"  # one per worker beside it
         self.log.parent.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -74,40 +76,51 @@ class Drain:
         ids = self.strategies(self.args.tasks) if self.args.body == "buy" else list(range(1, self.args.tasks + 1))
         body = "noop" if self.args.body == "noop" else "real"
         env = {**os.environ, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", "BENCH_TASK_BODY": body}
-        command = orders_worker_command(hostname="drain-orders@%h", extra=self.args.worker_options)
-        print("worker:", " ".join(command[2:]), f"(ORDERS_CONCURRENCY={os.environ.get('ORDERS_CONCURRENCY', '')})")
-        worker = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
-        )
+        commands = orders_worker_commands(hostname="drain-orders@%h", extra=self.args.worker_options)
+        for command in commands.values():
+            print("worker:", " ".join(command[2:]), f"(ORDERS_CONCURRENCY={os.environ.get('ORDERS_CONCURRENCY', '')})")
+        workers = [
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=self.log.with_name(f"worker_drain-{node.split('@')[0]}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            for node, command in commands.items()
+        ]
         try:
-            self.wait_ready()
+            self.wait_ready(len(workers))
             for round_ in range(self.args.rounds):
                 if self.args.body == "buy" and round_:
                     self.reset_strategies(ids)
-                self.measure(worker.pid, ids)
+                self.measure([worker.pid for worker in workers], ids)
         finally:
             import signal
 
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=30)
+            for worker in workers:
+                os.killpg(worker.pid, signal.SIGTERM)
+            for worker in workers:
+                worker.wait(timeout=30)
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, count: int) -> None:
         from algotrader.celery import app
 
         deadline = time.monotonic() + 60
-        while not app.control.ping(timeout=0.5):
+        while len(app.control.ping(timeout=0.5) or []) < count:
             if time.monotonic() > deadline:
-                sys.exit(f"the worker did not start; see {self.log}")
+                sys.exit(f"the workers did not start; see their logs beside {self.log}")
         time.sleep(2)
 
-    def measure(self, pid: int, ids: list[int]) -> None:
+    def measure(self, pids: list[int], ids: list[int]) -> None:
         from algotrader.celery import app
         from bench.hooks import STARTS_KEY, noop_task
         from execution.tasks import execute_buy_task
 
         task = noop_task if self.args.body == "noop" else execute_buy_task
         self.redis.delete(STARTS_KEY)
-        cpu_before = process_tree_cpu_seconds(pid)
+        cpu_before = [process_tree_cpu_seconds(pid) for pid in pids]
         began = time.time()
         with app.producer_or_acquire() as producer, producer.batch(max_size=500):
             for strategy_id in ids:
@@ -121,13 +134,14 @@ class Drain:
         if self.args.body == "buy":
             self.wait_orders_final(ids, deadline)
         done = time.time() - began
-        main_after, pool_after = process_tree_cpu_seconds(pid)
-        main, pool = main_after - cpu_before[0], pool_after - cpu_before[1]
+        cpu_after = [process_tree_cpu_seconds(pid) for pid in pids]
+        main = sum(after[0] - before[0] for before, after in zip(cpu_before, cpu_after, strict=True))
+        pool = sum(after[1] - before[1] for before, after in zip(cpu_before, cpu_after, strict=True))
         load = os.getloadavg()[0]
         print(
             f"{len(starts)}/{len(ids)} started; enqueued in {enqueued:.2f} s; last start {last_start:.2f} s"
             f" ({len(starts) / last_start:.0f} starts/s); all done {done:.2f} s;"
-            f" worker CPU ms/task: main process {main * 1000 / len(ids):.2f}, pool processes"
+            f" CPU ms/task of the {len(pids)} workers: main processes {main * 1000 / len(ids):.2f}, pool processes"
             f" {pool * 1000 / len(ids):.2f}; load {load:.2f}"
         )
 

@@ -1,6 +1,7 @@
 """The whole Procfile comes up as `make run` starts it, on the embedded default
 (SQLite in a fresh run folder, real Redis): every process starts and stays up,
-/healthz answers, Flower asks for its login, and both Celery workers answer."""
+/healthz answers, Flower asks for its login, and every Celery worker of the formation
+answers (two orders workers)."""
 
 import os
 import sys
@@ -12,7 +13,7 @@ import pytest
 import requests
 from celery import Celery
 
-from algotrader.processes import ProcessGroup, free_port
+from algotrader.processes import ProcessGroup, free_port, honcho_concurrency
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ["web", "worker", "stoploss", "beat", "market", "ticks", "scheduler", "flower"]
@@ -46,7 +47,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
     group = ProcessGroup(tmp_path, env)
     group.start("migrate", [sys.executable, "manage.py", "migrate", "--noinput"])
     assert group.processes["migrate"].wait(timeout=120) == 0, group.log("migrate")
-    honcho = group.start("honcho", [f"{venv_bin}/honcho", "-e", str(empty_env_file), "start"])
+    honcho = group.start("honcho", [f"{venv_bin}/honcho", "-e", str(empty_env_file), "start", *honcho_concurrency(env)])
     try:
         yield {**env, "log": str(group.log_path("honcho")), "pid": str(honcho.pid)}
     finally:
@@ -65,7 +66,7 @@ def test_every_procfile_process_starts_and_stays_up(stack):
     flower_operator = requests.get(f"{flower}/", auth=("operator", "flower-test-password"), timeout=10)
     celery = Celery(broker=stack["REDIS_URL"])
     replies: list[dict[str, object]] = []
-    while len(replies) < 3 and time.monotonic() < deadline:
+    while len(replies) < 4 and time.monotonic() < deadline:
         replies = celery.control.ping(timeout=1.0) or []
     time.sleep(8)  # past the 5 s idle timeouts (Redis blocking reads) a process could die of
     log = Path(stack["log"]).read_text()
@@ -75,8 +76,14 @@ def test_every_procfile_process_starts_and_stays_up(stack):
     assert schema.status_code == 200
     assert flower_anonymous.status_code == 401
     assert flower_operator.status_code == 200
-    assert sorted(name.split("@")[0] for reply in replies for name in reply) == ["orders", "scheduler", "stoploss"], log
+    assert sorted(name.split("@")[0] for reply in replies for name in reply) == [
+        "orders-worker.1",
+        "orders-worker.2",  # the formation's second orders worker, under a name of its own
+        "scheduler",
+        "stoploss",
+    ], log
     for process in PROCESSES:
         assert f"{process}.1 started" in log, f"{process} never started:\n{log}"
+    assert "worker.2 started" in log, log
     assert "stopped (rc=" not in log and "exited with code" not in log, log
     assert os.waitpid(int(stack["pid"]), os.WNOHANG) == (0, 0), log

@@ -1,7 +1,8 @@
 """The orders worker exactly as the Procfile starts it (its pool and concurrency) at a
 market-open burst of real BUY tasks on the paper broker: every BUY placed once, several
-at a time while each waits on the broker, and a worker killed with BUYs in flight leaves
-each of them placed exactly once by the next worker and settlement."""
+at a time while each waits on the broker; the formation's two such workers sharing the
+queue place each once too; and a worker killed with BUYs in flight leaves each of them
+placed exactly once by the next worker and settlement."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,3 +103,18 @@ def test_the_procfile_orders_worker_killed_with_buys_in_flight_leaves_each_place
         wait_for(lambda: bought(burst), second.text, timeout=120)
 
     assert_one_buy_each(burst, intents=None)
+
+
+def test_the_formation_s_two_orders_workers_share_a_burst_and_place_each_buy_once(burst, tmp_path):
+    with (
+        procfile_worker("worker", tmp_path / "first.log", WORKER_ENV) as first,
+        procfile_worker("worker", tmp_path / "second.log", WORKER_ENV) as second,
+    ):
+        enqueue_buys(burst)
+        wait_for(lambda: bought(burst), lambda: first.text() + second.text(), timeout=120)
+        stats = app.control.inspect(destination=[first.name, second.name], timeout=5).stats() or {}
+
+    assert_one_buy_each(burst)
+    started = {name: stats[name]["total"].get("execution.tasks.execute_buy_task", 0) for name in stats}
+    assert sorted(started) == sorted([first.name, second.name]), stats
+    assert sum(started.values()) >= BURST and all(started.values()), started  # both fetched from the one queue

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from algotrader.processes import honcho_concurrency
+
 ROOT = Path(__file__).resolve().parents[2]
 HONCHO_LINE = re.compile(r"^\d\d:\d\d:\d\d (\S+)\s+\| ?(.*)$")
 
@@ -49,7 +51,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
     log_path = tmp_path / "honcho.log"
     log = log_path.open("w+")
     honcho = subprocess.Popen(
-        [f"{venv_bin}/honcho", "-e", str(empty_env_file), "start"],
+        [f"{venv_bin}/honcho", "-e", str(empty_env_file), "start", *honcho_concurrency(env)],
         cwd=ROOT,
         env=env,
         stdout=log,
