@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import websocket
 
 from brokers.adapters.base import FeedEvents, Instrument, Tick, TickHandler
-from brokers.adapters.kite_packets import MODE_FULL, MODE_LTP, MODE_QUOTE, parse_frame
+from brokers.adapters.kite_packets import MODE_FULL, MODE_LTP, MODE_QUOTE, parse_frame_prices
 from brokers.exceptions import BrokerError
 
 logger = logging.getLogger(__name__)
@@ -234,15 +234,15 @@ class KiteTickStream:
         delivered = self._delivered
         batch = [
             Tick(
-                exchange=delivered[packet.instrument_token][0],
-                symbol=delivered[packet.instrument_token][1],
-                price=packet.last_price,
-                exchange_ts=float(packet.exchange_timestamp) if packet.exchange_timestamp else received_at,
-                instrument_token=packet.instrument_token,
+                exchange=delivered[token][0],
+                symbol=delivered[token][1],
+                price=price,
+                exchange_ts=float(timestamp) if timestamp else received_at,
+                instrument_token=token,
             )
-            for packet in parse_frame(message)
+            for token, price, timestamp in parse_frame_prices(message)
             # A frame in flight when an unsubscribe was sent may still carry the old instrument.
-            if packet.instrument_token in delivered
+            if token in delivered
         ]
         if not batch:
             return

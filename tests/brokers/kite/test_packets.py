@@ -7,6 +7,7 @@ from brokers.adapters.kite_packets import (
     MODE_LTP,
     MODE_QUOTE,
     parse_frame,
+    parse_frame_prices,
     parse_packet,
     price_divisor,
     split_packets,
@@ -146,3 +147,28 @@ def test_split_packets_follows_the_length_prefixes():
     raw = frame(b"a" * 8, b"b" * 44)
 
     assert split_packets(raw) == [b"a" * 8, b"b" * 44]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        frame(
+            ltp_packet(INFY, 154020),
+            quote_packet(738561, ltp=142050),
+            full_packet(2953217, ltp=312540, last_trade_time=1, exchange_ts=1_764_000_002),
+            index_packet(NIFTY50, ltp=2_450_000, high=0, low=0, open_=0, close=0, change=0),
+            index_packet(NIFTY50, ltp=2_450_100, high=0, low=0, open_=0, close=0, change=0, exchange_ts=1_764_000_123),
+            ltp_packet(USDINR, 834_512_500),
+            ltp_packet(INFY, -3763),
+        ),
+        frame(b"\x00" * 12, ltp_packet(INFY, 100)),
+        frame(full_packet(INFY, ltp=100, last_trade_time=1, exchange_ts=5), ltp_packet(INFY, 200))[:-3],
+        HEARTBEAT,
+        b"",
+        frame(),
+    ],
+)
+def test_the_listener_s_price_only_parse_reads_what_the_full_parse_reads(raw):
+    full = [(p.instrument_token, p.last_price, p.exchange_timestamp) for p in parse_frame(raw)]
+
+    assert parse_frame_prices(raw) == full
