@@ -172,6 +172,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
+# Task events go out at most this often, a buffer at a time (algotrader.worker_consumer).
+CELERY_WORKER_CONSUMER = "algotrader.worker_consumer:Consumer"
+TASK_EVENTS_FLUSH_SECONDS = env.float("TASK_EVENTS_FLUSH_SECONDS", default=0.1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Tasks between the Celery fixup's closing of a worker's database connections; in between
 # they live by CONN_MAX_AGE and health checks (algotrader.celery), instead of a new

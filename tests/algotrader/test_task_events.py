@@ -1,0 +1,83 @@
+"""Task events, what Flower shows, from the Procfile's orders worker on the real broker:
+every task's received, started and succeeded events arrive, a buffer of them at a time
+(``algotrader.worker_consumer``), not one publish each."""
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.events.receiver import EventReceiver
+
+from algotrader.celery import app
+from monitoring.tasks import beat_heartbeat_task
+from tests.execution.workers import procfile_worker, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+TASKS = 60
+
+
+@dataclass
+class Captured:
+    events: dict[str, set[str]] = field(default_factory=dict)  # task id -> event types
+    messages: int = 0  # event messages received (a task.multi message carries several)
+    worker_seen: threading.Event = field(default_factory=threading.Event)
+
+
+class CountingReceiver(EventReceiver):
+    """Counts the messages as well as the events they carry."""
+
+    captured: Captured
+
+    def _receive(self, body: Any, message: Any, **kwargs: Any) -> None:
+        self.captured.messages += 1
+        super()._receive(body, message, **kwargs)  # type: ignore[misc]  # absent from celery-types
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    captured = Captured()
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["type"].startswith("worker-"):
+            captured.worker_seen.set()
+        elif "uuid" in event:
+            captured.events.setdefault(event["uuid"], set()).add(event["type"])
+
+    with app.connection_for_read() as connection:
+        receiver = CountingReceiver(connection, handlers={"*": on_event}, app=app)
+        receiver.captured = captured
+        thread = threading.Thread(target=receiver.capture, kwargs={"wakeup": True}, daemon=True)
+        thread.start()
+        try:
+            yield captured
+        finally:
+            receiver.should_stop = True
+            thread.join(timeout=10)
+
+
+def test_every_task_s_events_reach_flower_a_buffer_at_a_time(captured: Captured, tmp_path: Path) -> None:
+    with procfile_worker("worker", tmp_path / "worker.log") as worker:
+        wait_for(captured.worker_seen.is_set, worker.text, timeout=30)
+        messages_before = captured.messages
+        with app.producer_or_acquire() as producer, producer.batch(max_size=TASKS):
+            ids = [beat_heartbeat_task.apply_async(producer=producer).id for _ in range(TASKS)]
+        started = time.monotonic()
+
+        def all_succeeded() -> bool:
+            return all("task-succeeded" in captured.events.get(task_id, ()) for task_id in ids)
+
+        wait_for(all_succeeded, worker.text, timeout=60)
+        took = time.monotonic() - started
+
+    assert {task_id: captured.events[task_id] for task_id in ids} == {
+        task_id: {"task-sent", "task-received", "task-started", "task-succeeded"} for task_id in ids
+    }
+    # The worker's 3 x TASKS events (the sent events are the producer's, one pipeline)
+    # came in a few buffers: at most one per flush interval, or per full buffer of 24.
+    worker_messages = captured.messages - messages_before - TASKS
+    assert worker_messages <= 3 * TASKS / 24 + took / 0.1 + 2, (worker_messages, took)
