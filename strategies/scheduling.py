@@ -279,6 +279,9 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
     from execution.tasks import execute_buy_task, execute_sell_task
 
     with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
+        # The orders queue declared once a batch, not looked up, copied and bound again for
+        # every message (kombu's maybe_declare: a tenth of the fan-out's CPU).
+        producer.maybe_declare(app.amqp.queues[CeleryQueue.ORDERS.value])
         for strategy_id, fire_at in to_send:
             # No publish retries: in a batch a publish only buffers, and the flush is not
             # retried (a retried pipeline could enqueue twice). The reprs Flower shows are
@@ -291,7 +294,7 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
                     producer=producer,
                     expires=expires,
                     retry=False,
-                    **_reprs((strategy_id,), {}),
+                    **_publish_options((strategy_id,), {}),
                 )
             else:
                 expires = fire_at + timedelta(seconds=settings.SELL_EXPIRES_SECONDS)
@@ -301,13 +304,14 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
                     producer=producer,
                     expires=expires,
                     retry=False,
-                    **_reprs((strategy_id,), {"reason": Strategy.ExitReason.SELL.value}),
+                    **_publish_options((strategy_id,), {"reason": Strategy.ExitReason.SELL.value}),
                 )
 
 
-def _reprs(args: tuple[int, ...], kwargs: dict[str, str]) -> dict[str, Any]:
-    """The ``argsrepr``/``kwargsrepr`` options (absent from celery-types' stubs)."""
-    return {"argsrepr": repr(args), "kwargsrepr": repr(kwargs)}
+def _publish_options(args: tuple[int, ...], kwargs: dict[str, str]) -> dict[str, Any]:
+    """The ``argsrepr``/``kwargsrepr`` options, and ``declare`` (nothing: the batch declared
+    the queue), all absent from celery-types' stubs."""
+    return {"argsrepr": repr(args), "kwargsrepr": repr(kwargs), "declare": []}
 
 
 def sweep() -> FireReport:
