@@ -249,19 +249,23 @@ def error_log(
 def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
     """Record many events at once (a scheduler fan-out): one INSERT for all the rows,
     then, as ``emit`` does for one, a JSON log line each and, after commit, the pushes."""
-    records = EventLog.objects.bulk_create(
-        [
-            EventLog(
-                code=emission.event.code,
-                user_id=emission.user_id,
-                strategy_id=emission.strategy_id,
-                order_id=emission.order_id,
-                message=emission.message[:500],
-                payload=emission.payload,
-            )
-            for emission in emissions
-        ]
-    )
+    records = [
+        EventLog(
+            code=emission.event.code,
+            user_id=emission.user_id,
+            strategy_id=emission.strategy_id,
+            order_id=emission.order_id,
+            message=emission.message[:500],
+            payload=emission.payload,
+        )
+        for emission in emissions
+    ]
+    if len(records) == 1 and not transaction.get_connection().in_atomic_block:
+        # One INSERT on its own is atomic: bulk_create would wrap it in BEGIN and COMMIT,
+        # three round trips for every single event recorded outside a transaction.
+        records[0].save(force_insert=True)
+    else:
+        records = EventLog.objects.bulk_create(records)
     pushes: list[tuple[int, dict[str, Any]]] = []
     for emission, record in zip(emissions, records, strict=True):
         event = emission.event
@@ -347,6 +351,10 @@ def alert_raise(
 def alert_resolve(*, kind: str, key: str, resolution: str = "", message: str = "") -> Alert | None:
     """Close the open incident (``kind``, ``key``), record an L4 saying so, and tell
     operators; None if none is open (resolving is idempotent)."""
+    if not Alert.objects.filter(kind=kind, key=key[:200], resolved_at__isnull=True).exists():
+        # The usual case (an order that went through resolves its outage alert): one query,
+        # not a transaction's three. One opened just after is as if opened after the call.
+        return None
     with transaction.atomic():
         alert = Alert.objects.select_for_update().filter(kind=kind, key=key[:200], resolved_at__isnull=True).first()
         if alert is None:
