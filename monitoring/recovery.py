@@ -223,6 +223,22 @@ def _recovery_lock(*, wait: bool) -> Iterator[bool]:
                 raise
 
 
+def recovery_running() -> bool:
+    """Whether some process holds the recovery lock now (PostgreSQL; read from ``pg_locks``,
+    never by trying the lock, which would make a recovery starting at that moment skip)."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND objid = 0 AND objsubid = 2 AND database ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            [_LOCK_SPACE],
+        )
+        (running,) = cursor.fetchone()
+    return bool(running)
+
+
 # --- Redis from the database -------------------------------------------------------------
 
 

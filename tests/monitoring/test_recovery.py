@@ -3,12 +3,14 @@ database after a flush (every key of the architecture, with the right stop price
 left alone, stale entries gone, never moved back), live orders reconciled by tag, lost
 order tasks sent again, beat's slots resynced, the queue bindings declared again, X1/X4."""
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -22,6 +24,7 @@ from execution.models import Order
 from execution.services import locks
 from execution.services.orders import order_create
 from market.stoploss_index import stoploss_armed
+from monitoring import recovery
 from monitoring.models import EventLog
 from monitoring.recovery import Trigger, runtime_intact, runtime_rebuild, system_recover
 from strategies import runtime, scheduling
@@ -281,3 +284,26 @@ def test_a_recovery_running_elsewhere_is_not_repeated():
     finally:
         other.close()
     assert system_recover(trigger=Trigger.WORKER_START) is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recovery_holding_its_lock_on_another_connection_is_seen_running():
+    held, release = threading.Event(), threading.Event()
+
+    def recover_elsewhere() -> None:
+        with recovery._recovery_lock(wait=False) as got:
+            assert got
+            held.set()
+            release.wait(10)
+        connection.close()
+
+    assert not recovery.recovery_running()
+    thread = threading.Thread(target=recover_elsewhere)
+    thread.start()
+    assert held.wait(10)
+    try:
+        assert recovery.recovery_running()
+    finally:
+        release.set()
+        thread.join(10)
+    assert not recovery.recovery_running()
