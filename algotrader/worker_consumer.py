@@ -7,6 +7,7 @@ Redis round trip per task and a third of the orders worker's main-thread time.""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,17 +23,20 @@ class Consumer(CeleryConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._events_flush_lock = threading.Lock()
-        self._events_flush_due = False
+        self._events_flush_since: float | None = None  # a flush is scheduled since then
 
     def on_send_event_buffered(self) -> None:  # type: ignore[override]  # the stubs say it returns a callable
         """Called by the event dispatcher, from any thread, for each task event it buffers
         (it publishes a full buffer, 24 events, at once by itself)."""
         if not self.hub:
             return
+        now = time.monotonic()
         with self._events_flush_lock:
-            if self._events_flush_due:
+            since = self._events_flush_since
+            # A flush scheduled long ago was lost with the timers of a broker reconnection.
+            if since is not None and now - since < 10 * settings.TASK_EVENTS_FLUSH_SECONDS + 1:
                 return
-            self._events_flush_due = True
+            self._events_flush_since = now
         # call_soon is the hub's thread-safe entry; the timer is the loop thread's own.
         self.hub.call_soon(self._events_flush_later)
 
@@ -41,5 +45,5 @@ class Consumer(CeleryConsumer):
 
     def _events_flush(self) -> None:
         with self._events_flush_lock:
-            self._events_flush_due = False
+            self._events_flush_since = None
         self._flush_events()
