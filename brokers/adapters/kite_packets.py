@@ -176,7 +176,6 @@ def parse_frame(frame: bytes) -> list[KitePacket]:
     return [parsed for parsed in map(parse_packet, split_packets(frame)) if parsed is not None]
 
 
-_TOKEN_LTP = struct.Struct(">Ii")
 _TIMESTAMP = struct.Struct(">I")
 # Where each packet size carries the exchange timestamp (none for ltp and quote).
 _TIMESTAMP_AT: Final = {INDEX_FULL_PACKET: 28, FULL_PACKET: QUOTE_PACKET + 16}
@@ -189,24 +188,12 @@ def parse_frame_prices(frame: bytes) -> list[tuple[int, float, int]]:
     at the layouts' fixed offsets. The whole ``parse_frame`` builds 10 depth entries and
     some twenty fields a full packet, which was most of the listener's CPU at a few
     thousand ticks a second; this gives the same prices, times and packets (tested)."""
-    prices: list[tuple[int, float, int]] = []
-    size = len(frame)
-    if size < 2:
-        return prices
-    (count,) = _U16.unpack_from(frame, 0)
-    offset = 2
-    for _ in range(count):
-        if offset + 2 > size:
-            break
-        (length,) = _U16.unpack_from(frame, offset)
-        offset += 2
-        if offset + length > size:
-            logger.warning("kite ticker: truncated frame (%d bytes, packet of %d at %d)", size, length, offset)
-            break
-        if length in _KNOWN_SIZES:
-            token, ltp = _TOKEN_LTP.unpack_from(frame, offset)
-            at = _TIMESTAMP_AT.get(length)
-            timestamp = _TIMESTAMP.unpack_from(frame, offset + at)[0] if at is not None else 0
+    prices = []
+    for packet in split_packets(frame):
+        size = len(packet)
+        if size in _KNOWN_SIZES:
+            token, ltp = _LTP.unpack_from(packet, 0)
+            at = _TIMESTAMP_AT.get(size)
+            timestamp = _TIMESTAMP.unpack_from(packet, at)[0] if at is not None else 0
             prices.append((token, ltp / price_divisor(token), timestamp))
-        offset += length
     return prices
