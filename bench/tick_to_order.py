@@ -412,7 +412,7 @@ class Bench:
         self.arrivals.clear()
         self.run_rounds(self.args.warmup_rounds)
         time.sleep(0.5)
-        self.warmup = summary(self.frame_latencies())
+        self.warmup = summary(self.frame_latencies(self.m2_payloads()))
         self.arrivals.clear()
 
     def run_rounds(self, count: int) -> tuple[int, int]:
@@ -439,14 +439,18 @@ class Bench:
             time.sleep(0.1)
         return expected_total, missing
 
-    def frame_latencies(self) -> list[float]:
+    @staticmethod
+    def m2_payloads() -> list[dict[str, Any]]:
+        from monitoring.models import EventLog
+
+        return list(EventLog.objects.filter(code="M2").values_list("payload", flat=True))
+
+    def frame_latencies(self, m2_payloads: list[dict[str, Any]]) -> list[float]:
         """Frame to order of each arrival so far. Each round moves an instrument through its
         stops once, in one frame: an order on an instrument belongs to the last triggering
         frame of that instrument before it arrived (whatever tag the stop-loss task gives it)."""
-        from monitoring.models import EventLog
-
         frames: dict[str, list[float]] = {}
-        for payload in EventLog.objects.filter(code="M2").values_list("payload", flat=True):
+        for payload in m2_payloads:
             frames.setdefault(payload["instrument"].split(":")[1], []).append(float(payload["frame_received_at"]))
         latencies = []
         for arrived, symbol, tag in self.arrivals:
@@ -458,12 +462,12 @@ class Bench:
     def measure_latency(self) -> dict[str, Any]:
         from algotrader.redis_client import get_redis
         from execution.models import Order
-        from monitoring.models import EventLog
 
         expected_total, missing = self.run_rounds(self.args.rounds)
         time.sleep(0.5)
-        latencies = self.frame_latencies()
-        m2 = {int(event.payload["strategy_id"]): event.payload for event in EventLog.objects.filter(code="M2")}
+        payloads = self.m2_payloads()
+        latencies = self.frame_latencies(payloads)
+        m2 = {int(payload["strategy_id"]): payload for payload in payloads}
         received_at = {strategy_id: float(payload["frame_received_at"]) for strategy_id, payload in m2.items()}
         started = {int(k): float(v) for k, v in get_redis().hgetall("bench:stoploss_started").items()}
         # The bench-only task tags its order SL{strategy id}; the engine's tags are its Order's.
