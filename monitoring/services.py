@@ -178,13 +178,13 @@ def emit(
 ) -> EventLog:
     """Record ``event``. A strategy's events form its timeline; its owner is the user.
     ``order``: the order the event concerns (an order's history is its events)."""
-    if strategy is not None and user is None:
-        user = strategy.owner
+    # The owner's id, not the owner: a strategy read without its owner costs no query here.
+    user_id = user.pk if user is not None else (strategy.owner_id if strategy is not None else None)
     [record] = emit_many(
         [
             Emission(
                 event,
-                user_id=user.pk if user else None,
+                user_id=user_id,
                 strategy_id=strategy.pk if strategy else (order.strategy_id if order else None),
                 message=message,
                 payload=payload or {},
@@ -383,6 +383,16 @@ def alert_resolve(*, kind: str, key: str, resolution: str = "", message: str = "
         )
         _notify_after_commit(alert.pk)
     return alert
+
+
+def alerts_resolve(*, kinds: Sequence[str], key: str, resolution: str = "") -> list[Alert]:
+    """``alert_resolve`` for several kinds of one key, with one look for all of them: the
+    usual case (a closed position, a recovered account) has none open."""
+    open_kinds = set(
+        Alert.objects.filter(kind__in=kinds, key=key[:200], resolved_at__isnull=True).values_list("kind", flat=True)
+    )
+    resolved = (alert_resolve(kind=kind, key=key, resolution=resolution) for kind in kinds if kind in open_kinds)
+    return [alert for alert in resolved if alert is not None]
 
 
 def _notify_after_commit(alert_id: int) -> None:

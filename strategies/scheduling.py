@@ -460,6 +460,12 @@ def _slot_needed(instant: datetime) -> bool:
 def _slot_release(instant: datetime, *, now: datetime) -> None:
     if instant <= now + RELEASE_MARGIN:
         return  # let it fire (harmlessly: no one is due); the sweeper deletes it later
+    if not transaction.get_connection().in_atomic_block and _slot_needed(instant):
+        # The usual case (a slot shared by many): one read, not a locked transaction. Only
+        # a deletion needs the lock. Two strategies of one slot ending together cannot both
+        # leave it here: each looks after its own end committed, so the later look sees both
+        # (inside a caller's transaction that does not hold: the lock decides, as before).
+        return
     with transaction.atomic():
         _lock_slot(instant)
         if _slot_needed(instant):

@@ -62,7 +62,7 @@ from market.stoploss_index import stoploss_arm, stoploss_disarm
 from monitoring.events import Event
 from monitoring.logging import log_context
 from monitoring.metrics import TimedAdapter
-from monitoring.services import Emission, alert_raise, alert_resolve, emit, emit_many
+from monitoring.services import Emission, alert_raise, alerts_resolve, emit, emit_many
 from strategies import runtime, scheduling
 from strategies import services as strategy_services
 from strategies.models import Strategy
@@ -646,9 +646,11 @@ def _alert_once(strategy: Strategy, alert: str, message: str, payload: dict[str,
     alert_raise(kind=alert, key=f"strategy:{strategy.pk}", strategy=strategy, message=message, payload=payload)
 
 
+_EXIT_ALERTS = ("exit_failed", "exit_blocked")
+
+
 def _exit_alerts_resolve(strategy: Strategy) -> None:
-    for kind in ("exit_failed", "exit_blocked"):
-        alert_resolve(kind=kind, key=f"strategy:{strategy.pk}", resolution="the position is closed")
+    alerts_resolve(kinds=_EXIT_ALERTS, key=f"strategy:{strategy.pk}", resolution="the position is closed")
 
 
 def _account_status(strategy: Strategy) -> str | None:

@@ -7,7 +7,7 @@ from django.core import mail
 from django.db import IntegrityError, transaction
 
 from monitoring.models import Alert, EventLog
-from monitoring.services import alert_notify, alert_raise, alert_resolve
+from monitoring.services import alert_notify, alert_raise, alert_resolve, alerts_resolve
 from monitoring.tasks import alert_notify_task, alerts_notify_pending_task
 from tests.monitoring.webhook_server import webhook_receiver
 
@@ -43,6 +43,22 @@ def test_the_database_refuses_a_second_open_alert_for_an_incident():
 
     with pytest.raises(IntegrityError), transaction.atomic():
         Alert.objects.create(kind="missing_price_feed", key="NSE:INFY", message="no ticks")
+
+
+def test_alerts_resolve_closes_the_open_kinds_of_a_key_and_looks_once(user, django_assert_num_queries):
+    failed = alert_raise(kind="exit_failed", key="strategy:3", user=user, message="exit failed")
+    alert_raise(kind="exit_failed", key="strategy:4", user=user, message="another strategy's")
+
+    with django_assert_num_queries(1):  # none open: the one look for both kinds
+        assert alerts_resolve(kinds=("exit_blocked",), key="strategy:3") == []
+    resolved = alerts_resolve(kinds=("exit_failed", "exit_blocked"), key="strategy:3", resolution="closed")
+
+    assert [alert.pk for alert in resolved] == [failed.pk]
+    assert set(Alert.objects.filter(resolved_at__isnull=True).values_list("key", flat=True)) == {"strategy:4"}
+    assert [(e.payload["state"], e.payload["alert_id"]) for e in l4s() if e.payload["key"] == "strategy:3"] == [
+        ("open", failed.pk),
+        ("resolved", failed.pk),
+    ]
 
 
 def test_a_resolved_incident_that_recurs_is_a_new_alert(user):

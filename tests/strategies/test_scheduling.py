@@ -82,6 +82,27 @@ def test_stop_removes_the_slots_no_other_strategy_needs():
     assert ClockedSchedule.objects.count() == 2
 
 
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as an exit releases its slots
+def test_the_last_of_a_slots_strategies_to_end_removes_it(django_assert_num_queries):
+    now = timezone.now().replace(microsecond=0)
+    account = BrokerAccountFactory.create()
+    first, second = (
+        strategy_create(account=account, buy_fire_at=now - seconds(60), sell_fire_at=now + seconds(120))
+        for _ in range(2)
+    )
+    for strategy in (first, second):
+        scheduling.schedule_strategy(strategy)
+
+    Strategy.objects.filter(pk=first.pk).update(status=Strategy.Status.EXITED)
+    with django_assert_num_queries(2):  # still needed: a read for each side, no locked transaction
+        scheduling.unschedule_strategy(first)
+    assert slot_instants() == {iso(now + seconds(120))}
+
+    Strategy.objects.filter(pk=second.pk).update(status=Strategy.Status.EXITED)
+    scheduling.unschedule_strategy(second)
+    assert slot_instants() == set()
+
+
 def test_reschedule_moves_the_slot_and_records_t3():
     now = timezone.now().replace(microsecond=0)
     strategy = strategy_create(buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
