@@ -48,6 +48,7 @@ def test_the_database_refuses_a_second_open_alert_for_an_incident():
 def test_alerts_resolve_closes_the_open_kinds_of_a_key_and_looks_once(user, django_assert_num_queries):
     failed = alert_raise(kind="exit_failed", key="strategy:3", user=user, message="exit failed")
     alert_raise(kind="exit_failed", key="strategy:4", user=user, message="another strategy's")
+    assert failed is not None
 
     with django_assert_num_queries(1):  # none open: the one look for both kinds
         assert alerts_resolve(kinds=("exit_blocked",), key="strategy:3") == []
