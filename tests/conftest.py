@@ -59,6 +59,16 @@ def clean_redis() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_broker_sessions() -> Iterator[None]:
+    """Each test starts with no shared adapter and a new process HTTP session: connections
+    one test left warm are not another's (tests count the connections they open)."""
+    from brokers.adapters.registry import shared_adapters_clear
+
+    shared_adapters_clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def market_calendar(request: pytest.FixtureRequest) -> None:
     """Transactional tests flush every table, the migration-seeded calendar included:
     put the seed back for every test that uses the database."""

@@ -17,6 +17,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
+import requests
 from django.conf import settings
 
 from brokers.adapters.base import (
@@ -119,13 +120,22 @@ class KiteAdapter:
 
     kind = "kite"
 
-    def __init__(self, credentials: Credentials, *, api_root: str, ws_root: str, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        api_root: str,
+        ws_root: str,
+        timeout: float | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        """``session``: an HTTP session to borrow (the process's, for the order path)."""
         self._credentials = credentials
         self._api_root = api_root
         self._ws_root = ws_root
         if timeout is None:
             timeout = float(settings.KITE_TIMEOUT_SECONDS)
-        self._http = KiteHttp(credentials, api_root=api_root, timeout=timeout)
+        self._http = KiteHttp(credentials, api_root=api_root, timeout=timeout, session=session)
 
     def __repr__(self) -> str:
         return f"KiteAdapter(api_root={self._api_root!r}, credentials={self._credentials!r})"

@@ -4,7 +4,10 @@ form-encoded writes, the ``status``/``data`` envelope, and every failure mapped 
 
 from __future__ import annotations
 
+import http.cookiejar
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -52,18 +55,74 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return False
 
 
-class KiteHttp:
-    """No retries of its own (callers decide from ``permanent``): an order request is never sent twice."""
+# Connections to Kite a process keeps open for reuse: a worker's threads at once, with room.
+PROCESS_POOL_CONNECTIONS: Final = 32
 
-    def __init__(self, credentials: Credentials, *, api_root: str, timeout: float) -> None:
+
+def new_session(*, pool_connections: int = 10) -> requests.Session:
+    """A session for Kite's API. It keeps no cookie: nothing Kite sets is ever sent back,
+    so a session shared by accounts carries nothing of one into another's requests (each
+    request brings its own Authorization header)."""
+    session = requests.Session()
+    session.headers.update({"X-Kite-Version": KITE_VERSION, "User-Agent": "algotrader-kite/1"})
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool_connections)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+_process_session: requests.Session | None = None
+_process_session_lock = threading.Lock()
+
+
+def process_session() -> requests.Session:
+    """The process's one session for the order path, whose connection pool every account
+    shares: Kite is one host, so a stop-loss finds a warm connection (no TCP and TLS
+    handshake) whichever account it is for, not only when its own account traded from
+    this process before."""
+    global _process_session
+    with _process_session_lock:
+        if _process_session is None:
+            _process_session = new_session(pool_connections=PROCESS_POOL_CONNECTIONS)
+        return _process_session
+
+
+def process_session_close() -> None:
+    """Close the process's session (its connections); the next order opens a new one."""
+    global _process_session
+    with _process_session_lock:
+        session, _process_session = _process_session, None
+    if session is not None:
+        session.close()
+
+
+def _forget_process_session() -> None:
+    # A forked child (a prefork worker process) must not share its parent's sockets.
+    global _process_session, _process_session_lock
+    _process_session, _process_session_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_process_session)
+
+
+class KiteHttp:
+    """No retries of its own (callers decide from ``permanent``): an order request is never
+    sent twice. ``session``: one to borrow (``process_session``), which ``close`` leaves
+    open; without it, a session of its own."""
+
+    def __init__(
+        self, credentials: Credentials, *, api_root: str, timeout: float, session: requests.Session | None = None
+    ) -> None:
         self._credentials = credentials
         self._api_root = api_root.rstrip("/")
         self._timeout = timeout
-        self._session = requests.Session()
-        self._session.headers.update({"X-Kite-Version": KITE_VERSION, "User-Agent": "algotrader-kite/1"})
+        self._owns_session = session is None
+        self._session = new_session() if session is None else session
 
     def close(self) -> None:
-        self._session.close()
+        if self._owns_session:
+            self._session.close()
 
     def _send(
         self,

@@ -21,17 +21,21 @@ _shared: OrderedDict[tuple[int, str], BrokerAdapter] = OrderedDict()
 _shared_lock = threading.Lock()
 
 
-def adapter_for(account: BrokerAccount) -> BrokerAdapter:
+def adapter_for(account: BrokerAccount, *, process_connections: bool = False) -> BrokerAdapter:
+    """``process_connections``: a Kite adapter borrows the process's HTTP session, whose
+    warm connections every account's orders share; without it, it has its own."""
     if account.kind == BrokerAccount.Kind.PAPER:
         return PaperAdapter(account)
     if account.kind == BrokerAccount.Kind.KITE:
         # Imported here so that processes which never talk to Kite never load requests' stack for it.
         from brokers.adapters.kite import KiteAdapter
+        from brokers.adapters.kite_http import process_session
 
         return KiteAdapter(
             Credentials(api_key=account.api_key, api_secret=account.api_secret, access_token=account.access_token),
             api_root=settings.KITE_API_ROOT,
             ws_root=settings.KITE_WS_ROOT,
+            session=process_session() if process_connections else None,
         )
     raise ValueError(f"no adapter for broker kind {account.kind!r}")
 
@@ -53,11 +57,12 @@ def _fingerprint(account: BrokerAccount) -> str:
 
 
 def shared_adapter_for(account: BrokerAccount) -> BrokerAdapter:
-    """The process's adapter for ``account``, built once per account and credentials, so
-    an order does not pay for a new HTTP session and TCP connection (the stop-loss path).
-    Shared by the threads of a worker (requests' connection pool is thread-safe) and
-    never closed by its users. Unsaved accounts and the paper broker (no connection to
-    keep) get a fresh adapter."""
+    """The process's adapter for ``account``, built once per account and credentials, on
+    the process's one HTTP session: an order pays for neither a new session nor a new
+    TCP connection (the stop-loss path), whichever account it is for. Shared by the
+    threads of a worker (requests' connection pool is thread-safe) and never closed by
+    its users. Unsaved accounts and the paper broker (no connection to keep) get a
+    fresh adapter."""
     if account.pk is None or account.kind == BrokerAccount.Kind.PAPER:
         return adapter_for(account)
     key = (account.pk, _fingerprint(account))
@@ -70,13 +75,17 @@ def shared_adapter_for(account: BrokerAccount) -> BrokerAdapter:
         # another thread may still be mid-request on it; its connections close with it.
         for stale in [k for k in _shared if k[0] == account.pk]:
             del _shared[stale]
-        adapter = _shared[key] = adapter_for(account)
+        adapter = _shared[key] = adapter_for(account, process_connections=True)
         while len(_shared) > SHARED_ADAPTERS_MAX:
             _shared.popitem(last=False)
         return adapter
 
 
 def shared_adapters_clear() -> None:
-    """Forget every shared adapter (tests, and a process that must drop all sessions)."""
+    """Forget every shared adapter and close the process's HTTP session (tests, and a
+    process that must drop all sessions)."""
     with _shared_lock:
         _shared.clear()
+    from brokers.adapters.kite_http import process_session_close
+
+    process_session_close()

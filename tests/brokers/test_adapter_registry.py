@@ -1,18 +1,22 @@
-"""``shared_adapter_for``: one adapter per account and credentials in a process, so that
-orders reuse a warm HTTP connection; new credentials, a new status or another API root
-give a new adapter at once; paper and unsaved accounts get a fresh one each time."""
+"""``shared_adapter_for``: one adapter per account and credentials in a process, all on
+the process's one HTTP session, so that orders reuse a warm connection whichever account
+they are for; new credentials, a new status or another API root give a new adapter at
+once; paper and unsaved accounts get a fresh one each time."""
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from brokers.adapters import registry
-from brokers.adapters.base import BrokerAdapter, OrderRequest, Side
+from brokers.adapters import kite_http, registry
+from brokers.adapters.base import BrokerAdapter, Credentials, OrderRequest, Side
+from brokers.adapters.kite import KiteAdapter
 from brokers.adapters.registry import shared_adapter_for, shared_adapters_clear
 from brokers.exceptions import BrokerAuthError
 from brokers.kite_sim import KiteSimulator, SimAccount
 from brokers.models import BrokerAccount
+from tests.brokers.kite.servers import canned_kite
 from tests.brokers.kite_sim_fixtures import kite_sim, sim_account
 from tests.factories import BrokerAccountFactory
 
@@ -63,6 +67,57 @@ def test_orders_of_one_account_share_one_adapter_and_one_connection(account, kit
     assert again is first
     assert connections_opened(first, kite_sim.api_root) == 1
     assert [o["tag"] for o in kite_sim.orders(sim_account.api_key)] == ["REG1", "REG2"]
+
+
+def test_orders_of_different_accounts_share_the_process_connection(account, kite_sim, sim_account):
+    other_sim = kite_sim.create_account()
+    other = BrokerAccountFactory.create(
+        kite=True,
+        api_key=other_sim.api_key,
+        api_secret=other_sim.api_secret,
+        access_token=other_sim.access_token,
+        broker_user_id=other_sim.user_id,
+    )
+
+    first, second = shared_adapter_for(account), shared_adapter_for(other)
+    first.place_order(sell("ACC1"))
+    second.place_order(sell("ACC2"))
+    first.place_order(sell("ACC3"))
+
+    assert first is not second
+    assert first._http._session is second._http._session  # type: ignore[attr-defined]
+    assert connections_opened(first, kite_sim.api_root) == 1
+    assert [o["tag"] for o in kite_sim.orders(sim_account.api_key)] == ["ACC1", "ACC3"]
+    assert [o["tag"] for o in kite_sim.orders(other_sim.api_key)] == ["ACC2"]
+
+
+def test_the_shared_session_keeps_no_cookie_of_one_account_for_another():
+    with canned_kite() as kite:
+        kite.headers["Set-Cookie"] = "kf_session=of-the-first-account; Path=/"
+        for n in (1, 2):
+            adapter = KiteAdapter(
+                Credentials(api_key=f"key{n}", api_secret=f"secret{n}", access_token=f"token{n}"),
+                api_root=kite.root,
+                ws_root="ws://127.0.0.1:9",
+                session=kite_http.process_session(),
+            )
+            adapter.cancel_order("1")
+            adapter.close()  # borrowed: leaves the process's session open
+
+        assert [r.headers.get("Authorization") for r in kite.received] == ["token key1:token1", "token key2:token2"]
+        assert [r.headers.get("Cookie") for r in kite.received] == [None, None]
+        assert not kite_http.process_session().cookies
+
+
+def test_a_forked_worker_process_opens_its_own_session():
+    parent = kite_http.process_session()
+    pid = os.fork()
+    if pid == 0:  # the child: a prefork worker process
+        os._exit(0 if kite_http.process_session() is not parent else 1)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert kite_http.process_session() is parent
 
 
 def test_a_new_access_token_gives_a_new_adapter_that_uses_it(account, kite_sim, sim_account):

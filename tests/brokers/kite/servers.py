@@ -66,6 +66,7 @@ class CannedKite:
     status: int = 200
     body: bytes = b'{"status": "success", "data": {}}'
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)  # more response headers (Set-Cookie...)
 
     def answer(self, status: int, body: object, content_type: str = "application/json") -> None:
         self.status = status
@@ -89,6 +90,8 @@ def canned_kite() -> Iterator[CannedKite]:
             self.send_response(canned.status)
             self.send_header("Content-Type", canned.content_type)
             self.send_header("Content-Length", str(len(canned.body)))
+            for name, value in canned.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(canned.body)
 
