@@ -33,12 +33,21 @@ def execute_stoploss_task(strategy_id: int) -> None:
 
 @shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
 def follow_order_task(
-    order_id: int, lock_token: str, broker_order_id: str = "", request: dict[str, Any] | None = None
+    order_id: int,
+    lock_token: str,
+    broker_order_id: str = "",
+    request: dict[str, Any] | None = None,
+    strategy_id: int | None = None,
 ) -> None:
-    """On the orders queue. Lost or expired, settlement settles the order by its tag."""
+    """On the orders queue. Lost or expired, settlement settles the order by its tag.
+    ``strategy_id``: absent from a task sent before it existed."""
     with log_context(order_id=order_id):
         services.position_follow(
-            order_id=order_id, lock_token=lock_token, broker_order_id=broker_order_id, request=request
+            order_id=order_id,
+            lock_token=lock_token,
+            broker_order_id=broker_order_id,
+            request=request,
+            strategy_id=strategy_id,
         )
 
 

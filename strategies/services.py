@@ -274,9 +274,18 @@ def strategy_delete(*, user: User, strategy_id: int) -> None:
         strategy.delete()
 
 
-def strategy_exit(*, strategy_id: int, reason: Strategy.ExitReason, position: Position, at: datetime) -> bool:
+def strategy_exit(
+    *,
+    strategy_id: int,
+    reason: Strategy.ExitReason,
+    position: Position,
+    at: datetime,
+    strategy: Strategy | None = None,
+) -> bool:
     """The final exit (S5): SELL, stop-loss, rejection or safety abort. Returns False if
-    the strategy had already ended (the caller lost the race and must do nothing)."""
+    the strategy had already ended (the caller lost the race and must do nothing).
+    ``strategy``: the caller's copy, for what an exit does not change (its symbol, owner
+    and fire times); without it the row is read again."""
     with transaction.atomic():
         ended = strategy_transition(
             strategy_id=strategy_id,
@@ -285,7 +294,8 @@ def strategy_exit(*, strategy_id: int, reason: Strategy.ExitReason, position: Po
         )
         if not ended:
             return False
-        strategy = Strategy.objects.select_related("owner").get(pk=strategy_id)
+        if strategy is None or strategy.pk != strategy_id:
+            strategy = Strategy.objects.get(pk=strategy_id)
         emit(Event.S5_STRATEGY_EXITED, strategy=strategy, payload={**_about(strategy), "reason": reason})
     scheduling.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)

@@ -79,7 +79,8 @@ EXIT_POSITIONS = {ExitReason.STOPLOSS: Position.EXITED_BY_SL}
 def _strategy(strategy_id: int) -> Strategy | None:
     try:
         # get(), not first(): no ORDER BY to compile and run on the stop-loss's first query.
-        return Strategy.objects.select_related("owner", "broker_account").get(pk=strategy_id)
+        # Events name the owner by id: the owner row is not read (an alert loads it if raised).
+        return Strategy.objects.select_related("broker_account").get(pk=strategy_id)
     except Strategy.DoesNotExist:
         logger.warning("executed strategy no longer exists", extra={"strategy_id": strategy_id})
         return None
@@ -461,7 +462,9 @@ def _follow_hand_off(strategy: Strategy, order: Order, broker_order_id: str, req
     try:
         # The task and its sent event in one Redis pipeline (kombu's Producer.batch).
         with app.producer_or_acquire() as producer, producer.batch():
-            follow_order_task.apply_async((order.pk, token, broker_order_id, request), producer=producer)
+            follow_order_task.apply_async(
+                (order.pk, token, broker_order_id, request), {"strategy_id": strategy.pk}, producer=producer
+            )
     except Exception:
         logger.warning("follow task not sent: followed here", extra={"order_id": order.pk}, exc_info=True)
         return False
@@ -469,16 +472,35 @@ def _follow_hand_off(strategy: Strategy, order: Order, broker_order_id: str, req
     return True
 
 
+def _order_read(order_id: int) -> Order | None:
+    return Order.objects.select_related("strategy__broker_account").filter(pk=order_id).first()
+
+
 def position_follow(
-    *, order_id: int, lock_token: str, broker_order_id: str = "", request: dict[str, Any] | None = None
+    *,
+    order_id: int,
+    lock_token: str,
+    broker_order_id: str = "",
+    request: dict[str, Any] | None = None,
+    strategy_id: int | None = None,
 ) -> Order | None:
     """Finish an execution handed over once the broker accepted its order: take over the
     strategy's lock, record the acceptance (PLACED with ``broker_order_id``, L2, B3),
     follow the order until final (E5) and move the position (S5, L1, the alerts), as the
     execution would have done itself. Safe to run twice, and after settlement got there
     first: an order adopted or final is not recorded or followed again, and only the
-    position's latest order of its side moves it (an outcome already applied is a no-op)."""
-    order = Order.objects.select_related("strategy__owner", "strategy__broker_account").filter(pk=order_id).first()
+    position's latest order of its side moves it (an outcome already applied is a no-op).
+    ``strategy_id`` (sent with the hand-off): the lock is taken over first, and the order
+    read once, under it; without it (or if the lock was taken meanwhile) the order is read
+    to find its strategy and read again under the lock."""
+    if strategy_id is not None and locks.lock_take_over(strategy_id=strategy_id, token=lock_token):
+        with locks.lock_held(strategy_id=strategy_id, token=lock_token):
+            order = _order_read(order_id)
+            if order is None or order.strategy_id != strategy_id:
+                return None
+            with log_context(strategy_id=strategy_id, order_id=order.pk):
+                return _follow_held(order, order.strategy, broker_order_id, request)
+    order = _order_read(order_id)
     if order is None:
         return None
     strategy = order.strategy
@@ -486,18 +508,25 @@ def position_follow(
         if not held:
             return None
         order.refresh_from_db()
-        if broker_order_id and order.status in (Order.Status.PENDING, Order.Status.UNKNOWN):
-            order_accepted(order=order, strategy=strategy, broker_order_id=broker_order_id, request=request or {})
-        if order.status == Order.Status.PLACED:
-            with broker_adapter(strategy) as adapter:
-                broker_outage_resolve(strategy=strategy)
-                order = order_follow(order=order, strategy=strategy, adapter=adapter)
-        elif order.is_live:
-            return order  # not placed (yet): only a lookup by its tag can settle it, settlement's
-        latest = _position_orders(strategy, Order.Side(order.side)).order_by("-id").values_list("id", flat=True)
-        if latest.first() != order.pk:
-            return order  # the position has moved on past this order (settled and replaced)
-        position_apply_outcome(strategy, order)
+        return _follow_held(order, strategy, broker_order_id, request)
+
+
+def _follow_held(
+    order: Order, strategy: Strategy, broker_order_id: str, request: dict[str, Any] | None
+) -> Order | None:
+    """``position_follow`` with the lock held and ``order`` read under it."""
+    if broker_order_id and order.status in (Order.Status.PENDING, Order.Status.UNKNOWN):
+        order_accepted(order=order, strategy=strategy, broker_order_id=broker_order_id, request=request or {})
+    if order.status == Order.Status.PLACED:
+        with broker_adapter(strategy) as adapter:
+            broker_outage_resolve(strategy=strategy)
+            order = order_follow(order=order, strategy=strategy, adapter=adapter)
+    elif order.is_live:
+        return order  # not placed (yet): only a lookup by its tag can settle it, settlement's
+    latest = _position_orders(strategy, Order.Side(order.side)).order_by("-id").values_list("id", flat=True)
+    if latest.first() != order.pk:
+        return order  # the position has moved on past this order (settled and replaced)
+    position_apply_outcome(strategy, order)
     return order
 
 
@@ -576,6 +605,7 @@ def _exit_continue(strategy: Strategy, order: Order) -> None:
             reason=reason,
             position=EXIT_POSITIONS.get(reason, Position.SOLD),
             at=timezone.now(),
+            strategy=strategy,
         ):
             _record_outcome(strategy, order)
         _exit_alerts_resolve(strategy)

@@ -1,0 +1,102 @@
+"""The stop-loss's hand-off, in process against the Kite simulator: the accepted exit goes
+to ``follow_order_task`` with the strategy's lock and id, and ``position_follow`` finishes
+it whether the task names the strategy (taking the lock over before it reads the order)
+or not (a task sent before it did), and whoever holds the lock meanwhile."""
+
+import threading
+from typing import Any
+
+import pytest
+
+from algotrader import redis_keys
+from algotrader.redis_client import get_redis
+from execution.models import Order
+from execution.services import position_follow, strategy_stoploss_execute
+from execution.tasks import follow_order_task
+from strategies.models import Strategy
+from tests.execution.helpers import codes, orders
+
+pytestmark = pytest.mark.django_db
+
+EXIT_TIMELINE = ["E3", "X2", "L2", "B3", "L2", "E5", "S5", "L1"]
+
+
+@pytest.fixture
+def handed_off(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """What the stop-loss sends to the orders queue, kept here instead."""
+    sent: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(
+        follow_order_task, "apply_async", lambda args, kwargs=None, **_: sent.append((args, kwargs or {}))
+    )
+    return sent
+
+
+def stopped_out(make_strategy, kite_account, handed_off):
+    strategy = make_strategy(account=kite_account, position="BOUGHT")
+    placed = strategy_stoploss_execute(strategy_id=strategy.pk, hand_off=True)
+    assert placed is not None and placed.status == Order.Status.PENDING
+    [(args, kwargs)] = handed_off
+    return strategy, args, kwargs
+
+
+@pytest.mark.django_db(transaction=True)  # queries counted as a worker makes them, outside a test's transaction
+def test_the_hand_off_names_the_strategy_and_the_follow_reads_the_order_once_under_the_lock(
+    make_strategy, kite_account, kite_sim, sim_account, handed_off, django_assert_num_queries
+):
+    strategy, args, kwargs = stopped_out(make_strategy, kite_account, handed_off)
+    order_id, token, broker_order_id, request = args
+    # Another strategy sells at the same instant, as most do: the slot stays.
+    companion = make_strategy(account=kite_account)
+    Strategy.objects.filter(pk=companion.pk).update(sell_fire_at=strategy.sell_fire_at)
+
+    assert kwargs == {"strategy_id": strategy.pk}
+    with django_assert_num_queries(20):  # was 27: an order read twice, the owner, two alerts, the slot's lock
+        followed = position_follow(
+            order_id=order_id, lock_token=token, broker_order_id=broker_order_id, request=request, **kwargs
+        )
+
+    assert followed is not None and followed.status == Order.Status.COMPLETE
+    strategy.refresh_from_db()
+    assert (strategy.status, strategy.position) == ("EXITED", "EXITED_BY_SL")
+    assert codes(strategy) == EXIT_TIMELINE
+    assert [o["tag"] for o in kite_sim.orders(sim_account.api_key)] == [followed.tag]
+    assert not get_redis().exists(redis_keys.lock_state(strategy.pk))
+
+
+def test_a_follow_task_without_the_strategy_still_finishes_the_exit(
+    make_strategy, kite_account, kite_sim, sim_account, handed_off
+):
+    strategy, args, _ = stopped_out(make_strategy, kite_account, handed_off)
+    order_id, token, broker_order_id, request = args
+
+    followed = position_follow(order_id=order_id, lock_token=token, broker_order_id=broker_order_id, request=request)
+
+    assert followed is not None and followed.status == Order.Status.COMPLETE
+    assert codes(strategy) == EXIT_TIMELINE
+    assert not get_redis().exists(redis_keys.lock_state(strategy.pk))
+
+
+def test_a_follow_whose_lock_was_taken_waits_for_the_holder_then_finishes_once(
+    make_strategy, kite_account, kite_sim, sim_account, handed_off
+):
+    strategy, args, kwargs = stopped_out(make_strategy, kite_account, handed_off)
+    order_id, token, broker_order_id, request = args
+    # The handed-over lock expired and another worker holds it now; it lets go shortly.
+    get_redis().set(redis_keys.lock_state(strategy.pk), "another-worker")
+    release = threading.Timer(0.3, lambda: get_redis().delete(redis_keys.lock_state(strategy.pk)))
+    release.start()
+
+    followed = position_follow(
+        order_id=order_id, lock_token=token, broker_order_id=broker_order_id, request=request, **kwargs
+    )
+    again = position_follow(
+        order_id=order_id, lock_token=token, broker_order_id=broker_order_id, request=request, **kwargs
+    )
+
+    release.join()
+    assert followed is not None and followed.status == Order.Status.COMPLETE
+    assert again is not None and again.status == Order.Status.COMPLETE
+    assert [o["tag"] for o in kite_sim.orders(sim_account.api_key)] == [followed.tag]
+    timeline = codes(strategy)
+    assert [code for code in timeline if code != "X3"] == [*EXIT_TIMELINE[:2], "X2", *EXIT_TIMELINE[2:]]
+    assert [o.status for o in orders(strategy)] == [Order.Status.COMPLETE]
