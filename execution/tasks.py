@@ -38,9 +38,10 @@ def follow_order_task(
     broker_order_id: str = "",
     request: dict[str, Any] | None = None,
     strategy_id: int | None = None,
+    accepted_at: float | None = None,
 ) -> None:
     """On the orders queue. Lost or expired, settlement settles the order by its tag.
-    ``strategy_id``: absent from a task sent before it existed."""
+    ``strategy_id`` and ``accepted_at``: absent from a task sent before they existed."""
     with log_context(order_id=order_id):
         services.position_follow(
             order_id=order_id,
@@ -48,6 +49,7 @@ def follow_order_task(
             broker_order_id=broker_order_id,
             request=request,
             strategy_id=strategy_id,
+            accepted_at=accepted_at,
         )
 
 

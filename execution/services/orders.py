@@ -496,15 +496,23 @@ def order_replace(lost: Order, strategy: Strategy, *, why: str) -> Order:
     return replacement
 
 
-def order_follow(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> Order:
+def order_follow(
+    *, order: Order, strategy: Strategy, adapter: BrokerAdapter, accepted_at: float | None = None
+) -> Order:
     """Poll a PLACED order with a short backoff until the broker says it is final (then
     COMPLETE, REJECTED or CANCELLED here, E5) or ORDER_FOLLOW_SECONDS pass (it stays
     PLACED, for recovery to settle). A BUY still open then (unfilled, or partly filled)
     has its rest cancelled: its moment has passed, and what filled becomes the position
     with its stop, instead of a half-open BUY with no stop armed. An exit is never
-    cancelled."""
+    cancelled. ``accepted_at`` (wall clock): when the broker took the order, if that was
+    a while before this call (a handed-off exit); the first poll waits until the order is
+    the first poll's interval old, as a poll sooner finds no exchange's answer yet and
+    spends a request of the account's rate on it."""
     deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
     poll = _FOLLOW_FIRST_POLL
+    if accepted_at is not None:
+        # Bounded: a clock that jumped must not hold the follow.
+        time.sleep(min(max(0.0, accepted_at + _FOLLOW_FIRST_POLL - time.time()), _FOLLOW_FIRST_POLL))
     cancelled = False
     while order.status == Status.PLACED:
         locks.lock_keepalive()

@@ -27,6 +27,7 @@ order, so the strategy ends holding what the broker holds.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -463,7 +464,9 @@ def _follow_hand_off(strategy: Strategy, order: Order, broker_order_id: str, req
         # The task and its sent event in one Redis pipeline (kombu's Producer.batch).
         with app.producer_or_acquire() as producer, producer.batch():
             follow_order_task.apply_async(
-                (order.pk, token, broker_order_id, request), {"strategy_id": strategy.pk}, producer=producer
+                (order.pk, token, broker_order_id, request),
+                {"strategy_id": strategy.pk, "accepted_at": time.time()},
+                producer=producer,
             )
     except Exception:
         logger.warning("follow task not sent: followed here", extra={"order_id": order.pk}, exc_info=True)
@@ -483,6 +486,7 @@ def position_follow(
     broker_order_id: str = "",
     request: dict[str, Any] | None = None,
     strategy_id: int | None = None,
+    accepted_at: float | None = None,
 ) -> Order | None:
     """Finish an execution handed over once the broker accepted its order: take over the
     strategy's lock, record the acceptance (PLACED with ``broker_order_id``, L2, B3),
@@ -492,14 +496,15 @@ def position_follow(
     position's latest order of its side moves it (an outcome already applied is a no-op).
     ``strategy_id`` (sent with the hand-off): the lock is taken over first, and the order
     read once, under it; without it (or if the lock was taken meanwhile) the order is read
-    to find its strategy and read again under the lock."""
+    to find its strategy and read again under the lock. ``accepted_at``: when the broker
+    took the order (``order_follow`` polls it once it is old enough to have an answer)."""
     if strategy_id is not None and locks.lock_take_over(strategy_id=strategy_id, token=lock_token):
         with locks.lock_held(strategy_id=strategy_id, token=lock_token):
             order = _order_read(order_id)
             if order is None or order.strategy_id != strategy_id:
                 return None
             with log_context(strategy_id=strategy_id, order_id=order.pk):
-                return _follow_held(order, order.strategy, broker_order_id, request)
+                return _follow_held(order, order.strategy, broker_order_id, request, accepted_at)
     order = _order_read(order_id)
     if order is None:
         return None
@@ -508,11 +513,11 @@ def position_follow(
         if not held:
             return None
         order.refresh_from_db()
-        return _follow_held(order, strategy, broker_order_id, request)
+        return _follow_held(order, strategy, broker_order_id, request, accepted_at)
 
 
 def _follow_held(
-    order: Order, strategy: Strategy, broker_order_id: str, request: dict[str, Any] | None
+    order: Order, strategy: Strategy, broker_order_id: str, request: dict[str, Any] | None, accepted_at: float | None
 ) -> Order | None:
     """``position_follow`` with the lock held and ``order`` read under it."""
     if broker_order_id and order.status in (Order.Status.PENDING, Order.Status.UNKNOWN):
@@ -520,7 +525,7 @@ def _follow_held(
     if order.status == Order.Status.PLACED:
         with broker_adapter(strategy) as adapter:
             broker_outage_resolve(strategy=strategy)
-            order = order_follow(order=order, strategy=strategy, adapter=adapter)
+            order = order_follow(order=order, strategy=strategy, adapter=adapter, accepted_at=accepted_at)
     elif order.is_live:
         return order  # not placed (yet): only a lookup by its tag can settle it, settlement's
     latest = _position_orders(strategy, Order.Side(order.side)).order_by("-id").values_list("id", flat=True)

@@ -4,12 +4,14 @@ it whether the task names the strategy (taking the lock over before it reads the
 or not (a task sent before it did), and whoever holds the lock meanwhile."""
 
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
+from brokers.adapters.kite import KiteAdapter
 from execution.models import Order
 from execution.services import position_follow, strategy_stoploss_execute
 from execution.tasks import follow_order_task
@@ -49,7 +51,7 @@ def test_the_hand_off_names_the_strategy_and_the_follow_reads_the_order_once_und
     companion = make_strategy(account=kite_account)
     Strategy.objects.filter(pk=companion.pk).update(sell_fire_at=strategy.sell_fire_at)
 
-    assert kwargs == {"strategy_id": strategy.pk}
+    assert kwargs.keys() == {"strategy_id", "accepted_at"} and kwargs["strategy_id"] == strategy.pk
     with django_assert_num_queries(20):  # was 27: an order read twice, the owner, two alerts, the slot's lock
         followed = position_follow(
             order_id=order_id, lock_token=token, broker_order_id=broker_order_id, request=request, **kwargs
@@ -100,3 +102,35 @@ def test_a_follow_whose_lock_was_taken_waits_for_the_holder_then_finishes_once(
     timeline = codes(strategy)
     assert [code for code in timeline if code != "X3"] == [*EXIT_TIMELINE[:2], "X2", *EXIT_TIMELINE[2:]]
     assert [o.status for o in orders(strategy)] == [Order.Status.COMPLETE]
+
+
+@pytest.mark.parametrize("age", [0.0, 60.0])
+def test_the_first_poll_waits_until_the_order_is_old_enough_to_have_an_answer(
+    make_strategy, kite_account, kite_sim, handed_off, monkeypatch, age
+):
+    _, args, kwargs = stopped_out(make_strategy, kite_account, handed_off)
+    order_id, token, broker_order_id, request = args
+    accepted_at = time.time() - age
+    polled_at: list[float] = []
+    get_order = KiteAdapter.get_order
+
+    def timed_get_order(self: KiteAdapter, broker_order_id: str) -> Any:
+        polled_at.append(time.time())
+        return get_order(self, broker_order_id)
+
+    monkeypatch.setattr(KiteAdapter, "get_order", timed_get_order)
+    started = time.time()
+    followed = position_follow(
+        order_id=order_id,
+        lock_token=token,
+        broker_order_id=broker_order_id,
+        request=request,
+        strategy_id=kwargs["strategy_id"],
+        accepted_at=accepted_at,
+    )
+
+    assert followed is not None and followed.status == Order.Status.COMPLETE
+    if age:  # long answered: polled at once
+        assert polled_at[0] - started < 0.05
+    else:  # not before the first poll's interval since the broker took it
+        assert polled_at[0] >= accepted_at + 0.05
