@@ -59,48 +59,55 @@ def _never_sent(exc: requests.RequestException) -> bool:
 PROCESS_POOL_CONNECTIONS: Final = 32
 
 
-def new_session(*, pool_connections: int = 10) -> requests.Session:
-    """A session for Kite's API. It keeps no cookie: nothing Kite sets is ever sent back,
-    so a session shared by accounts carries nothing of one into another's requests (each
-    request brings its own Authorization header)."""
+def new_session(api_root: str, *, pool_connections: int = 10) -> requests.Session:
+    """A session for Kite's API at ``api_root``. It keeps no cookie: nothing Kite sets is
+    ever sent back, so a session shared by accounts carries nothing of one into another's
+    requests (each request brings its own Authorization header). The environment's proxy
+    and CA bundle settings for the host are read once, here; per request requests would
+    read ``~/.netrc`` too, and a netrc entry for the host would go out as Basic auth in
+    place of the account's token."""
     session = requests.Session()
     session.headers.update({"X-Kite-Version": KITE_VERSION, "User-Agent": "algotrader-kite/1"})
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool_connections)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    environment = session.merge_environment_settings(api_root, {}, None, None, None)
+    session.proxies.update(environment["proxies"])
+    session.verify = environment["verify"]
+    session.trust_env = False
     return session
 
 
-_process_session: requests.Session | None = None
-_process_session_lock = threading.Lock()
+_process_sessions: dict[str, requests.Session] = {}
+_process_sessions_lock = threading.Lock()
 
 
-def process_session() -> requests.Session:
-    """The process's one session for the order path, whose connection pool every account
-    shares: Kite is one host, so a stop-loss finds a warm connection (no TCP and TLS
-    handshake) whichever account it is for, not only when its own account traded from
-    this process before."""
-    global _process_session
-    with _process_session_lock:
-        if _process_session is None:
-            _process_session = new_session(pool_connections=PROCESS_POOL_CONNECTIONS)
-        return _process_session
+def process_session(api_root: str) -> requests.Session:
+    """The process's one session for the order path to ``api_root``, whose connection
+    pool every account shares: Kite is one host, so a stop-loss finds a warm connection
+    (no TCP and TLS handshake) whichever account it is for, not only when its own account
+    traded from this process before."""
+    with _process_sessions_lock:
+        session = _process_sessions.get(api_root)
+        if session is None:
+            session = _process_sessions[api_root] = new_session(api_root, pool_connections=PROCESS_POOL_CONNECTIONS)
+        return session
 
 
 def process_session_close() -> None:
-    """Close the process's session (its connections); the next order opens a new one."""
-    global _process_session
-    with _process_session_lock:
-        session, _process_session = _process_session, None
-    if session is not None:
+    """Close the process's sessions (their connections); the next order opens a new one."""
+    with _process_sessions_lock:
+        sessions = list(_process_sessions.values())
+        _process_sessions.clear()
+    for session in sessions:
         session.close()
 
 
 def _forget_process_session() -> None:
     # A forked child (a prefork worker process) must not share its parent's sockets.
-    global _process_session, _process_session_lock
-    _process_session, _process_session_lock = None, threading.Lock()
+    global _process_sessions, _process_sessions_lock
+    _process_sessions, _process_sessions_lock = {}, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_process_session)
@@ -118,7 +125,7 @@ class KiteHttp:
         self._api_root = api_root.rstrip("/")
         self._timeout = timeout
         self._owns_session = session is None
-        self._session = new_session() if session is None else session
+        self._session = new_session(self._api_root) if session is None else session
 
     def close(self) -> None:
         if self._owns_session:

@@ -35,7 +35,7 @@ def adapter_for(account: BrokerAccount, *, process_connections: bool = False) ->
             Credentials(api_key=account.api_key, api_secret=account.api_secret, access_token=account.access_token),
             api_root=settings.KITE_API_ROOT,
             ws_root=settings.KITE_WS_ROOT,
-            session=process_session() if process_connections else None,
+            session=process_session(settings.KITE_API_ROOT) if process_connections else None,
         )
     raise ValueError(f"no adapter for broker kind {account.kind!r}")
 

@@ -99,25 +99,26 @@ def test_the_shared_session_keeps_no_cookie_of_one_account_for_another():
                 Credentials(api_key=f"key{n}", api_secret=f"secret{n}", access_token=f"token{n}"),
                 api_root=kite.root,
                 ws_root="ws://127.0.0.1:9",
-                session=kite_http.process_session(),
+                session=kite_http.process_session(kite.root),
             )
             adapter.cancel_order("1")
             adapter.close()  # borrowed: leaves the process's session open
 
         assert [r.headers.get("Authorization") for r in kite.received] == ["token key1:token1", "token key2:token2"]
         assert [r.headers.get("Cookie") for r in kite.received] == [None, None]
-        assert not kite_http.process_session().cookies
+        assert not kite_http.process_session(kite.root).cookies
 
 
 def test_a_forked_worker_process_opens_its_own_session():
-    parent = kite_http.process_session()
+    root = "http://127.0.0.1:9"
+    parent = kite_http.process_session(root)
     pid = os.fork()
     if pid == 0:  # the child: a prefork worker process
-        os._exit(0 if kite_http.process_session() is not parent else 1)
+        os._exit(0 if kite_http.process_session(root) is not parent else 1)
     _, status = os.waitpid(pid, 0)
 
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    assert kite_http.process_session() is parent
+    assert kite_http.process_session(root) is parent
 
 
 def test_a_new_access_token_gives_a_new_adapter_that_uses_it(account, kite_sim, sim_account):

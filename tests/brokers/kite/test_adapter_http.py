@@ -103,6 +103,32 @@ def test_place_order_sends_kite_headers_and_a_form_encoded_body(kite):
     }
 
 
+def test_a_netrc_entry_for_the_host_does_not_replace_the_session_token(kite, tmp_path, monkeypatch):
+    # requests, left to read the environment, would send this as Basic auth instead.
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password not-the-token\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    kite.answer(200, {"status": "success", "data": {"order_id": "151220000000001"}})
+
+    make_adapter(kite.root).place_order(BUY_INFY)
+
+    assert [r.headers["Authorization"] for r in kite.received] == ["token kitekey1:acc3ss-t0ken-xyz"]
+
+
+def test_a_proxy_set_in_the_environment_still_carries_the_requests(kite, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", kite.root)  # the canned server plays the proxy
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    kite.answer(200, {"status": "success", "data": {"order_id": "151220000000002"}})
+
+    make_adapter("http://kite.example.invalid").place_order(BUY_INFY)
+
+    [sent] = kite.received
+    assert sent.path == "http://kite.example.invalid/orders/regular"  # a proxy's absolute form
+    assert sent.headers["Authorization"] == "token kitekey1:acc3ss-t0ken-xyz"
+
+
 @pytest.mark.parametrize("tag", ["", "has space", "x" * 21, "dash-ed", "ünïcode"])
 def test_an_invalid_tag_is_refused_before_anything_is_sent(kite, tag):
     with pytest.raises(OrderRejected) as refused:
