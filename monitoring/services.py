@@ -355,6 +355,11 @@ def alert_resolve(*, kind: str, key: str, resolution: str = "", message: str = "
         # The usual case (an order that went through resolves its outage alert): one query,
         # not a transaction's three. One opened just after is as if opened after the call.
         return None
+    return _alert_close(kind=kind, key=key, resolution=resolution, message=message)
+
+
+def _alert_close(*, kind: str, key: str, resolution: str, message: str = "") -> Alert | None:
+    """``alert_resolve`` once a look found the incident open: closed under its row lock."""
     with transaction.atomic():
         alert = Alert.objects.select_for_update().filter(kind=kind, key=key[:200], resolved_at__isnull=True).first()
         if alert is None:
@@ -391,7 +396,7 @@ def alerts_resolve(*, kinds: Sequence[str], key: str, resolution: str = "") -> l
     open_kinds = set(
         Alert.objects.filter(kind__in=kinds, key=key[:200], resolved_at__isnull=True).values_list("kind", flat=True)
     )
-    resolved = (alert_resolve(kind=kind, key=key, resolution=resolution) for kind in kinds if kind in open_kinds)
+    resolved = (_alert_close(kind=kind, key=key, resolution=resolution) for kind in kinds if kind in open_kinds)
     return [alert for alert in resolved if alert is not None]
 
 
