@@ -7,7 +7,7 @@ instrument each ``--tick-interval``), ``run_market_listener`` on its real ticker
 ``runworker ticks``, a stop-loss worker (``celery -Q stoploss``, with the Procfile's pool
 and concurrency unless told otherwise) and the orders workers (``celery -Q orders``, as
 many as the formation runs, which follow the stop-losses' fills). 10,000 running
-strategies with armed stops over every equity the simulator lists (305 of them), owned
+strategies with armed stops over every equity the simulator lists (500 of them), owned
 by ``--accounts`` users with a Kite account each (Kite limits each account to 10 orders
 a second, and so does the engine). Measures
 
