@@ -108,25 +108,18 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------
-# SQLite is the zero-setup default; WAL and IMMEDIATE transactions let the web,
-# worker and beat processes share it without "database is locked" on every write.
-# PostgreSQL (DATABASE_URL=postgres://...) is what production and the tests use.
+# PostgreSQL only: the engine's guarantees rest on its row locks, partial unique indexes
+# and advisory locks. `make run` and `make test` start a private server (data in var/)
+# when nothing answers at DATABASE_URL.
 
 RUN_DIR = BASE_DIR / (env.str("RUN_DIR", default="") or "var")
 DATABASES = {
     "default": environ.Env.db_url_config(
-        env.str("DATABASE_URL", default="") or f"sqlite:///{RUN_DIR / 'algotrader.sqlite3'}"
+        env.str("DATABASE_URL", default="") or "postgres://postgres@127.0.0.1:5432/algotrader"
     ),
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-    }
-else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: runtime state, Celery broker, channel layer, cache ----------------
@@ -369,7 +362,7 @@ USE_I18N = False
 
 STATIC_URL = "static/"
 STATIC_ROOT = RUN_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # also makes RUN_DIR, for the SQLite file
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # also makes RUN_DIR
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -31,7 +31,7 @@ class CappedCountPaginator(Paginator[Any]):
     @cached_property
     def count(self) -> int:
         object_list: QuerySet[Any] = self.object_list  # type: ignore[assignment]
-        if connection.vendor == "postgresql" and not object_list.query.where:
+        if not object_list.query.where:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",

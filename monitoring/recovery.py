@@ -200,9 +200,6 @@ def _step(report: Recovery, name: str, run: Any) -> int:
 def _recovery_lock(*, wait: bool) -> Iterator[bool]:
     """A PostgreSQL session advisory lock (freed if the process dies), not a Redis one:
     a flush must not free it under a running recovery."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
     deadline = time.monotonic() + (_LOCK_WAIT_SECONDS if wait else 0)
     while True:
         with connection.cursor() as cursor:
@@ -224,10 +221,8 @@ def _recovery_lock(*, wait: bool) -> Iterator[bool]:
 
 
 def recovery_running() -> bool:
-    """Whether some process holds the recovery lock now (PostgreSQL; read from ``pg_locks``,
+    """Whether some process holds the recovery lock now (read from ``pg_locks``,
     never by trying the lock, which would make a recovery starting at that moment skip)."""
-    if connection.vendor != "postgresql":
-        return False
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"

@@ -164,9 +164,6 @@ def _fan_out_lock() -> Iterator[bool]:
     dies). Two at once would only split the same publishing work between two worker
     processes, leaving none to start the BUYs already enqueued; a slot or sweep that finds
     the lock taken returns at once, and the holder looks again after releasing it."""
-    if connection.vendor != "postgresql":
-        yield True  # SQLite: its IMMEDIATE transactions serialize the claims anyway
-        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, 0)", [_FAN_OUT_LOCK_SPACE])
         (held,) = cursor.fetchone()
@@ -248,23 +245,16 @@ def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport
 def _claim(side: Side, *, cutoff: datetime, now: datetime) -> list[tuple[int, int, datetime]]:
     """Mark up to FIRE_BATCH due strategies as fired; return (id, owner id, fire time)."""
     fire, fired = side.fire_field, side.fired_field
-    if connection.vendor == "postgresql":
-        table = Strategy._meta.db_table
-        # The inner WHERE is the partial index's predicate, so the scan reads only the due.
-        sql = (
-            f"UPDATE {table} SET {fired} = %s WHERE id IN ("  # noqa: S608 - names are ours, values are bound
-            f"SELECT id FROM {table} WHERE status = 'RUNNING' AND {fired} IS NULL AND {fire} <= %s "
-            f"ORDER BY {fire} LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, owner_id, {fire}"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [now, cutoff, FIRE_BATCH])
-            rows: list[tuple[int, int, datetime]] = cursor.fetchall()
-    else:  # SQLite: its IMMEDIATE transactions already serialize writers
-        due = Strategy.objects.filter(
-            status=Strategy.Status.RUNNING, **{f"{fired}__isnull": True, f"{fire}__lte": cutoff}
-        ).order_by(fire)
-        rows = list(due.values_list("id", "owner_id", fire)[:FIRE_BATCH])
-        Strategy.objects.filter(pk__in=[row[0] for row in rows], **{f"{fired}__isnull": True}).update(**{fired: now})
+    table = Strategy._meta.db_table
+    # The inner WHERE is the partial index's predicate, so the scan reads only the due.
+    sql = (
+        f"UPDATE {table} SET {fired} = %s WHERE id IN ("  # noqa: S608 - names are ours, values are bound
+        f"SELECT id FROM {table} WHERE status = 'RUNNING' AND {fired} IS NULL AND {fire} <= %s "
+        f"ORDER BY {fire} LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, owner_id, {fire}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, cutoff, FIRE_BATCH])
+        rows: list[tuple[int, int, datetime]] = cursor.fetchall()
     return sorted(rows, key=lambda row: (row[2], row[0]))
 
 
@@ -389,9 +379,8 @@ def _pending_instants(strategy: Strategy) -> set[datetime]:
 def _lock_slot(instant: datetime) -> None:
     """Serialize creating and deleting one slot: without it a STOP could delete a slot
     that a concurrent START has just found and relied on."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SLOT_LOCK_SPACE, int(instant.timestamp()) % 2**31])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SLOT_LOCK_SPACE, int(instant.timestamp()) % 2**31])
 
 
 def _slot_ensure(instant: datetime, *, now: datetime) -> None:

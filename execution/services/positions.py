@@ -229,14 +229,11 @@ FROM execution_order WHERE strategy_id = %s
 """
 
 
-def _exit_basis(strategy: Strategy, *, again: bool) -> tuple[bool, int, int | None]:
+def _exit_basis(strategy: Strategy, *, again: bool) -> tuple[bool, int, int]:
     """For an exit's claim, under the row lock its transition took: whether an exit is out
-    already (live, or, for a first exit, filled), what is held, and on PostgreSQL an id
+    already (live, or, for a first exit, filled), what is held, and an id
     reserved for the exit's order (so its tag goes in with the INSERT), all in one query."""
     out_statuses = Order.LIVE if again else (*Order.LIVE, Order.Status.COMPLETE)
-    if connection.vendor != "postgresql":
-        out = _position_orders(strategy, Order.Side.SELL).filter(status__in=out_statuses).exists()
-        return out, position_held_quantity(strategy, opened=True), None
     with connection.cursor() as cursor:
         cursor.execute(
             _EXIT_BASIS_SQL,
