@@ -13,7 +13,8 @@ from celery.events.receiver import EventReceiver
 
 from algotrader.celery import app
 from monitoring.tasks import beat_heartbeat_task
-from tests.execution.workers import procfile_worker, wait_for
+from tests.execution.workers import procfile_worker
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -66,7 +67,7 @@ def test_every_task_s_events_reach_flower_a_buffer_at_a_time(captured: Captured,
     # A flush a second at most: on a loaded machine a slow trickle of tasks must not make
     # the timer, rather than the buffering, decide how many events a message carries.
     with procfile_worker("worker", tmp_path / "worker.log", {"TASK_EVENTS_FLUSH_SECONDS": "1"}) as worker:
-        wait_for(captured.worker_seen.is_set, worker.text, timeout=30)
+        wait_until(captured.worker_seen.is_set, message=worker.text, timeout=30)
         buffers_before, events_before = captured.buffers, captured.buffered_events
         with app.producer_or_acquire() as producer, producer.batch(max_size=TASKS):
             ids = [beat_heartbeat_task.apply_async(producer=producer).id for _ in range(TASKS)]
@@ -74,7 +75,7 @@ def test_every_task_s_events_reach_flower_a_buffer_at_a_time(captured: Captured,
         def all_succeeded() -> bool:
             return all("task-succeeded" in captured.events.get(task_id, ()) for task_id in ids)
 
-        wait_for(all_succeeded, worker.text, timeout=60)
+        wait_until(all_succeeded, message=worker.text, timeout=60)
 
     assert {task_id: captured.events[task_id] for task_id in ids} == {
         task_id: {"task-sent", "task-received", "task-started", "task-succeeded"} for task_id in ids

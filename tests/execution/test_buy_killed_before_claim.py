@@ -21,8 +21,9 @@ from execution.tasks import execute_buy_task
 from monitoring.models import EventLog
 from strategies.models import Strategy
 from tests.execution.helpers import codes, orders
-from tests.execution.workers import running_worker, settling, wait_for
+from tests.execution.workers import running_worker, settling
 from tests.strategies.scheduling_helpers import declare_queues
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -79,7 +80,7 @@ def fired(make_strategy, kite_account, worker):
     """A strategy whose T1 has fired (the scheduler recorded it and sent the task), once
     ``worker``'s start recovery is over: that recovery settles a fired BUY with no order
     itself, and these tests are about the task's own delivery."""
-    wait_for(lambda: EventLog.objects.filter(code="X4", payload__worker=worker.name).exists(), worker.text)
+    wait_until(lambda: EventLog.objects.filter(code="X4", payload__worker=worker.name).exists(), message=worker.text)
     strategy = make_strategy(account=kite_account)
     Strategy.objects.filter(pk=strategy.pk).update(buy_fired_at=timezone.now())
     return strategy
@@ -96,11 +97,11 @@ def test_a_buy_whose_pool_process_is_killed_before_its_lock_is_redelivered_and_p
         strategy = fired(make_strategy, kite_account, worker)
         with strategy_row_locked(strategy, BEFORE_THE_LOCK):
             execute_buy_task.delay(strategy.pk)
-            wait_for(claim_waiting, worker.text)
+            wait_until(claim_waiting, message=worker.text)
             [pid] = worker.active_pids()
             os.kill(pid, signal.SIGKILL)
         # Redelivered at once (reject_on_worker_lost), and nothing holds the lock: it places the BUY.
-        wait_for(lambda: Strategy.objects.get(pk=strategy.pk).position == "BOUGHT", worker.text, 60)
+        wait_until(lambda: Strategy.objects.get(pk=strategy.pk).position == "BOUGHT", message=worker.text, timeout=60)
         assert "WorkerLostError" in worker.text(tail=10**6)
 
     assert_one_buy_at_kite(strategy, kite_sim, sim_account)
@@ -114,15 +115,17 @@ def test_a_buy_whose_pool_process_is_killed_holding_its_lock_is_run_by_settlemen
         strategy = fired(make_strategy, kite_account, worker)
         with strategy_row_locked(strategy, AFTER_THE_LOCK):
             execute_buy_task.delay(strategy.pk)
-            wait_for(claim_waiting, worker.text)
+            wait_until(claim_waiting, message=worker.text)
             assert orders(strategy) == []
             [pid] = worker.active_pids()
             os.kill(pid, signal.SIGKILL)
         # Redelivered at once (reject_on_worker_lost); the dead process's lock refuses it (X3).
-        wait_for(lambda: e1_count(strategy) >= 2 and "X3" in codes(strategy), worker.text)
+        wait_until(lambda: e1_count(strategy) >= 2 and "X3" in codes(strategy), message=worker.text)
         assert orders(strategy) == []
         with settling():  # the lock expires, and settlement runs the BUY still within its grace
-            wait_for(lambda: Strategy.objects.get(pk=strategy.pk).position == "BOUGHT", worker.text, 60)
+            wait_until(
+                lambda: Strategy.objects.get(pk=strategy.pk).position == "BOUGHT", message=worker.text, timeout=60
+            )
 
     assert_one_buy_at_kite(strategy, kite_sim, sim_account)
 
@@ -142,12 +145,12 @@ def test_a_buy_whose_whole_worker_is_killed_before_its_claim_is_run_by_settlemen
         strategy = fired(make_strategy, kite_account, first)
         with strategy_row_locked(strategy):
             execute_buy_task.delay(strategy.pk)
-            wait_for(claim_waiting, first.text)
+            wait_until(claim_waiting, message=first.text)
             first.kill()  # the message stays unacknowledged until the visibility timeout
     assert orders(strategy) == [] and e1_count(strategy) == 1
 
     declare_queues()
     with running_worker("orders", tmp_path / "second.log", worker_env) as second, settling():
-        wait_for(lambda: Strategy.objects.get(pk=strategy.pk).position == "BOUGHT", second.text, 60)
+        wait_until(lambda: Strategy.objects.get(pk=strategy.pk).position == "BOUGHT", message=second.text, timeout=60)
 
     assert_one_buy_at_kite(strategy, kite_sim, sim_account)

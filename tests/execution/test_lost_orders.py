@@ -4,8 +4,6 @@ keeps looking its tag up for the rest of the day; when it surfaces it is cancell
 still open, and what it filled is squared off, so the strategy ends holding exactly what
 the Kite simulator's book says it holds."""
 
-import time
-
 import pytest
 
 from brokers.models import BrokerAccount
@@ -15,6 +13,7 @@ from execution.services.orders import watch_end
 from execution.services.recovery import orders_settle_interrupted
 from monitoring.models import EventLog
 from tests.execution.helpers import orders
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -40,14 +39,10 @@ def surfaced_alerts(strategy):
     return EventLog.objects.filter(strategy=strategy, code="L4", payload__alert="order_surfaced").count()
 
 
-def wait_until_final_at_broker(kite_sim, sim_account, count):
-    deadline = time.monotonic() + 30
-    while True:
-        seen = kite_sim.orders(sim_account.api_key)
-        if len(seen) >= count and all(o["status"] in ("COMPLETE", "CANCELLED", "REJECTED") for o in seen):
-            return
-        assert time.monotonic() < deadline, seen
-        time.sleep(0.05)
+def final_at_broker(kite_sim, sim_account, count):
+    """The simulator's book once it holds ``count`` orders, every one final."""
+    seen = kite_sim.orders(sim_account.api_key)
+    return len(seen) >= count and all(o["status"] in ("COMPLETE", "CANCELLED", "REJECTED") for o in seen)
 
 
 def test_a_lost_buy_that_surfaces_filled_is_sold_and_the_position_stays_as_planned(
@@ -61,7 +56,7 @@ def test_a_lost_buy_that_surfaces_filled_is_sold_and_the_position_stays_as_plann
     lost, replacement = orders(strategy)
     assert placed is not None and placed.pk == replacement.pk and replacement.retry_of_id == lost.pk
     assert lost.status == Order.Status.FAILED and lost.watch_until == watch_end()
-    wait_until_final_at_broker(kite_sim, sim_account, 2)
+    wait_until(lambda: final_at_broker(kite_sim, sim_account, 2), message=lambda: str(book(kite_sim, sim_account)))
     assert book(kite_sim, sim_account) == [("BUY", replacement.tag, "COMPLETE"), ("BUY", lost.tag, "COMPLETE")]
 
     orders_settle_interrupted()
@@ -93,10 +88,7 @@ def test_a_lost_buy_still_open_when_it_surfaces_is_cancelled(make_strategy, kite
     # The replacement has filled; the slow request, when it lands, stays open.
     kite_sim.set_fault("partial_fill", quantity=0, seconds=600, api_key=sim_account.api_key)
     lost, replacement = orders(strategy)
-    deadline = time.monotonic() + 30
-    while len(kite_sim.orders(sim_account.api_key)) < 2 or kite_sim.orders(sim_account.api_key)[1]["status"] != "OPEN":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: [status for _, _, status in book(kite_sim, sim_account)][1:2] == ["OPEN"])  # the lost one
 
     orders_settle_interrupted()
 
@@ -120,7 +112,7 @@ def test_a_lost_exit_that_surfaces_filled_is_bought_back(make_strategy, kite_acc
     assert (lost.status, replacement.status, replacement.retry_of_id) == ("FAILED", "COMPLETE", lost.pk)
     strategy.refresh_from_db()
     assert (strategy.status, strategy.position) == ("EXITED", "SOLD")
-    wait_until_final_at_broker(kite_sim, sim_account, 3)
+    wait_until(lambda: final_at_broker(kite_sim, sim_account, 3), message=lambda: str(book(kite_sim, sim_account)))
     assert net(kite_sim, sim_account) == -2  # sold twice
 
     orders_settle_interrupted()
@@ -159,7 +151,7 @@ def test_a_surfaced_duplicate_is_squared_off_once_the_account_can_trade_again(
     strategy = make_strategy(account=kite_account)
     kite_sim.set_fault("delay", endpoint="place_order", seconds=SLOW, api_key=sim_account.api_key)
     strategy_buy_execute(strategy_id=strategy.pk)
-    wait_until_final_at_broker(kite_sim, sim_account, 2)
+    wait_until(lambda: final_at_broker(kite_sim, sim_account, 2), message=lambda: str(book(kite_sim, sim_account)))
     BrokerAccount.objects.filter(pk=kite_account.pk).update(status=BrokerAccount.Status.DISABLED)
 
     orders_settle_interrupted()  # found and recorded; nothing placed while the account cannot trade

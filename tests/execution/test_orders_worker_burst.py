@@ -16,7 +16,8 @@ from execution.tasks import execute_buy_task
 from strategies.models import Strategy
 from tests.execution.conftest import StrategyMaker
 from tests.execution.helpers import orders, paper_book
-from tests.execution.workers import Worker, procfile_worker, settling, wait_for
+from tests.execution.workers import Worker, procfile_worker, settling
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -84,7 +85,7 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
 def test_the_procfile_orders_worker_places_a_burst_of_buys_once_each_several_at_a_time(burst, worker):
     enqueue_buys(burst)
 
-    wait_for(lambda: bought(burst), worker.text, timeout=120)
+    wait_until(lambda: bought(burst), message=worker.text, timeout=120)
 
     assert_one_buy_each(burst)
     # More BUYs waited on the broker together than the two processes of a prefork pool of
@@ -95,12 +96,14 @@ def test_the_procfile_orders_worker_places_a_burst_of_buys_once_each_several_at_
 def test_the_procfile_orders_worker_killed_with_buys_in_flight_leaves_each_placed_once(burst, tmp_path):
     with procfile_worker("worker", tmp_path / "first.log", WORKER_ENV) as first:
         enqueue_buys(burst)
-        wait_for(lambda: Order.objects.filter(status=Order.Status.PLACED).count() >= 3, first.text, timeout=60)
+        wait_until(
+            lambda: Order.objects.filter(status=Order.Status.PLACED).count() >= 3, message=first.text, timeout=60
+        )
         first.kill()  # its unacknowledged messages wait for the visibility timeout (an hour)
     assert not bought(burst)
 
     with procfile_worker("worker", tmp_path / "second.log", WORKER_ENV) as second, settling():
-        wait_for(lambda: bought(burst), second.text, timeout=120)
+        wait_until(lambda: bought(burst), message=second.text, timeout=120)
 
     assert_one_buy_each(burst, intents=None)
 
@@ -111,7 +114,7 @@ def test_the_formation_s_two_orders_workers_share_a_burst_and_place_each_buy_onc
         procfile_worker("worker", tmp_path / "second.log", WORKER_ENV) as second,
     ):
         enqueue_buys(burst)
-        wait_for(lambda: bought(burst), lambda: first.text() + second.text(), timeout=120)
+        wait_until(lambda: bought(burst), message=lambda: first.text() + second.text(), timeout=120)
         stats = app.control.inspect(destination=[first.name, second.name], timeout=5).stats() or {}
 
     assert_one_buy_each(burst)

@@ -178,13 +178,13 @@ def test_a_working_holder_keeps_its_lock_and_a_dead_ones_lock_expires(settings):
     token = locks.lock_acquire(strategy_id=1)
     assert token is not None
     with locks.lock_held(strategy_id=1, token=token):
-        for _ in range(6):
+        for _ in range(6):  # the clock runs past twice the lock's life, the holder renewing it
             time.sleep(0.1)
             assert locks.lock_keepalive()
         assert locks.lock_acquire(strategy_id=1) is None
 
     assert locks.lock_acquire(strategy_id=2) is not None  # a worker that dies holding it
-    time.sleep(0.4)
+    time.sleep(0.4)  # past its life, unrenewed
     assert locks.lock_acquire(strategy_id=2) is not None
 
 
@@ -199,14 +199,14 @@ def test_a_holder_takes_its_lock_back_after_redis_lost_it(settings):
     assert token is not None
     with locks.lock_held(strategy_id=1, token=token):
         get_redis().flushdb()
-        time.sleep(0.05)
+        time.sleep(0.05)  # past a tenth of the life: the keepalive asks Redis
 
         assert locks.lock_keepalive()
         assert get_redis().get(redis_keys.lock_state(1)) == token
         assert locks.lock_acquire(strategy_id=1) is None
 
         get_redis().set(redis_keys.lock_state(1), "another-worker")  # expired and taken meanwhile
-        time.sleep(0.05)
+        time.sleep(0.05)  # past a tenth of the life: the keepalive asks Redis
         assert not locks.lock_keepalive()
 
 
@@ -225,7 +225,7 @@ def test_keepalive_renews_the_lock_only_once_a_tenth_of_its_life_has_passed(sett
         assert get_redis().pttl(key) <= 5000
 
         settings.EXECUTION_LOCK_SECONDS = 0.2  # as if a tenth of the life had passed
-        time.sleep(0.05)
+        time.sleep(0.05)  # and now it has
         assert locks.lock_keepalive()
         assert 0 < get_redis().pttl(key) <= 200
 

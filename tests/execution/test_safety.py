@@ -13,6 +13,7 @@ from monitoring.models import EventLog
 from tests.execution.helpers import codes, orders, paper_book
 from tests.factories import BrokerAccountFactory
 from tests.strategies.scheduling_helpers import queued
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +22,7 @@ def test_the_order_rate_keeps_a_reserve_for_stoplosses(settings):
     settings.ORDER_RATE_LIMITS = {"paper": 5, "kite": 10}
     settings.ORDER_RATE_STOPLOSS_RESERVE = 2
     account = BrokerAccountFactory.create()
-    while time.time() % 1 > 0.3:  # all of it within one second
-        time.sleep(0.01)
+    wait_until(lambda: time.time() % 1 <= 0.3, interval=0.01)  # all of it within one second
 
     def take(reason):
         return safety.order_rate_take(account=account, reason=reason, deadline=time.monotonic())

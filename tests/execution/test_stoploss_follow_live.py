@@ -3,7 +3,6 @@ strategy's lock, to the orders worker (``follow_order_task``), as the Procfile r
 against the Kite simulator over real HTTP. The simulator's order book is the judge: one
 SELL per position, whatever is killed, and the timeline still tells the whole exit."""
 
-import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -14,11 +13,12 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.kite_sim import KiteSimulator
 from execution.models import Order
-from execution.tasks import execute_stoploss_task, settle_orders_task
+from execution.tasks import execute_stoploss_task
 from strategies.models import Strategy
 from tests.execution.helpers import codes, orders
-from tests.execution.workers import Worker, running_worker, wait_for
+from tests.execution.workers import Worker, running_worker, settling
 from tests.strategies.scheduling_helpers import declare_queues
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -71,8 +71,8 @@ def test_the_stoploss_worker_places_the_exit_and_the_orders_worker_finishes_it(
 
     # then the exit is at the broker and the stop-loss worker is free at once: recording the
     # acceptance and following the fill are the follower's, which has not run yet
-    wait_for(lambda: len(sells(kite_sim, sim_account.api_key)) == 1, stoploss_worker.text)
-    wait_for(lambda: stoploss_worker.active_pids() == [], stoploss_worker.text)
+    wait_until(lambda: len(sells(kite_sim, sim_account.api_key)) == 1, message=stoploss_worker.text)
+    wait_until(lambda: stoploss_worker.active_pids() == [], message=stoploss_worker.text)
     assert state(strategy) == ("RUNNING", "EXITING")
     assert orders(strategy)[0].status == Order.Status.PENDING
     assert codes(strategy) == ["E3", "X2"]
@@ -80,8 +80,11 @@ def test_the_stoploss_worker_places_the_exit_and_the_orders_worker_finishes_it(
 
     # and once an orders worker runs, it follows the fill and ends the position
     with running_worker("orders", tmp_path / "orders.log", env) as orders_worker:
-        wait_for(lambda: state(strategy) == ("EXITED", "EXITED_BY_SL"), orders_worker.text)
-        wait_for(lambda: "L1" in codes(strategy), orders_worker.text)  # recorded just after S5
+        wait_until(lambda: state(strategy) == ("EXITED", "EXITED_BY_SL"), message=orders_worker.text)
+        wait_until(lambda: "L1" in codes(strategy), message=orders_worker.text)  # recorded just after S5
+        # The follower releases the lock on its way out of the task, a moment after L1:
+        # the task's end is the fact to wait for before this worker is stopped.
+        wait_until(lambda: not orders_worker.busy(), message=orders_worker.text)
 
     [exit_order] = orders(strategy)
     assert sells(kite_sim, sim_account.api_key) == [(exit_order.tag, "COMPLETE")]
@@ -107,8 +110,10 @@ def test_a_follower_killed_after_the_post_leaves_the_exit_to_settlement_and_it_i
     kite_sim.set_fault("delay", endpoint="order_history", seconds=2.0, times=None, api_key=sim_account.api_key)
     with running_worker("orders", tmp_path / "orders.log", env) as follower:
         execute_stoploss_task.delay(strategy.pk)
-        wait_for(lambda: Order.objects.filter(strategy=strategy, status="PLACED").exists(), stoploss_worker.text)
-        wait_for(lambda: follower.active_pids() != [], follower.text)
+        wait_until(
+            lambda: Order.objects.filter(strategy=strategy, status="PLACED").exists(), message=stoploss_worker.text
+        )
+        wait_until(lambda: follower.active_pids() != [], message=follower.text)
 
         # when the follower is SIGKILLed mid-follow (nothing acknowledges or requeues its task)
         follower.kill()
@@ -117,12 +122,9 @@ def test_a_follower_killed_after_the_post_leaves_the_exit_to_settlement_and_it_i
     # then settlement, once the dead follower's lock expires, settles the exit by its tag
     assert state(strategy) == ("RUNNING", "EXITING")
     with running_worker("orders", tmp_path / "settler.log", env) as settler:
-        deadline = time.monotonic() + 40
-        while state(strategy) != ("EXITED", "EXITED_BY_SL"):  # what celery beat does every ORDER_SETTLE_SECONDS
-            assert time.monotonic() < deadline, settler.text()
-            settle_orders_task.delay()
-            time.sleep(0.5)
-        wait_for(lambda: "L1" in codes(strategy), settler.text)  # recorded just after S5
+        with settling():
+            wait_until(partial(exited, strategy), timeout=40, message=settler.text)
+        wait_until(lambda: "L1" in codes(strategy), message=settler.text)  # recorded just after S5
 
     [exit_order] = orders(strategy)
     assert exit_order.status == Order.Status.COMPLETE
@@ -148,7 +150,7 @@ def test_a_burst_of_stoplosses_each_delivered_twice_gives_one_exit_per_position(
             execute_stoploss_task.delay(strategy.pk)
             execute_stoploss_task.delay(strategy.pk)
         for strategy in strategies:
-            wait_for(partial(exited, strategy), lambda: stoploss.text() + follower.text())
+            wait_until(partial(exited, strategy), message=lambda: stoploss.text() + follower.text())
 
     # then each position has exactly one exit, at the broker as in the database
     exits = [order for strategy in strategies for order in orders(strategy)]

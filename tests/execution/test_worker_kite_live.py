@@ -15,8 +15,9 @@ from execution.models import Order
 from execution.tasks import execute_buy_task, execute_sell_task, execute_stoploss_task, settle_orders_task
 from strategies.models import Strategy
 from tests.execution.helpers import codes, orders
-from tests.execution.workers import Worker, running_worker, wait_for, wait_idle
+from tests.execution.workers import Worker, running_worker, wait_idle
 from tests.strategies.scheduling_helpers import declare_queues
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -83,9 +84,9 @@ def test_buy_then_sell_through_the_orders_worker_place_two_orders_at_kite(
 
     execute_buy_task.delay(strategy.pk)
     execute_buy_task.delay(strategy.pk)  # a redelivery: one effect
-    wait_for(lambda: state(strategy) == ("RUNNING", "BOUGHT"), lambda: logs(workers))
+    wait_until(lambda: state(strategy) == ("RUNNING", "BOUGHT"), message=lambda: logs(workers))
     execute_sell_task.delay(strategy.pk, reason="SELL")
-    wait_for(lambda: state(strategy) == ("EXITED", "SOLD"), lambda: logs(workers))
+    wait_until(lambda: state(strategy) == ("EXITED", "SOLD"), message=lambda: logs(workers))
 
     buy, sell = orders(strategy)
     assert book(kite_sim, sim_account) == [("BUY", buy.tag, "COMPLETE"), ("SELL", sell.tag, "COMPLETE")]
@@ -99,12 +100,12 @@ def test_buy_then_stoploss_through_the_stoploss_worker_place_one_exit_at_kite(
     strategy = make_strategy(account=kite_account)
 
     execute_buy_task.delay(strategy.pk)
-    wait_for(lambda: state(strategy) == ("RUNNING", "BOUGHT"), lambda: logs(workers))
+    wait_until(lambda: state(strategy) == ("RUNNING", "BOUGHT"), message=lambda: logs(workers))
     execute_stoploss_task.delay(strategy.pk)
     execute_stoploss_task.delay(strategy.pk)  # the same trigger delivered twice
-    wait_for(lambda: state(strategy) == ("EXITED", "EXITED_BY_SL"), lambda: logs(workers))
+    wait_until(lambda: state(strategy) == ("EXITED", "EXITED_BY_SL"), message=lambda: logs(workers))
     execute_sell_task.delay(strategy.pk, reason="SELL")  # the SELL timer, too late: places nothing
-    wait_for(lambda: codes(strategy).count("E2") == 1, lambda: logs(workers))
+    wait_until(lambda: codes(strategy).count("E2") == 1, message=lambda: logs(workers))
 
     buy, exit_order = orders(strategy)
     assert exit_order.reason == Order.Reason.STOPLOSS
@@ -122,9 +123,9 @@ def test_a_sell_and_a_stoploss_sent_together_to_both_workers_give_one_exit(
         execute_sell_task.delay(strategy.pk, reason="SELL")
         execute_stoploss_task.delay(strategy.pk)
     for strategy in strategies:
-        wait_for(partial(exited, strategy), lambda: logs(workers))
+        wait_until(partial(exited, strategy), message=lambda: logs(workers))
 
-    wait_for(lambda: settled_at_broker(kite_sim, sim_account, 5), lambda: str(book(kite_sim, sim_account)))
+    wait_until(lambda: settled_at_broker(kite_sim, sim_account, 5), message=lambda: str(book(kite_sim, sim_account)))
     exits = [o for s in strategies for o in orders(s)]
     assert len(exits) == 5
     assert sorted(tag for _, tag, _ in book(kite_sim, sim_account)) == sorted(str(o.tag) for o in exits)
@@ -137,7 +138,7 @@ def test_a_dropped_response_through_a_worker_is_adopted_by_its_tag_never_placed_
     kite_sim.set_fault("drop_response", api_key=sim_account.api_key)
 
     execute_buy_task.delay(strategy.pk)
-    wait_for(lambda: state(strategy) == ("RUNNING", "BOUGHT"), lambda: logs(workers))
+    wait_until(lambda: state(strategy) == ("RUNNING", "BOUGHT"), message=lambda: logs(workers))
 
     [buy] = orders(strategy)
     assert buy.status == Order.Status.COMPLETE and buy.attempts == 1
@@ -150,11 +151,11 @@ def test_a_partly_filled_stoploss_through_a_worker_has_its_rest_exited(
 ):
     strategy = make_strategy(account=kite_account, quantity=4)
     execute_buy_task.delay(strategy.pk)
-    wait_for(lambda: state(strategy) == ("RUNNING", "BOUGHT"), lambda: logs(workers))
+    wait_until(lambda: state(strategy) == ("RUNNING", "BOUGHT"), message=lambda: logs(workers))
     kite_sim.set_fault("partial_fill", quantity=1, api_key=sim_account.api_key)
 
     execute_stoploss_task.delay(strategy.pk)
-    wait_for(lambda: state(strategy) == ("EXITED", "EXITED_BY_SL"), lambda: logs(workers))
+    wait_until(lambda: state(strategy) == ("EXITED", "EXITED_BY_SL"), message=lambda: logs(workers))
 
     seen = kite_sim.orders(sim_account.api_key)
     assert [(o["transaction_type"], o["quantity"], o["filled_quantity"]) for o in seen] == [
@@ -172,7 +173,9 @@ def test_a_rejected_exit_is_placed_again_by_the_settlement_task(
     kite_sim.set_fault("reject", api_key=sim_account.api_key)
 
     execute_stoploss_task.delay(strategy.pk)
-    wait_for(lambda: Order.objects.filter(strategy=strategy, status="REJECTED").exists(), lambda: logs(workers))
+    wait_until(
+        lambda: Order.objects.filter(strategy=strategy, status="REJECTED").exists(), message=lambda: logs(workers)
+    )
     assert state(strategy) == ("RUNNING", "EXITING")
     stop = threading.Event()
 
@@ -183,7 +186,7 @@ def test_a_rejected_exit_is_placed_again_by_the_settlement_task(
     ticking = threading.Thread(target=beat, daemon=True)
     ticking.start()
     try:
-        wait_for(lambda: state(strategy) == ("EXITED", "EXITED_BY_SL"), lambda: logs(workers))
+        wait_until(lambda: state(strategy) == ("EXITED", "EXITED_BY_SL"), message=lambda: logs(workers))
     finally:
         stop.set()
         ticking.join()

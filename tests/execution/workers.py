@@ -6,9 +6,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from algotrader.processes import procfile_command
 from algotrader.redis_client import get_redis
 from execution.tasks import settle_orders_task
 from tests.strategies.scheduling_helpers import declare_queues
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,21 +110,16 @@ def _started(name: str, command: list[str], log: Path, env: dict[str, str] | Non
     )
     worker = Worker(name, process, log)
     try:
-        deadline = time.monotonic() + 60
         declare_queues()
-        while not app.control.ping(destination=[name], timeout=0.5):
-            assert process.poll() is None and time.monotonic() < deadline, worker.text()
+
+        def answering() -> bool:
+            assert process.poll() is None, worker.text()
+            return bool(app.control.ping(destination=[name], timeout=0.5))
+
+        wait_until(answering, timeout=60, interval=0, message=worker.text)
         yield worker
     finally:
         worker.stop()
-
-
-def wait_for(condition: Callable[[], object], why: Callable[[], str], timeout: float = 30) -> None:
-    """Poll with a generous deadline (the machine is shared); ``why`` explains a timeout."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, why()
-        time.sleep(0.05)
 
 
 @contextmanager
@@ -155,4 +150,4 @@ def wait_idle(workers: Iterable[Worker], queues: Iterable[str], timeout: float =
     def idle() -> bool:
         return not any(redis.llen(queue) for queue in queues) and not any(worker.busy() for worker in pending)
 
-    wait_for(idle, lambda: "\n".join(worker.text() for worker in pending), timeout)
+    wait_until(idle, timeout=timeout, message=lambda: "\n".join(worker.text() for worker in pending))

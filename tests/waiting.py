@@ -1,0 +1,35 @@
+"""The one way a test waits for a fact another process or thread brings about: poll it
+until it holds, and fail with what was last seen (and the logs that explain it) if it
+never does. A test never sleeps to let something happen."""
+
+import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Every deadline is multiplied by this: a busy machine can be given more time without
+# touching a test (TEST_WAIT_SCALE=2 make test).
+SCALE = float(os.environ.get("TEST_WAIT_SCALE", "1"))
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 30,
+    interval: float = 0.05,
+    message: str | Callable[[], str] = "",
+) -> T:
+    """Poll ``predicate`` until it returns something truthy and return that. On timeout,
+    raise ``AssertionError`` with ``message`` (a callable is called then: a process's
+    log tail) and the last value seen."""
+    deadline = time.monotonic() + timeout * SCALE
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            why = message() if callable(message) else message
+            raise AssertionError(f"not met within {timeout * SCALE:g} s: {why}\nlast value: {value!r}")
+        time.sleep(interval)
