@@ -3,7 +3,6 @@
 fresh account with an empty book), ``bad_adapter`` (credentials the broker
 refuses), and ``instrument`` ((exchange, symbol) of a liquid equity)."""
 
-import time
 from decimal import Decimal
 
 import pytest
@@ -20,15 +19,17 @@ from brokers.adapters.base import (
     TickStream,
 )
 from brokers.exceptions import BrokerAuthError, OrderRejected
+from tests.waiting import wait_until
 
 
 def wait_final(adapter: BrokerAdapter, order_id: str, timeout: float = 10.0) -> BrokerOrder:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The order once the broker's book says it is final."""
+
+    def final() -> BrokerOrder | None:
         order = adapter.get_order(order_id)
-        if order.status.is_final or time.monotonic() > deadline:
-            return order
-        time.sleep(0.05)
+        return order if order.status.is_final else None
+
+    return wait_until(final, timeout=timeout, message=f"order {order_id} not final")
 
 
 def place_or_rejected(adapter: BrokerAdapter, request: OrderRequest) -> BrokerOrderStatus:
@@ -142,9 +143,7 @@ class AdapterContract:
         stream.start()
         try:
             stream.subscribe([instrument])
-            deadline = time.monotonic() + 15
-            while not any(t.symbol == instrument[1] for b in batches for t in b) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: any(t.symbol == instrument[1] for b in batches for t in b), timeout=15)
             assert stream.connected
         finally:
             stream.stop()

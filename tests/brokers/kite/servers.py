@@ -5,7 +5,7 @@ request with one canned Kite response (status, body) and records what it receive
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -123,34 +123,26 @@ class TickerServer:
         self.messages: list[dict[str, object]] = []
         self._connections: list[Any] = []
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self._server = serve(self._handle, "127.0.0.1", port, compression=None)
         self.root = f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     def _handle(self, connection: Any) -> None:
-        with self._changed:
+        with self._lock:
             self.requests.append((connection.request.path, dict(connection.request.headers.raw_items())))
             self._connections.append(connection)
-            self._changed.notify_all()
         try:
             for message in connection:
                 if isinstance(message, str):
-                    with self._changed:
+                    with self._lock:
                         self.messages.append(json.loads(message))
-                        self._changed.notify_all()
         except Exception:  # noqa: S110 - a dropped client is what several tests do on purpose
             pass
         finally:
-            with self._changed:
+            with self._lock:
                 if connection in self._connections:
                     self._connections.remove(connection)
-                self._changed.notify_all()
-
-    def wait_for(self, predicate: Callable[["TickerServer"], object], timeout: float = 5.0) -> bool:
-        with self._changed:
-            return bool(self._changed.wait_for(lambda: predicate(self), timeout=timeout))
 
     @property
     def client_count(self) -> int:

@@ -4,7 +4,6 @@ the login flow, and the tick stream through a feed disconnect."""
 
 import logging
 import threading
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -23,6 +22,7 @@ from brokers.kite_sim import KiteSimulator, SimAccount
 from tests.brokers.contract import wait_final
 from tests.brokers.kite.servers import closed_port
 from tests.brokers.kite_sim_fixtures import kite_sim, sim_account
+from tests.waiting import wait_until
 
 __all__ = ["kite_sim", "sim_account"]
 
@@ -61,9 +61,7 @@ def test_a_slow_answer_to_place_order_is_ambiguous_and_the_order_exists(kite_sim
     with pytest.raises(AmbiguousOutcome):
         adapter_for(kite_sim, sim_account, timeout=0.3).place_order(buy("slow1"))
 
-    deadline = time.monotonic() + 5
-    while not adapter.orders_by_tag("slow1") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: adapter.orders_by_tag("slow1"), timeout=5)
     assert len(adapter.orders_by_tag("slow1")) == 1
 
 
@@ -235,16 +233,15 @@ def test_the_tick_stream_resumes_with_its_subscriptions_after_a_feed_disconnect(
     try:
         assert arrived.wait(10)
         kite_sim.set_fault("feed_disconnect")
-        deadline = time.monotonic() + 10
-        while events.count("connected") < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: events.count("connected") >= 2, timeout=10, message=lambda: str(events))
         assert events[:3] == ["connected", "disconnected", "connected"]
         kite_sim.set_price("NSE", "TCS", 4321.5)
-        deadline = time.monotonic() + 10
         # The simulator's random walk carries on from the new price.
-        while not any(t.symbol == "TCS" and abs(t.price - 4321.5) < 40 for b in batches for t in b):
-            assert time.monotonic() < deadline, "no tick at the new price after reconnecting"
-            time.sleep(0.05)
+        wait_until(
+            lambda: any(t.symbol == "TCS" and abs(t.price - 4321.5) < 40 for b in batches for t in b),
+            timeout=10,
+            message="no tick at the new price after reconnecting",
+        )
     finally:
         stream.stop()
 
@@ -273,9 +270,7 @@ def test_the_tick_stream_reports_a_refused_token_and_keeps_trying(kite_sim, sim_
     stream = bad.tick_stream(lambda batch: None, Events())
     stream.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(errors) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(errors) >= 2, timeout=10, message=lambda: str(errors))
     finally:
         stream.stop()
 

@@ -14,6 +14,7 @@ from brokers.exceptions import BrokerUnavailable
 from brokers.instruments import load_instruments
 from tests.brokers.kite.frames import HEARTBEAT, INFY, frame, full_packet, ltp_packet
 from tests.brokers.kite.servers import closed_port, ticker_server
+from tests.waiting import wait_until
 
 RELIANCE = 738561
 TCS = 2953217
@@ -24,12 +25,11 @@ class Recorder:
         self.batches: list[list[Tick]] = []
         self.events: list[tuple[str, str]] = []
         self.order_updates: list[dict[str, object]] = []
-        self.changed = threading.Condition()
+        self.lock = threading.Lock()
 
     def on_ticks(self, batch: list[Tick]) -> None:
-        with self.changed:
+        with self.lock:
             self.batches.append(batch)
-            self.changed.notify_all()
 
     def on_connected(self) -> None:
         self._event("connected", "")
@@ -41,21 +41,15 @@ class Recorder:
         self._event("error", reason)
 
     def on_order_update(self, data: dict[str, object]) -> None:
-        with self.changed:
+        with self.lock:
             self.order_updates.append(data)
-            self.changed.notify_all()
 
     def _event(self, name: str, reason: str) -> None:
-        with self.changed:
+        with self.lock:
             self.events.append((name, reason))
-            self.changed.notify_all()
 
     def count(self, name: str) -> int:
         return sum(1 for event, _ in self.events if event == name)
-
-    def wait_for(self, predicate, timeout: float = 5.0) -> bool:
-        with self.changed:
-            return bool(self.changed.wait_for(predicate, timeout=timeout))
 
 
 def nse_instruments(exchange: str):
@@ -117,9 +111,9 @@ def test_connects_with_the_api_key_access_token_and_kite_version(make_stream, se
 
     stream.start()
 
-    assert recorder.wait_for(lambda: recorder.count("connected") == 1)
+    wait_until(lambda: recorder.count("connected") == 1)
     assert stream.connected
-    assert server.wait_for(lambda s: s.requests)
+    wait_until(lambda: server.requests)
     path, headers = server.requests[0]
     assert parse_qs(urlsplit(path).query) == {"api_key": ["kitekey1"], "access_token": ["acc3ss-t0ken-xyz"]}
     assert headers["X-Kite-Version"] == "3"
@@ -131,7 +125,7 @@ def test_subscriptions_made_before_connecting_are_sent_on_connect_with_the_mode(
 
     stream.start()
 
-    assert server.wait_for(lambda s: len(s.messages) >= 2)
+    wait_until(lambda: len(server.messages) >= 2)
     assert server.messages[0] == {"a": "subscribe", "v": sorted([INFY, RELIANCE])}
     assert server.messages[1] == {"a": "mode", "v": ["full", sorted([INFY, RELIANCE])]}
 
@@ -139,13 +133,13 @@ def test_subscriptions_made_before_connecting_are_sent_on_connect_with_the_mode(
 def test_subscribe_and_unsubscribe_work_live(make_stream, server, recorder):
     stream = make_stream(server.root, mode="ltp")
     stream.start()
-    assert recorder.wait_for(lambda: stream.connected)
+    wait_until(lambda: stream.connected)
 
     stream.subscribe([("NSE", "TCS")])
-    assert server.wait_for(lambda s: subscribed_tokens(s) == {TCS})
+    wait_until(lambda: subscribed_tokens(server) == {TCS})
     stream.unsubscribe([("NSE", "TCS")])
 
-    assert server.wait_for(lambda s: {"a": "unsubscribe", "v": [TCS]} in s.messages)
+    wait_until(lambda: {"a": "unsubscribe", "v": [TCS]} in server.messages)
     assert {"a": "mode", "v": ["ltp", [TCS]]} in server.messages
 
 
@@ -153,7 +147,7 @@ def test_each_frame_is_one_batch_of_ticks_for_subscribed_instruments_only(make_s
     stream = make_stream(server.root)
     stream.subscribe([("NSE", "INFY"), ("NSE", "RELIANCE")])
     stream.start()
-    assert server.wait_for(lambda s: subscribed_tokens(s) == {INFY, RELIANCE})
+    wait_until(lambda: subscribed_tokens(server) == {INFY, RELIANCE})
 
     server.send(HEARTBEAT)
     server.send(
@@ -165,10 +159,10 @@ def test_each_frame_is_one_batch_of_ticks_for_subscribed_instruments_only(make_s
     )
     server.send(frame(ltp_packet(TCS, 312540)))
     server.send(frame(ltp_packet(INFY, 154030)))
+    server.send(frame(ltp_packet(INFY, 154040)))  # frames arrive in order: this one ends the rest
 
-    assert recorder.wait_for(lambda: len(recorder.batches) >= 2)
-    time.sleep(0.1)
-    first, second = recorder.batches
+    wait_until(lambda: any(t.price == 1540.4 for b in recorder.batches for t in b))
+    first, second, last = recorder.batches
     assert [(t.exchange, t.symbol, t.price, t.instrument_token) for t in first] == [
         ("NSE", "INFY", 1540.2, INFY),
         ("NSE", "RELIANCE", 1420.5, RELIANCE),
@@ -176,19 +170,20 @@ def test_each_frame_is_one_batch_of_ticks_for_subscribed_instruments_only(make_s
     assert first[1].exchange_ts == 1_764_000_005.0  # full mode: the exchange's time
     assert abs(first[0].exchange_ts - time.time()) < 5  # ltp mode: the time of receipt
     assert [t.price for t in second] == [1540.3]
+    assert [t.price for t in last] == [1540.4]
 
 
 def test_order_updates_and_errors_on_the_text_channel_are_reported(make_stream, server, recorder):
     stream = make_stream(server.root)
     stream.start()
-    assert server.wait_for(lambda s: s.client_count == 1)
+    wait_until(lambda: server.client_count == 1)
 
     server.send('{"type": "order", "data": {"order_id": "1", "status": "COMPLETE", "tag": "abc"}}')
     server.send('{"type": "error", "data": "Too many subscriptions"}')
     server.send('{"type": "message", "data": "hello"}')
     server.send("not json")
 
-    assert recorder.wait_for(lambda: recorder.order_updates and recorder.count("error") >= 1)
+    wait_until(lambda: recorder.order_updates and recorder.count("error") >= 1)
     assert recorder.order_updates == [{"order_id": "1", "status": "COMPLETE", "tag": "abc"}]
     assert any("Too many subscriptions" in reason for event, reason in recorder.events if event == "error")
     assert stream.connected
@@ -198,30 +193,30 @@ def test_a_dropped_connection_reconnects_and_resubscribes_everything(make_stream
     stream = make_stream(server.root)
     stream.subscribe([("NSE", "INFY")])
     stream.start()
-    assert server.wait_for(lambda s: subscribed_tokens(s) == {INFY})
+    wait_until(lambda: subscribed_tokens(server) == {INFY})
     stream.subscribe([("NSE", "TCS")])
-    assert server.wait_for(lambda s: subscribed_tokens(s) == {INFY, TCS})
+    wait_until(lambda: subscribed_tokens(server) == {INFY, TCS})
     server.messages.clear()
 
     server.drop_all()
 
-    assert recorder.wait_for(lambda: recorder.count("disconnected") == 1 and recorder.count("connected") == 2)
-    assert server.wait_for(lambda s: subscribed_tokens(s) == {INFY, TCS})
+    wait_until(lambda: recorder.count("disconnected") == 1 and recorder.count("connected") == 2)
+    wait_until(lambda: subscribed_tokens(server) == {INFY, TCS})
     assert stream.connected
     server.send(frame(ltp_packet(TCS, 312540)))
-    assert recorder.wait_for(lambda: any(t.symbol == "TCS" for b in recorder.batches for t in b))
+    wait_until(lambda: any(t.symbol == "TCS" for b in recorder.batches for t in b))
 
 
 def test_subscriptions_made_while_the_broker_is_down_are_sent_once_it_is_back(make_stream, recorder):
     port = closed_port()
     stream = make_stream(f"ws://127.0.0.1:{port}")
     stream.start()
-    assert recorder.wait_for(lambda: recorder.count("error") >= 2)  # connect refused, retried with backoff
+    wait_until(lambda: recorder.count("error") >= 2)  # connect refused, retried with backoff
     assert not stream.connected
 
     stream.subscribe([("NSE", "INFY")])
     with ticker_server(port) as server:
-        assert server.wait_for(lambda s: subscribed_tokens(s) == {INFY})
+        wait_until(lambda: subscribed_tokens(server) == {INFY})
         assert recorder.count("connected") == 1
         stream.stop()
 
@@ -242,20 +237,20 @@ def test_unknown_instruments_and_unavailable_instrument_lists_are_reported_not_r
     assert any("NSE:NOSUCHSTOCK" in reason for reason in reasons)
     assert any("BSE" in reason for reason in reasons)
     stream.start()
-    assert server.wait_for(lambda s: subscribed_tokens(s) == {INFY})
+    wait_until(lambda: subscribed_tokens(server) == {INFY})
 
 
 def test_stop_closes_the_connection_and_joins_the_thread(make_stream, server, recorder):
     stream = make_stream(server.root)
     stream.start()
-    assert recorder.wait_for(lambda: stream.connected)
+    wait_until(lambda: stream.connected)
 
     stream.stop()
 
     assert not stream.connected
     assert recorder.count("disconnected") == 1
     assert not any(t.name == "kite-ticker" and t.is_alive() for t in threading.enumerate())
-    assert server.wait_for(lambda s: s.client_count == 0)
+    wait_until(lambda: server.client_count == 0)
 
 
 def test_a_failing_tick_handler_does_not_kill_the_stream(server, recorder):
@@ -276,10 +271,10 @@ def test_a_failing_tick_handler_does_not_kill_the_stream(server, recorder):
     stream.subscribe([("NSE", "INFY")])
     stream.start()
     try:
-        assert server.wait_for(lambda s: subscribed_tokens(s) == {INFY})
+        wait_until(lambda: subscribed_tokens(server) == {INFY})
         server.send(frame(ltp_packet(INFY, 100)))
         server.send(frame(ltp_packet(INFY, 200)))
-        assert recorder.wait_for(lambda: len(calls) == 2 and recorder.count("error") == 2)
+        wait_until(lambda: len(calls) == 2 and recorder.count("error") == 2)
         assert stream.connected
     finally:
         stream.stop()

@@ -7,7 +7,7 @@ from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kite_exceptions
 
 from brokers.kite_sim import Fault, FaultKind
-from tests.brokers.kite_sim.conftest import wait_for
+from tests.waiting import wait_until
 
 ORDER = {
     "variety": "regular",
@@ -28,7 +28,7 @@ def test_dropped_response_leaves_the_order_placed_without_an_answer(kite_sim, si
 
     [order] = kite_sim.orders(sim_account.api_key)
     assert order["tag"] == "dropped1"
-    wait_for(lambda: kite_sim.orders(sim_account.api_key)[0]["status"] == "COMPLETE")
+    wait_until(lambda: kite_sim.orders(sim_account.api_key)[0]["status"] == "COMPLETE")
     assert kite.place_order(**ORDER)  # one-shot: the next request is answered
 
 
@@ -89,7 +89,7 @@ def test_margin_fault_accepts_the_order_then_rejects_it_for_insufficient_funds(k
 
     order_id = kite.place_order(**ORDER)
 
-    wait_for(lambda: kite.order_history(order_id)[-1]["status"] == "REJECTED")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "REJECTED")
     order = kite.order_history(order_id)[-1]
     assert order["status_message"].startswith("Insufficient funds. Required margin is")
     assert kite.trades() == []
@@ -100,7 +100,7 @@ def test_reject_fault_rejects_with_the_given_status_message(kite_sim, sim_accoun
 
     order_id = kite.place_order(**ORDER)
 
-    wait_for(lambda: kite.order_history(order_id)[-1]["status"] == "REJECTED")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "REJECTED")
     assert kite.order_history(order_id)[-1]["status_message"] == "RMS:Blocked for trading"
 
 
@@ -132,7 +132,7 @@ def test_delay_fault_times_the_client_out_while_the_order_is_still_placed(kite_s
     with pytest.raises(requests.exceptions.Timeout):
         client.place_order(**ORDER)
 
-    wait_for(lambda: len(kite_sim.orders(sim_account.api_key)) == 1)
+    wait_until(lambda: len(kite_sim.orders(sim_account.api_key)) == 1)
 
 
 def test_faults_for_one_account_leave_the_others_alone(kite_sim, sim_account, kite):
@@ -167,7 +167,7 @@ def test_admin_endpoints_arm_faults_move_prices_and_show_the_book(kite_sim, sim_
 
     moved = requests.post(f"{admin}/price", json={"exchange": "NSE", "symbol": "INFY", "price": 1555.5}, timeout=5)
     order_id = kite.place_order(**ORDER)
-    wait_for(lambda: kite.order_history(order_id)[-1]["status"] == "COMPLETE")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "COMPLETE")
     book = requests.get(f"{admin}/orders", params={"api_key": sim_account.api_key}, timeout=5).json()["data"]
 
     assert moved.json()["data"]["last_price"] == "1555.5"
@@ -201,14 +201,14 @@ def test_a_partial_fill_fills_part_then_the_exchange_cancels_the_rest(kite_sim, 
 
     order_id = kite.place_order(**{**ORDER, "quantity": 5})
 
-    wait_for(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED")
     final = kite.order_history(order_id)[-1]
     assert (final["filled_quantity"], final["cancelled_quantity"], final["pending_quantity"]) == (3, 2, 0)
     assert final["average_price"] > 0
     assert [t["quantity"] for t in kite.order_trades(order_id)] == [3]
     [position] = kite.positions()["net"]
     assert position["quantity"] == 3
-    assert kite.place_order(**ORDER) and wait_for(lambda: kite.orders()[-1]["status"] == "COMPLETE")  # one-shot
+    assert kite.place_order(**ORDER) and wait_until(lambda: kite.orders()[-1]["status"] == "COMPLETE")  # one-shot
 
 
 def test_a_partial_fill_of_nothing_stays_open_until_its_rest_is_cancelled(kite_sim, sim_account, kite):
@@ -216,7 +216,7 @@ def test_a_partial_fill_of_nothing_stays_open_until_its_rest_is_cancelled(kite_s
 
     order_id = kite.place_order(**ORDER)
 
-    wait_for(lambda: kite.order_history(order_id)[-1]["status"] == "OPEN")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "OPEN")
     assert kite.order_history(order_id)[-1]["filled_quantity"] == 0
-    wait_for(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED")
     assert kite.order_trades(order_id) == []

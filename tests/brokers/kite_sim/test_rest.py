@@ -11,7 +11,7 @@ from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kite_exceptions
 
 from brokers.kite_sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY, DEMO_API_SECRET, DEMO_USER_ID
-from tests.brokers.kite_sim.conftest import wait_for
+from tests.waiting import wait_until
 
 
 def login(kite_sim, api_key: str) -> str:
@@ -141,7 +141,7 @@ def test_market_order_walks_kites_statuses_and_fills_at_the_simulated_price(kite
     kite_sim.set_price("NSE", "INFY", 1500)
 
     order_id = market_buy(kite, quantity=5, tag="entry1")
-    wait_for(lambda: status_of(kite, order_id) == "COMPLETE")
+    wait_until(lambda: status_of(kite, order_id) == "COMPLETE")
 
     history = kite.order_history(order_id)
     assert [h["status"] for h in history] == [
@@ -162,9 +162,9 @@ def test_market_order_walks_kites_statuses_and_fills_at_the_simulated_price(kite
 def test_trades_and_positions_come_from_the_fills(kite, kite_sim):
     kite_sim.set_price("NSE", "SBIN", 800)
     buy = market_buy(kite, "SBIN", quantity=10)
-    wait_for(lambda: status_of(kite, buy) == "COMPLETE")
+    wait_until(lambda: status_of(kite, buy) == "COMPLETE")
     sell = market_buy(kite, "SBIN", quantity=4, transaction_type="SELL")
-    wait_for(lambda: status_of(kite, sell) == "COMPLETE")
+    wait_until(lambda: status_of(kite, sell) == "COMPLETE")
 
     trades = kite.trades()
     [buy_trade] = kite.order_trades(buy)
@@ -184,18 +184,18 @@ def test_trades_and_positions_come_from_the_fills(kite, kite_sim):
 def test_limit_order_stays_open_until_the_price_crosses(kite_sim, kite):
     kite_sim.set_price("NSE", "TCS", 3100)
     order_id = market_buy(kite, "TCS", quantity=1, order_type="LIMIT", price=3000)
-    wait_for(lambda: status_of(kite, order_id) == "OPEN")
+    wait_until(lambda: status_of(kite, order_id) == "OPEN")
 
     kite_sim.set_price("NSE", "TCS", 2990)
 
-    wait_for(lambda: status_of(kite, order_id) == "COMPLETE")
+    wait_until(lambda: status_of(kite, order_id) == "COMPLETE")
     assert kite.order_history(order_id)[-1]["average_price"] <= 3000
 
 
 def test_modify_then_cancel_an_open_limit_order(kite_sim, kite):
     kite_sim.set_price("NSE", "ITC", 410)
     order_id = market_buy(kite, "ITC", quantity=2, order_type="LIMIT", price=300)
-    wait_for(lambda: status_of(kite, order_id) == "OPEN")
+    wait_until(lambda: status_of(kite, order_id) == "OPEN")
 
     assert kite.modify_order("regular", order_id, price=301, quantity=3) == order_id
     assert kite.cancel_order("regular", order_id) == order_id
@@ -210,7 +210,7 @@ def test_modify_then_cancel_an_open_limit_order(kite_sim, kite):
 
 def test_cancelling_a_completed_order_is_an_order_exception(kite):
     order_id = market_buy(kite, quantity=1)
-    wait_for(lambda: status_of(kite, order_id) == "COMPLETE")
+    wait_until(lambda: status_of(kite, order_id) == "COMPLETE")
 
     with pytest.raises(kite_exceptions.OrderException):
         kite.cancel_order("regular", order_id)
@@ -219,11 +219,11 @@ def test_cancelling_a_completed_order_is_an_order_exception(kite):
 def test_stop_loss_market_order_waits_in_trigger_pending(kite_sim, kite):
     kite_sim.set_price("NSE", "WIPRO", 250)
     order_id = market_buy(kite, "WIPRO", quantity=1, transaction_type="SELL", order_type="SL-M", trigger_price=240)
-    wait_for(lambda: status_of(kite, order_id) == "TRIGGER PENDING")
+    wait_until(lambda: status_of(kite, order_id) == "TRIGGER PENDING")
 
     kite_sim.set_price("NSE", "WIPRO", 239)
 
-    wait_for(lambda: status_of(kite, order_id) == "COMPLETE")
+    wait_until(lambda: status_of(kite, order_id) == "COMPLETE")
 
 
 @pytest.mark.parametrize(
@@ -276,7 +276,7 @@ def test_insufficient_funds_rejects_the_order_after_placement(kite_sim, kite):
 
     order_id = market_buy(kite, "MARUTI", quantity=1000, product="CNC")
 
-    wait_for(lambda: status_of(kite, order_id) == "REJECTED")
+    wait_until(lambda: status_of(kite, order_id) == "REJECTED")
     assert kite.order_history(order_id)[-1]["status_message"].startswith("Insufficient funds.")
 
 
@@ -343,6 +343,6 @@ def test_prices_hold_still_with_zero_volatility():
         client = KiteConnect(account.api_key, access_token=account.access_token, root=sim.api_root)
         sim.set_price("NSE", "INFY", 1500)
         order_id = market_buy(client, quantity=1, order_type="LIMIT", price=1400)
-        wait_for(lambda: status_of(client, order_id) == "OPEN")
+        wait_until(lambda: status_of(client, order_id) == "OPEN")
 
         assert client.ltp("NSE:INFY")["NSE:INFY"]["last_price"] == 1500.0

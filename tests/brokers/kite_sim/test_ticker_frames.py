@@ -11,7 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.brokers.kite_sim.conftest import wait_for
+from tests.waiting import wait_until
 
 INFY = 408065
 NIFTY_50 = 256265
@@ -53,7 +53,7 @@ def test_ltp_packets_are_token_and_price_in_paise(kite_sim, sim_account):
     with open_ticker(kite_sim, sim_account) as ws:
         subscribe(ws, "ltp", [INFY, NIFTY_50])
 
-        packets = wait_for(lambda: (p := packets_by_token(ws)) and all(len(x) == 8 for x in p.values()) and p)
+        packets = wait_until(lambda: (p := packets_by_token(ws)) and all(len(x) == 8 for x in p.values()) and p)
 
     token, price = struct.unpack(">II", packets[INFY])
     assert token == INFY
@@ -85,7 +85,7 @@ def test_full_packet_is_184_bytes_with_five_levels_of_depth_each_side(kite_sim, 
     with open_ticker(kite_sim, sim_account) as ws:
         subscribe(ws, "full", [INFY])
 
-        packet = wait_for(lambda: (p := packets_by_token(ws).get(INFY)) and len(p) == 184 and p)
+        packet = wait_until(lambda: (p := packets_by_token(ws).get(INFY)) and len(p) == 184 and p)
 
     ltp = struct.unpack(">I", packet[4:8])[0]
     last_trade_time, oi, oi_high, oi_low, exchange_ts = struct.unpack(">5I", packet[44:64])
@@ -102,9 +102,9 @@ def test_full_packet_is_184_bytes_with_five_levels_of_depth_each_side(kite_sim, 
 def test_index_packets_are_28_in_quote_and_32_in_full_mode(kite_sim, sim_account):
     with open_ticker(kite_sim, sim_account) as ws:
         subscribe(ws, "quote", [NIFTY_50])
-        quote = wait_for(lambda: (p := packets_by_token(ws).get(NIFTY_50)) and len(p) == 28 and p)
+        quote = wait_until(lambda: (p := packets_by_token(ws).get(NIFTY_50)) and len(p) == 28 and p)
         ws.send(json.dumps({"a": "mode", "v": ["full", [NIFTY_50]]}))
-        full = wait_for(lambda: (p := packets_by_token(ws).get(NIFTY_50)) and len(p) == 32 and p)
+        full = wait_until(lambda: (p := packets_by_token(ws).get(NIFTY_50)) and len(p) == 32 and p)
 
     token, ltp, high, low, open_, close, change = struct.unpack(">6Ii", quote)
     assert open_ > 0
@@ -119,7 +119,7 @@ def test_one_frame_carries_every_subscribed_instrument(kite_sim, sim_account):
     with open_ticker(kite_sim, sim_account) as ws:
         subscribe(ws, "ltp", tokens)
 
-        packets = wait_for(lambda: (p := packets_by_token(ws)) and set(p) == set(tokens) and p)
+        packets = wait_until(lambda: (p := packets_by_token(ws)) and set(p) == set(tokens) and p)
 
     assert len(packets) == 3
 
@@ -129,7 +129,7 @@ def test_unsubscribed_instruments_stop_streaming(kite_sim, sim_account):
         subscribe(ws, "ltp", [INFY, 738561])
         ws.send(json.dumps({"a": "unsubscribe", "v": [INFY]}))
 
-        packets = wait_for(lambda: (p := packets_by_token(ws)) and set(p) == {738561} and p)
+        packets = wait_until(lambda: (p := packets_by_token(ws)) and set(p) == {738561} and p)
 
     assert INFY not in packets
 
@@ -181,7 +181,7 @@ def test_other_accounts_order_updates_are_not_sent(kite_sim, sim_account):
             product="MIS",
             order_type="MARKET",
         )
-        wait_for(lambda: kite_sim.orders(other.api_key)[0]["status"] == "COMPLETE")
+        wait_until(lambda: kite_sim.orders(other.api_key)[0]["status"] == "COMPLETE")
         deadline = time.monotonic() + 0.5
         texts = []
         while time.monotonic() < deadline:
@@ -231,7 +231,7 @@ def test_feed_silent_sends_nothing_not_even_heartbeats(kite_sim, sim_account):
 
 def test_feed_disconnect_drops_every_ticker_connection(kite_sim, sim_account):
     with open_ticker(kite_sim, sim_account) as ws:
-        wait_for(lambda: kite_sim.ticker_client_count >= 1)
+        wait_until(lambda: kite_sim.ticker_client_count >= 1)
 
         kite_sim.set_fault("feed_disconnect")
 
@@ -249,7 +249,7 @@ def test_a_fourth_connection_for_one_api_key_is_refused(kite_sim, sim_account):
             open_ticker(kite_sim, sim_account)
 
     assert raised.value.response.status_code == 429
-    wait_for(lambda: kite_sim.ticker_client_count == 0)
+    wait_until(lambda: kite_sim.ticker_client_count == 0)
     with open_ticker(kite_sim, sim_account):
         pass
 
