@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from django.db import connection
+
 T = TypeVar("T")
 
 # Every deadline is multiplied by this: a busy machine can be given more time without
@@ -33,3 +35,15 @@ def wait_until(
             why = message() if callable(message) else message
             raise AssertionError(f"not met within {timeout * SCALE:g} s: {why}\nlast value: {value!r}")
         time.sleep(interval)
+
+
+def other_sessions_ended() -> bool:
+    """No session but this one on the test database: PostgreSQL ends a stopped process's
+    session a moment after it exits, and the database can be flushed (TRUNCATE) or dropped
+    only once they are gone."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        row = cursor.fetchone()
+    return row is not None and row[0] == 0

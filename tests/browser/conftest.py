@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from algotrader.celery import app
 from algotrader.users.models import User
+from tests.execution.workers import Worker
 from tests.strategies.scheduling_helpers import declare_queues
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -73,7 +74,7 @@ def operator(browser: Browser, live_server) -> Iterator[Page]:
 
 
 @pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Path]:
+def worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Worker]:
     """A Celery worker on both order queues, on the test database (the one the live server uses)."""
     parts = urlsplit(os.environ["DATABASE_URL"])
     database_url = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
@@ -90,13 +91,16 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Pat
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    worker = Worker(name.replace("%h", os.uname().nodename), process, log)
     try:
-        deadline = time.monotonic() + 60
         declare_queues()
-        while not app.control.ping(destination=[name.replace("%h", os.uname().nodename)], timeout=0.5):
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-        yield log
+
+        def answering() -> bool:
+            assert process.poll() is None, worker.text()
+            return bool(app.control.ping(destination=[worker.name], timeout=0.5))
+
+        wait_until(answering, timeout=60, interval=0, message=worker.text)
+        yield worker
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -13,10 +13,10 @@ from execution.models import EntryHalt, Order
 from execution.tasks import execute_buy_task
 from monitoring.models import EventLog
 from strategies.models import MarketHoliday, Strategy
-from tests.browser.helpers import wait_for
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
 from tests.strategies.scheduling_helpers import declare_queues
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -78,7 +78,7 @@ def test_an_operator_stops_one_strategy_and_exits_another_holding_shares(operato
     )
     holding = due_now(account=account)
     execute_buy_task.delay(holding.pk)
-    wait_for(lambda: state(holding) == ("RUNNING", "BOUGHT"), worker)
+    wait_until(lambda: state(holding) == ("RUNNING", "BOUGHT"), message=worker.text)
 
     run_action(operator, "stop", idle)
 
@@ -89,7 +89,7 @@ def test_an_operator_stops_one_strategy_and_exits_another_holding_shares(operato
     run_action(operator, "exit_now", holding)
 
     expect(operator.locator("ul.messagelist")).to_contain_text("its position is being sold at market")
-    wait_for(lambda: state(holding)[0] == "EXITED", worker)
+    wait_until(lambda: state(holding)[0] == "EXITED", message=worker.text)
     sell = Order.objects.get(strategy=holding, side="SELL")
     assert (sell.reason, sell.status) == ("STOP", "COMPLETE")
     assert sell.tag is not None
@@ -123,7 +123,9 @@ def test_the_kill_switch_refuses_a_buy_until_an_operator_lifts_it(operator: Page
     refused = due_now()
     execute_buy_task.delay(refused.pk)
 
-    wait_for(lambda: EventLog.objects.filter(strategy=refused, payload__alert="entries_halted").exists(), worker)
+    wait_until(
+        lambda: EventLog.objects.filter(strategy=refused, payload__alert="entries_halted").exists(), message=worker.text
+    )
     assert not Order.objects.filter(strategy=refused).exists()
     assert state(refused) == ("RUNNING", "NONE")
 
@@ -145,7 +147,7 @@ def test_the_kill_switch_refuses_a_buy_until_an_operator_lifts_it(operator: Page
 
     allowed = due_now()
     execute_buy_task.delay(allowed.pk)
-    wait_for(lambda: state(allowed) == ("RUNNING", "BOUGHT"), worker)
+    wait_until(lambda: state(allowed) == ("RUNNING", "BOUGHT"), message=worker.text)
 
 
 def test_an_operator_adds_a_market_holiday(operator: Page):

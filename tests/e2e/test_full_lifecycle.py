@@ -33,10 +33,11 @@ import requests
 from django.db import connection
 
 from algotrader.appclient import AppClient
-from algotrader.processes import ProcessGroup, celery, free_port, manage, wait_until
+from algotrader.processes import ProcessGroup, celery, free_port, manage
 from algotrader.redis_client import get_redis
 from monitoring.events import Event
 from tests.strategies.scheduling_helpers import declare_queues
+from tests.waiting import other_sessions_ended, wait_until
 
 # Transactional: the database is flushed after each test, so what the scenario's processes
 # committed is gone before the next module (the scenario has collected it all by then).
@@ -80,12 +81,10 @@ def plan_times(hold: timedelta) -> tuple[date, str, str]:
     exchange time, wait for the new day: a plan cannot span two)."""
     buy = (datetime.now(EXCHANGE_ZONE) + BUY_LEAD).replace(microsecond=0) + timedelta(seconds=1)
     if (buy + hold + timedelta(seconds=5)).date() != buy.date():
-        time.sleep(
-            (
-                datetime.combine(buy.date() + timedelta(days=1), datetime.min.time(), EXCHANGE_ZONE)
-                - datetime.now(EXCHANGE_ZONE)
-            ).total_seconds()
-            + 1
+        wait_until(
+            lambda: datetime.now(EXCHANGE_ZONE).date() > buy.date(),
+            timeout=(BUY_LEAD + hold).total_seconds() + 60,
+            interval=0.5,
         )
         return plan_times(hold)
     return buy.date(), buy.strftime("%H:%M:%S"), (buy + hold).strftime("%H:%M:%S")
@@ -160,7 +159,7 @@ def wait_ready(group: ProcessGroup, web: str, sim: str, suffix: str) -> None:
             lambda: condition() or (group.dead() and pytest.fail(group.logs())),
             timeout=90,
             interval=0.2,
-            why=group.logs,
+            message=group.logs,
         )
 
     up(lambda: answers(f"{web}/healthz"))
@@ -218,7 +217,7 @@ def outcome(
             env={"MARKET_FEED_ACCOUNT_ID": str(account["id"])},
         )
         with django_db_blocker.unblock():
-            wait_until(lambda: EventLog.objects.filter(code="B5").exists(), timeout=30, why=group.logs)
+            wait_until(lambda: EventLog.objects.filter(code="B5").exists(), timeout=30, message=group.logs)
         stream = app.events()
 
         # --- two strategies: one exits by stop-loss, one by the SELL at its time -----------
@@ -235,19 +234,22 @@ def outcome(
         app.start(stoploss["id"])
         app.start(sell["id"])
 
-        bought = wait_until(lambda: _in(app, stoploss, position="BOUGHT"), timeout=40, why=group.logs)
+        bought = wait_until(lambda: _in(app, stoploss, position="BOUGHT"), timeout=40, message=group.logs)
         # The price moves through the stop once the app has a live INFY price after its E1
         # (prices are pushed every 0.2 s; on a loaded machine the first may come later).
-        wait_until(lambda: _price_after_e1(stream.received, stoploss["id"]), timeout=30, why=group.logs)
+        wait_until(lambda: _price_after_e1(stream.received, stoploss["id"]), timeout=30, message=group.logs)
         crossed = Decimal(bought["stop_trigger_price"]) - Decimal("1.00")
         requests.post(
             f"{sim}/_sim/price", json={"exchange": "NSE", "symbol": "INFY", "price": str(crossed)}, timeout=10
         ).raise_for_status()
-        stoploss = wait_until(lambda: _in(app, stoploss, status="EXITED"), timeout=30, why=group.logs)
+        stoploss = wait_until(lambda: _in(app, stoploss, status="EXITED"), timeout=30, message=group.logs)
         sell = wait_until(
-            lambda: _in(app, sell, status="EXITED"), timeout=SELL_HOLD.total_seconds() + 40, why=group.logs
+            lambda: _in(app, sell, status="EXITED"), timeout=SELL_HOLD.total_seconds() + 40, message=group.logs
         )
-        time.sleep(1.0)  # the exits' last pushes (E5, S5) cross the channel layer
+        # The exits' last pushes (E5, S5) cross the channel layer a moment after they are recorded.
+        wait_until(
+            lambda: _pushed(app, stream.received, (stoploss, sell)), timeout=30, interval=0.2, message=group.logs
+        )
         socket_error = None if stream.error is None else repr(stream.error)
         stream.close()
 
@@ -275,7 +277,8 @@ def outcome(
         )
     finally:
         group.stop_all()
-        _wait_for_connections_to_close(django_db_blocker)
+        with django_db_blocker.unblock():
+            wait_until(other_sessions_ended)  # before the test database is dropped at the end of the run
     yield seen
 
 
@@ -288,22 +291,16 @@ def _price_after_e1(received: list[dict[str, Any]], strategy_id: int) -> bool:
     return any(m.get("type") == "price" and m["instrument"] == "NSE:INFY" for m in after)
 
 
+def _pushed(app: AppClient, received: list[dict[str, Any]], strategies: tuple[dict[str, Any], ...]) -> bool:
+    """Every visible event the strategies' timelines hold now has reached the socket."""
+    messages = list(received)  # the socket's thread appends to it
+    pushed = {m["event"]["id"] for m in messages if m.get("type") == "event"}
+    return all(e["id"] in pushed for s in strategies for e in app.timeline(s["id"]) if e["code"] in VISIBLE)
+
+
 def _in(app: AppClient, strategy: dict[str, Any], **wanted: str) -> dict[str, Any] | None:
     current = app.strategy(strategy["id"])
     return current if all(current[k] == v for k, v in wanted.items()) else None
-
-
-def _wait_for_connections_to_close(django_db_blocker: Any) -> None:
-    """PostgreSQL ends a closed client's session a moment later; the test database can be
-    dropped at the end of the run only once they are gone."""
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        for _ in range(100):
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                return
-            time.sleep(0.05)
 
 
 def at(event: dict[str, Any]) -> datetime:

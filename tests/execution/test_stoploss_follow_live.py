@@ -72,7 +72,7 @@ def test_the_stoploss_worker_places_the_exit_and_the_orders_worker_finishes_it(
     # then the exit is at the broker and the stop-loss worker is free at once: recording the
     # acceptance and following the fill are the follower's, which has not run yet
     wait_until(lambda: len(sells(kite_sim, sim_account.api_key)) == 1, message=stoploss_worker.text)
-    wait_until(lambda: stoploss_worker.active_pids() == [], message=stoploss_worker.text)
+    wait_until(lambda: not stoploss_worker.busy(), message=stoploss_worker.text)
     assert state(strategy) == ("RUNNING", "EXITING")
     assert orders(strategy)[0].status == Order.Status.PENDING
     assert codes(strategy) == ["E3", "X2"]

@@ -41,11 +41,7 @@ class Worker:
 
     def busy(self) -> bool:
         """A task running or reserved by this worker, as it reports (no reply counts as busy)."""
-        inspect = app.control.inspect(destination=[self.name], timeout=2, limit=1)
-        active, reserved = inspect.active(), inspect.reserved()
-        if active is None or reserved is None or self.name not in active or self.name not in reserved:
-            return True
-        return bool(active[self.name] or reserved[self.name])
+        return not idle([self.name])
 
     def kill(self) -> None:
         """SIGKILL the whole worker, pool included: nothing acknowledges or requeues."""
@@ -140,14 +136,27 @@ def settling(every: float = 0.5) -> Iterator[None]:
         ticking.join()
 
 
-def wait_idle(workers: Iterable[Worker], queues: Iterable[str], timeout: float = 60) -> None:
-    """Until nothing waits in ``queues`` and no worker runs a task: a test's condition can
-    hold while a task is still finishing (a redelivered duplicate, its last events), and
-    the transactional test's flush (TRUNCATE) meeting that task's transaction deadlocks."""
+def idle(names: Iterable[str], queues: Iterable[str] = ()) -> bool:
+    """Nothing waits in ``queues`` and none of the workers ``names`` runs or holds a task,
+    as they report it (no reply counts as busy): the fact that ends a test's work."""
     redis = get_redis()
+    if any(redis.llen(queue) for queue in queues):
+        return False
+    names = list(names)
+    inspect = app.control.inspect(destination=names, timeout=2, limit=len(names))
+    active, reserved = inspect.active(), inspect.reserved()
+    if active is None or reserved is None or any(name not in active or name not in reserved for name in names):
+        return False
+    return not any(active[name] or reserved[name] for name in names)
+
+
+def wait_idle(workers: Iterable[Worker], queues: Iterable[str], timeout: float = 60) -> None:
+    """Until ``idle``: a test's condition can hold while a task is still finishing (a
+    redelivered duplicate, its last events), and the transactional test's flush (TRUNCATE)
+    meeting that task's transaction deadlocks."""
     pending = list(workers)
-
-    def idle() -> bool:
-        return not any(redis.llen(queue) for queue in queues) and not any(worker.busy() for worker in pending)
-
-    wait_until(idle, timeout=timeout, message=lambda: "\n".join(worker.text() for worker in pending))
+    wait_until(
+        lambda: idle([worker.name for worker in pending], queues),
+        timeout=timeout,
+        message=lambda: "\n".join(worker.text() for worker in pending),
+    )

@@ -25,6 +25,7 @@ from market.stoploss_index import stoploss_arm
 from strategies import runtime
 from tests.factories import BrokerAccountFactory
 from tests.market.helpers import declare_queues, events, running_strategy, stoploss_tasks
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 INFY, TCS = "NSE:INFY", "NSE:TCS"
@@ -72,11 +73,15 @@ def kite_account(sim_account: SimAccount) -> BrokerAccount:
     )
 
 
-def wait_for(condition: Callable[[], object], stack: ProcessGroup, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, stack.logs()
-        time.sleep(0.05)
+def ticks_applied(instrument: str) -> int:
+    return int(get_redis().hget(redis_keys.tick_counts(), instrument) or 0)
+
+
+def after_ticks(count: int, stack: ProcessGroup, instrument: str = INFY) -> None:
+    """Until the consumer has applied ``count`` more ticks of ``instrument``: each applied
+    tick has been checked against the stops, and what an earlier one fired is recorded."""
+    seen = ticks_applied(instrument)
+    wait_until(lambda: ticks_applied(instrument) >= seen + count, message=stack.logs)
 
 
 def last_price(instrument: str) -> str | None:
@@ -93,18 +98,18 @@ def test_a_stop_crossed_at_the_simulator_gives_m2_and_one_stoploss_task_within_o
 ):
     strategy = running_strategy(account=kite_account(sim_account))
     stack = start_stack(MARKET_FEED_ACCOUNT_ID=str(strategy.broker_account_id))
-    wait_for(lambda: last_price(INFY), stack)
+    wait_until(lambda: last_price(INFY), message=stack.logs)
     stop = kite_sim.price("NSE", "INFY") - Decimal(10)
     stoploss_arm(strategy_id=strategy.pk, instrument=INFY, trigger_price=stop)
-    time.sleep(0.3)  # ticks above the stop: nothing happens
+    after_ticks(3, stack)  # ticks above the stop: nothing happens
     assert stoploss_tasks() == [] and events("M2") == []
 
     crossed_at = time.time()
     kite_sim.set_price("NSE", "INFY", stop - Decimal("0.5"))
-    wait_for(lambda: events("M2"), stack)
-    time.sleep(1.0)  # ten more ticks below the stop
+    wait_until(lambda: events("M2"), message=stack.logs)
+    after_ticks(10, stack)  # ten more ticks below the stop
     kite_sim.set_price("NSE", "INFY", stop - Decimal(20))
-    time.sleep(0.5)
+    after_ticks(5, stack)
 
     [m2] = events("M2")
     assert m2.strategy_id == strategy.pk and m2.user_id == strategy.owner_id
@@ -120,17 +125,17 @@ def test_starting_and_stopping_strategies_moves_subscriptions_without_a_restart(
     account = kite_account(sim_account)
     infy = running_strategy(account=account)
     stack = start_stack(MARKET_FEED_ACCOUNT_ID=str(account.pk), MARKET_RECONCILE_SECONDS="60")
-    wait_for(lambda: last_price(INFY), stack)
+    wait_until(lambda: last_price(INFY), message=stack.logs)
     listener_pid = stack.processes["market"].pid
 
     tcs = running_strategy(account=account, symbol="TCS")  # runtime_load publishes the change
-    wait_for(lambda: last_price(TCS), stack, timeout=5)
+    wait_until(lambda: last_price(TCS), timeout=5, message=stack.logs)
     assert subscribed_at_simulator(kite_sim) == {INFY, TCS}
 
     runtime.runtime_clear(tcs)
-    wait_for(lambda: subscribed_at_simulator(kite_sim) == {INFY}, stack, timeout=5)
+    wait_until(lambda: subscribed_at_simulator(kite_sim) == {INFY}, timeout=5, message=stack.logs)
     runtime.runtime_clear(infy)
-    wait_for(lambda: subscribed_at_simulator(kite_sim) == set(), stack, timeout=5)
+    wait_until(lambda: subscribed_at_simulator(kite_sim) == set(), timeout=5, message=stack.logs)
 
     assert stack.processes["market"].pid == listener_pid and stack.processes["market"].poll() is None
     assert stack.log("market").count("market listener started") == 1
@@ -142,24 +147,24 @@ def test_the_reconcile_subscribes_what_was_published_while_nobody_listened(start
     account = kite_account(sim_account)
     running_strategy(account=account)
     stack = start_stack(MARKET_FEED_ACCOUNT_ID=str(account.pk), MARKET_RECONCILE_SECONDS="1")
-    wait_for(lambda: last_price(INFY), stack)
+    wait_until(lambda: last_price(INFY), message=stack.logs)
 
     get_redis().sadd(redis_keys.symbol_strategies(TCS), 999)  # no publish: only the reconcile sees it
 
-    wait_for(lambda: last_price(TCS), stack, timeout=5)
+    wait_until(lambda: last_price(TCS), timeout=5, message=stack.logs)
 
 
 def test_a_dropped_feed_reconnects_by_itself_with_m3_b6_b5_m4(start_stack, kite_sim, sim_account):
     strategy = running_strategy(account=kite_account(sim_account))
     stack = start_stack(MARKET_FEED_ACCOUNT_ID=str(strategy.broker_account_id))
-    wait_for(lambda: last_price(INFY), stack)
-    wait_for(lambda: events("B5"), stack)
+    wait_until(lambda: last_price(INFY), message=stack.logs)
+    wait_until(lambda: events("B5"), message=stack.logs)
 
     kite_sim.set_fault("feed_disconnect")
-    wait_for(lambda: events("M4"), stack)
+    wait_until(lambda: events("M4"), message=stack.logs)
     stoploss_arm(strategy_id=strategy.pk, instrument=INFY, trigger_price=kite_sim.price("NSE", "INFY") - 1)
     kite_sim.set_price("NSE", "INFY", kite_sim.price("NSE", "INFY") - 5)
-    wait_for(lambda: events("M2"), stack)
+    wait_until(lambda: events("M2"), message=stack.logs)
 
     [m3], [m4] = events("M3"), events("M4")
     assert events("B6") and len(events("B5")) == 2
@@ -175,17 +180,17 @@ def test_a_silent_feed_is_reconnected_and_a_long_gap_raises_l4_once_and_clears_i
         MARKET_FEED_STALL_SECONDS="1.5",
         MARKET_FEED_STALE_SECONDS="2",
     )
-    wait_for(lambda: last_price(INFY), stack)
-    wait_for(lambda: (feed_health() or {}).get("armed") == 1, stack)
+    wait_until(lambda: last_price(INFY), message=stack.logs)
+    wait_until(lambda: (feed_health() or {}).get("armed") == 1, message=stack.logs)
     assert feed_health() == {**(feed_health() or {}), "healthy": True, "stale": 0, "connected": True}
 
     kite_sim.set_fault("feed_silent", seconds=5)
-    wait_for(lambda: events("L4"), stack, timeout=10)
+    wait_until(lambda: events("L4"), timeout=10, message=stack.logs)
     during = feed_health()
-    wait_for(lambda: events("M4"), stack, timeout=15)
-    wait_for(lambda: len(events("L4", user=None)) == 2, stack, timeout=10)
+    wait_until(lambda: events("M4"), timeout=15, message=stack.logs)
+    wait_until(lambda: len(events("L4", user=None)) == 2, timeout=10, message=stack.logs)
     # The owner's copies are recorded after the operators' ones, not with them.
-    wait_for(lambda: len(events("L4", strategy=strategy)) == 2, stack, timeout=10)
+    wait_until(lambda: len(events("L4", strategy=strategy)) == 2, timeout=10, message=stack.logs)
 
     assert during is not None and during["healthy"] is False and during["stale"] == 1
     opened, cleared = events("L4", user=None)
@@ -196,19 +201,19 @@ def test_a_silent_feed_is_reconnected_and_a_long_gap_raises_l4_once_and_clears_i
     assert owner_cleared.payload["state"] == "resolved"
     assert events("M3") and events("B6") and len(events("M4")) == 1
     assert "no ticks for" in events("B6")[0].message
-    wait_for(lambda: (feed_health() or {}).get("healthy"), stack)
+    wait_until(lambda: (feed_health() or {}).get("healthy"), message=stack.logs)
 
 
 def test_the_paper_feed_triggers_a_stop_through_the_same_path(start_stack):
     strategy = running_strategy()
     stack = start_stack()  # no MARKET_FEED_ACCOUNT_ID: the paper broker's simulated market
-    wait_for(lambda: last_price(INFY), stack)
+    wait_until(lambda: last_price(INFY), message=stack.logs)
     above = Decimal(str(last_price(INFY))) * 2  # every next tick is below it
     assert find_instrument("NSE", "INFY") is not None
 
     stoploss_arm(strategy_id=strategy.pk, instrument=INFY, trigger_price=above)
-    wait_for(lambda: events("M2"), stack)
-    time.sleep(0.5)
+    wait_until(lambda: events("M2"), message=stack.logs)
+    after_ticks(5, stack)
 
     [m2] = events("M2")
     assert m2.strategy_id == strategy.pk

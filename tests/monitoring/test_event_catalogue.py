@@ -36,6 +36,7 @@ from strategies.models import Strategy
 from tests.brokers.kite_sim_fixtures import kite_sim, sim_account
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
+from tests.waiting import wait_until
 
 __all__ = ["kite_sim", "sim_account"]
 
@@ -49,11 +50,8 @@ def recorded() -> set[str]:
     return set(EventLog.objects.values_list("code", flat=True).distinct())
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: recorded {sorted(recorded())}"
-        time.sleep(0.05)
+def explained(what: str) -> Callable[[], str]:
+    return lambda: f"{what}: recorded {sorted(recorded())}"
 
 
 def due_now(account: BrokerAccount | None = None, **fields: Any) -> Strategy:
@@ -177,9 +175,9 @@ def market_feed(kite_sim: KiteSimulator, account: BrokerAccount) -> None:
     thread = threading.Thread(target=listener.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: EventLog.objects.filter(code="B5").exists(), "the feed connects (B5)")
+        wait_until(lambda: EventLog.objects.filter(code="B5").exists(), message=explained("the feed connects (B5)"))
         kite_sim.set_fault("feed_disconnect")
-        wait_for(lambda: EventLog.objects.filter(code="M4").exists(), "the feed comes back (M4)")
+        wait_until(lambda: EventLog.objects.filter(code="M4").exists(), message=explained("the feed comes back (M4)"))
     finally:
         stop.set()
         thread.join(timeout=20)

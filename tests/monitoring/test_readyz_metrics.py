@@ -20,6 +20,7 @@ from monitoring import heartbeats, metrics
 from monitoring.events import Event
 from monitoring.services import emit
 from tests.execution.conftest import make_strategy, quick_execution
+from tests.waiting import wait_until
 
 __all__ = ["make_strategy", "quick_execution"]
 
@@ -116,10 +117,12 @@ def test_a_real_worker_makes_its_queues_ready(tmp_path):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        while not Client().get("/readyz").json()["checks"]["queue:stoploss"]["ok"]:
-            assert time.monotonic() < deadline, log.read_text(errors="replace")[-4000:]
-            time.sleep(0.2)
+        wait_until(
+            lambda: Client().get("/readyz").json()["checks"]["queue:stoploss"]["ok"],
+            timeout=90,
+            interval=0.2,
+            message=lambda: log.read_text(errors="replace")[-4000:],
+        )
         checks = Client().get("/readyz").json()["checks"]
     finally:
         os.killpg(process.pid, 15)

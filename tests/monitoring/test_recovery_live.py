@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,10 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.db import connection
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTasks
 
 from algotrader import redis_keys
 from algotrader.processes import ProcessGroup, celery, manage
+from algotrader.queues import CeleryQueue
 from algotrader.redis_client import get_redis
 from brokers.adapters.base import OrderRequest, Side
 from brokers.adapters.registry import adapter_for
@@ -37,8 +38,11 @@ from monitoring.models import EventLog
 from strategies import runtime, scheduling
 from strategies.models import Strategy
 from tests.brokers import kite_sim_fixtures
+from tests.execution.workers import idle
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
+from tests.strategies.scheduling_helpers import beat_in_step
+from tests.waiting import other_sessions_ended, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 INFY = "NSE:INFY"
@@ -68,9 +72,11 @@ class Stack(ProcessGroup):
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         super().__init__(folder, env)
         self.starts = 0
+        self.workers: list[str] = []  # the names of the launch's celery workers
 
     def commands(self) -> dict[str, list[str]]:
         tag = uuid.uuid4().hex[:6]
+        self.workers = [f"rec-{kind}-{tag}@{os.uname().nodename}" for kind in ("orders", "sl")]
         return {
             "orders": celery(
                 "worker", "-Q", "orders,scheduler", "-n", f"rec-orders-{tag}@%h", "-c", "2", "--without-mingle"
@@ -116,25 +122,13 @@ def stack(
     stack = Stack(tmp_path, env)
     yield stack
     stack.stop_all()
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        for _ in range(200):  # the processes' sessions end a moment after they do
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                break
-            time.sleep(0.05)
+    with django_db_blocker.unblock():
+        wait_until(other_sessions_ended)  # the processes' sessions end a moment after they do
 
 
-def wait_for(
-    condition: Callable[[], object], stack: Stack, what: str, timeout: float = 60, session: Session | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            state = session.explain({}) if session is not None else ""
-            raise AssertionError(f"{what}\n{state}\n{stack.logs()}")
-        time.sleep(0.1)
+def explained(what: str, stack: Stack, session: Session | None = None) -> Callable[[], str]:
+    """A timeout's message: what was awaited, the session's state and the processes' logs."""
+    return lambda: f"{what}\n{session.explain({}) if session is not None else ''}\n{stack.logs()}"
 
 
 def kite_account(sim_account: SimAccount) -> BrokerAccount:
@@ -289,31 +283,45 @@ def x4_events(trigger: str) -> list[EventLog]:
     return [e for e in EventLog.objects.filter(code="X4").order_by("id") if e.payload.get("trigger") == trigger]
 
 
+def nothing_left_to_exit(stack: Stack, session: Session) -> bool:
+    """The exits' work is over: no stop of the session's is armed (no tick can fire
+    another), no task waits in a queue and no worker runs one."""
+    armed = set(stoploss_armed(instrument=INFY)) & {strategy.pk for strategy in session.running}
+    return not armed and idle(stack.workers, [queue.value for queue in CeleryQueue])
+
+
 def start(stack: Stack, session: Session) -> None:
     """Start every process on the session's feed; back once they have recovered at start
     and beat has looked at its table."""
     stack.env["MARKET_FEED_ACCOUNT_ID"] = str(session.account.pk)
     starts = len(x4_events("worker_start")), len(x4_events("listener_start"))
     stack.launch()
-    wait_for(
+    wait_until(
         lambda: (
             (len(x4_events("worker_start")), len(x4_events("listener_start"))) > starts
             and len(x4_events("listener_start")) > starts[1]
         ),
-        stack,
-        "the start recoveries",
+        timeout=60,
+        message=explained("the start recoveries", stack),
     )
     beat_log = stack.folder / f"beat.{stack.starts}.log"
-    wait_for(lambda: "beat: Starting" in beat_log.read_text(errors="replace"), stack, "beat up")
-    PeriodicTasks.update_changed()  # beat forgets a stamp it never saw: let it see one
-    time.sleep(1.5)
+    wait_until(
+        lambda: "beat: Starting" in beat_log.read_text(errors="replace"),
+        timeout=60,
+        message=explained("beat up", stack),
+    )
+    beat_in_step(lambda: beat_log.read_text(errors="replace"))
 
 
 def test_a_redis_flush_in_the_middle_of_a_session_is_recovered_within_seconds(stack, kite_sim, sim_account):
     session = Session(kite_sim, sim_account)
     start(stack, session)
     session.begin(buy_in=3)
-    wait_for(lambda: session.settled() and len(session.book()) == HELD and session.in_redis(), stack, "BUYs filled")
+    wait_until(
+        lambda: session.settled() and len(session.book()) == HELD and session.in_redis(),
+        timeout=60,
+        message=explained("BUYs filled", stack),
+    )
     assert set(session.positions().values()) == {("RUNNING", "BOUGHT"), ("RUNNING", "NONE")}
     order = session.leave_a_pending_buy()
     flushes = len(x4_events("redis_flush"))
@@ -321,13 +329,21 @@ def test_a_redis_flush_in_the_middle_of_a_session_is_recovered_within_seconds(st
 
     get_redis().flushdb()
     flushed_at = time.monotonic()
-    wait_for(lambda: len(x4_events("redis_flush")) > flushes, stack, "X4 after the flush", timeout=30)
-    wait_for(lambda: session.settled() and session.in_redis(), stack, "all back in Redis", timeout=30, session=session)
+    wait_until(
+        lambda: len(x4_events("redis_flush")) > flushes, timeout=30, message=explained("X4 after the flush", stack)
+    )
+    wait_until(
+        lambda: session.settled() and session.in_redis(),
+        timeout=30,
+        message=explained("all back in Redis", stack, session),
+    )
     print(f"runtime back {time.monotonic() - flushed_at:.2f} s after the flush")  # noqa: T201
 
     session.cross_the_stops()
-    wait_for(session.exited, stack, "every held position exits on the crossing tick", session=session)
-    time.sleep(2)  # room for a second exit, were there one
+    wait_until(
+        session.exited, timeout=60, message=explained("every held position exits on the crossing tick", stack, session)
+    )
+    wait_until(partial(nothing_left_to_exit, stack, session), message=explained("the exits' work over", stack))
 
     session.assert_each_position_exited_once()
     order.refresh_from_db()
@@ -352,16 +368,26 @@ def test_every_process_sigkilled_mid_session_and_started_again_loses_and_duplica
     start(stack, session)
     session.begin(buy_in=3)
     # Killed the moment the first BUY is under way: its worker dies in the middle of it.
-    wait_for(lambda: EventLog.objects.filter(code="E1", strategy__in=session.held).exists(), stack, "a BUY under way")
+    wait_until(
+        lambda: EventLog.objects.filter(code="E1", strategy__in=session.held).exists(),
+        timeout=60,
+        message=explained("a BUY under way", stack),
+    )
     stack.kill_all()
     order = session.leave_a_pending_buy()
 
     start(stack, session)
-    wait_for(lambda: session.settled() and session.in_redis(), stack, "BUYs settled, stops armed", session=session)
+    wait_until(
+        lambda: session.settled() and session.in_redis(),
+        timeout=60,
+        message=explained("BUYs settled, stops armed", stack, session),
+    )
 
     session.cross_the_stops()
-    wait_for(session.exited, stack, "every held position exits on the crossing tick", session=session)
-    time.sleep(2)
+    wait_until(
+        session.exited, timeout=60, message=explained("every held position exits on the crossing tick", stack, session)
+    )
+    wait_until(partial(nothing_left_to_exit, stack, session), message=explained("the exits' work over", stack))
 
     session.assert_each_position_exited_once()
     history = Order.objects.filter(strategy__in=session.held).order_by("id").values_list("reason", "status", "attempts")

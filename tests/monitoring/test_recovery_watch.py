@@ -20,6 +20,7 @@ from monitoring.models import EventLog
 from monitoring.recovery import Trigger, recovery_watch, runtime_intact
 from strategies.models import Strategy
 from tests.strategies.factories_scheduling import strategy_create
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -28,15 +29,14 @@ def triggers() -> list[str]:
     return [str(e.payload["trigger"]) for e in EventLog.objects.filter(code="X4").order_by("id")]
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: X4 triggers {triggers()}"
-        time.sleep(0.05)
+def x4_triggers(what: str) -> Callable[[], str]:
+    return lambda: f"{what}: X4 triggers {triggers()}"
 
 
 @pytest.fixture
-def watch() -> Iterator[threading.Event]:
+def watch() -> Iterator[Callable[[], None]]:
+    """The watch running on a thread; calling what this yields ends it, and returns once
+    its last look (and any recovery it started) is over."""
     stop = threading.Event()
 
     def run() -> None:
@@ -47,9 +47,14 @@ def watch() -> Iterator[threading.Event]:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    yield stop
-    stop.set()
-    thread.join(timeout=30)
+
+    def end() -> None:
+        stop.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+    yield end
+    end()
 
 
 def test_a_flush_is_recovered_by_the_watch_within_a_second(watch):
@@ -61,26 +66,30 @@ def test_a_flush_is_recovered_by_the_watch_within_a_second(watch):
         entry_price=Decimal("100.00"),
         stop_trigger_price=Decimal("99.00"),
     )
-    wait_for(lambda: triggers() == ["worker_start"], "the start recovery")
+    wait_until(lambda: triggers() == ["worker_start"], message=x4_triggers("the start recovery"))
 
     get_redis().flushdb()
     flushed_at = time.monotonic()
-    wait_for(lambda: stoploss_armed(instrument="NSE:INFY") == {held.pk: Decimal("99.0")}, "the stop re-armed")
+    wait_until(
+        lambda: stoploss_armed(instrument="NSE:INFY") == {held.pk: Decimal("99.0")},
+        message=x4_triggers("the stop re-armed"),
+    )
 
     print(f"stop re-armed {time.monotonic() - flushed_at:.2f} s after the flush")  # noqa: T201
-    wait_for(lambda: triggers() == ["worker_start", "redis_flush"], "X4 for the flush")
+    wait_until(lambda: triggers() == ["worker_start", "redis_flush"], message=x4_triggers("X4 for the flush"))
     assert runtime_intact()
     assert Strategy.objects.get(pk=held.pk).status == "RUNNING"
 
 
 def test_a_redis_server_that_is_not_the_one_recovered_on_is_recovered_again(watch):
-    wait_for(lambda: triggers() == ["worker_start"], "the start recovery")
+    wait_until(lambda: triggers() == ["worker_start"], message=x4_triggers("the start recovery"))
     sentinel = json.loads(str(get_redis().get(redis_keys.recovery_sentinel())))
 
     # What a restart from an older snapshot (or a failover) looks like: the sentinel is
     # there, but it was written while another server answered.
     get_redis().set(redis_keys.recovery_sentinel(), json.dumps({**sentinel, "server": "an earlier server"}))
 
-    wait_for(lambda: triggers() == ["worker_start", "redis_restart"], "X4 for the restart")
-    time.sleep(0.5)
+    wait_until(lambda: triggers() == ["worker_start", "redis_restart"], message=x4_triggers("X4 for the restart"))
+    wait_until(runtime_intact, message=x4_triggers("the new sentinel"))  # what the watch's next look sees
+    watch()
     assert triggers() == ["worker_start", "redis_restart"]  # once: the new sentinel names this server

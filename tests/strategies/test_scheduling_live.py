@@ -2,28 +2,28 @@
 and a real orders worker, started here as subprocesses on the test database."""
 
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.db import connection
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask, PeriodicTasks
+from django_celery_beat.models import PeriodicTask
 
 from algotrader.celery import app
 from algotrader.processes import ProcessGroup, celery
 from algotrader.queues import CeleryQueue
-from algotrader.redis_client import get_redis
 from execution.tasks import execute_buy_task
 from monitoring.models import EventLog
 from strategies import scheduling
 from strategies.models import Strategy
 from strategies.tasks import fire_slot_task
+from tests.execution.workers import idle
 from tests.strategies.factories_scheduling import strategy_create
-from tests.strategies.scheduling_helpers import declare_queues
+from tests.strategies.scheduling_helpers import beat_in_step, declare_queues
+from tests.waiting import other_sessions_ended, wait_until
 
 # Beat looks for changes every CELERY_BEAT_MAX_LOOP_INTERVAL (0.5 s) and then sleeps to the
 # instant; a fire within this of its second is on time on a loaded 2-core test machine.
@@ -31,45 +31,31 @@ ON_TIME = 0.5
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
+WORKER = f"schedtest-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
+QUEUES = [CeleryQueue.ORDERS.value, CeleryQueue.SCHEDULER.value]
+
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[ProcessGroup]:
     parts = urlsplit(os.environ["DATABASE_URL"])
     database_url = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
-    worker_name = f"schedtest-{uuid.uuid4().hex[:8]}@%h"
     commands = {
-        "worker": ["worker", "-Q", "orders,scheduler", "-n", worker_name, "--concurrency", "2", "--without-mingle"],
+        "worker": ["worker", "-Q", "orders,scheduler", "-n", WORKER, "--concurrency", "2", "--without-mingle"],
         "beat": ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
     }
     stack = ProcessGroup(tmp_path_factory.mktemp("celery"), env)
     for name, command in commands.items():
         stack.start(name, celery(*command, "--loglevel", "INFO"))
     try:
-        deadline = time.monotonic() + 60
         declare_queues()
-        while not app.control.ping(destination=[worker_name.replace("%h", os.uname().nodename)], timeout=0.5):
-            assert time.monotonic() < deadline, stack.logs()
-        while "DatabaseScheduler: Schedule changed" not in stack.log("beat") and "beat: Starting" not in stack.log(
-            "beat"
-        ):
-            assert time.monotonic() < deadline, stack.logs()
-            time.sleep(0.1)
-        time.sleep(1)  # beat's first look at the table
+        wait_until(lambda: app.control.ping(destination=[WORKER], timeout=0.5), timeout=60, message=stack.logs)
+        wait_until(lambda: "beat: Starting" in stack.log("beat"), timeout=60, message=stack.logs)
         yield stack
     finally:
         stack.stop_all()
-        # PostgreSQL ends a closed client's session a moment later; the test database can
-        # be dropped at the end of the run only once they are gone.
-        with django_db_blocker.unblock(), connection.cursor() as cursor:
-            for _ in range(100):
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-                if cursor.fetchone()[0] == 0:
-                    break
-                time.sleep(0.05)
+        with django_db_blocker.unblock():
+            wait_until(other_sessions_ended)  # before the test database is dropped at the end of the run
 
 
 @pytest.fixture(autouse=True)
@@ -78,28 +64,17 @@ def flushed_stack_ready(stack: ProcessGroup) -> Iterator[None]:
     change stamp it saw, and on a missing stamp row (flushed) it forgets it, missing the next
     change: stamp once and let beat see it. In production the row is never deleted."""
     declare_queues()
-    PeriodicTasks.update_changed()
-    time.sleep(0.7)
+    beat_in_step(lambda: stack.log("beat"))
     yield
     # The database is flushed next: let the worker finish what it was given first, or its
     # transactions and the flush's TRUNCATE deadlock.
-    deadline = time.monotonic() + 10
-    while get_redis().llen(CeleryQueue.ORDERS.value) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    wait_until(lambda: idle([WORKER], QUEUES), message=stack.logs)
 
 
 def next_second(ahead: float) -> datetime:
     """A whole second at least ``ahead`` seconds from now: what a user schedules."""
     moment = timezone.now() + timedelta(seconds=ahead)
     return moment.replace(microsecond=0) + timedelta(seconds=1)
-
-
-def wait_for(condition: Callable[[], bool], stack: ProcessGroup, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, stack.logs()
-        time.sleep(0.05)
 
 
 def events(strategy: Strategy, code: str) -> list[EventLog]:
@@ -115,7 +90,7 @@ def test_buy_then_sell_fire_at_their_seconds(stack):
     strategy = strategy_create(buy_fire_at=buy, sell_fire_at=buy + timedelta(seconds=2))
 
     scheduling.schedule_strategy(strategy)
-    wait_for(lambda: len(events(strategy, "E2")) == 1, stack)
+    wait_until(lambda: len(events(strategy, "E2")) == 1, timeout=15, message=stack.logs)
 
     [t1], [e1], [t2], [e2] = (events(strategy, code) for code in ("T1", "E1", "T2", "E2"))
     print(f"T1 {skew(t1, buy):.3f} s, E1 {skew(e1, buy):.3f} s after the BUY second")  # noqa: T201
@@ -135,10 +110,10 @@ def test_t3_moves_a_pending_fire_later_the_old_second_fires_nothing(stack):
     Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=new)
     strategy.refresh_from_db()
     scheduling.reschedule_strategy(strategy)
-    wait_for(lambda: timezone.now() > old + timedelta(seconds=1), stack)
+    wait_until(lambda: timezone.now() > old + timedelta(seconds=1), timeout=15, message=stack.logs)
 
     assert events(strategy, "T1") == []
-    wait_for(lambda: len(events(strategy, "E1")) == 1, stack)
+    wait_until(lambda: len(events(strategy, "E1")) == 1, timeout=15, message=stack.logs)
     [t1] = events(strategy, "T1")
     assert 0 <= skew(t1, new) < ON_TIME, stack.logs()
     assert len(events(strategy, "T3")) == 1
@@ -154,10 +129,10 @@ def test_t3_moving_a_fire_earlier_is_in_effect_within_a_second(stack):
     Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=new)
     strategy.refresh_from_db()
     scheduling.reschedule_strategy(strategy)
-    wait_for(lambda: len(events(strategy, "T1")) == 1, stack)
+    wait_until(lambda: len(events(strategy, "T1")) == 1, timeout=15, message=stack.logs)
 
     [t1] = events(strategy, "T1")
-    wait_for(lambda: len(events(strategy, "E1")) == 1, stack)
+    wait_until(lambda: len(events(strategy, "E1")) == 1, timeout=15, message=stack.logs)
     print(f"moved 1 s ahead: fired {skew(t1, new):.3f} s after the new instant")  # noqa: T201
     assert 0 <= skew(t1, new) < ON_TIME, stack.logs()
 
@@ -173,7 +148,7 @@ def test_stop_removes_the_fire_and_nothing_fires_after(stack):
     assert not PeriodicTask.objects.filter(
         name__in=[scheduling.slot_name(buy), scheduling.slot_name(buy + timedelta(seconds=1))]
     ).exists()
-    wait_for(lambda: timezone.now() > buy + timedelta(seconds=2), stack)
+    wait_until(lambda: timezone.now() > buy + timedelta(seconds=2), timeout=15, message=stack.logs)
 
     assert EventLog.objects.filter(strategy=strategy).count() == 0
 
@@ -184,8 +159,8 @@ def test_a_slot_run_twice_by_the_worker_fires_one_buy(stack):
 
     fire_slot_task.apply_async((scheduling._iso(strategy.buy_fire_at),))
     fire_slot_task.apply_async((scheduling._iso(strategy.buy_fire_at),))
-    wait_for(lambda: len(events(strategy, "E1")) >= 1, stack)
-    time.sleep(1.5)  # room for a second BUY, were there one
+    wait_until(lambda: len(events(strategy, "E1")) >= 1, timeout=15, message=stack.logs)
+    wait_until(lambda: idle([WORKER], QUEUES), message=stack.logs)  # both slots' work over
 
     assert len(events(strategy, "T1")) == 1
     assert len(events(strategy, "E1")) == 1
@@ -197,6 +172,6 @@ def test_a_buy_that_waited_past_its_expiry_is_dropped_and_alerted(stack):
     strategy = strategy_create(buy_fire_at=now - timedelta(seconds=40), sell_fire_at=now + timedelta(seconds=60))
 
     execute_buy_task.apply_async((strategy.pk,), expires=now - timedelta(seconds=10))
-    wait_for(lambda: len(events(strategy, "L4")) == 1, stack)
+    wait_until(lambda: len(events(strategy, "L4")) == 1, timeout=15, message=stack.logs)
 
     assert events(strategy, "E1") == []
