@@ -5,7 +5,7 @@ never does. A test never sleeps to let something happen."""
 import os
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from django.db import connection
 
@@ -17,15 +17,15 @@ SCALE = float(os.environ.get("TEST_WAIT_SCALE", "1"))
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | Literal[False] | None],
     *,
     timeout: float = 30,
     interval: float = 0.05,
     message: str | Callable[[], str] = "",
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy and return that. On timeout,
-    raise ``AssertionError`` with ``message`` (a callable is called then: a process's
-    log tail) and the last value seen."""
+    """Poll ``predicate`` until it returns something truthy and return that (typed without
+    the ``None`` or ``False`` it returns meanwhile). On timeout, raise ``AssertionError``
+    with ``message`` (a callable is called then: a process's log tail) and the last value."""
     deadline = time.monotonic() + timeout * SCALE
     while True:
         value = predicate()
