@@ -15,7 +15,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # worker takes its own test database and Redis database (15, 14, 13...). 0 runs serially.
 PYTEST_WORKERS ?= 3
 
-.PHONY: run test lint format typecheck migrations-check deploy-check pytest install install-dev browser clean
+.PHONY: run test test-under-load lint format typecheck migrations-check deploy-check pytest install install-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ bench: install-dev
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 test: install-dev lint typecheck migrations-check deploy-check pytest
+
+# `make test` three times in a row in a fresh clone of the committed HEAD (its own .venv),
+# two CPU-burning processes beside it; non-zero if any run fails (docs/testing.md).
+test-under-load:
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) PYTEST_WORKERS=$(PYTEST_WORKERS) \
+	$(PYTHON) -m tests.under_load $(UNDER_LOAD_ARGS)
 
 lint: install-dev
 	ruff check .
