@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from algotrader import devenv
+from algotrader import devenv, devservers
 from algotrader.processes import ProcessGroup, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,10 +37,10 @@ def test_without_redis_installed_it_says_what_to_install_and_starts_nothing(proj
 def test_a_redis_server_is_started_for_the_session_on_the_port_of_redis_url(tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/3"
     group = ProcessGroup(tmp_path / "logs")
-    assert not devenv.redis_answers(url)
+    assert not devservers.redis_answers(url)
 
     try:
-        started = devenv.redis_start(url, tmp_path, group)
+        started = devservers.redis_start(url, tmp_path, group)
         client = redis.Redis.from_url(url)
         client.set("k", "v")
         policy = client.config_get("maxmemory-policy")["maxmemory-policy"]
@@ -49,7 +49,7 @@ def test_a_redis_server_is_started_for_the_session_on_the_port_of_redis_url(tmp_
 
     assert started and policy == "noeviction"
     assert (tmp_path / "redis").is_dir()
-    assert codes == {"redis": 0} and not devenv.redis_answers(url)
+    assert codes == {"redis": 0} and not devservers.redis_answers(url)
 
 
 def test_the_environment_beats_dot_env(tmp_path, monkeypatch):
