@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from psycopg import sql
 
-from algotrader.devservers import DEFAULT_DATABASE_URL, postgres_connect
+from algotrader.devservers import DEFAULT_DATABASE_URL, postgres_connect, postgres_params
 
 
 @contextmanager
@@ -21,8 +21,15 @@ def throwaway_database(server_url: str | None = None) -> Iterator[str]:
     name = f"throwaway_{secrets.token_hex(6)}"
     with postgres_connect(base, "postgres") as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
     try:
-        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+        yield url
     finally:
-        with postgres_connect(base, "postgres") as connection:
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        database_drop(url)
+
+
+def database_drop(url: str) -> None:
+    """Drop the database of ``url`` if it exists, ending the sessions still connected to it."""
+    name = postgres_params(url)["dbname"]
+    with postgres_connect(url, "postgres") as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
