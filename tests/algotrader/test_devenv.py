@@ -144,3 +144,22 @@ def test_the_private_postgres_of_a_session_stops_with_it_even_when_the_start_fai
     assert code == 1
     assert f"Nothing answers at 127.0.0.1:{port}: starting PostgreSQL" in said and "Stopping PostgreSQL" in said
     assert (project / "var" / "postgres" / "PG_VERSION").exists() and not port_open("127.0.0.1", port)
+
+
+def test_a_test_server_whose_data_cannot_start_gets_a_new_cluster(tmp_path, capsys):
+    url = f"postgres://postgres@127.0.0.1:{free_port()}/algotrader"
+    data, log = tmp_path / "test-postgres", tmp_path / "test-postgres.log"
+    first = devservers.postgres_ready(url, data, log, durable=False)
+    assert first is not None
+    first.stop()
+    (data / "global" / "pg_control").unlink()  # what a crash without fsync can leave behind
+
+    second = devservers.postgres_ready(url, data, log, durable=False)
+    try:
+        with devservers.postgres_connect(url) as connection:
+            answered = connection.execute("SELECT 1").fetchone()
+    finally:
+        code = second.stop() if second else None
+
+    assert answered == (1,) and code == 0
+    assert "starting it on a new cluster" in capsys.readouterr().out
