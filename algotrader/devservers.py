@@ -284,9 +284,10 @@ def postgres_ready(url: str, data: Path, log: Path, *, durable: bool = True) -> 
         if postgres_database_ensure(url):
             say(f"Created the database {params['dbname']!r}")
     except Exception as error:
+        shown = f"{params.get('host') or 'its unix socket'}:{params.get('port') or 5432}/{params['dbname']}"
         raise DatabaseUnavailable(
-            f"PostgreSQL at DATABASE_URL={url} cannot be used: {error}\n"
-            "Start that server, or change DATABASE_URL in .env (with nothing listening at a "
-            "local host and port, `make run` starts a PostgreSQL of its own there)."
+            f"PostgreSQL at DATABASE_URL ({shown}, user {params['user']}) cannot be used: {error}\n"
+            "Start that server or let it in, or change DATABASE_URL in .env (TEST_DATABASE_URL "
+            "for `make test`): where nothing listens at a local host and port, a private one starts."
         ) from error
     return None
