@@ -7,7 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-# Tests run against real PostgreSQL and Redis (a database number of their own).
+# Tests run against real PostgreSQL and Redis (a database number of their own). When nothing
+# answers at TEST_DATABASE_URL's local host and port, a private PostgreSQL is started there
+# for the run (data in var/test-postgres, kept between runs).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/algotrader
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # pytest-xdist workers, each given whole test files (their module fixtures start real stacks
@@ -40,7 +42,8 @@ install-dev: $(VENV)/.installed-dev
 
 .PHONY: demo bench
 
-# Redis (started for the session if needed), .env, migrations, the operator account, the Procfile.
+# Redis and PostgreSQL (each started for the session if nothing answers; PostgreSQL's data in
+# var/postgres), .env, migrations, the operator account, the Procfile.
 # BROKER=kite-sim (here or in .env) also runs the Kite simulator and points the Kite settings at it.
 run: install
 	$(BIN)/python -m algotrader.devenv run
@@ -97,7 +100,7 @@ browser:
 	  fi; }
 
 pytest: install-dev browser
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) python -m algotrader.devenv pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,11 +2,14 @@
 random secrets) the first time, makes sure Redis answers at ``REDIS_URL`` (starting a
 ``redis-server`` of its own for the session, data under the run folder, when nothing
 answers and one is installed; saying what to install otherwise, before anything else
-starts), migrates, creates the operator account once, starts the Procfile with honcho
-and says where to look. The environment beats ``.env``: ``WEB_PORT=8010 make run``.
+starts) and PostgreSQL at ``DATABASE_URL`` (starting a private one there, data under the
+run folder, when nothing answers; see algotrader.devservers), migrates, creates the
+operator account once, starts the Procfile with honcho and says where to look. The
+environment beats ``.env``: ``WEB_PORT=8010 make run``.
 
-    python -m algotrader.devenv run     # what `make run` does
-    python -m algotrader.devenv env     # only write .env (kept if it exists)
+    python -m algotrader.devenv run             # what `make run` does
+    python -m algotrader.devenv env             # only write .env (kept if it exists)
+    python -m algotrader.devenv pytest ARGS     # what `make pytest` does (PostgreSQL likewise)
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +25,16 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from algotrader.devservers import (
+    DEFAULT_DATABASE_URL,
+    LOCAL_HOSTS,
+    DatabaseUnavailable,
+    PrivatePostgres,
+    postgres_ready,
+    redis_answers,
+    redis_start,
+    say,
+)
 from algotrader.processes import ROOT, ProcessGroup, honcho_concurrency, manage
 
 GENERATED = {
@@ -31,7 +43,6 @@ GENERATED = {
     "FIELD_ENCRYPTION_KEYS": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
     "FLOWER_BASIC_AUTH": lambda: f"operator:{secrets.token_urlsafe(12)}",
 }
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 REDIS_INSTALL_HINT = """\
 Nothing answers at REDIS_URL={url}, and redis-server is not installed.
 Install Redis, then run `make run` again:
@@ -60,58 +71,6 @@ def read_env(path: Path) -> dict[str, str]:
 
     values: dict[str, str] = dict(parse(path.read_text())) if path.exists() else {}
     return {**values, **os.environ}
-
-
-def say(text: str) -> None:
-    print(text, flush=True)  # noqa: T201 - `make run` talks to the person who typed it
-
-
-def redis_answers(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
-    except (redis.RedisError, OSError):
-        return False
-
-
-def redis_start(url: str, run_dir: Path, group: ProcessGroup) -> bool:
-    """A redis-server for this session on the host and port of ``url``; False when none
-    is installed. Its data (dump.rdb) lives under the run folder and survives restarts."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
-    binary = shutil.which("redis-server")
-    if binary is None or host not in LOCAL_HOSTS:
-        return False
-    data = run_dir / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    say(f"Starting redis-server on {host}:{port} for this session (data in {data})")
-    group.start(
-        "redis",
-        [
-            binary,
-            "--bind",
-            host,
-            "--port",
-            str(port),
-            "--dir",
-            str(data),
-            "--save",
-            "60 1",
-            "--appendonly",
-            "no",
-            "--maxmemory-policy",
-            "noeviction",
-            "--protected-mode",
-            "yes",
-        ],
-    )
-    deadline = time.monotonic() + 15
-    while not redis_answers(url):
-        if not group.alive("redis") or time.monotonic() > deadline:
-            sys.exit(f"redis-server did not start; its log:\n{group.log('redis')}")
-        time.sleep(0.1)
-    return True
 
 
 def kite_simulator_start(env: dict[str, str], group: ProcessGroup) -> None:
@@ -193,19 +152,9 @@ def run(root: Path) -> int:
         say(f"{error}: fix it in .env.")
         return 1
     redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    env["DATABASE_URL"] = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     services = ProcessGroup(run_dir / "logs", env)
-
-    if not redis_answers(redis_url) and not redis_start(redis_url, run_dir, services):
-        parts = urlsplit(redis_url)
-        if (parts.hostname or "") not in LOCAL_HOSTS:
-            say(f"Nothing answers at REDIS_URL={redis_url}: start that Redis server, or change REDIS_URL in .env.")
-        else:
-            say(REDIS_INSTALL_HINT.format(url=redis_url))
-        return 1
-
-    if (env.get("BROKER") or "paper") == "kite-sim":
-        kite_simulator_start(env, services)
-
+    database: PrivatePostgres | None = None
     stop = threading.Event()
     honcho: subprocess.Popen[bytes] | None = None
 
@@ -214,9 +163,20 @@ def run(root: Path) -> int:
         if honcho is not None and honcho.poll() is None:
             honcho.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     try:
+        if not redis_answers(redis_url) and not redis_start(redis_url, run_dir, services):
+            parts = urlsplit(redis_url)
+            if (parts.hostname or "") not in LOCAL_HOSTS:
+                say(f"Nothing answers at REDIS_URL={redis_url}: start that Redis server, or change REDIS_URL in .env.")
+            else:
+                say(REDIS_INSTALL_HINT.format(url=redis_url))
+            return 1
+        database = postgres_ready(env["DATABASE_URL"], run_dir / "postgres", services.log_path("postgres"))
+        if (env.get("BROKER") or "paper") == "kite-sim":
+            kite_simulator_start(env, services)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
         say("Migrating the database and collecting static files...")
         for command in (
             ["migrate", "--noinput", "-v", "0"],
@@ -247,6 +207,9 @@ def run(root: Path) -> int:
         )
         code = honcho.wait()
         return 0 if stop.is_set() else code  # Ctrl-C is how a session ends, not a failure
+    except DatabaseUnavailable as error:
+        say(f"{error}\nNothing else was started.")
+        return 1
     except subprocess.CalledProcessError as error:
         if error.stderr:
             say(error.stderr)
@@ -260,6 +223,40 @@ def run(root: Path) -> int:
         if services.processes:
             say(f"Stopping {', '.join(services.processes)}")
             services.stop_all()
+        if database is not None:  # last: the processes above may still be writing to it
+            say("Stopping PostgreSQL")
+            database.stop()
+
+
+def pytest(root: Path, args: list[str]) -> int:
+    """`make pytest`: pytest with ``args`` against DATABASE_URL; when nothing answers at
+    its local host and port, a private PostgreSQL stands there for the run (data kept in
+    the run folder's ``test-postgres``, without fsync: tests need speed, not durability)."""
+    run_dir = root / (os.environ.get("RUN_DIR") or "var")
+    try:
+        database = postgres_ready(
+            os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            run_dir / "test-postgres",
+            run_dir / "logs" / "test-postgres.log",
+            durable=False,
+        )
+    except DatabaseUnavailable as error:
+        say(str(error))
+        return 1
+    try:
+        tests = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=root)  # noqa: S603 - pytest itself
+
+        def forward(signum: int, _frame: object) -> None:
+            # Ctrl-C reaches pytest from the terminal already; a SIGTERM is passed on.
+            if signum != signal.SIGINT and tests.poll() is None:
+                tests.send_signal(signum)
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        return tests.wait()
+    finally:
+        if database is not None:
+            database.stop()
 
 
 def main(argv: list[str]) -> int:
@@ -271,6 +268,8 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "run":
         return run(root)
+    if command == "pytest":
+        return pytest(root, [arg for arg in argv[1:] if arg != "--"])
     say(__doc__ or "")
     return 2
 

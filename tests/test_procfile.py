@@ -1,5 +1,5 @@
-"""The whole Procfile comes up as `make run` starts it, on the embedded default
-(SQLite in a fresh run folder, real Redis): every process starts and stays up,
+"""The whole Procfile comes up as `make run` starts it, on a throwaway database of the test
+server and a fresh run folder (real Redis): every process starts and stays up,
 /healthz answers, Flower asks for its login, and every Celery worker of the formation
 answers (two orders workers)."""
 
@@ -14,6 +14,7 @@ import requests
 from celery import Celery
 
 from algotrader.processes import ProcessGroup, free_port, honcho_concurrency
+from tests.databases import throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ["web", "worker", "stoploss", "beat", "market", "ticks", "scheduler", "flower"]
@@ -30,10 +31,17 @@ def wait_for(url: str, deadline: float, **kwargs) -> requests.Response:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+def database_url() -> Iterator[str]:
+    with throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str) -> Iterator[dict[str, str]]:
     venv_bin = str(Path(sys.executable).parent)
     env = {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},  # the embedded default: SQLite
+        **os.environ,
+        "DATABASE_URL": database_url,
         "PATH": f"{venv_bin}:{os.environ['PATH']}",
         "RUN_DIR": str(tmp_path / "run"),
         "WEB_PORT": str(free_port()),

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from algotrader.processes import honcho_concurrency
+from tests.databases import throwaway_database
 
 ROOT = Path(__file__).resolve().parents[2]
 HONCHO_LINE = re.compile(r"^\d\d:\d\d:\d\d (\S+)\s+\| ?(.*)$")
@@ -29,11 +30,18 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+def database_url() -> Iterator[str]:
+    with throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str) -> Iterator[dict[str, str]]:
     venv_bin = str(Path(sys.executable).parent)
     run_dir = tmp_path / "run"
     env = {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},  # the embedded default: SQLite
+        **os.environ,
+        "DATABASE_URL": database_url,
         "PATH": f"{venv_bin}:{os.environ['PATH']}",
         "RUN_DIR": str(run_dir),
         "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "prometheus"),
