@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from algotrader.processes import ROOT, ProcessGroup, honcho_concurrency, manage
+from monitoring.logging import default_log_format
 
 GENERATED = {
     "SECRET_KEY": lambda: secrets.token_urlsafe(50),
@@ -232,6 +233,9 @@ def run(root: Path) -> int:
         empty = run_dir / "honcho.env"
         empty.write_text("")
         threading.Thread(target=announce_when_ready, args=(env, operator, stop), daemon=True).start()
+        # Text log lines carry their own time and process name; JSON ones need honcho's.
+        log_format = env.get("LOG_FORMAT") or default_log_format(env.get("DJANGO_ENV") or "development")
+        prefix = ["--no-prefix"] if log_format == "text" else []
         honcho = subprocess.Popen(  # noqa: S603 - honcho from this venv
             [
                 str(Path(sys.executable).parent / "honcho"),
@@ -240,6 +244,7 @@ def run(root: Path) -> int:
                 "-f",
                 str(root / "Procfile"),
                 "start",
+                *prefix,
                 *concurrency,
             ],
             cwd=root,
