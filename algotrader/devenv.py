@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from algotrader.processes import ROOT, ProcessGroup, honcho_concurrency, manage
-from monitoring.logging import default_log_format
+from algotrader.processes import ROOT, ProcessGroup, honcho_concurrency, log_format, manage
 
 GENERATED = {
     "SECRET_KEY": lambda: secrets.token_urlsafe(50),
@@ -190,6 +189,8 @@ def run(root: Path) -> int:
     run_dir = root / (env.get("RUN_DIR") or "var")
     try:
         concurrency = honcho_concurrency(env)
+        # Text log lines carry their own time and process name; JSON ones need honcho's.
+        concurrency += ["--no-prefix"] if log_format(env) == "text" else []
     except ValueError as error:
         say(f"{error}: fix it in .env.")
         return 1
@@ -233,9 +234,6 @@ def run(root: Path) -> int:
         empty = run_dir / "honcho.env"
         empty.write_text("")
         threading.Thread(target=announce_when_ready, args=(env, operator, stop), daemon=True).start()
-        # Text log lines carry their own time and process name; JSON ones need honcho's.
-        log_format = env.get("LOG_FORMAT") or default_log_format(env.get("DJANGO_ENV") or "development")
-        prefix = ["--no-prefix"] if log_format == "text" else []
         honcho = subprocess.Popen(  # noqa: S603 - honcho from this venv
             [
                 str(Path(sys.executable).parent / "honcho"),
@@ -244,7 +242,6 @@ def run(root: Path) -> int:
                 "-f",
                 str(root / "Procfile"),
                 "start",
-                *prefix,
                 *concurrency,
             ],
             cwd=root,

@@ -17,7 +17,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django_guid.integrations import CeleryIntegration
 
-from monitoring.logging import LOG_FORMATS, default_log_format
+from algotrader.processes import log_format
 
 # Lets generic Django classes be subscripted (``ModelAdmin[Strategy]``) at run time.
 django_stubs_ext.monkeypatch()
@@ -493,9 +493,10 @@ CELERY_BEAT_SCHEDULE["monitoring: beat heartbeat"] = {
 # a line, for a log pipeline) or text (elsewhere: one readable line, for a terminal).
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOG_FORMAT = env.str("LOG_FORMAT", default="") or default_log_format(DJANGO_ENV)
-if LOG_FORMAT not in LOG_FORMATS:
-    raise ImproperlyConfigured(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+try:
+    LOG_FORMAT = log_format(os.environ)
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from error
 DJANGO_GUID = {
     "GUID_HEADER_NAME": "X-Request-ID",
     "VALIDATE_GUID": True,  # a client's id is kept only if it is a UUID: nothing else reaches the logs

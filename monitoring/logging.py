@@ -198,14 +198,6 @@ class DemoteToDebug(logging.Filter):
 
 # --- formats ----------------------------------------------------------------------------
 
-LOG_FORMATS = ("text", "json")
-
-
-def default_log_format(django_env: str) -> str:
-    """JSON where machines read the logs (production), one readable line elsewhere; `make
-    run` asks this too, to leave the time and process name to the text lines."""
-    return "json" if django_env == "production" else "text"
-
 
 class JsonFormatter(_JsonFormatter):
     """One JSON object a line: level, logger, message, UTC ISO time and every ``extra``."""

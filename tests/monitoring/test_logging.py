@@ -20,6 +20,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import AsyncClient, Client
 
+from algotrader.processes import log_format
 from execution import services as execution_services
 from execution.tasks import execute_buy_task
 from monitoring.events import Event
@@ -322,6 +323,14 @@ def run_celery_process(**env: str) -> list[str]:
     )
     assert run.returncode == 0, run.stderr
     return run.stdout.splitlines()
+
+
+def test_the_format_is_json_in_production_and_text_elsewhere_unless_log_format_says():
+    assert log_format({"DJANGO_ENV": "production"}) == "json"
+    assert log_format({"DJANGO_ENV": "development", "LOG_FORMAT": ""}) == "text"
+    assert log_format({"DJANGO_ENV": "production", "LOG_FORMAT": "text"}) == "text"
+    with pytest.raises(ValueError, match="LOG_FORMAT must be one of text, json"):
+        log_format({"LOG_FORMAT": "xml"})
 
 
 @pytest.mark.slow
