@@ -256,6 +256,10 @@ class TextFormatter(logging.Formatter):
         super().__init__()
         self.process = process_name()
 
+    def formatException(self, ei: Any) -> str:
+        """Redacted here too, for a record whose traceback was not formatted when it was made."""
+        return redact_text(super().formatException(ei))
+
     def format(self, record: logging.LogRecord) -> str:
         fields = vars(record)
         extra = [name for name in _TEXT_IDS if name in fields]
