@@ -35,7 +35,7 @@ from algotrader.devservers import (
     redis_start,
     say,
 )
-from algotrader.processes import ROOT, ProcessGroup, honcho_concurrency, manage
+from algotrader.processes import ROOT, ProcessGroup, honcho_concurrency, log_format, manage
 
 GENERATED = {
     "SECRET_KEY": lambda: secrets.token_urlsafe(50),
@@ -148,6 +148,8 @@ def run(root: Path) -> int:
     run_dir = root / (env.get("RUN_DIR") or "var")
     try:
         concurrency = honcho_concurrency(env)
+        # Text log lines carry their own time and process name; JSON ones need honcho's.
+        concurrency += ["--no-prefix"] if log_format(env) == "text" else []
     except ValueError as error:
         say(f"{error}: fix it in .env.")
         return 1

@@ -108,6 +108,20 @@ def honcho_concurrency(env: Mapping[str, str] | None = None) -> list[str]:
     return ["-c", ",".join(f"{name}={count}" for name, count in procfile_formation(env).items())]
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def log_format(env: Mapping[str, str] | None = None) -> str:
+    """The format every process logs in: ``LOG_FORMAT``, else JSON in production (for a log
+    pipeline) and one readable text line elsewhere. The settings read it, and `make run`
+    leaves the time and process name to the text lines instead of honcho's prefix."""
+    env = os.environ if env is None else env
+    chosen = env.get("LOG_FORMAT") or ("json" if env.get("DJANGO_ENV") == "production" else "text")
+    if chosen not in LOG_FORMATS:
+        raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {chosen!r}")
+    return chosen
+
+
 def procfile_instances(process: str, env: Mapping[str, str] | None = None) -> list[tuple[str, list[str]]]:
     """``(name, command)`` of each instance of ``process`` the formation runs, named and
     expanded as honcho does (``worker.1``, ``worker.2``; ``HONCHO_PROCESS_NAME`` set)."""

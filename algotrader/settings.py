@@ -16,7 +16,8 @@ import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django_guid.integrations import CeleryIntegration
-from pythonjsonlogger.core import RESERVED_ATTRS
+
+from algotrader.processes import log_format
 
 # Lets generic Django classes be subscripted (``ModelAdmin[Strategy]``) at run time.
 django_stubs_ext.monkeypatch()
@@ -483,13 +484,19 @@ CELERY_BEAT_SCHEDULE["monitoring: beat heartbeat"] = {
     "options": {"expire_seconds": BEAT_HEARTBEAT_SECONDS},
 }
 
-# --- Logging: JSON lines on stdout, secrets redacted, ids on every line -------------
+# --- Logging: one line per record on stdout, secrets redacted, ids on every line --------
 # Every process (web, workers, beat, listener, tick consumer, flower) logs through this:
 # Celery and flower adopt it (algotrader.celery), uvicorn's own loggers are routed here.
 # A line carries the request id (django-guid: X-Request-ID, passed on to the tasks the
-# request enqueues) and the strategy/order ids of the work in progress (log_context).
+# request enqueues), the id of the Celery task it runs in and the strategy/order ids of
+# the work in progress (log_context). LOG_FORMAT: json (production's default: one object
+# a line, for a log pipeline) or text (elsewhere: one readable line, for a terminal).
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+try:
+    LOG_FORMAT = log_format(os.environ)
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from error
 DJANGO_GUID = {
     "GUID_HEADER_NAME": "X-Request-ID",
     "VALIDATE_GUID": True,  # a client's id is kept only if it is a UUID: nothing else reaches the logs
@@ -502,21 +509,19 @@ LOGGING = {
     "filters": {
         "redact": {"()": "monitoring.logging.RedactSecretsFilter"},
         "context": {"()": "monitoring.logging.LogContextFilter"},
+        # Beat's line for every task it sends (the sweeper, settlement, the heartbeat:
+        # several every few seconds) goes to DEBUG; its start-up lines stay at INFO.
+        "beat_sends_at_debug": {"()": "monitoring.logging.DemoteToDebug", "prefix": "Scheduler: Sending due task"},
     },
     "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(levelname)s %(name)s %(message)s",
-            "rename_fields": {"levelname": "level", "name": "logger"},
-            "timestamp": "time",  # ISO 8601 in UTC
-            "reserved_attrs": [*RESERVED_ATTRS, "_text_redacted"],
-        },
+        "json": {"()": "monitoring.logging.JsonFormatter"},
+        "text": {"()": "monitoring.logging.TextFormatter"},
     },
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "formatter": "json",
+            "formatter": LOG_FORMAT,
             "filters": ["context", "redact"],
         },
     },
@@ -533,6 +538,7 @@ LOGGING = {
         # history, and a task that fails is still logged (ERROR).
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
+        "celery.beat": {"filters": ["beat_sends_at_debug"]},
         # uvicorn configures its own text handlers before Django starts: replaced here.
         "uvicorn": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
         "uvicorn.error": {"level": "INFO"},

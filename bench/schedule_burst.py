@@ -233,7 +233,14 @@ class Bench:
         PeriodicTasks.update_changed()
 
     def start_stack(self, body: str) -> None:
-        env = {**os.environ, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", "BENCH_TASK_BODY": body}
+        # JSON lines, as in production: log_times reads their times.
+        env = {
+            **os.environ,
+            "LOG_LEVEL": "INFO",
+            "LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+            "BENCH_TASK_BODY": body,
+        }
         orders_workers = orders_worker_commands(hostname=self.worker_name, env=env)
         commands = {
             **orders_workers,
@@ -245,7 +252,8 @@ class Bench:
             self.processes[name] = subprocess.Popen(
                 command,
                 cwd=ROOT,
-                env=env,
+                # Beat logs each task it sends at DEBUG: the per-strategy series times its sends.
+                env={**env, "LOG_LEVEL": "DEBUG"} if name == "beat" else env,
                 stdout=self.series_logs[name].open("wb"),
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -1,17 +1,28 @@
 """Logging for every process: one redaction of secrets applied to every record whatever
 handler writes it (values under secret-looking keys in ``extra`` and ``%`` arguments are
 masked, and credential shapes (bearer tokens, JWTs, Kite ``token key:secret`` headers,
-``secret=...`` pairs) inside messages), and the ids of what a line concerns (the HTTP
-request, the strategy, the order) added from context to each line."""
+``secret=...`` pairs) inside messages), the ids of what a line concerns (the HTTP
+request, the Celery task, the strategy, the order) added from context to each line, and
+the two formats a line is written in: JSON for production, one readable line for a
+person at a terminal (``LOG_FORMAT``)."""
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
+import os
 import re
+import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from celery import current_task
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 MASK = "[redacted]"
 
@@ -141,8 +152,9 @@ def log_context(**ids: Any) -> Iterator[None]:
 
 
 class LogContextFilter(logging.Filter):
-    """Adds the context's ids and the request id (django-guid's, which its Celery
-    integration carries into the tasks a request enqueues) unless the line sets its own."""
+    """Adds the context's ids, the request id (django-guid's, which its Celery integration
+    carries into the tasks a request enqueues) and the id of the Celery task being run,
+    unless the line sets its own."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for name, value in (_CONTEXT.get() or {}).items():
@@ -151,6 +163,10 @@ class LogContextFilter(logging.Filter):
         request_id = _request_id()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
+        if current_task and not hasattr(record, "task_id"):
+            task_id = current_task.request.id
+            if task_id is not None:
+                record.task_id = task_id
         return True
 
 
@@ -158,3 +174,109 @@ def _request_id() -> str | None:
     from django_guid import get_guid
 
     return get_guid()
+
+
+# --- routine lines below INFO ---------------------------------------------------------
+
+
+class DemoteToDebug(logging.Filter):
+    """Lowers one routine INFO line of a library's logger to DEBUG (on that logger, as a
+    logger filter): beat's "Scheduler: Sending due task", several lines every few seconds,
+    would drown its start-up and shutdown lines, which keep their level. Shown again with
+    ``LOG_LEVEL=DEBUG``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not str(record.msg).startswith(self.prefix):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+# --- formats ----------------------------------------------------------------------------
+
+
+class JsonFormatter(_JsonFormatter):
+    """One JSON object a line: level, logger, message, UTC ISO time and every ``extra``."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+            reserved_attrs=[*RESERVED_ATTRS, "_text_redacted"],
+        )
+
+    def formatException(self, ei: Any) -> str:
+        """Redacted, as the record's own copy (``exc_text``) is: this formatter formats the
+        traceback afresh, so a secret in an exception's message reached the JSON line."""
+        return redact_text(str(super().formatException(ei)))
+
+
+# The ids first, in this order; the other scalar ``extra`` fields follow as logged.
+_TEXT_IDS = ("event", "request_id", "task_id", "strategy_id", "order_id", "user_id")
+# Carried by the JSON line, noise on a terminal: uvicorn's coloured copy of the message,
+# and an event's name, category and row id next to its code.
+_TEXT_SKIPPED = frozenset({"color_message", "event_name", "category", "event_id"})
+_CELERY_COMMANDS = ("worker", "beat", "flower")
+
+
+def process_name(argv: list[str] | None = None) -> str:
+    """The Procfile name honcho gives the process (``worker.2``), else the program's
+    (``beat`` for ``celery beat``, ``migrate`` for ``manage.py migrate``)."""
+    name = os.environ.get("HONCHO_PROCESS_NAME")
+    if name:
+        return name
+    argv = sys.argv if argv is None else argv
+    program = Path(argv[0]).stem if argv and argv[0] else "python"
+    if program == "__main__":  # python -m package
+        program = Path(argv[0]).parent.name
+    if program == "celery":
+        return next((arg for arg in argv[1:] if arg in _CELERY_COMMANDS), program)
+    if program == "manage" and len(argv) > 1:
+        return argv[1]
+    return program
+
+
+def _text_value(value: object) -> str:
+    text = str(value)
+    return json.dumps(text) if not text or any(c.isspace() or c in '"=' for c in text) else text
+
+
+class TextFormatter(logging.Formatter):
+    """``HH:MM:SS.mmm process LEVEL message key=value...`` (UTC, as the JSON lines): the
+    ids a JSON line carries (event code, request, task, strategy, order, user) and its
+    other plain fields; dicts and lists stay in the JSON lines. The traceback follows on
+    lines of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.process = process_name()
+
+    def formatException(self, ei: Any) -> str:
+        """Redacted here too, for a record whose traceback was not formatted when it was made."""
+        return redact_text(super().formatException(ei))
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = vars(record)
+        extra = [name for name in _TEXT_IDS if name in fields]
+        extra += [name for name in fields if name not in _RESERVED and name not in _TEXT_SKIPPED and name not in extra]
+        pairs = " ".join(
+            f"{name}={_text_value(fields[name])}"
+            for name in extra
+            if isinstance(fields[name], (str, int, float)) and fields[name] != ""
+        )
+        stamp = time.strftime("%H:%M:%S", time.gmtime(record.created))
+        line = f"{stamp}.{int(record.msecs):03d} {self.process:<11} {record.levelname:<5} {record.getMessage()}"
+        if pairs:
+            line = f"{line}  {pairs}"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line = f"{line}\n{record.exc_text}"
+        if record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
+        return line

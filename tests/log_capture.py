@@ -4,17 +4,18 @@ copied onto a buffer, for tests that check what a log line really looks like."""
 import io
 import logging
 
-from monitoring.logging import RedactSecretsFilter
+from monitoring.logging import JsonFormatter, RedactSecretsFilter
 
 
-def project_handler(buffer: io.StringIO) -> logging.Handler:
+def project_handler(buffer: io.StringIO, formatter: logging.Formatter | None = None) -> logging.Handler:
+    """JSON lines (production's format, whatever LOG_FORMAT this run has) unless told."""
     configured = next(
         handler
         for handler in logging.getLogger().handlers
         if any(isinstance(f, RedactSecretsFilter) for f in handler.filters)
     )
     handler = logging.StreamHandler(buffer)
-    handler.setFormatter(configured.formatter)
+    handler.setFormatter(formatter or JsonFormatter())
     for log_filter in configured.filters:
         handler.addFilter(log_filter)
     return handler

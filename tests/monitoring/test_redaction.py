@@ -1,10 +1,12 @@
-"""No secret survives the logging filter, whatever shape it is logged in."""
+"""No secret survives the logging filter, whatever shape it is logged in and whichever
+format (text or JSON) writes the line."""
 
+import io
 import logging
 
 import pytest
 
-from monitoring.logging import MASK, RedactSecretsFilter
+from monitoring.logging import MASK, JsonFormatter, RedactSecretsFilter, TextFormatter
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiMSJ9.c2lnbmF0dXJlLXZhbHVl"
 
@@ -70,3 +72,30 @@ def test_secret_words_are_recognised_in_any_case(message, secret):
     record = filtered(message)
 
     assert secret not in record.getMessage()
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter, JsonFormatter], ids=["text", "json"])
+def test_no_secret_reaches_a_line_in_either_format(formatter):
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(formatter())
+    handler.addFilter(RedactSecretsFilter())
+    logger = logging.getLogger("tests.redaction.formats")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning(f"Authorization: Bearer {JWT}")
+        logger.warning("POST /session/token api_secret=%s", "s3cr3tValue123")
+        logger.warning("session", extra={"access_token": "acc3ssTok3nValue", "note": "password=hunter2hunter2"})
+        try:
+            raise RuntimeError("Kite refused token kitekey123:tracebackTok3n")
+        except RuntimeError:
+            logger.exception("login failed")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+    output = buffer.getvalue()
+    for secret in (JWT, "s3cr3tValue123", "acc3ssTok3nValue", "hunter2hunter2", "tracebackTok3n"):
+        assert secret not in output, output
+    assert output.count(MASK) >= 5 and "RuntimeError" in output

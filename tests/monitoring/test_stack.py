@@ -52,6 +52,7 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict[str, str]]:
         "STOPLOSS_CONCURRENCY": "1",
         "BEAT_HEARTBEAT_SECONDS": "2",
         "READY_HEARTBEAT_MAX_AGE_SECONDS": "20",
+        "LOG_FORMAT": "json",  # production's format, whose every line must parse
     }
     empty_env_file = tmp_path / "empty.env"
     empty_env_file.write_text("")
