@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 import redis
+from celery.signals import worker_ready
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
@@ -559,3 +560,13 @@ def _recover_quietly(trigger: Trigger, detail: dict[str, Any]) -> None:
         logger.exception("recovery failed", extra={"trigger": str(trigger)})
     finally:
         close_old_connections()
+
+
+@worker_ready.connect
+def recover_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
+    """Recovery (X1, X4) at every worker start, then the watch for a Redis flush; on a
+    thread of the worker's main process, so the worker consumes at once."""
+    queues = sorted(app.amqp.queues.consume_from) if app.amqp.queues.consume_from else []
+    recovery_watch_start(
+        trigger=Trigger.WORKER_START, detail={"worker": getattr(sender, "hostname", ""), "queues": queues}
+    )

@@ -17,6 +17,8 @@ from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from algotrader.celery import task_send
+from algotrader.queues import TaskName
 from algotrader.users.models import User
 from monitoring import transports
 from monitoring.events import Event
@@ -401,11 +403,9 @@ def alerts_resolve(*, kinds: Sequence[str], key: str, resolution: str = "") -> l
 
 
 def _notify_after_commit(alert_id: int) -> None:
-    from monitoring.tasks import alert_notify_task  # the tasks module imports these services
-
     # robust: a Celery broker that is down must not fail the committed caller; the
     # periodic sweep (alerts_notify_pending_task) delivers what could not be enqueued.
-    transaction.on_commit(lambda: alert_notify_task.delay(alert_id), robust=True)
+    transaction.on_commit(lambda: task_send(TaskName.ALERT_NOTIFY, args=(alert_id,)), robust=True)
 
 
 def alert_notify(*, alert_id: int) -> list[TransportError]:
@@ -449,13 +449,7 @@ def alert_notify(*, alert_id: int) -> list[TransportError]:
 
 
 # Order tasks whose first argument is a strategy id: their crash is a strategy crash.
-STRATEGY_TASKS = frozenset(
-    {
-        "execution.tasks.execute_buy_task",
-        "execution.tasks.execute_sell_task",
-        "execution.tasks.execute_stoploss_task",
-    }
-)
+STRATEGY_TASKS = frozenset({TaskName.EXECUTE_BUY, TaskName.EXECUTE_SELL, TaskName.EXECUTE_STOPLOSS})
 
 
 def task_failure_alert(*, task_name: str, args: list[Any], error: BaseException | None) -> Alert | None:

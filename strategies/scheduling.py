@@ -20,15 +20,15 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask, PeriodicTasks
 
-from algotrader.celery import app
-from algotrader.queues import CeleryQueue
+from algotrader.celery import app, task_send
+from algotrader.queues import TaskName, queue_for
 from monitoring.events import Event
 from monitoring.services import Emission, alert_raise, emit, emit_many
 from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
 
-SLOT_TASK = "strategies.tasks.fire_slot_task"
+SLOT_TASK = TaskName.FIRE_SLOT
 SLOT_PREFIX = "strategy slot "
 # Strategies claimed, recorded and enqueued per transaction: small enough that the first
 # BUYs reach the workers within milliseconds of the slot, large enough to batch the writes.
@@ -266,12 +266,10 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
     inside the claim's transaction, which then rolls back as before."""
     if not to_send:
         return
-    from execution.tasks import execute_buy_task, execute_sell_task
-
     with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
         # The orders queue declared once a batch, not looked up, copied and bound again for
         # every message (kombu's maybe_declare: a tenth of the fan-out's CPU).
-        producer.maybe_declare(app.amqp.queues[CeleryQueue.ORDERS.value])
+        producer.maybe_declare(app.amqp.queues[queue_for(TaskName.EXECUTE_BUY).value])
         for strategy_id, fire_at in to_send:
             # No publish retries: in a batch a publish only buffers, and the flush is not
             # retried (a retried pipeline could enqueue twice). The reprs Flower shows are
@@ -279,8 +277,9 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
             if side is Side.BUY:
                 # Past its grace window a queued BUY is dropped by the worker (and alerted).
                 expires = fire_at + timedelta(seconds=settings.BUY_GRACE_SECONDS)
-                execute_buy_task.apply_async(
-                    (strategy_id,),
+                task_send(
+                    TaskName.EXECUTE_BUY,
+                    args=(strategy_id,),
                     producer=producer,
                     expires=expires,
                     retry=False,
@@ -288,9 +287,10 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
                 )
             else:
                 expires = fire_at + timedelta(seconds=settings.SELL_EXPIRES_SECONDS)
-                execute_sell_task.apply_async(
-                    (strategy_id,),
-                    {"reason": Strategy.ExitReason.SELL.value},
+                task_send(
+                    TaskName.EXECUTE_SELL,
+                    args=(strategy_id,),
+                    kwargs={"reason": Strategy.ExitReason.SELL.value},
                     producer=producer,
                     expires=expires,
                     retry=False,
@@ -385,10 +385,8 @@ def _lock_slot(instant: datetime) -> None:
 
 def _slot_ensure(instant: datetime, *, now: datetime) -> None:
     if instant <= now:
-        from strategies.tasks import fire_slot_task
-
         # Already due (a start or move at the last moment): fan out now, not at beat's next look.
-        fire_slot_task.apply_async((_iso(instant),), expires=settings.BUY_GRACE_SECONDS)
+        task_send(TaskName.FIRE_SLOT, args=(_iso(instant),), expires=settings.BUY_GRACE_SECONDS)
         return
     with transaction.atomic():
         _lock_slot(instant)
@@ -402,12 +400,12 @@ def _slot_ensure(instant: datetime, *, now: datetime) -> None:
                 clocked=ClockedSchedule.objects.create(clocked_time=instant),
                 one_off=True,
                 args=json.dumps([_iso(instant)]),
-                queue=CeleryQueue.SCHEDULER.value,
+                queue=queue_for(SLOT_TASK).value,
                 expire_seconds=settings.BUY_GRACE_SECONDS,
                 description="BUY/SELL slot: fans out to every strategy due at this instant.",
             )
         task.enabled = True
-        task.queue = CeleryQueue.SCHEDULER.value  # a slot made before the fan-outs had their worker
+        task.queue = queue_for(SLOT_TASK).value  # a slot made before the fan-outs had their worker
         task.no_changes = True  # beat is told after the commit, below
         task.save()
     _tell_beat()

@@ -15,15 +15,17 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from algotrader import redis_keys
+from algotrader.celery import task_send
 from algotrader.exceptions import ValidationFailed
+from algotrader.queues import TaskName
 from algotrader.users.models import User
 from brokers.selectors import broker_account_get
-from execution import tasks as execution_tasks  # a module: execution imports these services back
 from market.stoploss_index import stoploss_move
 from monitoring.events import Event
 from monitoring.services import emit
@@ -262,7 +264,12 @@ def strategy_stop(*, user: User, strategy_id: int, keep_position: bool = False) 
     scheduling.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)
     if exit_position:
-        execution_tasks.execute_sell_task.delay(strategy.pk, reason=Strategy.ExitReason.STOP.value)
+        task_send(
+            TaskName.EXECUTE_SELL,
+            args=(strategy.pk,),
+            kwargs={"reason": Strategy.ExitReason.STOP.value},
+            expires=settings.SELL_EXPIRES_SECONDS,
+        )
     return strategy
 
 
