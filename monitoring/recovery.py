@@ -29,10 +29,11 @@ from typing import Any
 import redis
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import close_old_connections
 from django.utils import timezone
 
 from algotrader import redis_keys
+from algotrader.advisory_locks import lock_held, session_lock
 from algotrader.celery import app
 from algotrader.redis_client import get_redis
 from monitoring.events import Event
@@ -199,40 +200,15 @@ def _step(report: Recovery, name: str, run: Any) -> int:
 
 @contextmanager
 def _recovery_lock(*, wait: bool) -> Iterator[bool]:
-    """A PostgreSQL session advisory lock (freed if the process dies), not a Redis one:
-    a flush must not free it under a running recovery."""
-    deadline = time.monotonic() + (_LOCK_WAIT_SECONDS if wait else 0)
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, 0)", [_LOCK_SPACE])
-            (held,) = cursor.fetchone()
-        if held or time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
-    try:
-        yield bool(held)
-    finally:
-        if held:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, 0)", [_LOCK_SPACE])
-            except DatabaseError:
-                connection.close()  # closing the session frees the lock
-                raise
+    """A PostgreSQL session lock (freed if the process dies), not a Redis one: a flush
+    must not free it under a running recovery."""
+    with session_lock(_LOCK_SPACE, wait_seconds=_LOCK_WAIT_SECONDS if wait else 0) as held:
+        yield held
 
 
 def recovery_running() -> bool:
-    """Whether some process holds the recovery lock now (read from ``pg_locks``,
-    never by trying the lock, which would make a recovery starting at that moment skip)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = %s AND objid = 0 AND objsubid = 2 AND database ="
-            " (SELECT oid FROM pg_database WHERE datname = current_database()))",
-            [_LOCK_SPACE],
-        )
-        (running,) = cursor.fetchone()
-    return bool(running)
+    """Whether some process holds the recovery lock now."""
+    return lock_held(_LOCK_SPACE)
 
 
 # --- Redis from the database -------------------------------------------------------------

@@ -15,11 +15,12 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask, PeriodicTasks
 
+from algotrader.advisory_locks import session_lock, transaction_lock
 from algotrader.celery import app, task_send
 from algotrader.queues import TaskName, queue_for
 from monitoring.events import Event
@@ -160,23 +161,12 @@ def _anything_due(cutoff: datetime) -> bool:
 
 @contextmanager
 def _fan_out_lock() -> Iterator[bool]:
-    """One fan-out at a time (a PostgreSQL session advisory lock, freed if the worker
-    dies). Two at once would only split the same publishing work between two worker
-    processes, leaving none to start the BUYs already enqueued; a slot or sweep that finds
-    the lock taken returns at once, and the holder looks again after releasing it."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, 0)", [_FAN_OUT_LOCK_SPACE])
-        (held,) = cursor.fetchone()
-    try:
-        yield bool(held)
-    finally:
-        if held:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, 0)", [_FAN_OUT_LOCK_SPACE])
-            except DatabaseError:
-                connection.close()  # a lock left held would stop every later fan-out; closing frees it
-                raise
+    """One fan-out at a time (a session lock, freed if the worker dies). Two at once would
+    only split the same publishing work between two worker processes, leaving none to
+    start the BUYs already enqueued; a slot or sweep that finds the lock taken returns at
+    once, and the holder looks again after releasing it."""
+    with session_lock(_FAN_OUT_LOCK_SPACE) as held:
+        yield held
 
 
 def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport) -> int:
@@ -379,8 +369,7 @@ def _pending_instants(strategy: Strategy) -> set[datetime]:
 def _lock_slot(instant: datetime) -> None:
     """Serialize creating and deleting one slot: without it a STOP could delete a slot
     that a concurrent START has just found and relied on."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SLOT_LOCK_SPACE, int(instant.timestamp()) % 2**31])
+    transaction_lock(_SLOT_LOCK_SPACE, int(instant.timestamp()) % 2**31)
 
 
 def _slot_ensure(instant: datetime, *, now: datetime) -> None:
