@@ -159,8 +159,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 # A prefork pool process that dies (the stop-loss worker's) has its task redelivered at
 # once. The orders worker's threads die only with the whole worker: its unacknowledged
-# tasks wait for the visibility timeout, and settlement runs their fired BUYs (after
-# BUY_RESCUE_AFTER_SECONDS) and SELLs meanwhile, each once (tests/execution/
+# tasks wait for the visibility timeout, and settlement runs their fired BUYs and SELLs
+# (after LOST_TASK_AFTER_SECONDS) meanwhile, each once (tests/execution/
 # test_orders_worker_burst.py kills it with BUYs in flight).
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -222,9 +222,10 @@ if not (
     0 <= EXIT_RETRY_FIRST_DELAY_SECONDS <= EXIT_RETRY_MAX_DELAY_SECONDS_STOPLOSS <= EXIT_RETRY_MAX_DELAY_SECONDS_SELL
 ):
     raise ImproperlyConfigured("EXIT_RETRY_*: first delay <= stop-loss cap <= SELL cap")
-# A BUY fired (T1) with no order this long after, still within its grace, lost its task
-# (a worker killed before the claim): settlement runs it; the claim lets one through.
-BUY_RESCUE_AFTER_SECONDS = env.float("BUY_RESCUE_AFTER_SECONDS", default=10.0)
+# A BUY (still within its grace) or SELL fired this long ago whose task never claimed it
+# lost its task (a worker killed, a queue flushed): settlement runs it, and so does a
+# recovery; the claim lets one through.
+LOST_TASK_AFTER_SECONDS = env.float("LOST_TASK_AFTER_SECONDS", default=10.0)
 # Orders a second per broker account, by adapter kind, shared by every worker (Kite
 # allows 10); ORDER_RATE_STOPLOSS_RESERVE of them only stop-losses may use.
 ORDER_RATE_LIMITS = {"kite": env.int("ORDER_RATE_KITE", default=10), "paper": env.int("ORDER_RATE_PAPER", default=50)}

@@ -66,10 +66,10 @@ def main() -> None:
         DJANGO_SETTINGS_MODULE="algotrader.settings",
         LOG_LEVEL="WARNING",  # this process only; the worker and beat log as in production
         BUY_GRACE_SECONDS=str(args.buy_grace_seconds),
-        # With the no-op body no BUY writes an order, so after BUY_RESCUE_AFTER_SECONDS
+        # With the no-op body no BUY writes an order, so after LOST_TASK_AFTER_SECONDS
         # settlement took every fired strategy for a lost BUY and ran it for real inside the
         # orders worker, in the middle of the measurement.
-        BUY_RESCUE_AFTER_SECONDS=str(args.buy_grace_seconds),
+        LOST_TASK_AFTER_SECONDS=str(args.buy_grace_seconds),
     )
     if args.redis_url.rsplit("/", 1)[-1] in {"", "0"}:
         sys.exit("--redis-url must name a Redis database of the benchmark's own (it is flushed)")

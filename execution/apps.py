@@ -7,4 +7,4 @@ class ExecutionConfig(AppConfig):
 
     def ready(self) -> None:
         # Django's documented place to connect receivers: the app registry is ready here.
-        from monitoring import recovery  # noqa: F401 - connects the worker-start recovery
+        from execution.recovery import watch  # noqa: F401 - connects the start recoveries

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from algotrader.queues import TaskName
 from execution import services
-from execution.services import recovery
+from execution.recovery import settlement
 from monitoring.logging import log_context
 
 
@@ -56,4 +56,4 @@ def follow_order_task(
 
 @shared_task(name=TaskName.SETTLE_ORDERS.value, acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)
 def settle_orders_task() -> None:
-    recovery.orders_settle_interrupted()
+    settlement.orders_settle_interrupted()

@@ -11,7 +11,7 @@ from celery.signals import task_revoked
 from algotrader.queues import TaskName
 from strategies import scheduling
 
-ORDER_TASK_SIDES = {
+ORDER_TASK_SIDES: dict[str, scheduling.Side] = {
     TaskName.EXECUTE_BUY: scheduling.Side.BUY,
     TaskName.EXECUTE_SELL: scheduling.Side.SELL,
 }

@@ -15,9 +15,10 @@ from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
+from execution.recovery.system import Trigger
+from execution.recovery.watch import recovery_watch, runtime_intact
 from market.stoploss_index import stoploss_armed
 from monitoring.models import EventLog
-from monitoring.recovery import Trigger, recovery_watch, runtime_intact
 from strategies.models import Strategy
 from tests.strategies.factories_scheduling import strategy_create
 

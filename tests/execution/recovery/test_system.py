@@ -21,12 +21,14 @@ from algotrader.redis_client import get_redis
 from brokers.adapters.base import OrderRequest, Side
 from brokers.adapters.paper import PaperAdapter
 from execution.models import Order
+from execution.recovery import system as recovery
+from execution.recovery.runtime import runtime_rebuild
+from execution.recovery.system import Trigger, system_recover
+from execution.recovery.watch import runtime_intact
 from execution.services import locks
 from execution.services.orders import order_create
 from market.stoploss_index import stoploss_armed
-from monitoring import recovery
 from monitoring.models import EventLog
-from monitoring.recovery import Trigger, runtime_intact, runtime_rebuild, system_recover
 from strategies import runtime, scheduling
 from strategies.models import Strategy
 from tests.strategies.factories_scheduling import strategy_create

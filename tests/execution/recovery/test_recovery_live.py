@@ -40,7 +40,7 @@ from tests.brokers import kite_sim_fixtures
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INFY = "NSE:INFY"
 HELD = 2  # strategies that buy through the workers at the start of the session
 
