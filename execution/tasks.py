@@ -11,6 +11,8 @@ from algotrader.queues import TaskName
 from execution import services
 from execution.recovery import settlement
 from monitoring.logging import log_context
+from monitoring.services import strategy_tasks_register
+from strategies.models import Strategy
 
 
 @shared_task(name=TaskName.EXECUTE_BUY.value, acks_late=True, expires=settings.BUY_GRACE_SECONDS)
@@ -57,3 +59,13 @@ def follow_order_task(
 @shared_task(name=TaskName.SETTLE_ORDERS.value, acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)
 def settle_orders_task() -> None:
     settlement.orders_settle_interrupted()
+
+
+def _strategy_with_owner(strategy_id: int) -> Strategy | None:
+    return Strategy.objects.select_related("owner").filter(pk=strategy_id).first()
+
+
+# A crash of these (their first argument is a strategy id) is a strategy crash alert.
+strategy_tasks_register(
+    names=(TaskName.EXECUTE_BUY, TaskName.EXECUTE_SELL, TaskName.EXECUTE_STOPLOSS), reader=_strategy_with_owner
+)

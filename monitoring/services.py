@@ -9,9 +9,9 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from algotrader.celery import task_send
 from algotrader.queues import TaskName
-from algotrader.users.models import User
 from monitoring import transports
 from monitoring.events import Event
 from monitoring.logging import redact_text
@@ -27,16 +26,37 @@ from monitoring.metrics import EVENTS
 from monitoring.models import Alert, EventLog
 from monitoring.transports import TransportError
 
-if TYPE_CHECKING:
-    from execution.models import Order
-    from strategies.models import Strategy
-
 logger = logging.getLogger("algotrader.events")
 
 PUSH_CONCURRENCY = 32
 # Batches waiting for the pusher beyond which new ones are dropped (Redis down or far behind).
 PUSH_BACKLOG_LIMIT = 10_000
 EXIT_FLUSH_SECONDS = 2.0
+
+
+class UserRef(Protocol):
+    """A user, as events need one: monitoring sits below the apps that own the models."""
+
+    @property
+    def pk(self) -> Any: ...
+
+
+class StrategyRef(Protocol):
+    """A strategy, as events need one: its id and its owner's."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def owner_id(self) -> int: ...
+
+
+class OrderRef(Protocol):
+    """An order, as events need one: its id and its strategy's."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def strategy_id(self) -> int: ...
 
 
 def user_group(user_id: int) -> str:
@@ -172,9 +192,9 @@ class Emission:
 def emit(
     event: Event,
     *,
-    user: User | None = None,
-    strategy: "Strategy | None" = None,
-    order: "Order | None" = None,
+    user: UserRef | None = None,
+    strategy: StrategyRef | None = None,
+    order: OrderRef | None = None,
     message: str = "",
     payload: dict[str, Any] | None = None,
 ) -> EventLog:
@@ -226,8 +246,8 @@ def error_log(
     source: str,
     error: BaseException | str,
     message: str = "",
-    strategy: "Strategy | None" = None,
-    order: "Order | None" = None,
+    strategy: StrategyRef | None = None,
+    order: OrderRef | None = None,
     payload: dict[str, Any] | None = None,
 ) -> EventLog:
     """L3: a broker or Redis failure that was caught and handled (retried, degraded, left
@@ -311,17 +331,16 @@ def alert_raise(
     key: str,
     message: str,
     severity: str = Alert.Severity.CRITICAL,
-    user: User | None = None,
-    strategy: "Strategy | None" = None,
-    order: "Order | None" = None,
+    user: UserRef | None = None,
+    strategy: StrategyRef | None = None,
+    order: OrderRef | None = None,
     payload: dict[str, Any] | None = None,
 ) -> Alert | None:
     """Open the incident (``kind``, ``key``) and record its L4 (the user's timeline and
     WebSocket when a user is concerned); operators are told after commit by a task.
     Returns None, and records nothing, if that incident is already open: the partial
     unique constraint decides between racing processes, so an incident is sent once."""
-    if strategy is not None and user is None:
-        user = strategy.owner
+    user_id = user.pk if user is not None else (strategy.owner_id if strategy is not None else None)
     details = payload or {}
     with transaction.atomic():
         try:
@@ -330,8 +349,8 @@ def alert_raise(
                     kind=kind,
                     key=key[:200],
                     severity=severity,
-                    user=user,
-                    strategy=strategy,
+                    user_id=user_id,
+                    strategy_id=strategy.pk if strategy is not None else None,
                     message=redact_text(message)[:500],
                     payload=details,
                 )
@@ -448,20 +467,27 @@ def alert_notify(*, alert_id: int) -> list[TransportError]:
     return failures
 
 
-# Order tasks whose first argument is a strategy id: their crash is a strategy crash.
-STRATEGY_TASKS = frozenset({TaskName.EXECUTE_BUY, TaskName.EXECUTE_SELL, TaskName.EXECUTE_STOPLOSS})
+# Tasks whose crash is a strategy crash (their first argument is a strategy id), each with
+# how to read that strategy: registered by the app that owns the tasks (execution), which
+# monitoring, the bottom layer, does not import.
+StrategyReader = Callable[[int], StrategyRef | None]
+_strategy_tasks: dict[str, StrategyReader] = {}
+
+
+def strategy_tasks_register(*, names: Iterable[str], reader: StrategyReader) -> None:
+    for name in names:
+        _strategy_tasks[name] = reader
 
 
 def task_failure_alert(*, task_name: str, args: list[Any], error: BaseException | None) -> Alert | None:
     """A task ended by an exception. An order task's is a strategy crash (its order, if
     any, is settled by recovery; its position may need an operator); any other task's is
     one incident per task until an operator resolves it."""
-    from strategies.models import Strategy
-
     described = redact_text(f"{type(error).__name__}: {error}")[:300] if error is not None else "unknown error"
     short = task_name.rsplit(".", 1)[-1]
-    if task_name in STRATEGY_TASKS and args and isinstance(args[0], int):
-        strategy = Strategy.objects.select_related("owner").filter(pk=args[0]).first()
+    reader = _strategy_tasks.get(task_name)
+    if reader is not None and args and isinstance(args[0], int):
+        strategy = reader(args[0])
         return alert_raise(
             kind="strategy_crash",
             key=f"strategy:{args[0]}",

@@ -26,13 +26,13 @@ from algotrader.exceptions import ValidationFailed
 from algotrader.queues import TaskName
 from algotrader.users.models import User
 from brokers.selectors import broker_account_get
-from market.stoploss_index import stoploss_move
 from monitoring.events import Event
 from monitoring.services import emit
 from strategies import runtime, scheduling
 from strategies.exceptions import InvalidTransition, StrategyNotRunning, StrategyStartFailed
 from strategies.models import Strategy
 from strategies.selectors import strategy_get
+from strategies.stoploss_index import stoploss_move
 from strategies.validation import Plan, validate_plan
 
 logger = logging.getLogger(__name__)

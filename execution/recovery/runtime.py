@@ -132,7 +132,7 @@ def _write(client: redis.Redis, writer: Any, strategies: Iterable[Strategy], ins
         writer(keys=[redis_keys.strategy(strategy.pk)], args=[json.dumps(runtime_fields(strategy))], client=pipe)
         members[instrument].append(strategy.pk)
         if strategy.position == Position.BOUGHT and strategy.stop_trigger_price:
-            # As ``market.stoploss_index.stoploss_arm`` scores it: the trigger as a double.
+            # As ``strategies.stoploss_index.stoploss_arm`` scores it: the trigger as a double.
             stops[instrument][str(strategy.pk)] = float(strategy.stop_trigger_price)
     for instrument, ids in members.items():
         pipe.sadd(redis_keys.symbol_strategies(instrument), *ids)

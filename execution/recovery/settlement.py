@@ -37,8 +37,8 @@ from execution.services.orders import (
     order_settle,
     order_surfaced_check,
 )
-from market.stoploss_index import stoploss_arm
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_arm
 
 logger = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from brokers.kite_sim import KiteSimulator, SimAccount
 from brokers.models import BrokerAccount
 from execution.models import Order
 from execution.services.orders import order_create
-from market.stoploss_index import stoploss_armed
 from monitoring.models import EventLog
 from strategies import runtime, scheduling
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.brokers import kite_sim_fixtures
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create

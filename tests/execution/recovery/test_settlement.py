@@ -14,9 +14,9 @@ from execution.models import Order
 from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import locks, safety
 from execution.services.orders import order_create
-from market.stoploss_index import stoploss_armed
 from monitoring.models import EventLog
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.execution.helpers import orders, paper_book
 
 pytestmark = pytest.mark.django_db

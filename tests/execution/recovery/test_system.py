@@ -27,10 +27,10 @@ from execution.recovery.system import Trigger, system_recover
 from execution.recovery.watch import runtime_intact
 from execution.services import locks
 from execution.services.orders import order_create
-from market.stoploss_index import stoploss_armed
 from monitoring.models import EventLog
 from strategies import runtime, scheduling
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.strategies.factories_scheduling import strategy_create
 from tests.strategies.scheduling_helpers import queued
 

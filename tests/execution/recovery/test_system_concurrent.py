@@ -24,9 +24,9 @@ from execution.models import Order
 from execution.recovery import system as recovery
 from execution.recovery.system import Trigger, system_recover
 from execution.services.orders import order_create
-from market.stoploss_index import stoploss_armed
 from monitoring.models import EventLog
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
 

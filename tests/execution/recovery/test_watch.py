@@ -17,9 +17,9 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from execution.recovery.system import Trigger
 from execution.recovery.watch import recovery_watch, runtime_intact
-from market.stoploss_index import stoploss_armed
 from monitoring.models import EventLog
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.strategies.factories_scheduling import strategy_create
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
