@@ -329,7 +329,7 @@ class Bench:
 
     def slots(self, ids: list[int]) -> dict[str, Any]:
         """The slot scheduler: N strategies START (schedule_strategy each), one slot fires."""
-        from strategies import scheduling
+        from strategies import slots as beat_slots
         from strategies.models import Strategy
 
         for _attempt in range(3):
@@ -344,7 +344,7 @@ class Bench:
             )
             began = time.perf_counter()
             for strategy in list(Strategy.objects.filter(pk__in=ids)):
-                scheduling.schedule_strategy(strategy)
+                beat_slots.schedule_strategy(strategy)
             per_call_ms = (time.perf_counter() - began) * 1000 / len(ids)
             self.start_seconds = max(self.start_seconds, 2 * per_call_ms / 1000)
             if datetime.now(UTC) < scheduled:
@@ -404,7 +404,7 @@ class Bench:
         minutes, so beat holds a few hundred slots), move one strategy's BUY to 1 s ahead:
         when does beat reload, and how late does the moved BUY start?"""
         from bench.hooks import STARTS_KEY
-        from strategies import scheduling
+        from strategies import slots as beat_slots
         from strategies.models import Strategy
 
         first_buy = whole_second(60)
@@ -414,8 +414,8 @@ class Bench:
         # One schedule_strategy per distinct (BUY, SELL) pair makes the same slots as one per
         # strategy (the others find theirs made); the per-call cost is measured with the bursts.
         for strategy in Strategy.objects.filter(pk__in=ids[:spread]):
-            scheduling.schedule_strategy(strategy)
-        slots_in_table = scheduling._slots().filter(enabled=True).count()
+            beat_slots.schedule_strategy(strategy)
+        slots_in_table = beat_slots._slots().filter(enabled=True).count()
         time.sleep(1)
         reloads, skews, calls = [], [], []
         for sample in range(samples):
@@ -424,7 +424,7 @@ class Bench:
             Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=moved_to)
             strategy.refresh_from_db()
             called = time.time()
-            scheduling.reschedule_strategy(strategy)
+            beat_slots.reschedule_strategy(strategy)
             returned = time.time()
             calls.append(returned - called)
             deadline = time.time() + 10

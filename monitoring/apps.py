@@ -14,3 +14,6 @@ class MonitoringConfig(AppConfig):
         install_record_redaction()
         # Python warnings (a library's, Celery's) become log lines too: JSON, not stderr text.
         logging.captureWarnings(True)
+        # Its task_failure receiver (the alert for a crashed task) in every process that runs
+        # tasks, eagerly too; Django's place for receivers, where models may be imported.
+        from monitoring import tasks  # noqa: F401

@@ -28,7 +28,7 @@ from algotrader.users.models import User
 from brokers.selectors import broker_account_get
 from monitoring.events import Event
 from monitoring.services import emit
-from strategies import runtime, scheduling
+from strategies import runtime, slots
 from strategies.exceptions import InvalidTransition, StrategyNotRunning, StrategyStartFailed
 from strategies.models import Strategy
 from strategies.selectors import strategy_get
@@ -160,7 +160,7 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
                 trigger_price=strategy.stop_trigger_price,
             )
         if moved:
-            scheduling.reschedule_strategy(strategy)
+            slots.reschedule_strategy(strategy)
     return strategy
 
 
@@ -208,7 +208,7 @@ def strategy_start(*, user: User, strategy_id: int) -> Strategy:
 
     try:
         runtime.runtime_load(strategy)
-        scheduling.schedule_strategy(strategy)
+        slots.schedule_strategy(strategy)
     except Exception as error:
         logger.exception("strategy start failed after commit", extra={"strategy_id": strategy.pk})
         emit(Event.L3_ERROR_LOGGED, strategy=strategy, message=f"Start failed: {type(error).__name__}")
@@ -227,7 +227,7 @@ def _undo_start(strategy: Strategy) -> None:
     )
     try:
         runtime.runtime_clear(strategy)
-        scheduling.unschedule_strategy(strategy)
+        slots.unschedule_strategy(strategy)
     except Exception:
         logger.exception("cleanup after a failed start failed", extra={"strategy_id": strategy.pk})
 
@@ -261,7 +261,7 @@ def strategy_stop(*, user: User, strategy_id: int, keep_position: bool = False) 
             payload={**_about(strategy), "action": "STOP", "outcome": "STOPPED", "exit": exit_position},
         )
 
-    scheduling.unschedule_strategy(strategy)
+    slots.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)
     if exit_position:
         task_send(
@@ -304,6 +304,6 @@ def strategy_exit(
         if strategy is None or strategy.pk != strategy_id:
             strategy = Strategy.objects.get(pk=strategy_id)
         emit(Event.S5_STRATEGY_EXITED, strategy=strategy, payload={**_about(strategy), "reason": reason})
-    scheduling.unschedule_strategy(strategy)
+    slots.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)
     return True

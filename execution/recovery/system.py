@@ -25,7 +25,7 @@ from execution.recovery.runtime import RuntimeLoaded, queues_declare, runtime_re
 from execution.recovery.settlement import orders_settle_interrupted
 from monitoring.events import Event
 from monitoring.services import emit
-from strategies import scheduling
+from strategies import slots
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def recovery_running() -> bool:
 
 
 def _slots_resync() -> int:
-    return scheduling.slots_resync()
+    return slots.slots_resync()
 
 
 def _orders_settle() -> int:

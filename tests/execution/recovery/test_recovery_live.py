@@ -33,7 +33,7 @@ from brokers.models import BrokerAccount
 from execution.models import Order
 from execution.services.orders import order_create
 from monitoring.models import EventLog
-from strategies import runtime, scheduling
+from strategies import runtime, slots
 from strategies.models import Strategy
 from strategies.stoploss_index import stoploss_armed
 from tests.brokers import kite_sim_fixtures
@@ -176,7 +176,7 @@ class Session:
         self.waiting = self._strategy(timezone.now() + timedelta(hours=1))
         for strategy in [*self.held, self.waiting]:
             runtime.runtime_load(strategy)
-            scheduling.schedule_strategy(strategy)
+            slots.schedule_strategy(strategy)
 
     def leave_a_pending_buy(self) -> Order:
         """A BUY whose worker died after the broker took it: the intent PENDING, the position
