@@ -17,7 +17,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # worker takes its own test database and Redis database (15, 14, 13...). 0 runs serially.
 PYTEST_WORKERS ?= 3
 
-.PHONY: run test test-under-load lint format typecheck migrations-check deploy-check pytest install install-dev browser clean
+.PHONY: run test test-under-load lint importlint format typecheck migrations-check deploy-check pytest install install-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,7 @@ demo: install
 bench: install-dev
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
-test: install-dev lint typecheck migrations-check deploy-check pytest
+test: install-dev lint importlint typecheck migrations-check deploy-check pytest
 
 # `make test` three times in a row in a fresh clone of the committed HEAD (its own .venv),
 # two CPU-burning processes beside it; non-zero if any run fails (docs/testing.md).
@@ -71,6 +71,10 @@ lint: install-dev
 format: install-dev
 	ruff check --fix .
 	ruff format .
+
+# Apps depend one way (docs/architecture.md): the import contracts in .importlinter.
+importlint: install-dev
+	lint-imports
 
 typecheck: install-dev
 	mypy .

@@ -14,8 +14,7 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from algotrader.websocket_auth import JWTAuthMiddleware  # noqa: E402
-from market.routing import channel_routes  # noqa: E402
-from monitoring.routing import websocket_urlpatterns  # noqa: E402
+from market.routing import channel_routes, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -1,14 +1,14 @@
 """The Celery application: configured from Django settings (``CELERY_*``), tasks
-discovered in every app's ``tasks.py``, queues from ``algotrader.queues``."""
+discovered in every app's ``tasks.py``, queues and routes from ``algotrader.queues``."""
 
 import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_ready
+from celery.signals import setup_logging, task_postrun, task_prerun
 from kombu import Exchange, Queue
 
-from algotrader.queues import CeleryQueue
+from algotrader.queues import DEFAULT_QUEUE, TASK_QUEUES, CeleryQueue, TaskName
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "algotrader.settings")
 
@@ -18,14 +18,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # explicit (and shown truthfully in worker banners and Flower); tests/algotrader/
 # test_celery_queues.py checks that each message lands in exactly one queue.
 app.conf.task_queues = [Queue(queue.value, Exchange(queue.value), routing_key=queue.value) for queue in CeleryQueue]
-app.conf.update(task_default_exchange=CeleryQueue.ORDERS.value, task_default_routing_key=CeleryQueue.ORDERS.value)
-# Routing lives here, in one table (Celery 5.7 deprecates the task decorator's queue=);
-# every task not named goes to the default queue, orders.
-app.conf.task_routes = {
-    "execution.tasks.execute_stoploss_task": {"queue": CeleryQueue.STOPLOSS.value},
-    "strategies.tasks.fire_slot_task": {"queue": CeleryQueue.SCHEDULER.value},
-    "strategies.tasks.sweep_due_task": {"queue": CeleryQueue.SCHEDULER.value},
-}
+app.conf.update(
+    task_default_queue=DEFAULT_QUEUE.value,
+    task_default_exchange=DEFAULT_QUEUE.value,
+    task_default_routing_key=DEFAULT_QUEUE.value,
+    # Celery 5.7 deprecates the task decorator's queue=: routes come from the one table.
+    task_routes={name.value: {"queue": queue.value} for name, queue in TASK_QUEUES.items()},
+)
 app.autodiscover_tasks()
 
 
@@ -37,18 +36,6 @@ def use_django_logging(**kwargs: Any) -> None:
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
-
-
-@worker_ready.connect
-def recover_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
-    """Recovery (X1, X4) at every worker start, then the watch for a Redis flush; on a
-    thread of the worker's main process, so the worker consumes at once."""
-    from monitoring.recovery import Trigger, recovery_watch_start
-
-    queues = sorted(app.amqp.queues.consume_from) if app.amqp.queues.consume_from else []
-    recovery_watch_start(
-        trigger=Trigger.WORKER_START, detail={"worker": getattr(sender, "hostname", ""), "queues": queues}
-    )
 
 
 @task_prerun.connect
@@ -66,3 +53,13 @@ def close_old_database_connections(sender: Any = None, **kwargs: Any) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+def task_send(
+    name: TaskName, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
+) -> None:
+    """Enqueue the task registered as ``name``, routed by the table, without importing its
+    module: how a lower layer asks for a higher layer's work. Only what ``options`` says
+    applies (the task decorator's ``expires`` is not known here): a caller that wants it
+    passes it."""
+    app.send_task(name.value, args=args, kwargs=kwargs, **options)

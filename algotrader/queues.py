@@ -1,7 +1,11 @@
-"""Celery queue names, in one place: stop-losses get a queue and a worker of their own
-so that an exit never waits behind a burst of BUY or SELL tasks, and so do the slot
-fan-outs and the sweeper, so that publishing thousands of BUYs at a market-open second
-never takes the orders worker's time (one interpreter, one lock) from running them."""
+"""Celery queue and task names, and the routing table between them, in one place.
+
+Stop-losses get a queue and a worker of their own so that an exit never waits behind a
+burst of BUY or SELL tasks, and so do the slot fan-outs and the sweeper, so that
+publishing thousands of BUYs at a market-open second never takes the orders worker's
+time (one interpreter, one lock) from running them. Every task not in ``TASK_QUEUES``
+goes to ``orders``. A lower layer enqueues a higher layer's task by its name
+(``algotrader.celery.task_send``), never by importing its tasks module."""
 
 from enum import StrEnum
 
@@ -10,3 +14,33 @@ class CeleryQueue(StrEnum):
     ORDERS = "orders"
     STOPLOSS = "stoploss"
     SCHEDULER = "scheduler"
+
+
+class TaskName(StrEnum):
+    """Every task's registered name (the dotted path it always had: messages and beat
+    rows already stored keep naming them)."""
+
+    EXECUTE_BUY = "execution.tasks.execute_buy_task"
+    EXECUTE_SELL = "execution.tasks.execute_sell_task"
+    EXECUTE_STOPLOSS = "execution.tasks.execute_stoploss_task"
+    FOLLOW_ORDER = "execution.tasks.follow_order_task"
+    SETTLE_ORDERS = "execution.tasks.settle_orders_task"
+    FIRE_SLOT = "strategies.tasks.fire_slot_task"
+    SWEEP_DUE = "strategies.tasks.sweep_due_task"
+    EXPIRE_BROKER_SESSIONS = "brokers.tasks.expire_broker_sessions_task"
+    ALERT_NOTIFY = "monitoring.tasks.alert_notify_task"
+    ALERTS_NOTIFY_PENDING = "monitoring.tasks.alerts_notify_pending_task"
+    BEAT_HEARTBEAT = "monitoring.tasks.beat_heartbeat_task"
+
+
+DEFAULT_QUEUE = CeleryQueue.ORDERS
+TASK_QUEUES: dict[TaskName, CeleryQueue] = {
+    TaskName.EXECUTE_STOPLOSS: CeleryQueue.STOPLOSS,
+    TaskName.FIRE_SLOT: CeleryQueue.SCHEDULER,
+    TaskName.SWEEP_DUE: CeleryQueue.SCHEDULER,
+}
+
+
+def queue_for(name: TaskName) -> CeleryQueue:
+    """The queue a task is routed to."""
+    return TASK_QUEUES.get(name, DEFAULT_QUEUE)

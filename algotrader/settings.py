@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_guid.integrations import CeleryIntegration
 
 from algotrader.processes import log_format
+from algotrader.queues import TaskName
 
 # Lets generic Django classes be subscripted (``ModelAdmin[Strategy]``) at run time.
 django_stubs_ext.monkeypatch()
@@ -151,16 +152,15 @@ CHANNEL_LAYERS = {
 }
 
 # --- Celery -----------------------------------------------------------------
-# Queues are named in algotrader.queues; routing is declared on each task.
+# Queues, task names and routes are in algotrader.queues; the beat schedule is at the end.
 
 CELERY_BROKER_URL = REDIS_URL
-CELERY_TASK_DEFAULT_QUEUE = "orders"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 # A prefork pool process that dies (the stop-loss worker's) has its task redelivered at
 # once. The orders worker's threads die only with the whole worker: its unacknowledged
-# tasks wait for the visibility timeout, and settlement runs their fired BUYs (after
-# BUY_RESCUE_AFTER_SECONDS) and SELLs meanwhile, each once (tests/execution/
+# tasks wait for the visibility timeout, and settlement runs their fired BUYs and SELLs
+# (after LOST_TASK_AFTER_SECONDS) meanwhile, each once (tests/execution/
 # test_orders_worker_burst.py kills it with BUYs in flight).
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -185,25 +185,6 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_MAX_LOOP_INTERVAL = env.float("CELERY_BEAT_MAX_LOOP_INTERVAL", default=0.5)
 # The scheduler's safety net: every this many seconds, fire whatever is due and missed.
 SCHEDULER_SWEEP_SECONDS = env.int("SCHEDULER_SWEEP_SECONDS", default=5)
-CELERY_BEAT_SCHEDULE = {
-    "strategies: sweep due BUY/SELL": {
-        "task": "strategies.tasks.sweep_due_task",
-        "schedule": timedelta(seconds=SCHEDULER_SWEEP_SECONDS),
-        "options": {"expire_seconds": SCHEDULER_SWEEP_SECONDS},  # a stale sweep is superseded by the next
-    },
-    # Orders whose worker died mid-execution are settled by their tag from the database.
-    "execution: settle interrupted orders": {
-        "task": "execution.tasks.settle_orders_task",
-        "schedule": timedelta(seconds=env.int("ORDER_SETTLE_SECONDS", default=5)),
-        "options": {"expire_seconds": env.int("ORDER_SETTLE_SECONDS", default=5)},
-    },
-    # Kite sessions end at 06:00 Asia/Kolkata; tell users before the first order fails.
-    "brokers: expire ended broker sessions": {
-        "task": "brokers.tasks.expire_broker_sessions_task",
-        "schedule": timedelta(minutes=1),
-        "options": {"expire_seconds": 60},
-    },
-}
 # Late policy: a BUY that fires (or would start) more than BUY_GRACE_SECONDS after its
 # time is skipped with an alert; a SELL always runs, however late, within
 # SELL_EXPIRES_SECONDS of its time (a queued SELL older than that is dropped and alerted).
@@ -241,9 +222,10 @@ if not (
     0 <= EXIT_RETRY_FIRST_DELAY_SECONDS <= EXIT_RETRY_MAX_DELAY_SECONDS_STOPLOSS <= EXIT_RETRY_MAX_DELAY_SECONDS_SELL
 ):
     raise ImproperlyConfigured("EXIT_RETRY_*: first delay <= stop-loss cap <= SELL cap")
-# A BUY fired (T1) with no order this long after, still within its grace, lost its task
-# (a worker killed before the claim): settlement runs it; the claim lets one through.
-BUY_RESCUE_AFTER_SECONDS = env.float("BUY_RESCUE_AFTER_SECONDS", default=10.0)
+# A BUY (still within its grace) or SELL fired this long ago whose task never claimed it
+# lost its task (a worker killed, a queue flushed): settlement runs it, and so does a
+# recovery; the claim lets one through.
+LOST_TASK_AFTER_SECONDS = env.float("LOST_TASK_AFTER_SECONDS", default=10.0)
 # Orders a second per broker account, by adapter kind, shared by every worker (Kite
 # allows 10); ORDER_RATE_STOPLOSS_RESERVE of them only stop-losses may use.
 ORDER_RATE_LIMITS = {"kite": env.int("ORDER_RATE_KITE", default=10), "paper": env.int("ORDER_RATE_PAPER", default=50)}
@@ -455,11 +437,6 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="algotrader@localhost
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 if ALERT_WEBHOOK_TIMEOUT_SECONDS <= 0:
     raise ImproperlyConfigured("ALERT_WEBHOOK_TIMEOUT_SECONDS must be > 0")
-CELERY_BEAT_SCHEDULE["monitoring: deliver pending alerts"] = {
-    "task": "monitoring.tasks.alerts_notify_pending_task",
-    "schedule": timedelta(minutes=1),
-    "options": {"expire_seconds": 60},
-}
 
 # --- Metrics and readiness ----------------------------------------------------------
 # With PROMETHEUS_MULTIPROC_DIR set (`make run` sets it under the run folder), every
@@ -478,11 +455,6 @@ READY_HEARTBEAT_MAX_AGE_SECONDS = env.float("READY_HEARTBEAT_MAX_AGE_SECONDS", d
 BEAT_HEARTBEAT_SECONDS = env.int("BEAT_HEARTBEAT_SECONDS", default=10)
 if BEAT_HEARTBEAT_SECONDS < 1 or READY_HEARTBEAT_MAX_AGE_SECONDS <= BEAT_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("READY_HEARTBEAT_MAX_AGE_SECONDS must exceed BEAT_HEARTBEAT_SECONDS (>= 1)")
-CELERY_BEAT_SCHEDULE["monitoring: beat heartbeat"] = {
-    "task": "monitoring.tasks.beat_heartbeat_task",
-    "schedule": timedelta(seconds=BEAT_HEARTBEAT_SECONDS),
-    "options": {"expire_seconds": BEAT_HEARTBEAT_SECONDS},
-}
 
 # --- Logging: one line per record on stdout, secrets redacted, ids on every line --------
 # Every process (web, workers, beat, listener, tick consumer, flower) logs through this:
@@ -543,5 +515,38 @@ LOGGING = {
         "uvicorn": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
         "uvicorn.error": {"level": "INFO"},
         "uvicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}
+
+# --- Periodic tasks (beat): the whole fixed schedule -------------------------------
+# BUY/SELL slots are added at run time (strategies.scheduling), in the database.
+
+CELERY_BEAT_SCHEDULE = {
+    "strategies: sweep due BUY/SELL": {
+        "task": TaskName.SWEEP_DUE.value,
+        "schedule": timedelta(seconds=SCHEDULER_SWEEP_SECONDS),
+        "options": {"expire_seconds": SCHEDULER_SWEEP_SECONDS},  # a stale sweep is superseded by the next
+    },
+    # Orders whose worker died mid-execution are settled by their tag from the database.
+    "execution: settle interrupted orders": {
+        "task": TaskName.SETTLE_ORDERS.value,
+        "schedule": timedelta(seconds=ORDER_SETTLE_SECONDS),
+        "options": {"expire_seconds": ORDER_SETTLE_SECONDS},
+    },
+    # Kite sessions end at 06:00 Asia/Kolkata; tell users before the first order fails.
+    "brokers: expire ended broker sessions": {
+        "task": TaskName.EXPIRE_BROKER_SESSIONS.value,
+        "schedule": timedelta(minutes=1),
+        "options": {"expire_seconds": 60},
+    },
+    "monitoring: deliver pending alerts": {
+        "task": TaskName.ALERTS_NOTIFY_PENDING.value,
+        "schedule": timedelta(minutes=1),
+        "options": {"expire_seconds": 60},
+    },
+    "monitoring: beat heartbeat": {
+        "task": TaskName.BEAT_HEARTBEAT.value,
+        "schedule": timedelta(seconds=BEAT_HEARTBEAT_SECONDS),
+        "options": {"expire_seconds": BEAT_HEARTBEAT_SECONDS},
     },
 }

@@ -108,7 +108,8 @@ def seed(count: int) -> None:
 
 def measure(count: int, runs: int) -> dict[str, Any]:
     from algotrader.redis_client import get_redis
-    from monitoring.recovery import Trigger, runtime_rebuild, system_recover
+    from execution.recovery.runtime import runtime_rebuild
+    from execution.recovery.system import Trigger, system_recover
 
     rebuild, whole, again = [], [], []
     for _ in range(runs):

@@ -66,10 +66,10 @@ def main() -> None:
         DJANGO_SETTINGS_MODULE="algotrader.settings",
         LOG_LEVEL="WARNING",  # this process only; the worker and beat log as in production
         BUY_GRACE_SECONDS=str(args.buy_grace_seconds),
-        # With the no-op body no BUY writes an order, so after BUY_RESCUE_AFTER_SECONDS
+        # With the no-op body no BUY writes an order, so after LOST_TASK_AFTER_SECONDS
         # settlement took every fired strategy for a lost BUY and ran it for real inside the
         # orders worker, in the middle of the measurement.
-        BUY_RESCUE_AFTER_SECONDS=str(args.buy_grace_seconds),
+        LOST_TASK_AFTER_SECONDS=str(args.buy_grace_seconds),
     )
     if args.redis_url.rsplit("/", 1)[-1] in {"", "0"}:
         sys.exit("--redis-url must name a Redis database of the benchmark's own (it is flushed)")
@@ -337,7 +337,7 @@ class Bench:
 
     def slots(self, ids: list[int]) -> dict[str, Any]:
         """The slot scheduler: N strategies START (schedule_strategy each), one slot fires."""
-        from strategies import scheduling
+        from strategies import slots as beat_slots
         from strategies.models import Strategy
 
         for _attempt in range(3):
@@ -352,7 +352,7 @@ class Bench:
             )
             began = time.perf_counter()
             for strategy in list(Strategy.objects.filter(pk__in=ids)):
-                scheduling.schedule_strategy(strategy)
+                beat_slots.schedule_strategy(strategy)
             per_call_ms = (time.perf_counter() - began) * 1000 / len(ids)
             self.start_seconds = max(self.start_seconds, 2 * per_call_ms / 1000)
             if datetime.now(UTC) < scheduled:
@@ -412,7 +412,7 @@ class Bench:
         minutes, so beat holds a few hundred slots), move one strategy's BUY to 1 s ahead:
         when does beat reload, and how late does the moved BUY start?"""
         from bench.hooks import STARTS_KEY
-        from strategies import scheduling
+        from strategies import slots as beat_slots
         from strategies.models import Strategy
 
         first_buy = whole_second(60)
@@ -422,8 +422,8 @@ class Bench:
         # One schedule_strategy per distinct (BUY, SELL) pair makes the same slots as one per
         # strategy (the others find theirs made); the per-call cost is measured with the bursts.
         for strategy in Strategy.objects.filter(pk__in=ids[:spread]):
-            scheduling.schedule_strategy(strategy)
-        slots_in_table = scheduling._slots().filter(enabled=True).count()
+            beat_slots.schedule_strategy(strategy)
+        slots_in_table = beat_slots._slots().filter(enabled=True).count()
         time.sleep(1)
         reloads, skews, calls = [], [], []
         for sample in range(samples):
@@ -432,7 +432,7 @@ class Bench:
             Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=moved_to)
             strategy.refresh_from_db()
             called = time.time()
-            scheduling.reschedule_strategy(strategy)
+            beat_slots.reschedule_strategy(strategy)
             returned = time.time()
             calls.append(returned - called)
             deadline = time.time() + 10

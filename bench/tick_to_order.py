@@ -374,8 +374,8 @@ class Bench:
         runtime of all the strategies: seconds of CPU on 2 cores, which the first rounds
         met. The latency measured is a running stack's, so it starts once they are done
         (recorded, and the recovery lock free for a second and a half)."""
+        from execution.recovery.system import recovery_running
         from monitoring.models import EventLog
-        from monitoring.recovery import recovery_running
 
         started = time.monotonic()
         quiet = 0

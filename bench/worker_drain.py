@@ -169,7 +169,7 @@ class Drain:
             position=Strategy.Position.NONE,
             buy_fire_at=now,
             # Not fired: settlement would otherwise rescue a BUY still queued past
-            # BUY_RESCUE_AFTER_SECONDS, running it beside its task (once, but measured twice).
+            # LOST_TASK_AFTER_SECONDS, running it beside its task (once, but measured twice).
             buy_fired_at=None,
             sell_fired_at=None,
         )

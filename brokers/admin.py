@@ -2,13 +2,11 @@
 its ciphertext): only whether each one is set. Changes go through the services."""
 
 from django.contrib import admin, messages
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from brokers import services
 from brokers.models import BrokerAccount, PaperOrder
-from execution.models import EntryHalt
-from execution.services import safety
 
 
 def _set_or_not(value: str) -> str:
@@ -23,7 +21,6 @@ class BrokerAccountAdmin(admin.ModelAdmin[BrokerAccount]):
         "label",
         "kind",
         "status",
-        "entries_halted",
         "token_expires_at",
         "last_validated_at",
         "updated_at",
@@ -48,16 +45,7 @@ class BrokerAccountAdmin(admin.ModelAdmin[BrokerAccount]):
         "created_at",
         "updated_at",
     )
-    actions = ["mark_token_expired", "halt_entries", "resume_entries"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[BrokerAccount]:
-        # One EXISTS per listed row inside the page's one query, not a query per row.
-        halts = EntryHalt.objects.filter(Q(account__isnull=True) | Q(account=OuterRef("pk")))
-        return super().get_queryset(request).annotate(halted=Exists(halts))
-
-    @admin.display(description="New BUYs halted", boolean=True)
-    def entries_halted(self, account: BrokerAccount) -> bool:
-        return bool(getattr(account, "halted", False))
+    actions = ["mark_token_expired"]  # execution.admin adds the per-account kill switch
 
     @admin.display(description="API key")
     def api_key_state(self, account: BrokerAccount) -> str:
@@ -87,24 +75,6 @@ class BrokerAccountAdmin(admin.ModelAdmin[BrokerAccount]):
             for account in queryset.select_related("owner")
         )
         self.message_user(request, f"{flipped} active account(s) marked token_expired.", messages.SUCCESS)
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("execution.add_entryhalt")
-
-    @admin.action(description="Halt new BUYs on the selected accounts (exits still run)", permissions=["operate"])
-    def halt_entries(self, request: HttpRequest, queryset: QuerySet[BrokerAccount]) -> None:
-        for account in queryset.order_by("pk"):
-            safety.entries_halt(account=account, reason=f"halted by operator {request.user}")
-            self.message_user(request, f"New BUYs halted on {account}.", messages.SUCCESS)
-
-    @admin.action(description="Resume new BUYs on the selected accounts", permissions=["operate"])
-    def resume_entries(self, request: HttpRequest, queryset: QuerySet[BrokerAccount]) -> None:
-        for account in queryset.order_by("pk"):
-            lifted = safety.entries_resume(account=account)
-            note = "" if lifted else " (it was not halted on its own)"
-            self.message_user(request, f"New BUYs resumed on {account}{note}.", messages.SUCCESS)
-        if EntryHalt.objects.filter(account__isnull=True).exists():
-            self.message_user(request, "New BUYs remain halted on every account (kill switch).", messages.WARNING)
 
 
 @admin.register(PaperOrder)

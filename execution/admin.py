@@ -8,9 +8,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 
+from brokers.admin import BrokerAccountAdmin
+from brokers.models import BrokerAccount
 from execution.models import EntryHalt, Order
 from execution.services import safety
 
@@ -117,3 +119,42 @@ class EntryHaltAdmin(admin.ModelAdmin[EntryHalt]):
             lifted = safety.entries_resume(account=halt.account)
             scope = "every account" if halt.account is None else str(halt.account)
             self.message_user(request, f"New BUYs resumed on {scope} ({lifted} halt(s) lifted).", messages.SUCCESS)
+
+
+# The broker accounts' admin, with the kill switch per account: the halt is execution's
+# (EntryHalt and its services), the account is brokers'. Registered again here, after
+# brokers' admin, rather than have brokers import the execution engine.
+admin.site.unregister(BrokerAccount)
+
+
+@admin.register(BrokerAccount)
+class BrokerAccountHaltsAdmin(BrokerAccountAdmin):
+    list_display = [*BrokerAccountAdmin.list_display[:5], "entries_halted", *BrokerAccountAdmin.list_display[5:]]
+    actions = [*BrokerAccountAdmin.actions, "halt_entries", "resume_entries"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BrokerAccount]:
+        # One EXISTS per listed row inside the page's one query, not a query per row.
+        halts = EntryHalt.objects.filter(Q(account__isnull=True) | Q(account=OuterRef("pk")))
+        return super().get_queryset(request).annotate(halted=Exists(halts))
+
+    @admin.display(description="New BUYs halted", boolean=True)
+    def entries_halted(self, account: BrokerAccount) -> bool:
+        return bool(getattr(account, "halted", False))
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("execution.add_entryhalt")
+
+    @admin.action(description="Halt new BUYs on the selected accounts (exits still run)", permissions=["operate"])
+    def halt_entries(self, request: HttpRequest, queryset: QuerySet[BrokerAccount]) -> None:
+        for account in queryset.order_by("pk"):
+            safety.entries_halt(account=account, reason=f"halted by operator {request.user}")
+            self.message_user(request, f"New BUYs halted on {account}.", messages.SUCCESS)
+
+    @admin.action(description="Resume new BUYs on the selected accounts", permissions=["operate"])
+    def resume_entries(self, request: HttpRequest, queryset: QuerySet[BrokerAccount]) -> None:
+        for account in queryset.order_by("pk"):
+            lifted = safety.entries_resume(account=account)
+            note = "" if lifted else " (it was not halted on its own)"
+            self.message_user(request, f"New BUYs resumed on {account}{note}.", messages.SUCCESS)
+        if EntryHalt.objects.filter(account__isnull=True).exists():
+            self.message_user(request, "New BUYs remain halted on every account (kill switch).", messages.WARNING)

@@ -1,5 +1,5 @@
-"""Order tasks: thin interfaces to the execution services. Routing is ``task_routes``'s
-(stop-losses to their own queue); every task is acknowledged late and expires, and is
+"""Order tasks: thin interfaces to the execution services. Names and routes are
+``algotrader.queues``'s (stop-losses to their own queue); every task is acknowledged late and expires, and is
 safe to run twice (the database claim lets one delivery act)."""
 
 from typing import Any
@@ -7,31 +7,34 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
+from algotrader.queues import TaskName
 from execution import services
-from execution.services import recovery
+from execution.recovery import settlement
 from monitoring.logging import log_context
+from monitoring.services import strategy_tasks_register
+from strategies.models import Strategy
 
 
-@shared_task(acks_late=True, expires=settings.BUY_GRACE_SECONDS)
+@shared_task(name=TaskName.EXECUTE_BUY.value, acks_late=True, expires=settings.BUY_GRACE_SECONDS)
 def execute_buy_task(strategy_id: int) -> None:
     with log_context(strategy_id=strategy_id):
         services.strategy_buy_execute(strategy_id=strategy_id)
 
 
-@shared_task(acks_late=True, expires=settings.SELL_EXPIRES_SECONDS)
+@shared_task(name=TaskName.EXECUTE_SELL.value, acks_late=True, expires=settings.SELL_EXPIRES_SECONDS)
 def execute_sell_task(strategy_id: int, reason: str = "SELL") -> None:
     with log_context(strategy_id=strategy_id):
         services.strategy_sell_execute(strategy_id=strategy_id, reason=reason)
 
 
-@shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
+@shared_task(name=TaskName.EXECUTE_STOPLOSS.value, acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
 def execute_stoploss_task(strategy_id: int) -> None:
     # The fill is followed by follow_order_task: this worker's slot is free for the next stop.
     with log_context(strategy_id=strategy_id):
         services.strategy_stoploss_execute(strategy_id=strategy_id, hand_off=True)
 
 
-@shared_task(acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
+@shared_task(name=TaskName.FOLLOW_ORDER.value, acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
 def follow_order_task(
     order_id: int,
     lock_token: str,
@@ -53,6 +56,16 @@ def follow_order_task(
         )
 
 
-@shared_task(acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)
+@shared_task(name=TaskName.SETTLE_ORDERS.value, acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)
 def settle_orders_task() -> None:
-    recovery.orders_settle_interrupted()
+    settlement.orders_settle_interrupted()
+
+
+def _strategy_with_owner(strategy_id: int) -> Strategy | None:
+    return Strategy.objects.select_related("owner").filter(pk=strategy_id).first()
+
+
+# A crash of these (their first argument is a strategy id) is a strategy crash alert.
+strategy_tasks_register(
+    names=(TaskName.EXECUTE_BUY, TaskName.EXECUTE_SELL, TaskName.EXECUTE_STOPLOSS), reader=_strategy_with_owner
+)

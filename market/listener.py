@@ -18,7 +18,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,11 +30,11 @@ from django.db import close_old_connections
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.adapters.base import FeedEvents, Tick, TickHandler, TickStream
+from market import feed_alerts
 from market.ticks import BATCH_TYPE, TICKS_CHANNEL
 from monitoring.events import Event
-from monitoring.services import Emission, alert_raise, alert_resolve, emit_many, error_emission
+from monitoring.services import Emission, emit_many, error_emission
 from strategies import calendar
-from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ class MarketListener:
         self._restarting = False
         self._events: queue.Queue[Emission] = queue.Queue()
         # Alerts to open or resolve, recorded with the events by the main thread.
-        self._alerts: queue.Queue[tuple[str, str, dict[str, Any], list[Emission]]] = queue.Queue()
+        self._alerts: queue.Queue[feed_alerts.StaleFeedAlert] = queue.Queue()
         self._frames = 0
         self._dropped = 0
         self._drop_reported_at = float("-inf")
@@ -321,43 +320,14 @@ class MarketListener:
             self._queue(Event.M3_PRICE_STREAM_DISCONNECTED, f"Price stream disconnected: {reason}"[:500], {})
 
     def _alert(self, instruments: set[str], *, now: float, cleared: bool) -> None:
-        """L4 once per incident and instrument: an alert for operators (no user) and an L4
-        to each owner of an armed strategy on it; resolved when its ticks return."""
-        pipe = self._redis.pipeline(transaction=False)
-        ordered = sorted(instruments)
-        for instrument in ordered:
-            pipe.zrange(redis_keys.stop_losses(instrument), 0, -1)
-        members_of = zip(ordered, pipe.execute(), strict=True)
-        armed_by = {instrument: [int(member) for member in members] for instrument, members in members_of}
-        owners = dict(
-            Strategy.objects.filter(pk__in=[i for ids in armed_by.values() for i in ids]).values_list("pk", "owner_id")
-        )
-        for instrument in ordered:
-            last = self._last_tick_at.get(instrument)
-            payload = {
-                "alert": "missing_price_feed",
-                "state": "resolved" if cleared else "open",
-                "instrument": instrument,
-                "last_tick_at": datetime.fromtimestamp(last, UTC).isoformat() if last else None,
-                "stale_seconds": self._stale_seconds,
-            }
-            text = (
-                f"Price feed for {instrument} is back"
-                if cleared
-                else f"Missing price feed: no tick for {instrument} in {self._stale_seconds:g} s with stop-losses armed"
-            )
-            to_owners = [
-                Emission(
-                    Event.L4_ALERT_TRIGGERED,
-                    user_id=owners[strategy_id],
-                    strategy_id=strategy_id,
-                    message=text,
-                    payload=payload,
-                )
-                for strategy_id in armed_by[instrument]
-                if strategy_id in owners
-            ]
-            self._alerts.put((instrument, text, payload, to_owners))
+        for alert in feed_alerts.stale_feed_alerts(
+            self._redis,
+            instruments,
+            last_tick_at=self._last_tick_at,
+            stale_seconds=self._stale_seconds,
+            cleared=cleared,
+        ):
+            self._alerts.put(alert)
 
     def record_events(self) -> None:
         emissions = []
@@ -384,22 +354,9 @@ class MarketListener:
             )
         for instrument, text, payload, to_owners in alerts:
             try:
-                self._record_alert(instrument, text, payload, to_owners)
+                feed_alerts.stale_feed_alert_record(instrument, text, payload, to_owners)
             except Exception:
                 logger.exception("market listener: alert not recorded", extra={"instrument": instrument})
-
-    def _record_alert(self, instrument: str, text: str, payload: dict[str, Any], to_owners: list[Emission]) -> None:
-        """The incident is the instrument's: opened or resolved once, whatever the listener
-        restarts in between; the owners hear of it only when it actually opens or resolves."""
-        details = {key: value for key, value in payload.items() if key not in ("alert", "state")}
-        if payload["state"] == "open":
-            alert = alert_raise(kind="missing_price_feed", key=instrument, message=text, payload=details)
-        else:
-            alert = alert_resolve(
-                kind="missing_price_feed", key=instrument, resolution="ticks flow again", message=text
-            )
-        if alert is not None and to_owners:
-            emit_many([replace(e, payload={**e.payload, "alert_id": alert.pk}) for e in to_owners])
 
     def _report_error(self, source: str, error: BaseException | str, message: str) -> None:
         """L3, at most once a minute per kind: an outage must not write a row a second."""

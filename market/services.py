@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from algotrader import redis_keys
-from algotrader.celery import app
-from algotrader.queues import CeleryQueue
+from algotrader.celery import app, task_send
+from algotrader.queues import TaskName, queue_for
 from algotrader.redis_client import get_redis
 from market.ticks import Ingested, Trigger, ingest
 from monitoring.events import Event
@@ -23,8 +23,6 @@ from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
 
-# By name: the consumer must not import the execution engine (nor wait for it to exist).
-STOPLOSS_TASK = "execution.tasks.execute_stoploss_task"
 # A trigger older than this without its task enqueued was left by a consumer that died.
 LEFTOVER_AFTER_SECONDS = 5.0
 
@@ -57,9 +55,8 @@ def stoploss_enqueue(*, triggers: Sequence[Trigger]) -> None:
     waits for no other's round trips."""
     with app.producer_or_acquire() as producer, producer.batch():
         for trigger in triggers:
-            app.send_task(
-                STOPLOSS_TASK, args=[trigger.strategy_id], queue=CeleryQueue.STOPLOSS.value, producer=producer
-            )
+            # By name: the consumer must not import the execution engine (nor wait for it to exist).
+            task_send(TaskName.EXECUTE_STOPLOSS, args=(trigger.strategy_id,), producer=producer)
     get_redis().hdel(redis_keys.stoploss_fired(), *(str(trigger.strategy_id) for trigger in triggers))
 
 
@@ -67,7 +64,7 @@ def stoploss_publisher_warm() -> None:
     """Open the broker connection and declare the stop-loss queue now, so that the first
     stop-loss after a (re)start does not pay for them."""
     with app.producer_or_acquire() as producer:
-        producer.maybe_declare(app.amqp.queues[CeleryQueue.STOPLOSS.value])
+        producer.maybe_declare(app.amqp.queues[queue_for(TaskName.EXECUTE_STOPLOSS).value])
 
 
 def stoploss_enqueue_leftovers(*, older_than: float = LEFTOVER_AFTER_SECONDS) -> list[Trigger]:

@@ -8,7 +8,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from market.selectors import feed_health
 from monitoring import health, metrics
 
 
@@ -21,9 +20,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     body.update({name: "ok" if ok else "unreachable" for name, ok in checks.items()})
     # The price feed is reported, not a liveness condition: restarting web cannot fix it.
     # Shown only when something is subscribed; "degraded" when armed stops lack prices.
-    feed = feed_health() if checks["redis"] else None
-    if feed is not None:
-        body["market_feed"] = feed
+    for name, feed in (health.feeds() if checks["redis"] else {}).items():
+        body[name] = feed
         if healthy and not feed["healthy"]:
             body["status"] = "degraded"
     return JsonResponse(body, status=200 if healthy else 503)

@@ -1,11 +1,14 @@
 """Checks of the parts the system needs, for /healthz (is this web process alive: the
 database and Redis) and /readyz (can the system trade: also beat, a worker on each
 queue, and a fresh price feed where stop-losses wait on it). Beat and the workers prove
-they are alive by heartbeat keys in Redis (``monitoring.heartbeats``)."""
+they are alive by heartbeat keys in Redis (``monitoring.heartbeats``). Checks of the
+apps above (the price feed) are registered here by those apps (``feed_check_register``),
+which monitoring, the bottom layer, does not import."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +17,21 @@ from django.db import connection
 from algotrader import redis_keys
 from algotrader.queues import CeleryQueue
 from algotrader.redis_client import get_redis
+
+# A feed check: the feed as last seen (``healthy`` and what was observed), or None when
+# nothing is to be watched (an idle system expects no feed).
+FeedCheck = Callable[[], dict[str, Any] | None]
+_feed_checks: dict[str, FeedCheck] = {}
+
+
+def feed_check_register(*, name: str, check: FeedCheck) -> None:
+    _feed_checks[name] = check
+
+
+def feeds() -> dict[str, dict[str, Any]]:
+    """Every registered feed check that has something to report, by name."""
+    seen = {name: check() for name, check in _feed_checks.items()}
+    return {name: feed for name, feed in seen.items() if feed is not None}
 
 
 def database_ok() -> bool:
@@ -35,8 +53,6 @@ def redis_ok() -> bool:
 def readiness() -> dict[str, dict[str, Any]]:
     """Each check's result: ``ok`` and what was seen. Heartbeats older than
     READY_HEARTBEAT_MAX_AGE_SECONDS (or missing) fail their check."""
-    from market.selectors import feed_health
-
     checks: dict[str, dict[str, Any]] = {
         "database": {"ok": database_ok()},
         "redis": {"ok": redis_ok()},
@@ -55,7 +71,6 @@ def readiness() -> dict[str, dict[str, Any]]:
         checks[name] = {"ok": age is not None and age <= max_age, "heartbeat_age_seconds": age}
     for queue in CeleryQueue:
         checks[f"queue:{queue.value}"]["depth"] = int(redis.llen(queue.value))
-    feed = feed_health()
-    if feed is not None:  # only when something is subscribed: an idle system expects no feed
-        checks["market_feed"] = {"ok": bool(feed["healthy"]), **{k: v for k, v in feed.items() if k != "healthy"}}
+    for name, feed in feeds().items():  # only when something is subscribed: an idle system expects no feed
+        checks[name] = {"ok": bool(feed["healthy"]), **{k: v for k, v in feed.items() if k != "healthy"}}
     return checks

@@ -12,6 +12,7 @@ from typing import Any
 from celery.signals import heartbeat_sent
 
 from algotrader import redis_keys
+from algotrader.celery import app
 from algotrader.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -25,8 +26,6 @@ def heartbeat_stamp(*, name: str) -> None:
 
 @heartbeat_sent.connect
 def worker_heartbeat(sender: Any = None, **_: Any) -> None:
-    from algotrader.celery import app
-
     queues = app.amqp.queues.consume_from or app.amqp.queues
     try:
         pipe = get_redis().pipeline(transaction=False)

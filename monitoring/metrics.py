@@ -21,6 +21,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
+from algotrader import redis_keys
+from algotrader.queues import CeleryQueue
+from algotrader.redis_client import get_redis
+
 EVENTS = Counter("algotrader_events", "Events recorded by emit, by EVENT-MAP code", ["code"])
 ORDERS = Counter(
     "algotrader_orders_finalized", "Orders that reached a final status, by status and reason", ["status", "reason"]
@@ -74,10 +78,6 @@ class RuntimeCollector(Collector):
     """Gauges read at scrape time: nothing to keep in step across processes."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from algotrader import redis_keys
-        from algotrader.queues import CeleryQueue
-        from algotrader.redis_client import get_redis
-
         depth = GaugeMetricFamily("algotrader_queue_depth", "Messages waiting in a Celery queue", labels=["queue"])
         frame_age = GaugeMetricFamily(
             "algotrader_feed_last_frame_age_seconds", "Seconds since the market listener last received a frame"

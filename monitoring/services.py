@@ -1,158 +1,53 @@
 """``emit``: the one way an event of the catalogue is recorded (``emit_many`` for a
 batch). It writes an EventLog row, one JSON log line with the event's ids, counts the
-event in the metrics, and (after commit) pushes user-visible events to the user's
-WebSocket group. ``error_log`` is L3 for a caught broker or Redis failure."""
+event in the metrics, and (after commit) hands user-visible events to the pusher for the
+user's WebSocket group (``monitoring.pusher``). ``error_log`` is L3 for a caught broker
+or Redis failure. And the alerts (L4) to operators."""
 
-import asyncio
-import atexit
 import logging
-import os
-import queue
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from algotrader.users.models import User
+from algotrader.celery import task_send
+from algotrader.queues import TaskName
 from monitoring import transports
 from monitoring.events import Event
 from monitoring.logging import redact_text
 from monitoring.metrics import EVENTS
 from monitoring.models import Alert, EventLog
+from monitoring.pusher import push_to_users
 from monitoring.transports import TransportError
-
-if TYPE_CHECKING:
-    from execution.models import Order
-    from strategies.models import Strategy
 
 logger = logging.getLogger("algotrader.events")
 
-PUSH_CONCURRENCY = 32
-# Batches waiting for the pusher beyond which new ones are dropped (Redis down or far behind).
-PUSH_BACKLOG_LIMIT = 10_000
-EXIT_FLUSH_SECONDS = 2.0
+
+class UserRef(Protocol):
+    """A user, as events need one: monitoring sits below the apps that own the models."""
+
+    @property
+    def pk(self) -> Any: ...
 
 
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
+class StrategyRef(Protocol):
+    """A strategy, as events need one: its id and its owner's."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def owner_id(self) -> int: ...
 
 
-class _Pusher:
-    """The process's one WebSocket pusher. ``emit`` only hands it a batch (after commit);
-    a daemon thread sends it from an event loop of its own that lives as long as the
-    process, so the channel layer keeps one warm Redis connection (its pools are per
-    loop) instead of a new loop and connection per event, and no order path waits on it.
-    One thread and one FIFO queue keep a process's pushes in the order they were emitted.
-    At a clean exit what is still queued gets ``EXIT_FLUSH_SECONDS``; a killed process
-    drops it, as a dropped push never undoes the event it reports (the EventLog row is
-    the record; the app reloads the timeline when it reconnects)."""
+class OrderRef(Protocol):
+    """An order, as events need one: its id and its strategy's."""
 
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        # Also the state of a forked child: it inherits this object but not the thread.
-        self._lock = threading.Condition()
-        self._queue: queue.SimpleQueue[list[tuple[int, dict[str, Any]]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._pending = 0  # batches handed over and not yet sent (or dropped)
-
-    def submit(self, pushes: list[tuple[int, dict[str, Any]]]) -> None:
-        with self._lock:
-            if self._pending >= PUSH_BACKLOG_LIMIT:
-                # Redis is gone or far behind: the pushes are the expendable part of an event.
-                logger.warning("websocket push dropped: backlog full", extra={"events": len(pushes)})
-                return
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="websocket-pusher", daemon=True)
-                self._thread.start()
-            self._pending += 1
-        self._queue.put(pushes)
-
-    def flush(self, timeout: float) -> bool:
-        """Wait until everything handed over so far has been sent; False on timeout."""
-        with self._lock:
-            return self._lock.wait_for(lambda: self._pending == 0, timeout)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        while True:
-            batches = [self._queue.get()]
-            while True:  # whatever piled up meanwhile goes out together
-                try:
-                    batches.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                loop.run_until_complete(_send_all([push for batch in batches for push in batch]))
-            except Exception:
-                logger.warning("websocket push failed", extra={"events": sum(map(len, batches))}, exc_info=True)
-            finally:
-                with self._lock:
-                    self._pending -= len(batches)
-                    self._lock.notify_all()
-
-
-async def _send_all(pushes: list[tuple[int, dict[str, Any]]]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    by_user: dict[int, list[dict[str, Any]]] = {}
-    for user_id, body in await _to_connected_users(layer, pushes):
-        by_user.setdefault(user_id, []).append(body)
-    # A few users at a time (a fan-out of thousands must not open thousands of
-    # connections), each user's events one after the other, in the order emitted.
-    limit = asyncio.Semaphore(PUSH_CONCURRENCY)
-
-    async def send(user_id: int, bodies: list[dict[str, Any]]) -> None:
-        async with limit:
-            for body in bodies:
-                try:
-                    await layer.group_send(user_group(user_id), {"type": "event.message", "event": body})
-                except Exception:  # a dropped push must never undo the event it reports
-                    logger.warning(
-                        "websocket push failed", extra={"user_id": user_id, "event": body["code"]}, exc_info=True
-                    )
-
-    await asyncio.gather(*(send(user_id, bodies) for user_id, bodies in by_user.items()))
-
-
-async def _to_connected_users(layer: Any, pushes: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
-    """The pushes whose user has a socket open. channels_redis keeps a group as a sorted
-    set: one pipelined EXISTS per Redis host for the whole batch, instead of a
-    ``group_send`` (two round trips) for each user, most of whom have no app open when a
-    burst of T1s or M2s is emitted. Other layers get every push."""
-    group_key = getattr(layer, "_group_key", None)
-    if group_key is None or not hasattr(layer, "consistent_hash") or not hasattr(layer, "connection"):
-        return pushes
-    by_host: dict[int, list[int]] = {}
-    for user_id in {user_id for user_id, _ in pushes}:
-        by_host.setdefault(layer.consistent_hash(user_group(user_id)), []).append(user_id)
-    connected: set[int] = set()
-    for host, user_ids in by_host.items():
-        pipe = layer.connection(host).pipeline(transaction=False)
-        for user_id in user_ids:
-            pipe.exists(group_key(user_group(user_id)))
-        connected.update(user_id for user_id, found in zip(user_ids, await pipe.execute(), strict=True) if found)
-    return [push for push in pushes if push[0] in connected]
-
-
-_pusher = _Pusher()
-os.register_at_fork(after_in_child=_pusher._reset)
-atexit.register(lambda: _pusher.flush(EXIT_FLUSH_SECONDS))
-
-
-def _push_to_users(pushes: list[tuple[int, dict[str, Any]]]) -> None:
-    _pusher.submit(pushes)
-
-
-def pushes_flush(*, timeout: float = 5.0) -> bool:
-    """Wait for this process's pushes handed over so far to be sent (tests, shutdown)."""
-    return _pusher.flush(timeout)
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def strategy_id(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -170,9 +65,9 @@ class Emission:
 def emit(
     event: Event,
     *,
-    user: User | None = None,
-    strategy: "Strategy | None" = None,
-    order: "Order | None" = None,
+    user: UserRef | None = None,
+    strategy: StrategyRef | None = None,
+    order: OrderRef | None = None,
     message: str = "",
     payload: dict[str, Any] | None = None,
 ) -> EventLog:
@@ -224,8 +119,8 @@ def error_log(
     source: str,
     error: BaseException | str,
     message: str = "",
-    strategy: "Strategy | None" = None,
-    order: "Order | None" = None,
+    strategy: StrategyRef | None = None,
+    order: OrderRef | None = None,
     payload: dict[str, Any] | None = None,
 ) -> EventLog:
     """L3: a broker or Redis failure that was caught and handled (retried, degraded, left
@@ -296,7 +191,7 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
             }
             pushes.append((emission.user_id, body))
     if pushes:
-        transaction.on_commit(lambda: _push_to_users(pushes))
+        transaction.on_commit(lambda: push_to_users(pushes))
     return records
 
 
@@ -309,17 +204,16 @@ def alert_raise(
     key: str,
     message: str,
     severity: str = Alert.Severity.CRITICAL,
-    user: User | None = None,
-    strategy: "Strategy | None" = None,
-    order: "Order | None" = None,
+    user: UserRef | None = None,
+    strategy: StrategyRef | None = None,
+    order: OrderRef | None = None,
     payload: dict[str, Any] | None = None,
 ) -> Alert | None:
     """Open the incident (``kind``, ``key``) and record its L4 (the user's timeline and
     WebSocket when a user is concerned); operators are told after commit by a task.
     Returns None, and records nothing, if that incident is already open: the partial
     unique constraint decides between racing processes, so an incident is sent once."""
-    if strategy is not None and user is None:
-        user = strategy.owner
+    user_id = user.pk if user is not None else (strategy.owner_id if strategy is not None else None)
     details = payload or {}
     with transaction.atomic():
         try:
@@ -328,8 +222,8 @@ def alert_raise(
                     kind=kind,
                     key=key[:200],
                     severity=severity,
-                    user=user,
-                    strategy=strategy,
+                    user_id=user_id,
+                    strategy_id=strategy.pk if strategy is not None else None,
                     message=redact_text(message)[:500],
                     payload=details,
                 )
@@ -401,11 +295,9 @@ def alerts_resolve(*, kinds: Sequence[str], key: str, resolution: str = "") -> l
 
 
 def _notify_after_commit(alert_id: int) -> None:
-    from monitoring.tasks import alert_notify_task  # the tasks module imports these services
-
     # robust: a Celery broker that is down must not fail the committed caller; the
     # periodic sweep (alerts_notify_pending_task) delivers what could not be enqueued.
-    transaction.on_commit(lambda: alert_notify_task.delay(alert_id), robust=True)
+    transaction.on_commit(lambda: task_send(TaskName.ALERT_NOTIFY, args=(alert_id,)), robust=True)
 
 
 def alert_notify(*, alert_id: int) -> list[TransportError]:
@@ -448,26 +340,27 @@ def alert_notify(*, alert_id: int) -> list[TransportError]:
     return failures
 
 
-# Order tasks whose first argument is a strategy id: their crash is a strategy crash.
-STRATEGY_TASKS = frozenset(
-    {
-        "execution.tasks.execute_buy_task",
-        "execution.tasks.execute_sell_task",
-        "execution.tasks.execute_stoploss_task",
-    }
-)
+# Tasks whose crash is a strategy crash (their first argument is a strategy id), each with
+# how to read that strategy: registered by the app that owns the tasks (execution), which
+# monitoring, the bottom layer, does not import.
+StrategyReader = Callable[[int], StrategyRef | None]
+_strategy_tasks: dict[str, StrategyReader] = {}
+
+
+def strategy_tasks_register(*, names: Iterable[str], reader: StrategyReader) -> None:
+    for name in names:
+        _strategy_tasks[name] = reader
 
 
 def task_failure_alert(*, task_name: str, args: list[Any], error: BaseException | None) -> Alert | None:
     """A task ended by an exception. An order task's is a strategy crash (its order, if
     any, is settled by recovery; its position may need an operator); any other task's is
     one incident per task until an operator resolves it."""
-    from strategies.models import Strategy
-
     described = redact_text(f"{type(error).__name__}: {error}")[:300] if error is not None else "unknown error"
     short = task_name.rsplit(".", 1)[-1]
-    if task_name in STRATEGY_TASKS and args and isinstance(args[0], int):
-        strategy = Strategy.objects.select_related("owner").filter(pk=args[0]).first()
+    reader = _strategy_tasks.get(task_name)
+    if reader is not None and args and isinstance(args[0], int):
+        strategy = reader(args[0])
         return alert_raise(
             kind="strategy_crash",
             key=f"strategy:{args[0]}",

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from algotrader.queues import TaskName
 from monitoring import heartbeats, services
 from monitoring.models import Alert
 from monitoring.transports import TransportError
@@ -21,6 +22,7 @@ PENDING_WITHIN = timedelta(days=1)
 
 
 @shared_task(
+    name=TaskName.ALERT_NOTIFY.value,
     acks_late=True,
     autoretry_for=(TransportError,),
     retry_backoff=5,
@@ -34,12 +36,12 @@ def alert_notify_task(alert_id: int) -> None:
         raise failures[0]
 
 
-@shared_task(acks_late=True, expires=settings.BEAT_HEARTBEAT_SECONDS)
+@shared_task(name=TaskName.BEAT_HEARTBEAT.value, acks_late=True, expires=settings.BEAT_HEARTBEAT_SECONDS)
 def beat_heartbeat_task() -> None:
     heartbeats.heartbeat_stamp(name="beat")
 
 
-@shared_task(acks_late=True, expires=60)
+@shared_task(name=TaskName.ALERTS_NOTIFY_PENDING.value, acks_late=True, expires=60)
 def alerts_notify_pending_task() -> int:
     now = timezone.now()
     pending = Alert.objects.filter(

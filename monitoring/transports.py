@@ -6,16 +6,14 @@ help (``permanent``): the delivery task retries only those that can."""
 from __future__ import annotations
 
 import smtplib
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import requests
 from django.conf import settings
 from django.core.mail import send_mail
 
 from monitoring.logging import redact_text
-
-if TYPE_CHECKING:
-    from monitoring.models import Alert
+from monitoring.models import Alert
 
 
 class TransportError(Exception):

@@ -1,35 +1,36 @@
-"""Exact-time BUY and SELL (T1, T2) and their resync (T3). Beat holds few entries: one
-one-off clocked PeriodicTask per distinct firing instant (a *slot*, shared by every
-strategy due then) and a short-interval sweeper. Both fan out from the partial indexes
-``strategy_buy_due``/``strategy_sell_due`` to the strategies due, each claimed once."""
+"""Exact-time BUY and SELL (T1, T2): a slot's task (``strategies.slots``) and the
+sweeper fan out from the partial indexes ``strategy_buy_due``/``strategy_sell_due`` to the
+strategies due, each claimed once, record T1/T2 and enqueue their order tasks; a BUY past
+its grace is skipped and its strategy ends (the late policy)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db import connection, transaction
 from django.utils import timezone
-from django_celery_beat.models import ClockedSchedule, PeriodicTask, PeriodicTasks
 
-from algotrader.celery import app
-from algotrader.queues import CeleryQueue
+from algotrader.advisory_locks import session_lock
+from algotrader.celery import app, task_send
+from algotrader.queues import TaskName, queue_for
 from monitoring.events import Event
-from monitoring.services import Emission, alert_raise, emit, emit_many
+from monitoring.services import Emission, alert_raise, emit_many
+from strategies import services as strategy_services
 from strategies.models import Strategy
+from strategies.slots import fired_slots_collect, iso_utc
+
+# Re-exported only until execution/services/safety.py (being split) calls slots' own.
+from strategies.slots import unschedule_strategy as unschedule_strategy
 
 logger = logging.getLogger(__name__)
 
-SLOT_TASK = "strategies.tasks.fire_slot_task"
-SLOT_PREFIX = "strategy slot "
 # Strategies claimed, recorded and enqueued per transaction: small enough that the first
 # BUYs reach the workers within milliseconds of the slot, large enough to batch the writes.
 FIRE_BATCH = 250
@@ -42,12 +43,6 @@ FAN_OUT_PASSES = 3
 # A slot's own instant is trusted over the worker's clock by at most this much (hosts
 # drift), so a slot never finds "nothing due yet" because its worker's clock is behind.
 CLOCK_TOLERANCE = timedelta(seconds=1)
-# A slot this close to its instant (or past it) is never deleted: beat may be sending it
-# right now, and its one-off bookkeeping would re-insert a row deleted under it.
-RELEASE_MARGIN = timedelta(seconds=2)
-# Fired slots are kept this long (visible in admin), then the sweeper deletes them.
-FIRED_SLOT_RETENTION = timedelta(minutes=10)
-_SLOT_LOCK_SPACE = 0x510775  # first key of the PostgreSQL advisory locks taken per slot
 _FAN_OUT_LOCK_SPACE = 0x510776  # the advisory lock held while a fan-out runs
 
 
@@ -75,44 +70,6 @@ class FireReport:
     buys: int = 0
     sells: int = 0
     skipped: int = 0
-
-
-# --- The lifecycle's entry points (called after the strategy's transaction commits) ---
-
-
-def schedule_strategy(strategy: Strategy) -> None:
-    """START: make sure the strategy's pending BUY and SELL instants have a slot."""
-    now = timezone.now()
-    for instant in _pending_instants(strategy):
-        _slot_ensure(instant, now=now)
-
-
-def reschedule_strategy(strategy: Strategy) -> None:
-    """T3: the fire times moved. The new slots exist before the old ones go, so nothing
-    falls in between; only slots (never other strategies) are touched, and beat reloads
-    its few entries within ``CELERY_BEAT_MAX_LOOP_INTERVAL``."""
-    now = timezone.now()
-    for instant in _pending_instants(strategy):
-        _slot_ensure(instant, now=now)
-    for instant in _unneeded_slot_instants(now=now):
-        _slot_release(instant, now=now)
-    emit(
-        Event.T3_SCHEDULER_RESYNC_REQUIRED,
-        strategy=strategy,
-        payload={
-            "strategy_id": strategy.pk,
-            "buy_fire_at": strategy.buy_fire_at.isoformat(),
-            "sell_fire_at": strategy.sell_fire_at.isoformat(),
-        },
-    )
-
-
-def unschedule_strategy(strategy: Strategy) -> None:
-    """STOP or exit: the strategy is no longer RUNNING, so no fan-out claims it; its slots
-    go too unless another strategy still needs them."""
-    now = timezone.now()
-    for instant in {strategy.buy_fire_at, strategy.sell_fire_at}:
-        _slot_release(instant, now=now)
 
 
 # --- Fan-out -------------------------------------------------------------------------
@@ -160,23 +117,12 @@ def _anything_due(cutoff: datetime) -> bool:
 
 @contextmanager
 def _fan_out_lock() -> Iterator[bool]:
-    """One fan-out at a time (a PostgreSQL session advisory lock, freed if the worker
-    dies). Two at once would only split the same publishing work between two worker
-    processes, leaving none to start the BUYs already enqueued; a slot or sweep that finds
-    the lock taken returns at once, and the holder looks again after releasing it."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, 0)", [_FAN_OUT_LOCK_SPACE])
-        (held,) = cursor.fetchone()
-    try:
-        yield bool(held)
-    finally:
-        if held:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, 0)", [_FAN_OUT_LOCK_SPACE])
-            except DatabaseError:
-                connection.close()  # a lock left held would stop every later fan-out; closing frees it
-                raise
+    """One fan-out at a time (a session lock, freed if the worker dies). Two at once would
+    only split the same publishing work between two worker processes, leaving none to
+    start the BUYs already enqueued; a slot or sweep that finds the lock taken returns at
+    once, and the holder looks again after releasing it."""
+    with session_lock(_FAN_OUT_LOCK_SPACE) as held:
+        yield held
 
 
 def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport) -> int:
@@ -228,10 +174,10 @@ def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport
             # however many strategies it skipped; each owner has the L4 above on the timeline.
             alert_raise(
                 kind="buy_late",
-                key=f"buy:{_iso(fire_at)}",
+                key=f"buy:{iso_utc(fire_at)}",
                 severity="warning",
-                message=f"{len(skipped)} BUY(s) due at {_iso(fire_at)} skipped: past the {grace} s grace window",
-                payload={"fire_at": _iso(fire_at), "strategies": skipped[:100], "count": len(skipped)},
+                message=f"{len(skipped)} BUY(s) due at {iso_utc(fire_at)} skipped: past the {grace} s grace window",
+                payload={"fire_at": iso_utc(fire_at), "strategies": skipped[:100], "count": len(skipped)},
             )
         _send(side, to_send)
     strategies_end_unbought(strategy_ids=skipped)
@@ -266,12 +212,10 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
     inside the claim's transaction, which then rolls back as before."""
     if not to_send:
         return
-    from execution.tasks import execute_buy_task, execute_sell_task
-
     with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
         # The orders queue declared once a batch, not looked up, copied and bound again for
         # every message (kombu's maybe_declare: a tenth of the fan-out's CPU).
-        producer.maybe_declare(app.amqp.queues[CeleryQueue.ORDERS.value])
+        producer.maybe_declare(app.amqp.queues[queue_for(TaskName.EXECUTE_BUY).value])
         for strategy_id, fire_at in to_send:
             # No publish retries: in a batch a publish only buffers, and the flush is not
             # retried (a retried pipeline could enqueue twice). The reprs Flower shows are
@@ -279,8 +223,9 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
             if side is Side.BUY:
                 # Past its grace window a queued BUY is dropped by the worker (and alerted).
                 expires = fire_at + timedelta(seconds=settings.BUY_GRACE_SECONDS)
-                execute_buy_task.apply_async(
-                    (strategy_id,),
+                task_send(
+                    TaskName.EXECUTE_BUY,
+                    args=(strategy_id,),
                     producer=producer,
                     expires=expires,
                     retry=False,
@@ -288,9 +233,10 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
                 )
             else:
                 expires = fire_at + timedelta(seconds=settings.SELL_EXPIRES_SECONDS)
-                execute_sell_task.apply_async(
-                    (strategy_id,),
-                    {"reason": Strategy.ExitReason.SELL.value},
+                task_send(
+                    TaskName.EXECUTE_SELL,
+                    args=(strategy_id,),
+                    kwargs={"reason": Strategy.ExitReason.SELL.value},
                     producer=producer,
                     expires=expires,
                     retry=False,
@@ -308,7 +254,7 @@ def sweep() -> FireReport:
     """The safety net: fire whatever is due and was missed (no slot, a late or lost slot
     message, beat restarting), then delete fired slots past their retention."""
     report = fire_due(source="sweep")
-    _collect_fired_slots(now=timezone.now())
+    fired_slots_collect(now=timezone.now())
     return report
 
 
@@ -338,8 +284,6 @@ def strategies_end_unbought(*, strategy_ids: Iterable[int]) -> list[int]:
     broker, as the state machine ends a rejected BUY), S5, timers and runtime keys gone.
     Only a strategy still RUNNING with no position is ended (compare-and-set under its
     row lock): one that was stopped, or has a BUY in flight, is left as it is."""
-    from strategies import services as strategy_services  # it imports this module
-
     ended = []
     for strategy_id in strategy_ids:
         with transaction.atomic():
@@ -354,154 +298,3 @@ def strategies_end_unbought(*, strategy_ids: Iterable[int]) -> list[int]:
             ):
                 ended.append(strategy_id)
     return ended
-
-
-# --- Slots -----------------------------------------------------------------------------
-
-
-def slot_name(instant: datetime) -> str:
-    return f"{SLOT_PREFIX}{_iso(instant)}"
-
-
-def _iso(instant: datetime) -> str:
-    return instant.astimezone(UTC).isoformat()
-
-
-def _pending_instants(strategy: Strategy) -> set[datetime]:
-    instants = set()
-    if strategy.buy_fired_at is None:
-        instants.add(strategy.buy_fire_at)
-    if strategy.sell_fired_at is None:
-        instants.add(strategy.sell_fire_at)
-    return instants
-
-
-def _lock_slot(instant: datetime) -> None:
-    """Serialize creating and deleting one slot: without it a STOP could delete a slot
-    that a concurrent START has just found and relied on."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_SLOT_LOCK_SPACE, int(instant.timestamp()) % 2**31])
-
-
-def _slot_ensure(instant: datetime, *, now: datetime) -> None:
-    if instant <= now:
-        from strategies.tasks import fire_slot_task
-
-        # Already due (a start or move at the last moment): fan out now, not at beat's next look.
-        fire_slot_task.apply_async((_iso(instant),), expires=settings.BUY_GRACE_SECONDS)
-        return
-    with transaction.atomic():
-        _lock_slot(instant)
-        task = PeriodicTask.objects.filter(name=slot_name(instant)).first()
-        if task is not None and task.enabled:
-            return
-        if task is None:
-            task = PeriodicTask(
-                name=slot_name(instant),
-                task=SLOT_TASK,
-                clocked=ClockedSchedule.objects.create(clocked_time=instant),
-                one_off=True,
-                args=json.dumps([_iso(instant)]),
-                queue=CeleryQueue.SCHEDULER.value,
-                expire_seconds=settings.BUY_GRACE_SECONDS,
-                description="BUY/SELL slot: fans out to every strategy due at this instant.",
-            )
-        task.enabled = True
-        task.queue = CeleryQueue.SCHEDULER.value  # a slot made before the fan-outs had their worker
-        task.no_changes = True  # beat is told after the commit, below
-        task.save()
-    _tell_beat()
-
-
-def slots_resync() -> int:
-    """Recovery: every future instant a running strategy still waits for has its enabled
-    slot (a START or move whose slot was never written, a row lost with a restored
-    database), and slots nobody waits for go. One query per side for the instants, so
-    the cost grows with the distinct instants, not with the strategies. Returns how many
-    slots were (re)created; past instants are the sweeper's."""
-    now = timezone.now()
-    running = Strategy.objects.filter(status=Strategy.Status.RUNNING).order_by()
-    instants = set(
-        running.filter(buy_fired_at__isnull=True, buy_fire_at__gt=now).values_list("buy_fire_at", flat=True).distinct()
-    ) | set(
-        running.filter(sell_fired_at__isnull=True, sell_fire_at__gt=now)
-        .values_list("sell_fire_at", flat=True)
-        .distinct()
-    )
-    slots = _slots().filter(enabled=True, clocked__clocked_time__in=instants)
-    enabled = set(slots.values_list("clocked__clocked_time", flat=True))
-    missing = sorted(instants - enabled)
-    for instant in missing:
-        _slot_ensure(instant, now=now)
-    for instant in _unneeded_slot_instants(now=now):
-        _slot_release(instant, now=now)
-    return len(missing)
-
-
-def _slot_needed(instant: datetime) -> bool:
-    running = Strategy.objects.filter(status=Strategy.Status.RUNNING)
-    return (
-        running.filter(buy_fired_at__isnull=True, buy_fire_at=instant).exists()
-        or running.filter(sell_fired_at__isnull=True, sell_fire_at=instant).exists()
-    )
-
-
-def _slot_release(instant: datetime, *, now: datetime) -> None:
-    if instant <= now + RELEASE_MARGIN:
-        return  # let it fire (harmlessly: no one is due); the sweeper deletes it later
-    if not transaction.get_connection().in_atomic_block and _slot_needed(instant):
-        # The usual case (a slot shared by many): one read, not a locked transaction. Only
-        # a deletion needs the lock. Two strategies of one slot ending together cannot both
-        # leave it here: each looks after its own end committed, so the later look sees both
-        # (inside a caller's transaction that does not hold: the lock decides, as before).
-        return
-    with transaction.atomic():
-        _lock_slot(instant)
-        if _slot_needed(instant):
-            return
-        deleted = _delete_slots(PeriodicTask.objects.filter(name=slot_name(instant)))
-    if deleted:
-        _tell_beat()
-
-
-def _unneeded_slot_instants(*, now: datetime) -> list[datetime]:
-    """Future slots no running strategy waits for: one index probe per slot."""
-    running = Strategy.objects.filter(status=Strategy.Status.RUNNING)
-    at = OuterRef("clocked__clocked_time")
-    return list(
-        _slots()
-        .filter(enabled=True, clocked__clocked_time__gt=now + RELEASE_MARGIN)
-        .annotate(
-            buying=Exists(running.filter(buy_fired_at__isnull=True, buy_fire_at=at)),
-            selling=Exists(running.filter(sell_fired_at__isnull=True, sell_fire_at=at)),
-        )
-        .filter(buying=False, selling=False)
-        .values_list("clocked__clocked_time", flat=True)
-    )
-
-
-def _collect_fired_slots(*, now: datetime) -> None:
-    # Only slots beat has disabled after sending them, so none is still in its schedule.
-    fired = _slots().filter(enabled=False, clocked__clocked_time__lt=now - FIRED_SLOT_RETENTION)
-    if _delete_slots(fired):
-        _tell_beat()
-
-
-def _slots() -> QuerySet[PeriodicTask]:
-    slots: QuerySet[PeriodicTask] = PeriodicTask.objects.filter(task=SLOT_TASK, name__startswith=SLOT_PREFIX)
-    return slots
-
-
-def _delete_slots(tasks: QuerySet[PeriodicTask]) -> int:
-    clocked_ids: Iterable[int] = list(tasks.values_list("clocked_id", flat=True))
-    deleted, _ = tasks.delete()
-    ClockedSchedule.objects.filter(id__in=clocked_ids, periodictask__isnull=True).delete()
-    return deleted
-
-
-def _tell_beat() -> None:
-    """Bump django-celery-beat's change stamp after our commit, not inside it: a stamp
-    taken before a commit that lands after a later stamp would never be noticed, as beat
-    reloads only on a newer stamp. Beat then reloads its few entries (slots due within
-    five minutes and the sweeper), never the strategies."""
-    PeriodicTasks.update_changed()

@@ -15,22 +15,24 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from algotrader import redis_keys
+from algotrader.celery import task_send
 from algotrader.exceptions import ValidationFailed
+from algotrader.queues import TaskName
 from algotrader.users.models import User
 from brokers.selectors import broker_account_get
-from execution import tasks as execution_tasks  # a module: execution imports these services back
-from market.stoploss_index import stoploss_move
 from monitoring.events import Event
 from monitoring.services import emit
-from strategies import runtime, scheduling
+from strategies import runtime, slots
 from strategies.exceptions import InvalidTransition, StrategyNotRunning, StrategyStartFailed
 from strategies.models import Strategy
 from strategies.selectors import strategy_get
+from strategies.stoploss_index import stoploss_move
 from strategies.validation import Plan, validate_plan
 
 logger = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
                 trigger_price=strategy.stop_trigger_price,
             )
         if moved:
-            scheduling.reschedule_strategy(strategy)
+            slots.reschedule_strategy(strategy)
     return strategy
 
 
@@ -206,7 +208,7 @@ def strategy_start(*, user: User, strategy_id: int) -> Strategy:
 
     try:
         runtime.runtime_load(strategy)
-        scheduling.schedule_strategy(strategy)
+        slots.schedule_strategy(strategy)
     except Exception as error:
         logger.exception("strategy start failed after commit", extra={"strategy_id": strategy.pk})
         emit(Event.L3_ERROR_LOGGED, strategy=strategy, message=f"Start failed: {type(error).__name__}")
@@ -225,7 +227,7 @@ def _undo_start(strategy: Strategy) -> None:
     )
     try:
         runtime.runtime_clear(strategy)
-        scheduling.unschedule_strategy(strategy)
+        slots.unschedule_strategy(strategy)
     except Exception:
         logger.exception("cleanup after a failed start failed", extra={"strategy_id": strategy.pk})
 
@@ -259,10 +261,15 @@ def strategy_stop(*, user: User, strategy_id: int, keep_position: bool = False) 
             payload={**_about(strategy), "action": "STOP", "outcome": "STOPPED", "exit": exit_position},
         )
 
-    scheduling.unschedule_strategy(strategy)
+    slots.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)
     if exit_position:
-        execution_tasks.execute_sell_task.delay(strategy.pk, reason=Strategy.ExitReason.STOP.value)
+        task_send(
+            TaskName.EXECUTE_SELL,
+            args=(strategy.pk,),
+            kwargs={"reason": Strategy.ExitReason.STOP.value},
+            expires=settings.SELL_EXPIRES_SECONDS,
+        )
     return strategy
 
 
@@ -297,6 +304,6 @@ def strategy_exit(
         if strategy is None or strategy.pk != strategy_id:
             strategy = Strategy.objects.get(pk=strategy_id)
         emit(Event.S5_STRATEGY_EXITED, strategy=strategy, payload={**_about(strategy), "reason": reason})
-    scheduling.unschedule_strategy(strategy)
+    slots.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)
     return True

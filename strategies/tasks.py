@@ -1,6 +1,6 @@
 """Scheduler tasks (T1, T2): a slot sent by beat at its instant, and the sweeper, each
 fan out to the strategies due; both are thin interfaces to ``strategies.scheduling``.
-Routed by ``task_routes`` (algotrader.celery) to the ``scheduler`` queue and its worker."""
+Routed by ``algotrader.queues`` to the ``scheduler`` queue and its worker."""
 
 from datetime import datetime
 from typing import Any
@@ -8,20 +8,21 @@ from typing import Any
 from celery import Task, shared_task
 from celery.signals import task_revoked
 
+from algotrader.queues import TaskName
 from strategies import scheduling
 
-ORDER_TASK_SIDES = {
-    "execution.tasks.execute_buy_task": scheduling.Side.BUY,
-    "execution.tasks.execute_sell_task": scheduling.Side.SELL,
+ORDER_TASK_SIDES: dict[str, scheduling.Side] = {
+    TaskName.EXECUTE_BUY: scheduling.Side.BUY,
+    TaskName.EXECUTE_SELL: scheduling.Side.SELL,
 }
 
 
-@shared_task(acks_late=True)
+@shared_task(name=TaskName.FIRE_SLOT.value, acks_late=True)
 def fire_slot_task(slot: str) -> None:
     scheduling.fire_due(slot=datetime.fromisoformat(slot), source="slot")
 
 
-@shared_task(acks_late=True)
+@shared_task(name=TaskName.SWEEP_DUE.value, acks_late=True)
 def sweep_due_task() -> None:
     scheduling.sweep()
 

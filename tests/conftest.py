@@ -53,7 +53,7 @@ def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
 def clean_redis() -> Iterator[None]:
     get_redis().flushdb()
     yield
-    from monitoring.services import pushes_flush
+    from monitoring.pusher import pushes_flush
 
     pushes_flush(timeout=10)  # a test's WebSocket pushes land before the next test's flush
 

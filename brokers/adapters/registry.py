@@ -86,6 +86,7 @@ def shared_adapters_clear() -> None:
     process that must drop all sessions)."""
     with _shared_lock:
         _shared.clear()
+    # Lazy for start-up cost, as in adapter_for: a process that never talked to Kite skips its HTTP stack.
     from brokers.adapters.kite_http import process_session_close
 
     process_session_close()

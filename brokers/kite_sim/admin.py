@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from brokers.kite_sim.faults import Fault
-from brokers.kite_sim.rest import Request, Response
+from brokers.kite_sim.http import Request, Response
 
 if TYPE_CHECKING:
     from brokers.kite_sim.server import KiteSimulator

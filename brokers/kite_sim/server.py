@@ -25,8 +25,9 @@ from brokers.kite_sim.accounts import (
 from brokers.kite_sim.admin import SimAdmin
 from brokers.kite_sim.book import OrderBook
 from brokers.kite_sim.faults import Fault, FaultKind, Faults
+from brokers.kite_sim.http import make_http_server
 from brokers.kite_sim.market import MarketData
-from brokers.kite_sim.rest import KiteRest, make_http_server
+from brokers.kite_sim.rest import KiteRest
 from brokers.kite_sim.ticker import TickerServer
 from brokers.simulated_market import DEFAULT_VOLATILITY
 
@@ -68,7 +69,7 @@ class KiteSimulator:
             user_name="Demo Trader",
             redirect_url=redirect_url,
         )
-        self._http = make_http_server(host, port, KiteRest(self))
+        self._http = make_http_server(host, port, KiteRest(self).handle)
         self._ticker = TickerServer(
             accounts=self.accounts, market=self.market, faults=self.faults, host=host, port=ws_port
         )

@@ -34,7 +34,7 @@ def worker_env(kite_sim: KiteSimulator) -> dict[str, str]:
         "KITE_API_ROOT": kite_sim.api_root,
         "KITE_WS_ROOT": kite_sim.ws_root,
         "BUY_GRACE_SECONDS": "120",  # the dead lock (EXECUTION_LOCK_SECONDS, 10 s at least) expires well within it
-        "BUY_RESCUE_AFTER_SECONDS": "1",
+        "LOST_TASK_AFTER_SECONDS": "1",
         "EXECUTION_LOCK_SECONDS": "10",
         "ORDER_FOLLOW_SECONDS": "10",
     }

@@ -17,9 +17,9 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.adapters.paper import PaperAdapter
 from execution.models import Order
+from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import orders as order_services
 from execution.services import positions
-from execution.services.recovery import orders_settle_interrupted
 from monitoring import services as monitoring_services
 from strategies import services as strategy_services
 from tests.execution.helpers import paper_book

@@ -11,8 +11,8 @@ from django.utils import timezone
 from brokers.models import BrokerAccount
 from brokers.services import broker_account_create_session
 from execution.models import Order
+from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import strategy_sell_execute, strategy_stoploss_execute
-from execution.services.recovery import orders_settle_interrupted
 from monitoring.models import EventLog
 from tests.execution.helpers import codes, orders
 

@@ -8,9 +8,9 @@ import pytest
 
 from brokers.models import BrokerAccount
 from execution.models import Order
+from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import strategy_buy_execute, strategy_sell_execute
 from execution.services.orders import watch_end
-from execution.services.recovery import orders_settle_interrupted
 from monitoring.models import EventLog
 from tests.execution.helpers import orders
 from tests.waiting import wait_until

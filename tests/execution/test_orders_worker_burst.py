@@ -28,7 +28,7 @@ WORKER_ENV = {
     "ORDERS_CONCURRENCY": "8",
     "PAPER_LATENCY_MS": "300",  # each BUY waits on its fill, as on a broker's round trips
     "BUY_GRACE_SECONDS": "120",
-    "BUY_RESCUE_AFTER_SECONDS": "1",
+    "LOST_TASK_AFTER_SECONDS": "1",
     "EXECUTION_LOCK_SECONDS": "10",
     "ORDER_SETTLE_AFTER_SECONDS": "1",
 }

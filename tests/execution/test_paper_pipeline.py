@@ -11,8 +11,8 @@ from django.utils import timezone
 from execution import tasks
 from execution.models import Order
 from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
-from market.stoploss_index import stoploss_armed
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.execution.helpers import codes, orders, paper_book
 
 pytestmark = pytest.mark.django_db

@@ -13,9 +13,9 @@ import pytest
 from django.db import connection
 
 from execution.models import Order
+from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
 from execution.services.orders import order_create
-from execution.services.recovery import orders_settle_interrupted
 from tests.execution.helpers import orders, paper_book
 from tests.factories import BrokerAccountFactory
 

@@ -21,8 +21,8 @@ from brokers.instruments import find_instrument
 from brokers.kite_sim import KiteSimulator, SimAccount
 from brokers.models import BrokerAccount
 from market.selectors import feed_health
-from market.stoploss_index import stoploss_arm
 from strategies import runtime
+from strategies.stoploss_index import stoploss_arm
 from tests.factories import BrokerAccountFactory
 from tests.market.helpers import declare_queues, events, running_strategy, stoploss_tasks
 from tests.waiting import wait_until

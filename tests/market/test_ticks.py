@@ -9,8 +9,8 @@ import pytest
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from market.services import stoploss_enqueue_leftovers, ticks_ingest
-from market.stoploss_index import stoploss_arm, stoploss_armed, stoploss_disarm
 from market.ticks import BATCH_TYPE, ingest
+from strategies.stoploss_index import stoploss_arm, stoploss_armed, stoploss_disarm
 from tests.market.helpers import declare_queues, events, running_strategy, stoploss_tasks
 
 INFY = "NSE:INFY"

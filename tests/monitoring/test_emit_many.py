@@ -7,7 +7,8 @@ from channels.layers import get_channel_layer
 
 from monitoring.events import Event
 from monitoring.models import EventLog
-from monitoring.services import Emission, emit_many, user_group
+from monitoring.pusher import user_group
+from monitoring.services import Emission, emit_many
 from tests.factories import UserFactory
 
 

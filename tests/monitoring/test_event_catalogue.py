@@ -24,15 +24,15 @@ from brokers.adapters.base import FeedEvents, TickHandler, TickStream
 from brokers.adapters.registry import adapter_for
 from brokers.kite_sim import KiteSimulator, SimAccount
 from brokers.models import BrokerAccount
+from execution.recovery.system import Trigger, system_recover
 from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
 from market.listener import MarketListener
 from market.services import ticks_ingest
-from market.stoploss_index import stoploss_arm
 from monitoring.events import Event
 from monitoring.models import EventLog
-from monitoring.recovery import Trigger, system_recover
 from strategies import runtime, scheduling
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_arm
 from tests.brokers.kite_sim_fixtures import kite_sim, sim_account
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create

@@ -6,7 +6,8 @@ from channels.layers import get_channel_layer
 
 from monitoring.events import Category, Event
 from monitoring.models import EventLog
-from monitoring.services import emit, user_group
+from monitoring.pusher import user_group
+from monitoring.services import emit
 
 EVENT_MAP_CODES = (
     [f"U{i}" for i in range(1, 8)]

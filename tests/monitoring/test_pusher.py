@@ -11,10 +11,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from monitoring import services
+from monitoring import pusher
 from monitoring.events import Event
 from monitoring.models import EventLog
-from monitoring.services import emit, pushes_flush, user_group
+from monitoring.pusher import pushes_flush, user_group
+from monitoring.services import emit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,7 +58,7 @@ def test_a_push_that_fails_never_undoes_its_event_and_later_pushes_still_go(user
         async def group_send(self, group: str, message: dict[str, Any]) -> None:
             raise ConnectionError("redis is gone")
 
-    monkeypatch.setattr(services, "get_channel_layer", lambda: BrokenLayer())
+    monkeypatch.setattr(pusher, "get_channel_layer", lambda: BrokenLayer())
     with caplog.at_level("WARNING", logger="algotrader.events"):
         record = emit(Event.S1_STRATEGY_STARTED, user=user, payload={"n": 1})
         assert pushes_flush(timeout=30)
@@ -71,7 +72,7 @@ def test_a_push_that_fails_never_undoes_its_event_and_later_pushes_still_go(user
 
 
 def test_a_full_backlog_drops_the_push_and_keeps_the_event(user, monkeypatch, caplog):
-    monkeypatch.setattr(services, "PUSH_BACKLOG_LIMIT", 0)
+    monkeypatch.setattr(pusher, "PUSH_BACKLOG_LIMIT", 0)
 
     with caplog.at_level("WARNING", logger="algotrader.events"):
         record = emit(Event.S1_STRATEGY_STARTED, user=user)
@@ -102,7 +103,7 @@ def test_a_forked_worker_process_pushes_through_a_pusher_of_its_own(user):
     pid = os.fork()
     if pid == 0:  # the child: as a prefork Celery worker, with the parent's pusher object but no thread
         try:
-            services._push_to_users([(user.pk, {**body, "payload": {"from": "child"}})])
+            pusher.push_to_users([(user.pk, {**body, "payload": {"from": "child"}})])
             os._exit(0 if pushes_flush(timeout=30) else 1)
         except BaseException:
             os._exit(2)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
-from strategies import services
+from strategies import services, slots
 from strategies.models import MarketHoliday, Strategy
 from tests.factories import BrokerAccountFactory, UserFactory
 from tests.strategies.factories_scheduling import strategy_create
@@ -289,17 +289,15 @@ def test_a_session_edit_is_saved_tidied(operator):
 def test_a_failure_after_the_stop_is_a_message_and_the_rest_of_the_selection_still_runs(travel, operator, monkeypatch):
     import redis
 
-    from strategies import scheduling
-
     first, second = running_strategy(), running_strategy()
-    unschedule = scheduling.unschedule_strategy
+    unschedule = slots.unschedule_strategy
 
     def redis_down_for_the_first(strategy):  # an outage between the commit and the clean-up
         if strategy.pk == first.pk:
             raise redis.ConnectionError("Connection refused")
         unschedule(strategy)
 
-    monkeypatch.setattr(scheduling, "unschedule_strategy", redis_down_for_the_first)
+    monkeypatch.setattr(slots, "unschedule_strategy", redis_down_for_the_first)
 
     said = act(operator, "stop", first, second)
 

@@ -16,11 +16,11 @@ from algotrader import redis_keys
 from algotrader.exceptions import ValidationFailed
 from algotrader.redis_client import get_redis
 from execution.services import locks
-from market.stoploss_index import stoploss_arm, stoploss_armed
 from monitoring.models import EventLog
 from strategies import services
 from strategies.exceptions import InvalidTransition, StrategyNotRunning
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_arm, stoploss_armed
 from tests.factories import BrokerAccountFactory
 
 IST = ZoneInfo("Asia/Kolkata")

@@ -16,7 +16,7 @@ from algotrader.queues import CeleryQueue
 from algotrader.redis_client import get_redis
 from execution.tasks import execute_buy_task
 from monitoring.models import EventLog
-from strategies import scheduling
+from strategies import scheduling, slots
 from strategies.models import Strategy
 from strategies.runtime import runtime_load
 from strategies.tasks import alert_expired_order_task, fire_slot_task, sweep_due_task
@@ -40,11 +40,11 @@ def seconds(n: float) -> timedelta:
 
 
 def slot_instants() -> set[str]:
-    return {task.args.strip('[]"') for task in PeriodicTask.objects.filter(task=scheduling.SLOT_TASK, enabled=True)}
+    return {task.args.strip('[]"') for task in PeriodicTask.objects.filter(task=slots.SLOT_TASK, enabled=True)}
 
 
 def iso(moment) -> str:
-    return scheduling._iso(moment)
+    return slots.iso_utc(moment)
 
 
 def codes(strategy: Strategy) -> list[str]:
@@ -57,12 +57,12 @@ def test_start_makes_one_one_off_slot_per_distinct_instant():
     first = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
     second = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(180))
 
-    scheduling.schedule_strategy(first)
-    scheduling.schedule_strategy(second)
-    scheduling.schedule_strategy(second)  # idempotent
+    slots.schedule_strategy(first)
+    slots.schedule_strategy(second)
+    slots.schedule_strategy(second)  # idempotent
 
     assert slot_instants() == {iso(now + seconds(60)), iso(now + seconds(120)), iso(now + seconds(180))}
-    slot = PeriodicTask.objects.get(name=scheduling.slot_name(now + seconds(60)))
+    slot = PeriodicTask.objects.get(name=slots.slot_name(now + seconds(60)))
     assert slot.one_off and slot.clocked.clocked_time == now + seconds(60) and slot.queue == "scheduler"
     assert slot.expire_seconds == 30
 
@@ -72,11 +72,11 @@ def test_stop_removes_the_slots_no_other_strategy_needs():
     account = BrokerAccountFactory.create()
     stopped = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
     other = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(180))
-    scheduling.schedule_strategy(stopped)
-    scheduling.schedule_strategy(other)
+    slots.schedule_strategy(stopped)
+    slots.schedule_strategy(other)
 
     Strategy.objects.filter(pk=stopped.pk).update(status=Strategy.Status.STOPPED)
-    scheduling.unschedule_strategy(stopped)
+    slots.unschedule_strategy(stopped)
 
     assert slot_instants() == {iso(now + seconds(60)), iso(now + seconds(180))}
     assert ClockedSchedule.objects.count() == 2
@@ -91,26 +91,26 @@ def test_the_last_of_a_slots_strategies_to_end_removes_it(django_assert_num_quer
         for _ in range(2)
     )
     for strategy in (first, second):
-        scheduling.schedule_strategy(strategy)
+        slots.schedule_strategy(strategy)
 
     Strategy.objects.filter(pk=first.pk).update(status=Strategy.Status.EXITED)
     with django_assert_num_queries(2):  # still needed: a read for each side, no locked transaction
-        scheduling.unschedule_strategy(first)
+        slots.unschedule_strategy(first)
     assert slot_instants() == {iso(now + seconds(120))}
 
     Strategy.objects.filter(pk=second.pk).update(status=Strategy.Status.EXITED)
-    scheduling.unschedule_strategy(second)
+    slots.unschedule_strategy(second)
     assert slot_instants() == set()
 
 
 def test_reschedule_moves_the_slot_and_records_t3():
     now = timezone.now().replace(microsecond=0)
     strategy = strategy_create(buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
-    scheduling.schedule_strategy(strategy)
+    slots.schedule_strategy(strategy)
 
     strategy.buy_fire_at = now + seconds(90)
     strategy.save(update_fields=["buy_fire_at"])
-    scheduling.reschedule_strategy(strategy)
+    slots.reschedule_strategy(strategy)
 
     assert slot_instants() == {iso(now + seconds(90)), iso(now + seconds(120))}
     t3 = EventLog.objects.get(code="T3")
@@ -167,7 +167,7 @@ def test_a_buy_past_its_grace_window_is_skipped_with_an_alert_and_the_strategy_e
     settings.BUY_GRACE_SECONDS = 30
     now = timezone.now().replace(microsecond=0)
     strategy = strategy_create(buy_fire_at=now - seconds(31), sell_fire_at=now + seconds(60))
-    scheduling.schedule_strategy(strategy)
+    slots.schedule_strategy(strategy)
     runtime_load(strategy)
     assert iso(now + seconds(60)) in slot_instants()
 
@@ -179,7 +179,7 @@ def test_a_buy_past_its_grace_window_is_skipped_with_an_alert_and_the_strategy_e
     assert t1.payload["skipped"] is True and t1.payload["reason"] == "late" and t1.payload["late_seconds"] >= 31
     assert EventLog.objects.get(strategy=strategy, code="S5").payload["reason"] == "REJECTED"
     assert queued() == []  # no BUY; the START's own due slot is the scheduler's
-    assert [q.task for q in queued(CeleryQueue.SCHEDULER)] == [scheduling.SLOT_TASK]
+    assert [q.task for q in queued(CeleryQueue.SCHEDULER)] == [slots.SLOT_TASK]
     strategy.refresh_from_db()
     assert strategy.buy_fired_at is not None  # claimed: never retried
     assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "NONE", "REJECTED")
@@ -230,11 +230,9 @@ def test_a_start_at_an_instant_already_due_fans_out_at_once():
     now = timezone.now()
     strategy = strategy_create(buy_fire_at=now - seconds(1), sell_fire_at=now + seconds(60))
 
-    scheduling.schedule_strategy(strategy)
+    slots.schedule_strategy(strategy)
 
-    assert [(q.task, q.args) for q in queued(CeleryQueue.SCHEDULER)] == [
-        (scheduling.SLOT_TASK, [iso(strategy.buy_fire_at)])
-    ]
+    assert [(q.task, q.args) for q in queued(CeleryQueue.SCHEDULER)] == [(slots.SLOT_TASK, [iso(strategy.buy_fire_at)])]
     assert slot_instants() == {iso(strategy.sell_fire_at)}
 
 
@@ -301,14 +299,14 @@ def test_an_expired_buy_task_is_alerted_not_silent_and_the_strategy_ends():
 def test_the_sweeper_deletes_fired_slots_after_their_retention():
     now = timezone.now().replace(microsecond=0)
     strategy = strategy_create(buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
-    scheduling.schedule_strategy(strategy)
-    PeriodicTask.objects.filter(name=scheduling.slot_name(strategy.buy_fire_at)).update(enabled=False)
+    slots.schedule_strategy(strategy)
+    PeriodicTask.objects.filter(name=slots.slot_name(strategy.buy_fire_at)).update(enabled=False)
     ClockedSchedule.objects.filter(clocked_time=strategy.buy_fire_at).update(clocked_time=now - timedelta(hours=1))
 
     sweep_due_task()
 
-    assert not PeriodicTask.objects.filter(name=scheduling.slot_name(strategy.buy_fire_at)).exists()
-    assert PeriodicTask.objects.filter(name=scheduling.slot_name(strategy.sell_fire_at)).exists()
+    assert not PeriodicTask.objects.filter(name=slots.slot_name(strategy.buy_fire_at)).exists()
+    assert PeriodicTask.objects.filter(name=slots.slot_name(strategy.sell_fire_at)).exists()
 
 
 def test_reschedule_keeps_a_slot_another_strategy_still_needs():
@@ -316,12 +314,12 @@ def test_reschedule_keeps_a_slot_another_strategy_still_needs():
     account = BrokerAccountFactory.create()
     moved = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
     staying = strategy_create(account=account, buy_fire_at=now + seconds(60), sell_fire_at=now + seconds(120))
-    scheduling.schedule_strategy(moved)
-    scheduling.schedule_strategy(staying)
+    slots.schedule_strategy(moved)
+    slots.schedule_strategy(staying)
 
     Strategy.objects.filter(pk=moved.pk).update(buy_fire_at=now + seconds(90))
     moved.refresh_from_db()
-    scheduling.reschedule_strategy(moved)
+    slots.reschedule_strategy(moved)
 
     assert slot_instants() == {iso(now + seconds(60)), iso(now + seconds(90)), iso(now + seconds(120))}
 

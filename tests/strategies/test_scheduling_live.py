@@ -17,7 +17,7 @@ from algotrader.processes import ProcessGroup, celery
 from algotrader.queues import CeleryQueue
 from execution.tasks import execute_buy_task
 from monitoring.models import EventLog
-from strategies import scheduling
+from strategies import slots
 from strategies.models import Strategy
 from strategies.tasks import fire_slot_task
 from tests.execution.workers import idle
@@ -89,7 +89,7 @@ def test_buy_then_sell_fire_at_their_seconds(stack):
     buy = next_second(2)
     strategy = strategy_create(buy_fire_at=buy, sell_fire_at=buy + timedelta(seconds=2))
 
-    scheduling.schedule_strategy(strategy)
+    slots.schedule_strategy(strategy)
     wait_until(lambda: len(events(strategy, "E2")) == 1, timeout=15, message=stack.logs)
 
     [t1], [e1], [t2], [e2] = (events(strategy, code) for code in ("T1", "E1", "T2", "E2"))
@@ -105,11 +105,11 @@ def test_t3_moves_a_pending_fire_later_the_old_second_fires_nothing(stack):
     old = next_second(2)
     new = old + timedelta(seconds=2)
     strategy = strategy_create(buy_fire_at=old, sell_fire_at=old + timedelta(seconds=30))
-    scheduling.schedule_strategy(strategy)
+    slots.schedule_strategy(strategy)
 
     Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=new)
     strategy.refresh_from_db()
-    scheduling.reschedule_strategy(strategy)
+    slots.reschedule_strategy(strategy)
     wait_until(lambda: timezone.now() > old + timedelta(seconds=1), timeout=15, message=stack.logs)
 
     assert events(strategy, "T1") == []
@@ -123,12 +123,12 @@ def test_t3_moving_a_fire_earlier_is_in_effect_within_a_second(stack):
     strategy = strategy_create(
         buy_fire_at=next_second(30), sell_fire_at=next_second(60), account=None
     )  # far enough that only the move can make it fire
-    scheduling.schedule_strategy(strategy)
+    slots.schedule_strategy(strategy)
 
     new = timezone.now() + timedelta(seconds=1)
     Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=new)
     strategy.refresh_from_db()
-    scheduling.reschedule_strategy(strategy)
+    slots.reschedule_strategy(strategy)
     wait_until(lambda: len(events(strategy, "T1")) == 1, timeout=15, message=stack.logs)
 
     [t1] = events(strategy, "T1")
@@ -139,14 +139,14 @@ def test_t3_moving_a_fire_earlier_is_in_effect_within_a_second(stack):
 
 def test_stop_removes_the_fire_and_nothing_fires_after(stack):
     # Beyond RELEASE_MARGIN even on a loaded machine: a slot inside it is kept to fire (harmlessly).
-    buy = next_second(scheduling.RELEASE_MARGIN.total_seconds() + 2)
+    buy = next_second(slots.RELEASE_MARGIN.total_seconds() + 2)
     strategy = strategy_create(buy_fire_at=buy, sell_fire_at=buy + timedelta(seconds=1))
-    scheduling.schedule_strategy(strategy)
+    slots.schedule_strategy(strategy)
 
     Strategy.objects.filter(pk=strategy.pk).update(status=Strategy.Status.STOPPED)
-    scheduling.unschedule_strategy(strategy)
+    slots.unschedule_strategy(strategy)
     assert not PeriodicTask.objects.filter(
-        name__in=[scheduling.slot_name(buy), scheduling.slot_name(buy + timedelta(seconds=1))]
+        name__in=[slots.slot_name(buy), slots.slot_name(buy + timedelta(seconds=1))]
     ).exists()
     wait_until(lambda: timezone.now() > buy + timedelta(seconds=2), timeout=15, message=stack.logs)
 
@@ -157,8 +157,8 @@ def test_a_slot_run_twice_by_the_worker_fires_one_buy(stack):
     now = timezone.now()
     strategy = strategy_create(buy_fire_at=now - timedelta(seconds=1), sell_fire_at=now + timedelta(seconds=60))
 
-    fire_slot_task.apply_async((scheduling._iso(strategy.buy_fire_at),))
-    fire_slot_task.apply_async((scheduling._iso(strategy.buy_fire_at),))
+    fire_slot_task.apply_async((slots.iso_utc(strategy.buy_fire_at),))
+    fire_slot_task.apply_async((slots.iso_utc(strategy.buy_fire_at),))
     wait_until(lambda: len(events(strategy, "E1")) >= 1, timeout=15, message=stack.logs)
     wait_until(lambda: idle([WORKER], QUEUES), message=stack.logs)  # both slots' work over
 

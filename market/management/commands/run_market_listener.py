@@ -14,7 +14,7 @@ from brokers.adapters.base import FeedEvents, TickHandler, TickStream
 from brokers.adapters.registry import adapter_for
 from brokers.models import BrokerAccount
 from market.listener import MarketListener
-from monitoring.recovery import Trigger, recovery_watch_start
+from market.signals import listener_started
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,10 @@ class Command(BaseCommand):
 
         listener = MarketListener(stream_factory=stream_factory, simulated_venue=simulated)
         logger.info("market listener started", extra={"feed": adapter.kind, "account_id": account.pk})
-        # Recovery (X1, X4) beside the stream, never before it: ticks must flow at once.
-        watch = recovery_watch_start(trigger=Trigger.LISTENER_START, detail={"feed": adapter.kind})
+        # Recovery (X1, X4) starts beside the stream (execution.recovery.watch receives this).
+        started_work = threading.Event()
+        listener_started.send(sender=MarketListener, feed=adapter.kind, stop=started_work)
         try:
             listener.run(stop)
         finally:
-            watch.set()
+            started_work.set()

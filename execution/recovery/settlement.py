@@ -8,9 +8,12 @@ finishing:
   (``positions.position_exit_retry``: backoff, and only once the account can trade);
 - a lost order (given up as not found) is looked up by its tag until the day ends: one
   that surfaces is cancelled if open, and what it filled is squared off;
-- a held position whose stop trigger was consumed is re-armed; a fired SELL, or a fired
-  BUY still within its grace, whose task was lost before claiming, is run.
-The strategy's lock tells a live worker's order (skipped) from an orphan."""
+- a held position whose stop trigger was consumed is re-armed;
+- lost order work: a fired SELL, or a fired BUY still within its grace, whose task was
+  lost before claiming (``order_work_rescue``, after LOST_TASK_AFTER_SECONDS).
+This is the one path that re-runs lost order work: a recovery (``execution.recovery.
+system``) runs it too, right after rebuilding Redis. The strategy's lock tells a live
+worker's order (skipped) from an orphan."""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.exceptions import BrokerError
 from execution.models import EntryHalt, Order
-from execution.services import locks, positions  # positions as a module: it imports the tasks, which import this
+from execution.services import locks, positions
 from execution.services.orders import (
     order_adopt,
     order_fail,
@@ -34,14 +37,12 @@ from execution.services.orders import (
     order_settle,
     order_surfaced_check,
 )
-from market.stoploss_index import stoploss_arm
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_arm
 
 logger = logging.getLogger(__name__)
 
 SETTLE_BATCH = 100
-# A fired SELL still not started after this long was lost (a queue backlog clears sooner).
-LOST_SELL_AFTER_SECONDS = 120
 
 
 def orders_settle_interrupted(*, older_than: float | None = None) -> int:
@@ -71,8 +72,7 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
         + _positions_settle_interrupted(cutoff)
         + _lost_orders_watch()
         + _stops_rearm(cutoff)
-        + _sells_rescue()
-        + _buys_rescue()
+        + order_work_rescue()
     )
 
 
@@ -166,15 +166,24 @@ def _stops_rearm(cutoff: datetime) -> int:
     return rearmed
 
 
+def order_work_rescue() -> int:
+    """Fired BUYs and SELLs (T1/T2 recorded, so the scheduler never fires them again) whose
+    task was lost before claiming: a flush emptied the queue, or a killed worker's
+    redelivery finds its dead lock or waits for the broker's visibility timeout. After
+    LOST_TASK_AFTER_SECONDS they are run here, a BUY only while within its grace; the
+    claims (RUNNING & NONE -> BUYING, the exit claim) and the one-live-BUY constraint let
+    one through if the task turns up after all. Returns how many were run."""
+    return _sells_rescue() + _buys_rescue()
+
+
+def _lost_before() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.LOST_TASK_AFTER_SECONDS)
+
+
 def _sells_rescue() -> int:
-    """SELLs fired (``sell_fired_at`` set, so the scheduler never fires them again) whose
-    task died before claiming the exit: its redelivery would wait for the broker's
-    visibility timeout, an hour. Long past any queue backlog, the SELL is run here; the
-    exit claim still lets only one through if the task turns up after all."""
-    lost_before = timezone.now() - timedelta(seconds=LOST_SELL_AFTER_SECONDS)
     lost = list(
         Strategy.objects.filter(
-            status=Strategy.Status.RUNNING, position=Strategy.Position.BOUGHT, sell_fired_at__lt=lost_before
+            status=Strategy.Status.RUNNING, position=Strategy.Position.BOUGHT, sell_fired_at__lt=_lost_before()
         ).values_list("id", flat=True)[:SETTLE_BATCH]
     )
     for strategy_id in lost:
@@ -184,18 +193,12 @@ def _sells_rescue() -> int:
 
 
 def _buys_rescue() -> int:
-    """BUYs fired (T1 recorded) whose task died before claiming, so no order exists: a
-    killed worker's redelivery finds its dead lock (or, the whole worker killed, waits for
-    the broker's visibility timeout). Still within their grace, they are run here; the
-    claim (RUNNING & NONE -> BUYING) and the one-live-BUY constraint let one through."""
-    now = timezone.now()
-    fired_before = now - timedelta(seconds=settings.BUY_RESCUE_AFTER_SECONDS)
-    valid_from = now - timedelta(seconds=settings.BUY_GRACE_SECONDS)
+    valid_from = timezone.now() - timedelta(seconds=settings.BUY_GRACE_SECONDS)
     lost = list(
         Strategy.objects.filter(
             status=Strategy.Status.RUNNING,
             position=Strategy.Position.NONE,
-            buy_fired_at__lt=fired_before,
+            buy_fired_at__lt=_lost_before(),
             buy_fire_at__gt=valid_from,
         )
         .exclude(orders__side=Order.Side.BUY)

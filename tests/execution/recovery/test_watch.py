@@ -15,10 +15,11 @@ from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
-from market.stoploss_index import stoploss_armed
+from execution.recovery.system import Trigger
+from execution.recovery.watch import recovery_watch, runtime_intact
 from monitoring.models import EventLog
-from monitoring.recovery import Trigger, recovery_watch, runtime_intact
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.strategies.factories_scheduling import strategy_create
 from tests.waiting import wait_until
 

@@ -33,10 +33,10 @@ from brokers.kite_sim import KiteSimulator, SimAccount
 from brokers.models import BrokerAccount
 from execution.models import Order
 from execution.services.orders import order_create
-from market.stoploss_index import stoploss_armed
 from monitoring.models import EventLog
-from strategies import runtime, scheduling
+from strategies import runtime, slots
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.brokers import kite_sim_fixtures
 from tests.execution.workers import idle
 from tests.factories import BrokerAccountFactory
@@ -44,7 +44,7 @@ from tests.strategies.factories_scheduling import strategy_create
 from tests.strategies.scheduling_helpers import beat_in_step
 from tests.waiting import other_sessions_ended, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INFY = "NSE:INFY"
 HELD = 2  # strategies that buy through the workers at the start of the session
 
@@ -170,7 +170,7 @@ class Session:
         self.waiting = self._strategy(timezone.now() + timedelta(hours=1))
         for strategy in [*self.held, self.waiting]:
             runtime.runtime_load(strategy)
-            scheduling.schedule_strategy(strategy)
+            slots.schedule_strategy(strategy)
 
     def leave_a_pending_buy(self) -> Order:
         """A BUY whose worker died after the broker took it: the intent PENDING, the position

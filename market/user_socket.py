@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from market.prices import instruments_watched_by, price_group
-from monitoring.services import user_group
+from monitoring.pusher import user_group
 
 UNAUTHORIZED_CLOSE_CODE = 4401
 # Events after which the set of running strategies, hence of watched prices, may differ.

@@ -21,16 +21,16 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.models import PaperOrder
 from execution.models import Order
+from execution.recovery import system as recovery
+from execution.recovery.system import Trigger, system_recover
 from execution.services.orders import order_create
-from market.stoploss_index import stoploss_armed
-from monitoring import recovery
 from monitoring.models import EventLog
-from monitoring.recovery import Trigger, system_recover
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INFY = "NSE:INFY"
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring.recovery import Trigger, system_recover
+from execution.recovery.system import Trigger, system_recover
 
 
 class Command(BaseCommand):

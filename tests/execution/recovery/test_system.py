@@ -21,14 +21,16 @@ from algotrader.redis_client import get_redis
 from brokers.adapters.base import OrderRequest, Side
 from brokers.adapters.paper import PaperAdapter
 from execution.models import Order
+from execution.recovery import system as recovery
+from execution.recovery.runtime import runtime_rebuild
+from execution.recovery.system import Trigger, system_recover
+from execution.recovery.watch import runtime_intact
 from execution.services import locks
 from execution.services.orders import order_create
-from market.stoploss_index import stoploss_armed
-from monitoring import recovery
 from monitoring.models import EventLog
-from monitoring.recovery import Trigger, runtime_intact, runtime_rebuild, system_recover
-from strategies import runtime, scheduling
+from strategies import runtime, slots
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.strategies.factories_scheduling import strategy_create
 from tests.strategies.scheduling_helpers import queued
 
@@ -232,12 +234,12 @@ def test_a_missing_slot_of_a_running_strategy_is_created_and_an_unneeded_one_del
     strategy = running(buy_fire_at=now + timedelta(minutes=10), sell_fire_at=now + timedelta(minutes=20))
     later: dict[str, Any] = {"buy_fire_at": now + timedelta(minutes=30), "sell_fire_at": now + timedelta(minutes=40)}
     orphan = running(status=Strategy.Status.STOPPED, **later)
-    scheduling.schedule_strategy(orphan)  # its STOP was lost before the slot went
+    slots.schedule_strategy(orphan)  # its STOP was lost before the slot went
 
     report = system_recover(trigger=Trigger.COMMAND)
 
-    names = set(PeriodicTask.objects.filter(name__startswith=scheduling.SLOT_PREFIX).values_list("name", flat=True))
-    assert names == {scheduling.slot_name(strategy.buy_fire_at), scheduling.slot_name(strategy.sell_fire_at)}
+    names = set(PeriodicTask.objects.filter(name__startswith=slots.SLOT_PREFIX).values_list("name", flat=True))
+    assert names == {slots.slot_name(strategy.buy_fire_at), slots.slot_name(strategy.sell_fire_at)}
     assert report is not None and report.slots_created == 2
 
 

@@ -11,12 +11,12 @@ from brokers.adapters.base import OrderRequest, Side
 from brokers.adapters.paper import PaperAdapter
 from execution import tasks
 from execution.models import Order
+from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import locks, safety
 from execution.services.orders import order_create
-from execution.services.recovery import orders_settle_interrupted
-from market.stoploss_index import stoploss_armed
 from monitoring.models import EventLog
 from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
 from tests.execution.helpers import orders, paper_book
 
 pytestmark = pytest.mark.django_db
@@ -158,7 +158,7 @@ def test_a_recently_fired_sell_is_left_to_its_task(make_strategy):
 
 
 def test_a_fired_buy_whose_task_died_before_its_claim_is_run_once(make_strategy, settings):
-    settings.BUY_RESCUE_AFTER_SECONDS = 5
+    settings.LOST_TASK_AFTER_SECONDS = 5
     strategy = make_strategy()
     Strategy.objects.filter(pk=strategy.pk).update(buy_fired_at=timezone.now() - timedelta(seconds=6))
 
@@ -173,7 +173,7 @@ def test_a_fired_buy_whose_task_died_before_its_claim_is_run_once(make_strategy,
 
 
 def test_a_fired_buy_past_its_grace_is_not_run(make_strategy, settings):
-    settings.BUY_RESCUE_AFTER_SECONDS = 5
+    settings.LOST_TASK_AFTER_SECONDS = 5
     strategy = make_strategy()
     past = timezone.now() - timedelta(seconds=settings.BUY_GRACE_SECONDS + 1)
     Strategy.objects.filter(pk=strategy.pk).update(buy_fire_at=past, buy_fired_at=past)
@@ -184,7 +184,7 @@ def test_a_fired_buy_past_its_grace_is_not_run(make_strategy, settings):
 
 
 def test_a_recently_fired_buy_is_left_to_its_task(make_strategy, settings):
-    settings.BUY_RESCUE_AFTER_SECONDS = 5
+    settings.LOST_TASK_AFTER_SECONDS = 5
     strategy = make_strategy()
     Strategy.objects.filter(pk=strategy.pk).update(buy_fired_at=timezone.now() - timedelta(seconds=1))
 
@@ -194,7 +194,7 @@ def test_a_recently_fired_buy_is_left_to_its_task(make_strategy, settings):
 
 
 def test_a_fired_buy_is_not_run_while_entries_are_halted(make_strategy, settings):
-    settings.BUY_RESCUE_AFTER_SECONDS = 5
+    settings.LOST_TASK_AFTER_SECONDS = 5
     strategy = make_strategy()
     Strategy.objects.filter(pk=strategy.pk).update(buy_fired_at=timezone.now() - timedelta(seconds=6))
     safety.entries_halt(reason="operator")
