@@ -10,9 +10,10 @@ from django.conf import settings
 from execution import services
 from execution.services import recovery
 from monitoring.logging import log_context
+from strategies.buy_window import buy_window_seconds
 
 
-@shared_task(acks_late=True, expires=settings.BUY_GRACE_SECONDS)
+@shared_task(acks_late=True, expires=buy_window_seconds())
 def execute_buy_task(strategy_id: int) -> None:
     with log_context(strategy_id=strategy_id):
         services.strategy_buy_execute(strategy_id=strategy_id)

@@ -36,6 +36,7 @@ from algotrader.celery import app
 from algotrader.redis_client import get_redis
 from monitoring.events import Event
 from monitoring.services import emit
+from strategies.buy_window import buy_valid_until, buy_window_earliest_fire_at
 from strategies.models import Strategy
 from strategies.runtime import runtime_fields
 
@@ -432,13 +433,12 @@ def _order_tasks_resend() -> int:
 
     now = timezone.now()
     quiet = now - timedelta(seconds=settings.ORDER_SETTLE_AFTER_SECONDS)
-    grace = timedelta(seconds=settings.BUY_GRACE_SECONDS)
     buys = list(
         Strategy.objects.filter(
             status=Status.RUNNING,
             position=Position.NONE,
             buy_fired_at__lt=quiet,
-            buy_fire_at__gte=now - grace,
+            buy_fire_at__gte=buy_window_earliest_fire_at(now),
             sell_fired_at__isnull=True,
         )
         .exclude(orders__side="BUY")
@@ -472,7 +472,7 @@ def _order_tasks_resend() -> int:
             execute_buy_task.apply_async(
                 (strategy_id,),
                 producer=producer,
-                expires=fire_at + grace,
+                expires=buy_valid_until(fire_at),
                 countdown=float(ttl) / 1000 + 0.5 if ttl > 0 else 0.0,
             )
         for strategy_id in sells:

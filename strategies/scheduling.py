@@ -24,6 +24,7 @@ from algotrader.celery import app
 from algotrader.queues import CeleryQueue
 from monitoring.events import Event
 from monitoring.services import Emission, alert_raise, emit, emit_many
+from strategies.buy_window import buy_valid_until, buy_window_open, buy_window_seconds
 from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def _fan_out_lock() -> Iterator[bool]:
 
 
 def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport) -> int:
-    grace = settings.BUY_GRACE_SECONDS
+    grace = buy_window_seconds()
     # One transaction per batch: the claim, its events and its messages commit together.
     # Messages go out before the commit, so a broker that is down rolls the claim back
     # (the sweeper retries) instead of leaving strategies claimed with no order task; a
@@ -201,7 +202,7 @@ def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport
                 "late_seconds": round(late, 3),
                 "source": source,
             }
-            if side is Side.BUY and late > grace:
+            if side is Side.BUY and not buy_window_open(fire_at=fire_at, now=now):
                 message = f"BUY skipped: due {late:.1f} s ago, past its {grace} s grace window. The strategy ends."
                 emissions.append(
                     Emission(
@@ -278,7 +279,7 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
             # given, not built by saferepr for every message.
             if side is Side.BUY:
                 # Past its grace window a queued BUY is dropped by the worker (and alerted).
-                expires = fire_at + timedelta(seconds=settings.BUY_GRACE_SECONDS)
+                expires = buy_valid_until(fire_at)
                 execute_buy_task.apply_async(
                     (strategy_id,),
                     producer=producer,
@@ -388,7 +389,7 @@ def _slot_ensure(instant: datetime, *, now: datetime) -> None:
         from strategies.tasks import fire_slot_task
 
         # Already due (a start or move at the last moment): fan out now, not at beat's next look.
-        fire_slot_task.apply_async((_iso(instant),), expires=settings.BUY_GRACE_SECONDS)
+        fire_slot_task.apply_async((_iso(instant),), expires=buy_window_seconds())
         return
     with transaction.atomic():
         _lock_slot(instant)
@@ -403,7 +404,7 @@ def _slot_ensure(instant: datetime, *, now: datetime) -> None:
                 one_off=True,
                 args=json.dumps([_iso(instant)]),
                 queue=CeleryQueue.SCHEDULER.value,
-                expire_seconds=settings.BUY_GRACE_SECONDS,
+                expire_seconds=buy_window_seconds(),
                 description="BUY/SELL slot: fans out to every strategy due at this instant.",
             )
         task.enabled = True
