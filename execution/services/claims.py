@@ -17,16 +17,13 @@ from django.db import connection, transaction
 from django.db.models import QuerySet, Sum
 
 from algotrader import redis_keys
-from brokers.adapters.base import BrokerAdapter
-from brokers.adapters.registry import shared_adapter_for
 from execution.exceptions import OrderConflict
 from execution.models import Order
 from execution.services import locks, safety
 from execution.services.locks import ExecutionLock
-from execution.services.orders import about, order_create
+from execution.services.orders import order_create
 from monitoring.events import Event
-from monitoring.metrics import TimedAdapter
-from monitoring.services import Emission, emit, emit_many
+from monitoring.services import Emission, emit_many
 from strategies import services as strategy_services
 from strategies.models import Strategy
 
@@ -247,41 +244,3 @@ def position_claim(
             return created
     except OrderConflict:
         return None
-
-
-@contextmanager
-def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
-    """The account's adapter for one execution: the process's shared one, whose warm
-    connection saves the stop-loss a TCP handshake; the registry owns (never close) it.
-    Its broker calls are timed into the metrics."""
-    yield TimedAdapter(shared_adapter_for(strategy.broker_account))
-
-
-# L1 names the strategy's trading action as EVENT-MAP does: BUY, SELL, SL or STOP (and ABORT, X5's exit).
-_ACTIONS = {
-    Order.Reason.BUY: "BUY",
-    Order.Reason.SELL: "SELL",
-    Order.Reason.STOPLOSS: "SL",
-    Order.Reason.STOP: "STOP",
-    Order.Reason.ABORT: "ABORT",
-    Order.Reason.EXCESS: "EXCESS",
-}
-
-
-def outcome_record(strategy: Strategy, order: Order) -> None:
-    """L1: the outcome of one of the strategy's orders reached its position (once: the
-    callers record it only when their position move won)."""
-    action = _ACTIONS[Order.Reason(order.reason)]
-    price = f" at {order.fill_price}" if order.fill_price is not None else ""
-    emit(
-        Event.L1_STRATEGY_EVENT_LOGGED,
-        strategy=strategy,
-        order=order,
-        message=f"{action} {order.status.lower()}{price}",
-        payload={
-            **about(order, strategy),
-            "action": action,
-            "outcome": order.status,
-            "fill_price": str(order.fill_price) if order.fill_price is not None else None,
-        },
-    )

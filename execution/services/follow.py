@@ -16,12 +16,12 @@ from typing import Any
 from algotrader.celery import app
 from execution.models import Order
 from execution.services import locks
-from execution.services.claims import Held, broker_adapter, position_orders, strategy_locked
+from execution.services.claims import Held, position_orders, strategy_locked
 from execution.services.fills import order_follow
 from execution.services.locks import ExecutionLock
 from execution.services.orders import broker_outage_resolve, order_accepted
 from execution.services.outcomes import position_apply_outcome
-from execution.services.placement import AcceptedHandOff
+from execution.services.placement import AcceptedHandOff, broker_adapter
 from monitoring.logging import log_context
 from strategies.models import Strategy
 

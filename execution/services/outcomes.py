@@ -32,8 +32,6 @@ from execution.services.claims import (
     ExitReason,
     Position,
     Status,
-    broker_adapter,
-    outcome_record,
     position_claim,
     position_held_quantity,
     position_orders,
@@ -41,10 +39,11 @@ from execution.services.claims import (
 from execution.services.fills import order_follow
 from execution.services.locks import ExecutionLock
 from execution.services.orders import about, broker_outage_resolve, order_alert
-from execution.services.placement import AcceptedHandOff, order_place
+from execution.services.placement import AcceptedHandOff, broker_adapter, order_place
 from market.stoploss_index import stoploss_arm
+from monitoring.events import Event
 from monitoring.logging import log_context
-from monitoring.services import alert_raise, alerts_resolve
+from monitoring.services import alert_raise, alerts_resolve, emit
 from strategies import runtime
 from strategies import services as strategy_services
 from strategies.models import Strategy
@@ -136,13 +135,13 @@ def _position_bought(strategy: Strategy, order: Order, lock: ExecutionLock | Non
         )
         strategy.refresh_from_db()
         if stopped:
-            outcome_record(strategy, order)
+            _record_outcome(strategy, order)
             exit_order = exit_claim(strategy, ExitReason.STOP)
             if exit_order is not None:
                 order_execute(strategy, exit_order, lock=lock)
         return
     strategy.refresh_from_db()
-    outcome_record(strategy, order)
+    _record_outcome(strategy, order)
     instrument = redis_keys.instrument(strategy.exchange, strategy.symbol)
     stoploss_arm(strategy_id=strategy.pk, instrument=instrument, trigger_price=trigger)
     runtime.runtime_refresh(strategy)
@@ -156,7 +155,7 @@ def _buy_failed(strategy: Strategy, order: Order) -> None:
     if strategy_services.strategy_exit(
         strategy_id=strategy.pk, reason=ExitReason.REJECTED, position=Position.NONE, at=timezone.now()
     ):
-        outcome_record(strategy, order)
+        _record_outcome(strategy, order)
         order_alert(
             order=order,
             strategy=strategy,
@@ -196,7 +195,7 @@ def _exit_continue(strategy: Strategy, order: Order, lock: ExecutionLock | None)
             at=timezone.now(),
             strategy=strategy,
         ):
-            outcome_record(strategy, order)
+            _record_outcome(strategy, order)
         _exit_alerts_resolve(strategy)
         return
     if order.filled_quantity > 0 and strategy.position == Position.EXITING and strategy.status in ACTIVE:
@@ -205,7 +204,7 @@ def _exit_continue(strategy: Strategy, order: Order, lock: ExecutionLock | None)
         if rest is not None:
             order_execute(strategy, rest, lock=lock)
         return
-    outcome_record(strategy, order)
+    _record_outcome(strategy, order)
     _exit_failed_alert(strategy, order, held)
 
 
@@ -294,3 +293,33 @@ def position_exit_retry(strategy: Strategy, *, lock: ExecutionLock | None) -> Or
         return None
     logger.warning("exit placed again", extra={"strategy_id": strategy.pk, "held": order.quantity})
     return order_execute(strategy, order, lock=lock)
+
+
+# L1 names the strategy's trading action as EVENT-MAP does: BUY, SELL, SL or STOP (and ABORT, X5's exit).
+_ACTIONS = {
+    Order.Reason.BUY: "BUY",
+    Order.Reason.SELL: "SELL",
+    Order.Reason.STOPLOSS: "SL",
+    Order.Reason.STOP: "STOP",
+    Order.Reason.ABORT: "ABORT",
+    Order.Reason.EXCESS: "EXCESS",
+}
+
+
+def _record_outcome(strategy: Strategy, order: Order) -> None:
+    """L1: the outcome of one of the strategy's orders reached its position (once: the
+    callers record it only when their position move won)."""
+    action = _ACTIONS[Order.Reason(order.reason)]
+    price = f" at {order.fill_price}" if order.fill_price is not None else ""
+    emit(
+        Event.L1_STRATEGY_EVENT_LOGGED,
+        strategy=strategy,
+        order=order,
+        message=f"{action} {order.status.lower()}{price}",
+        payload={
+            **about(order, strategy),
+            "action": action,
+            "outcome": order.status,
+            "fill_price": str(order.fill_price) if order.fill_price is not None else None,
+        },
+    )

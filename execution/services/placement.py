@@ -14,7 +14,8 @@ from __future__ import annotations
 import enum
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from django.conf import settings
 
 from brokers.adapters.base import BrokerAdapter, OrderRequest
 from brokers.adapters.base import Side as BrokerSide
+from brokers.adapters.registry import shared_adapter_for
 from brokers.exceptions import AmbiguousOutcome, BrokerAuthError, BrokerError, OrderRejected
 from brokers.services import broker_account_mark_token_expired
 from execution.models import Order
@@ -39,11 +41,20 @@ from execution.services.orders import (
 )
 from execution.services.reconcile import order_reconcile
 from monitoring.events import Event
+from monitoring.metrics import TimedAdapter
 from monitoring.services import alert_raise, emit, error_log
 from strategies.buy_window import buy_window_open
 from strategies.models import Strategy
 
 Status = Order.Status
+
+
+@contextmanager
+def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
+    """The account's adapter for one execution: the process's shared one, whose warm
+    connection saves the stop-loss a TCP handshake; the registry owns (never close) it.
+    Its broker calls are timed into the metrics."""
+    yield TimedAdapter(shared_adapter_for(strategy.broker_account))
 
 
 def retry_seconds(reason: str) -> float:

@@ -26,9 +26,9 @@ from algotrader.redis_client import get_redis
 from brokers.exceptions import BrokerError
 from execution.models import EntryHalt, Order
 from execution.services import entries, exits, locks, outcomes, settlement
-from execution.services.claims import broker_adapter
 from execution.services.fills import order_settle
 from execution.services.orders import order_adopt, order_fail, order_replace
+from execution.services.placement import broker_adapter
 from execution.services.reconcile import order_lookup, order_surfaced_check
 from market.stoploss_index import stoploss_arm
 from strategies.buy_window import buy_window_earliest_fire_at, buy_window_open

@@ -18,7 +18,6 @@ from execution.models import Order
 from execution.services.claims import (
     ACTIVE,
     Position,
-    broker_adapter,
     live_order,
     position_held_quantity,
     position_orders,
@@ -28,6 +27,7 @@ from execution.services.fills import order_follow
 from execution.services.locks import ExecutionLock
 from execution.services.orders import order_create
 from execution.services.outcomes import account_status, order_execute, position_apply_outcome, position_exit_retry
+from execution.services.placement import broker_adapter
 from execution.services.reconcile import order_lookup, order_reconcile
 from strategies.models import Strategy
 
