@@ -1,15 +1,20 @@
 """E2 and E3, the exits: the SELL at sell time or the exit a STOP (or X5) asked for, and
 the stop-loss. Each takes the strategy's lock, claims the exit (BOUGHT -> EXITING, won
 once) with its PENDING order, places it, and follows it to the position's end
-(``outcomes``); a stop-loss hands the accepted exit to a follow task (``follow``)."""
+(``outcomes``); a stop-loss hands the accepted exit, with the lock, to a follow task
+(``follow_hand_off``; ``follow.position_follow`` takes it over)."""
 
 from __future__ import annotations
 
 import logging
+import time
+from functools import partial
+from typing import Any
 
 from django.utils import timezone
 
 from algotrader import redis_keys
+from algotrader.celery import app
 from execution.models import Order
 from execution.services.claims import (
     ACTIVE,
@@ -21,13 +26,15 @@ from execution.services.claims import (
     strategy_locked,
     strategy_read,
 )
-from execution.services.follow import follow_hand_off
+from execution.services.locks import ExecutionLock
 from execution.services.outcomes import exit_claim, order_execute
+from execution.services.placement import AcceptedHandOff
 from execution.services.settlement import position_resume
 from market.stoploss_index import stoploss_disarm
 from monitoring.events import Event
 from monitoring.services import emit
 from strategies import services as strategy_services
+from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -99,3 +106,34 @@ def strategy_stoploss_execute(*, strategy_id: int, hand_off: bool = False) -> Or
             rate_taken=held.rate_taken,
             hand_off=follow_hand_off(strategy, held.lock) if hand_off else None,
         )
+
+
+def follow_hand_off(strategy: Strategy, lock: ExecutionLock | None) -> AcceptedHandOff | None:
+    """What ``order_place`` calls once the broker accepted the order: it sends the order on
+    with ``lock``. None without a lock (an exit proceeding without it): nothing to hand
+    over, the execution goes on itself."""
+    return None if lock is None else partial(_follow_send, strategy, lock)
+
+
+def _follow_send(
+    strategy: Strategy, lock: ExecutionLock, order: Order, broker_order_id: str, request: dict[str, Any]
+) -> bool:
+    """Send the accepted order, with the strategy's lock, to a follow task; False (the
+    caller goes on itself) if it could not be sent. Should this worker die before the
+    task is sent, settlement finds the order live and its lock expired, looks it up by its
+    tag and settles it (``recovery.orders_settle_interrupted``), as any interrupted order."""
+    from execution.tasks import follow_order_task  # the tasks module imports these services
+
+    try:
+        # The task and its sent event in one Redis pipeline (kombu's Producer.batch).
+        with app.producer_or_acquire() as producer, producer.batch():
+            follow_order_task.apply_async(
+                (order.pk, lock.token, broker_order_id, request),
+                {"strategy_id": strategy.pk, "accepted_at": time.time()},
+                producer=producer,
+            )
+    except Exception:
+        logger.warning("follow task not sent: followed here", extra={"order_id": order.pk}, exc_info=True)
+        return False
+    lock.hand_over()
+    return True

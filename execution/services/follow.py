@@ -1,19 +1,15 @@
-"""The hand-off of an accepted order, both halves: the execution sends it, with the
-strategy's lock, to ``follow_order_task`` (``follow_hand_off``), so that its worker's slot
-is free for the next stop-loss; the task takes the lock over and finishes the execution
-as it would have (``position_follow``: the acceptance recorded, the fill followed, the
-position moved)."""
+"""The taking half of the stop-loss's hand-off: ``follow_order_task`` takes the strategy's
+lock over from the stop-loss that sent it (``exits``) and finishes the execution as it
+would have (``position_follow``: the acceptance recorded, the fill followed, the position
+moved)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
-from algotrader.celery import app
 from execution.models import Order
 from execution.services import locks
 from execution.services.claims import Held, position_orders, strategy_locked
@@ -21,42 +17,11 @@ from execution.services.fills import order_follow
 from execution.services.locks import ExecutionLock
 from execution.services.orders import broker_outage_resolve, order_accepted
 from execution.services.outcomes import position_apply_outcome
-from execution.services.placement import AcceptedHandOff, broker_adapter
+from execution.services.placement import broker_adapter
 from monitoring.logging import log_context
 from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
-
-
-def follow_hand_off(strategy: Strategy, lock: ExecutionLock | None) -> AcceptedHandOff | None:
-    """What ``order_place`` calls once the broker accepted the order: it sends the order on
-    with ``lock``. None without a lock (an exit proceeding without it): nothing to hand
-    over, the execution goes on itself."""
-    return None if lock is None else partial(_follow_send, strategy, lock)
-
-
-def _follow_send(
-    strategy: Strategy, lock: ExecutionLock, order: Order, broker_order_id: str, request: dict[str, Any]
-) -> bool:
-    """Send the accepted order, with the strategy's lock, to a follow task; False (the
-    caller goes on itself) if it could not be sent. Should this worker die before the
-    task is sent, settlement finds the order live and its lock expired, looks it up by its
-    tag and settles it (``recovery.orders_settle_interrupted``), as any interrupted order."""
-    from execution.tasks import follow_order_task  # the tasks module imports these services
-
-    try:
-        # The task and its sent event in one Redis pipeline (kombu's Producer.batch).
-        with app.producer_or_acquire() as producer, producer.batch():
-            follow_order_task.apply_async(
-                (order.pk, lock.token, broker_order_id, request),
-                {"strategy_id": strategy.pk, "accepted_at": time.time()},
-                producer=producer,
-            )
-    except Exception:
-        logger.warning("follow task not sent: followed here", extra={"order_id": order.pk}, exc_info=True)
-        return False
-    lock.hand_over()
-    return True
 
 
 def _order_read(order_id: int) -> Order | None:
