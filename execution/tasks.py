@@ -12,10 +12,11 @@ from execution import services
 from execution.recovery import settlement
 from monitoring.logging import log_context
 from monitoring.services import strategy_tasks_register
+from strategies.buy_window import buy_window_seconds
 from strategies.models import Strategy
 
 
-@shared_task(name=TaskName.EXECUTE_BUY.value, acks_late=True, expires=settings.BUY_GRACE_SECONDS)
+@shared_task(name=TaskName.EXECUTE_BUY.value, acks_late=True, expires=buy_window_seconds())
 def execute_buy_task(strategy_id: int) -> None:
     with log_context(strategy_id=strategy_id):
         services.strategy_buy_execute(strategy_id=strategy_id)

@@ -23,11 +23,9 @@ from algotrader.queues import TaskName, queue_for
 from monitoring.events import Event
 from monitoring.services import Emission, alert_raise, emit_many
 from strategies import services as strategy_services
+from strategies.buy_window import buy_valid_until, buy_window_open, buy_window_seconds
 from strategies.models import Strategy
 from strategies.slots import fired_slots_collect, iso_utc
-
-# Re-exported only until execution/services/safety.py (being split) calls slots' own.
-from strategies.slots import unschedule_strategy as unschedule_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +124,7 @@ def _fan_out_lock() -> Iterator[bool]:
 
 
 def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport) -> int:
-    grace = settings.BUY_GRACE_SECONDS
+    grace = buy_window_seconds()
     # One transaction per batch: the claim, its events and its messages commit together.
     # Messages go out before the commit, so a broker that is down rolls the claim back
     # (the sweeper retries) instead of leaving strategies claimed with no order task; a
@@ -147,7 +145,7 @@ def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport
                 "late_seconds": round(late, 3),
                 "source": source,
             }
-            if side is Side.BUY and late > grace:
+            if side is Side.BUY and not buy_window_open(fire_at=fire_at, now=now):
                 message = f"BUY skipped: due {late:.1f} s ago, past its {grace} s grace window. The strategy ends."
                 emissions.append(
                     Emission(
@@ -222,7 +220,7 @@ def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
             # given, not built by saferepr for every message.
             if side is Side.BUY:
                 # Past its grace window a queued BUY is dropped by the worker (and alerted).
-                expires = fire_at + timedelta(seconds=settings.BUY_GRACE_SECONDS)
+                expires = buy_valid_until(fire_at)
                 task_send(
                     TaskName.EXECUTE_BUY,
                     args=(strategy_id,),

@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
@@ -20,6 +19,7 @@ from algotrader.celery import task_send
 from algotrader.queues import TaskName, queue_for
 from monitoring.events import Event
 from monitoring.services import emit
+from strategies.buy_window import buy_window_seconds
 from strategies.models import Strategy
 
 SLOT_TASK = TaskName.FIRE_SLOT
@@ -99,7 +99,7 @@ def _lock_slot(instant: datetime) -> None:
 def _slot_ensure(instant: datetime, *, now: datetime) -> None:
     if instant <= now:
         # Already due (a start or move at the last moment): fan out now, not at beat's next look.
-        task_send(TaskName.FIRE_SLOT, args=(iso_utc(instant),), expires=settings.BUY_GRACE_SECONDS)
+        task_send(TaskName.FIRE_SLOT, args=(iso_utc(instant),), expires=buy_window_seconds())
         return
     with transaction.atomic():
         _lock_slot(instant)
@@ -114,7 +114,7 @@ def _slot_ensure(instant: datetime, *, now: datetime) -> None:
                 one_off=True,
                 args=json.dumps([iso_utc(instant)]),
                 queue=queue_for(SLOT_TASK).value,
-                expire_seconds=settings.BUY_GRACE_SECONDS,
+                expire_seconds=buy_window_seconds(),
                 description="BUY/SELL slot: fans out to every strategy due at this instant.",
             )
         task.enabled = True

@@ -5,7 +5,7 @@ finishing:
   the broker never had it, placed again under a new tag: an exit always (the position
   must not stay open), a BUY while still valid; a BUY past its valid time ends the strategy;
 - a position whose order is final is moved on; an exit that failed is placed again
-  (``positions.position_exit_retry``: backoff, and only once the account can trade);
+  (``outcomes.position_exit_retry``: backoff, and only once the account can trade);
 - a lost order (given up as not found) is looked up by its tag until the day ends: one
   that surfaces is cancelled if open, and what it filled is squared off;
 - a held position whose stop trigger was consumed is re-armed;
@@ -28,15 +28,12 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.exceptions import BrokerError
 from execution.models import EntryHalt, Order
-from execution.services import locks, positions
-from execution.services.orders import (
-    order_adopt,
-    order_fail,
-    order_lookup,
-    order_replace,
-    order_settle,
-    order_surfaced_check,
-)
+from execution.services import entries, exits, locks, outcomes, settlement
+from execution.services.fills import order_settle
+from execution.services.orders import order_adopt, order_fail, order_replace
+from execution.services.placement import broker_adapter
+from execution.services.reconcile import order_lookup, order_surfaced_check
+from strategies.buy_window import buy_window_earliest_fire_at, buy_window_open
 from strategies.models import Strategy
 from strategies.stoploss_index import stoploss_arm
 
@@ -57,12 +54,12 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
     )
     settled = 0
     for order_id, strategy_id in candidates:
-        token = locks.lock_acquire(strategy_id=strategy_id)
-        if token is None:
+        lock = locks.lock_acquire(strategy_id=strategy_id)
+        if lock is None:
             continue  # a worker is executing this strategy: the order is its to finish
-        with locks.lock_held(strategy_id=strategy_id, token=token):
+        with lock:
             try:
-                settled += order_settle_interrupted(order_id=order_id)
+                settled += order_settle_interrupted(order_id=order_id, lock=lock)
             except BrokerError as error:  # the broker is down: the next round tries again
                 logger.warning(
                     "settling an interrupted order failed", extra={"order_id": order_id, "error": str(error)}
@@ -86,12 +83,12 @@ def _positions_settle_interrupted(cutoff: datetime) -> int:
     ).exclude(orders__status__in=Order.LIVE)
     settled = 0
     for strategy in waiting.select_related("owner", "broker_account")[:SETTLE_BATCH]:
-        token = locks.lock_acquire(strategy_id=strategy.pk)
-        if token is None:
+        lock = locks.lock_acquire(strategy_id=strategy.pk)
+        if lock is None:
             continue
-        with locks.lock_held(strategy_id=strategy.pk, token=token):
+        with lock:
             side = Order.Side.BUY if strategy.position == Strategy.Position.BUYING else Order.Side.SELL
-            settled += positions.position_resume(strategy, side) is not None
+            settled += settlement.position_resume(strategy, side, lock=lock) is not None
     return settled
 
 
@@ -113,23 +110,23 @@ def _lost_orders_watch() -> int:
     )
     resolved = 0
     for order_id, strategy_id in watched:
-        token = locks.lock_acquire(strategy_id=strategy_id)
-        if token is None:
+        lock = locks.lock_acquire(strategy_id=strategy_id)
+        if lock is None:
             continue
-        with locks.lock_held(strategy_id=strategy_id, token=token):
+        with lock:
             order = Order.objects.select_related("strategy__owner", "strategy__broker_account").get(pk=order_id)
-            with positions.broker_adapter(order.strategy) as adapter:
+            with broker_adapter(order.strategy) as adapter:
                 if order_surfaced_check(order=order, strategy=order.strategy, adapter=adapter):
                     resolved += 1
                     to_square.add(strategy_id)
     for strategy_id in sorted(to_square):
-        token = locks.lock_acquire(strategy_id=strategy_id)
-        if token is None:
+        lock = locks.lock_acquire(strategy_id=strategy_id)
+        if lock is None:
             continue
-        with locks.lock_held(strategy_id=strategy_id, token=token):
+        with lock:
             strategy = Strategy.objects.select_related("owner", "broker_account").get(pk=strategy_id)
             try:
-                positions.position_square_excess(strategy)
+                settlement.position_square_excess(strategy, lock=lock)
             except BrokerError as error:
                 logger.warning("squaring off failed", extra={"strategy_id": strategy_id, "error": str(error)})
     return resolved
@@ -188,18 +185,21 @@ def _sells_rescue() -> int:
     )
     for strategy_id in lost:
         logger.warning("running a SELL whose task was lost", extra={"strategy_id": strategy_id})
-        positions.strategy_sell_execute(strategy_id=strategy_id, reason=Strategy.ExitReason.SELL)
+        exits.strategy_sell_execute(strategy_id=strategy_id, reason=Strategy.ExitReason.SELL)
     return len(lost)
 
 
 def _buys_rescue() -> int:
-    valid_from = timezone.now() - timedelta(seconds=settings.BUY_GRACE_SECONDS)
+    """BUYs fired (T1 recorded) whose task died before claiming, so no order exists. Still
+    within their grace, they are run here; the claim (RUNNING & NONE -> BUYING) and the
+    one-live-BUY constraint let one through."""
+    now = timezone.now()
     lost = list(
         Strategy.objects.filter(
             status=Strategy.Status.RUNNING,
             position=Strategy.Position.NONE,
             buy_fired_at__lt=_lost_before(),
-            buy_fire_at__gt=valid_from,
+            buy_fire_at__gte=buy_window_earliest_fire_at(now),
         )
         .exclude(orders__side=Order.Side.BUY)
         .values_list("id", "broker_account_id")[:SETTLE_BATCH]
@@ -210,23 +210,27 @@ def _buys_rescue() -> int:
             continue  # refused anyway, and alerted by the BUY that met the halt
         logger.warning("running a BUY whose task was lost", extra={"strategy_id": strategy_id})
         try:
-            rescued += positions.strategy_buy_execute(strategy_id=strategy_id) is not None
+            rescued += entries.strategy_buy_execute(strategy_id=strategy_id) is not None
         except BrokerError as error:  # the next round tries again, while the BUY is still valid
             logger.warning("running a lost BUY failed", extra={"strategy_id": strategy_id, "error": str(error)})
     return rescued
 
 
 def _buy_still_valid(order: Order) -> bool:
-    return order.reason == Order.Reason.BUY and order.valid_until is not None and timezone.now() < order.valid_until
+    return (
+        order.reason == Order.Reason.BUY
+        and order.valid_until is not None
+        and buy_window_open(valid_until=order.valid_until)
+    )
 
 
-def order_settle_interrupted(*, order_id: int) -> bool:
+def order_settle_interrupted(*, order_id: int, lock: locks.ExecutionLock) -> bool:
     """Settle one orphaned live order (the caller holds the strategy's lock)."""
     order = Order.objects.select_related("strategy__owner", "strategy__broker_account").get(pk=order_id)
     if not order.is_live:
         return False
     strategy = order.strategy
-    with positions.broker_adapter(strategy) as adapter:
+    with broker_adapter(strategy) as adapter:
         if order.status != Order.Status.PLACED:
             found = order_lookup(order=order, adapter=adapter)
             if found is None:
@@ -244,9 +248,9 @@ def order_settle_interrupted(*, order_id: int) -> bool:
         # stays watched, so a request still on its way is squared off if it ever surfaces.
         replacement = order_replace(order, strategy, why="interrupted before the broker had it")
         if replacement.is_live:
-            positions.order_execute(strategy, replacement)
+            outcomes.order_execute(strategy, replacement, lock=lock)
         return True
     if order.is_live:
         order_fail(order=order, strategy=strategy, why="BUY interrupted before the broker had it, past its valid time")
-    positions.position_apply_outcome(strategy, order)
+    outcomes.position_apply_outcome(strategy, order, lock=lock)
     return True

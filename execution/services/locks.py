@@ -2,17 +2,17 @@
 released only by its owner. An optimisation only (a duplicate delivery turns into X3
 early); the database's compare-and-set and constraints are what prevent duplicates.
 
-The lock lives EXECUTION_LOCK_SECONDS and its holder keeps it alive from every wait loop
-(``lock_keepalive``), so a killed worker's lock frees its strategy within seconds, for
-the exits queued behind it and for the settlement of what it left live."""
+A held lock is an ``ExecutionLock`` object, passed to whatever waits or calls the broker
+on its behalf: they keep it alive (``keepalive``), so a killed worker's lock frees its
+strategy within EXECUTION_LOCK_SECONDS, for the exits queued behind it and for the
+settlement of what it left live. ``lock_acquire`` is the one way to take a free lock;
+``lock_take_over`` continues one handed over by another worker (``hand_over``)."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from django.conf import settings
 
@@ -43,95 +43,112 @@ return 0
 """
 _WAIT_STEP = 0.02
 # The holder renews once this share of the lock's life has passed since it last did: the
-# wait loops call ``lock_keepalive`` before every broker call and rate-limit step, and on
-# the stop-loss path each renewal was a Redis round trip before the order. At least 90%
-# of the lock's life (EXECUTION_LOCK_SECONDS >= 10) is always left.
+# wait loops call ``keepalive`` before every broker call and rate-limit step, and on the
+# stop-loss path each renewal was a Redis round trip before the order. At least 90% of
+# the lock's life (EXECUTION_LOCK_SECONDS >= 10) is always left.
 _KEEPALIVE_AFTER = 0.1
-_held = threading.local()
+# The order-rate counter's life: a second's budget, and a margin for clocks.
+_RATE_KEY_MS = 2000
 
 
 def ttl_ms() -> int:
     return int(settings.EXECUTION_LOCK_SECONDS * 1000)
 
 
-def new_token() -> str:
-    return uuid.uuid4().hex
+class ExecutionLock:
+    """A held ``lock_state:{id}``. As a context manager it is released at the end unless
+    it was handed over. ``rate_key``: the slot in the account's order rate taken with it
+    in the same round trip, if one was (``rate_give_back`` returns it)."""
+
+    def __init__(self, *, strategy_id: int, token: str, rate_key: str | None = None) -> None:
+        self.strategy_id = strategy_id
+        self.token = token
+        self.rate_key = rate_key
+        self._renewed_at = time.monotonic()
+        self._handed = False
+
+    def __enter__(self) -> ExecutionLock:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if not self._handed:
+            self.release()
+
+    def release(self) -> bool:
+        return bool(redis_script(_RELEASE)(keys=[redis_keys.lock_state(self.strategy_id)], args=[self.token]))
+
+    def keepalive(self) -> bool:
+        """Push out the lock's expiry if a tenth of its life has passed since it was taken
+        or last renewed; False if it was lost to another worker."""
+        now = time.monotonic()
+        if now - self._renewed_at < settings.EXECUTION_LOCK_SECONDS * _KEEPALIVE_AFTER:
+            return True
+        kept = self._extend()
+        if kept:
+            self._renewed_at = now
+        return kept
+
+    def hand_over(self) -> str:
+        """Leave the lock to the task that will finish the execution (an order's follower):
+        it is not released at the end here, and the taker continues it from the token
+        returned (``lock_take_over``). Until the taker starts, the lock simply lives out its
+        life: a follower that never comes (lost with a killed worker) frees the strategy for
+        settlement within EXECUTION_LOCK_SECONDS."""
+        self._handed = True
+        return self.token
+
+    def rate_give_back(self) -> None:
+        """Return the order-rate slot taken with the lock, for an order not placed after all."""
+        rate_key, self.rate_key = self.rate_key, None
+        if rate_key is not None:
+            _rate_give_back(rate_key)
+
+    def _extend(self) -> bool:
+        return bool(redis_script(_EXTEND)(keys=[redis_keys.lock_state(self.strategy_id)], args=[self.token, ttl_ms()]))
 
 
-def lock_acquire(*, strategy_id: int) -> str | None:
-    """The owner token, or None if another worker holds the lock."""
-    token = new_token()
-    taken = get_redis().set(redis_keys.lock_state(strategy_id), token, nx=True, px=ttl_ms())
-    return token if taken else None
+def lock_acquire(*, strategy_id: int, rate_key: str | None = None, rate_limit: int = 0) -> ExecutionLock | None:
+    """The lock, or None if another worker holds it. ``rate_key``: a slot in that second's
+    order rate (at most ``rate_limit``) is counted in the same round trip (a pipeline, not
+    a script: the two keys need not share a cluster slot) and kept on the lock; no slot is
+    kept without the lock, nor beyond the limit: it is given back at once."""
+    token = uuid.uuid4().hex
+    key = redis_keys.lock_state(strategy_id)
+    if rate_key is None:
+        taken = get_redis().set(key, token, nx=True, px=ttl_ms())
+        return ExecutionLock(strategy_id=strategy_id, token=token) if taken else None
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.set(key, token, nx=True, px=ttl_ms())
+    pipe.incr(rate_key)
+    pipe.pexpire(rate_key, _RATE_KEY_MS)
+    taken, count, _ = pipe.execute()
+    if not taken or int(count) > rate_limit:
+        _rate_give_back(rate_key)
+        rate_key = None
+    return ExecutionLock(strategy_id=strategy_id, token=token, rate_key=rate_key) if taken else None
 
 
-def lock_release(*, strategy_id: int, token: str) -> bool:
-    return bool(redis_script(_RELEASE)(keys=[redis_keys.lock_state(strategy_id)], args=[token]))
-
-
-def lock_wait(*, strategy_id: int, timeout: float) -> str | None:
+def lock_wait(*, strategy_id: int, timeout: float) -> ExecutionLock | None:
     """Take the lock as soon as its holder lets go, or None after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        token = lock_acquire(strategy_id=strategy_id)
-        if token is not None or time.monotonic() >= deadline:
-            return token
+        lock = lock_acquire(strategy_id=strategy_id)
+        if lock is not None or time.monotonic() >= deadline:
+            return lock
         time.sleep(_WAIT_STEP)
 
 
-def lock_keepalive() -> bool:
-    """Push out the expiry of the lock this thread holds, if any and if a tenth of its life
-    has passed since it was taken or last renewed; False if it was lost."""
-    held: tuple[int, str, float] | None = getattr(_held, "lock", None)
-    if held is None:
-        return True
-    strategy_id, token, renewed_at = held
-    now = time.monotonic()
-    if now - renewed_at < settings.EXECUTION_LOCK_SECONDS * _KEEPALIVE_AFTER:
-        return True
-    kept = bool(redis_script(_EXTEND)(keys=[redis_keys.lock_state(strategy_id)], args=[token, ttl_ms()]))
-    if kept:
-        _held.lock = (strategy_id, token, now)
-    return kept
+def lock_take_over(*, strategy_id: int, token: str) -> ExecutionLock | None:
+    """Continue a lock handed over with ``token``: renewed (or taken back if it expired and
+    nobody took it meanwhile); None if another worker holds it now."""
+    lock = ExecutionLock(strategy_id=strategy_id, token=token)
+    return lock if lock._extend() else None
 
 
-@contextmanager
-def lock_held(*, strategy_id: int, token: str) -> Iterator[str]:
-    """Mark ``token`` (just acquired, or taken over) as this thread's lock for
-    ``lock_keepalive``, and release it at the end unless it was handed over."""
-    outer = getattr(_held, "lock", None)
-    outer_handed = getattr(_held, "handed", None)
-    _held.lock = (strategy_id, token, time.monotonic())
-    _held.handed = None
-    try:
-        yield token
-    finally:
-        handed = _held.handed == token
-        _held.lock, _held.handed = outer, outer_handed
-        if not handed:
-            lock_release(strategy_id=strategy_id, token=token)
-
-
-def lock_token() -> str | None:
-    """The token of the lock this thread holds, if any."""
-    held: tuple[int, str, float] | None = getattr(_held, "lock", None)
-    return None if held is None else held[1]
-
-
-def lock_hand_over() -> str | None:
-    """Leave the lock this thread holds to the task that will finish its execution (an
-    order's follower): ``lock_held`` will not release it, and the taker renews it from
-    the token returned (``lock_take_over``). None if this thread holds no lock. Until the
-    taker starts, the lock simply lives out its life: a follower that never comes (lost
-    with a killed worker) frees the strategy for settlement within EXECUTION_LOCK_SECONDS."""
-    held: tuple[int, str, float] | None = getattr(_held, "lock", None)
-    if held is None:
-        return None
-    _held.handed = held[1]
-    return held[1]
-
-
-def lock_take_over(*, strategy_id: int, token: str) -> bool:
-    """Take over a lock handed over with ``token``: renewed (or taken back if it expired and
-    nobody took it meanwhile); False if another worker holds it now."""
-    return bool(redis_script(_EXTEND)(keys=[redis_keys.lock_state(strategy_id)], args=[token, ttl_ms()]))
+def _rate_give_back(rate_key: str) -> None:
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.decr(rate_key)
+    pipe.pexpire(rate_key, _RATE_KEY_MS)  # should the key have expired meanwhile, the -1 does not stay
+    pipe.execute()

@@ -15,14 +15,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from algotrader import redis_keys
+from algotrader.celery import task_send
+from algotrader.queues import TaskName
 from algotrader.redis_client import get_redis, redis_script
 from brokers.models import BrokerAccount
 from execution.models import EntryHalt, Order
 from execution.services import locks
 from monitoring.events import Event
 from monitoring.services import alert_raise, alert_resolve, emit
-from strategies import scheduling
 from strategies import services as strategy_services
+from strategies import slots
 from strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
@@ -39,13 +41,17 @@ return 1
 """
 
 
-def order_rate_take(*, account: BrokerAccount, reason: str, deadline: float) -> bool:
-    """Wait for a slot in the account's per-second order budget; False if none came by
-    ``deadline`` (monotonic). BUYs and SELLs leave the reserve to stop-losses."""
+def order_rate_take(
+    *, account: BrokerAccount, reason: str, deadline: float, lock: locks.ExecutionLock | None = None
+) -> bool:
+    """Wait for a slot in the account's per-second order budget, keeping ``lock`` alive;
+    False if none came by ``deadline`` (monotonic). BUYs and SELLs leave the reserve to
+    stop-losses."""
     limit = _rate_limit(account, reason)
     take = redis_script(_TAKE)
     while True:
-        locks.lock_keepalive()
+        if lock is not None:
+            lock.keepalive()
         now = time.time()
         if take(keys=[redis_keys.order_rate(account.pk, int(now))], args=[limit]):
             return True
@@ -61,31 +67,15 @@ def _rate_limit(account: BrokerAccount, reason: str) -> int:
     return capacity if reason == Order.Reason.STOPLOSS else capacity - settings.ORDER_RATE_STOPLOSS_RESERVE
 
 
-def lock_and_rate_take(*, strategy_id: int, account: BrokerAccount, reason: str) -> tuple[str | None, str | None]:
-    """The strategy's lock and a slot in this second's order rate, in one Redis round trip
-    (a pipeline, not a script: the two keys need not share a cluster slot): the lock's
-    token (None: another worker holds it) and the key of the slot taken (None: none was,
-    and ``order_rate_take`` waits for one). No slot is kept without the lock, nor beyond
-    the limit: it is given back at once."""
-    token = locks.new_token()
-    rate_key = redis_keys.order_rate(account.pk, int(time.time()))
-    pipe = get_redis().pipeline(transaction=False)
-    pipe.set(redis_keys.lock_state(strategy_id), token, nx=True, px=locks.ttl_ms())
-    pipe.incr(rate_key)
-    pipe.pexpire(rate_key, 2000)
-    taken, count, _ = pipe.execute()
-    if not taken or int(count) > _rate_limit(account, reason):
-        order_rate_give_back(rate_key=rate_key)
-        return (token if taken else None), None
-    return token, rate_key
-
-
-def order_rate_give_back(*, rate_key: str) -> None:
-    """Return a slot taken (``lock_and_rate_take``) for an order that is not placed after all."""
-    pipe = get_redis().pipeline(transaction=False)
-    pipe.decr(rate_key)
-    pipe.pexpire(rate_key, 2000)  # should the key have expired meanwhile, the -1 does not stay
-    pipe.execute()
+def lock_and_rate_take(*, strategy_id: int, account: BrokerAccount, reason: str) -> locks.ExecutionLock | None:
+    """The strategy's lock with a slot in this second's order rate, in one Redis round trip:
+    None if another worker holds the lock; the lock's ``rate_key`` is None if no slot was
+    free (``order_rate_take`` waits for one)."""
+    return locks.lock_acquire(
+        strategy_id=strategy_id,
+        rate_key=redis_keys.order_rate(account.pk, int(time.time())),
+        rate_limit=_rate_limit(account, reason),
+    )
 
 
 def entries_halted(*, account: BrokerAccount) -> EntryHalt | None:
@@ -127,8 +117,6 @@ def broker_error_record(*, account: BrokerAccount) -> bool:
 def account_safety_abort(*, account: BrokerAccount, reason: str) -> list[int]:
     """X5: halt the account's entries, stop its running strategies, exit the positions
     they hold (reason ABORT); returns the ids of the strategies whose exit was enqueued."""
-    from execution.tasks import execute_sell_task  # the tasks module imports these services
-
     entries_halt(account=account, reason=f"safety abort: {reason}")
     exiting: list[int] = []
     stopped: list[Strategy] = []
@@ -167,7 +155,12 @@ def account_safety_abort(*, account: BrokerAccount, reason: str) -> list[int]:
     )
     logger.error("safety abort", extra={"broker_account_id": account.pk, "reason": reason})
     for strategy in stopped:
-        scheduling.unschedule_strategy(strategy)
+        slots.unschedule_strategy(strategy)
     for strategy_id in exiting:
-        execute_sell_task.delay(strategy_id, reason=Strategy.ExitReason.ABORT.value)
+        task_send(
+            TaskName.EXECUTE_SELL,
+            args=(strategy_id,),
+            kwargs={"reason": Strategy.ExitReason.ABORT.value},
+            expires=settings.SELL_EXPIRES_SECONDS,
+        )
     return exiting

@@ -18,8 +18,10 @@ from algotrader.redis_client import get_redis
 from brokers.adapters.paper import PaperAdapter
 from execution.models import Order
 from execution.recovery.settlement import orders_settle_interrupted
+from execution.services import claims
 from execution.services import orders as order_services
-from execution.services import positions
+from execution.services.entries import strategy_buy_execute
+from execution.services.exits import strategy_sell_execute, strategy_stoploss_execute
 from monitoring import services as monitoring_services
 from strategies import services as strategy_services
 from tests.execution.helpers import paper_book
@@ -29,7 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 HOOKED: list[tuple[Any, str]] = [
     (monitoring_services, "emit_many"),
     # The execution services record some events together (emit_many), by their own reference.
-    (positions, "emit_many"),
+    (claims, "emit_many"),
     (order_services, "emit_many"),
     (strategy_services, "strategy_transition"),
     (order_services, "_move"),
@@ -40,13 +42,13 @@ HOOKED: list[tuple[Any, str]] = [
 
 
 def _lifecycle_sell(strategy_id: int) -> None:
-    positions.strategy_buy_execute(strategy_id=strategy_id)
-    positions.strategy_sell_execute(strategy_id=strategy_id, reason="SELL")
+    strategy_buy_execute(strategy_id=strategy_id)
+    strategy_sell_execute(strategy_id=strategy_id, reason="SELL")
 
 
 def _lifecycle_stoploss(strategy_id: int) -> None:
-    positions.strategy_buy_execute(strategy_id=strategy_id)
-    positions.strategy_stoploss_execute(strategy_id=strategy_id)
+    strategy_buy_execute(strategy_id=strategy_id)
+    strategy_stoploss_execute(strategy_id=strategy_id)
 
 
 LIFECYCLES: dict[str, Callable[[int], None]] = {"sell": _lifecycle_sell, "stoploss": _lifecycle_stoploss}
@@ -99,8 +101,8 @@ def _recover(strategy_id: int, lifecycle: str) -> None:
     orders_settle_interrupted(older_than=0)
     crossed = lifecycle == "stoploss"  # the price is at or below the stop in this lifecycle only
     if crossed and get_redis().zrem(redis_keys.stop_losses("NSE:INFY"), str(strategy_id)):
-        positions.strategy_stoploss_execute(strategy_id=strategy_id)
-    positions.strategy_sell_execute(strategy_id=strategy_id, reason="SELL")
+        strategy_stoploss_execute(strategy_id=strategy_id)
+    strategy_sell_execute(strategy_id=strategy_id, reason="SELL")
     orders_settle_interrupted(older_than=0)
 
 

@@ -124,20 +124,20 @@ def test_a_rejected_buy_puts_the_position_back_and_ends_the_strategy(make_strate
 
 def test_a_held_lock_turns_a_duplicate_buy_into_x3(make_strategy):
     strategy = make_strategy()
-    token = locks.lock_acquire(strategy_id=strategy.pk)
+    lock = locks.lock_acquire(strategy_id=strategy.pk)
 
     assert strategy_buy_execute(strategy_id=strategy.pk) is None
 
     assert "X3" in codes(strategy) and orders(strategy) == []
-    assert token is not None and locks.lock_release(strategy_id=strategy.pk, token=token)
+    assert lock is not None and lock.release()
 
 
 def test_the_lock_is_released_only_by_its_owner(make_strategy):
-    token = locks.lock_acquire(strategy_id=1)
+    lock = locks.lock_acquire(strategy_id=1)
 
     assert locks.lock_acquire(strategy_id=1) is None
-    assert not locks.lock_release(strategy_id=1, token="someone-else")
-    assert token is not None and locks.lock_release(strategy_id=1, token=token)
+    assert not locks.ExecutionLock(strategy_id=1, token="someone-else").release()
+    assert lock is not None and lock.release()
     assert locks.lock_acquire(strategy_id=1) is not None
 
 
@@ -175,12 +175,12 @@ def test_an_exit_outlasts_a_lock_left_by_a_dead_worker(make_strategy, settings):
 
 def test_a_working_holder_keeps_its_lock_and_a_dead_ones_lock_expires(settings):
     settings.EXECUTION_LOCK_SECONDS = 0.3
-    token = locks.lock_acquire(strategy_id=1)
-    assert token is not None
-    with locks.lock_held(strategy_id=1, token=token):
+    lock = locks.lock_acquire(strategy_id=1)
+    assert lock is not None
+    with lock:
         for _ in range(6):  # the clock runs past twice the lock's life, the holder renewing it
             time.sleep(0.1)
-            assert locks.lock_keepalive()
+            assert lock.keepalive()
         assert locks.lock_acquire(strategy_id=1) is None
 
     assert locks.lock_acquire(strategy_id=2) is not None  # a worker that dies holding it
@@ -195,19 +195,19 @@ def test_a_holder_takes_its_lock_back_after_redis_lost_it(settings):
     from algotrader.redis_client import get_redis
 
     settings.EXECUTION_LOCK_SECONDS = 0.2  # every keepalive renews
-    token = locks.lock_acquire(strategy_id=1)
-    assert token is not None
-    with locks.lock_held(strategy_id=1, token=token):
+    lock = locks.lock_acquire(strategy_id=1)
+    assert lock is not None
+    with lock:
         get_redis().flushdb()
         time.sleep(0.05)  # past a tenth of the life: the keepalive asks Redis
 
-        assert locks.lock_keepalive()
-        assert get_redis().get(redis_keys.lock_state(1)) == token
+        assert lock.keepalive()
+        assert get_redis().get(redis_keys.lock_state(1)) == lock.token
         assert locks.lock_acquire(strategy_id=1) is None
 
         get_redis().set(redis_keys.lock_state(1), "another-worker")  # expired and taken meanwhile
         time.sleep(0.05)  # past a tenth of the life: the keepalive asks Redis
-        assert not locks.lock_keepalive()
+        assert not lock.keepalive()
 
 
 def test_keepalive_renews_the_lock_only_once_a_tenth_of_its_life_has_passed(settings):
@@ -216,17 +216,17 @@ def test_keepalive_renews_the_lock_only_once_a_tenth_of_its_life_has_passed(sett
 
     settings.EXECUTION_LOCK_SECONDS = 10
     key = redis_keys.lock_state(1)
-    token = locks.lock_acquire(strategy_id=1)
-    assert token is not None
-    with locks.lock_held(strategy_id=1, token=token):
+    lock = locks.lock_acquire(strategy_id=1)
+    assert lock is not None
+    with lock:
         get_redis().pexpire(key, 5000)  # a renewal would put it back to 10 s
 
-        assert locks.lock_keepalive()  # just taken: no round trip before the order
+        assert lock.keepalive()  # just taken: no round trip before the order
         assert get_redis().pttl(key) <= 5000
 
         settings.EXECUTION_LOCK_SECONDS = 0.2  # as if a tenth of the life had passed
         time.sleep(0.05)  # and now it has
-        assert locks.lock_keepalive()
+        assert lock.keepalive()
         assert 0 < get_redis().pttl(key) <= 200
 
     assert get_redis().exists(key) == 0

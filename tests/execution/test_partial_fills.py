@@ -7,7 +7,7 @@ import pytest
 
 from execution.models import Order
 from execution.services import strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
-from execution.services.positions import position_held_quantity
+from execution.services.claims import position_held_quantity
 from monitoring.models import EventLog
 from strategies.stoploss_index import stoploss_armed
 from tests.execution.helpers import orders

@@ -41,7 +41,13 @@ def _together(calls: list[Callable[[], Any]]) -> None:
 def lock_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "database_only":
         # Every delivery "gets" the lock: only the claim and the constraints stand in the way.
-        monkeypatch.setattr(locks, "lock_acquire", lambda *, strategy_id: f"free-{threading.get_ident()}")
+        monkeypatch.setattr(
+            locks,
+            "lock_acquire",
+            lambda *, strategy_id, **_: locks.ExecutionLock(
+                strategy_id=strategy_id, token=f"free-{threading.get_ident()}"
+            ),
+        )
     return str(request.param)
 
 

@@ -185,12 +185,12 @@ def test_a_stop_loss_change_moves_the_armed_stop_and_leaves_a_held_lock(travel):
         buy_fired_at=timezone.now(), position="BOUGHT", entry_price="1500.00", stop_trigger_price="1470.00"
     )
     stoploss_arm(strategy_id=strategy.pk, instrument="NSE:INFY", trigger_price=Decimal("1470.00"))
-    token = locks.lock_acquire(strategy_id=strategy.pk)  # a worker executing the strategy right now
+    lock = locks.lock_acquire(strategy_id=strategy.pk)  # a worker executing the strategy right now
 
     services.strategy_update(user=strategy.owner, strategy_id=strategy.pk, stop_loss_price=Decimal("1490.00"))
 
     assert stoploss_armed(instrument="NSE:INFY") == {strategy.pk: Decimal("1490.0")}
-    assert get_redis().get(redis_keys.lock_state(strategy.pk)) == token
+    assert lock is not None and get_redis().get(redis_keys.lock_state(strategy.pk)) == lock.token
 
 
 @pytest.mark.django_db

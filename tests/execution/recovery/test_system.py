@@ -111,11 +111,11 @@ def test_a_stop_is_armed_at_the_price_in_the_database_not_a_stale_one():
 
 def test_locks_are_left_alone():
     strategy = running()
-    token = locks.lock_acquire(strategy_id=strategy.pk)
+    lock = locks.lock_acquire(strategy_id=strategy.pk)
 
     runtime_rebuild()
 
-    assert get_redis().get(redis_keys.lock_state(strategy.pk)) == token
+    assert lock is not None and get_redis().get(redis_keys.lock_state(strategy.pk)) == lock.token
 
 
 def test_a_rebuild_never_moves_a_runtime_copy_back():

@@ -1,0 +1,147 @@
+"""Following a placed order at the broker until it is final (E5): polled with a short
+backoff, its fill recorded (partial fills as such), and a BUY still open when its moment
+has passed cancelled for the rest. Broker calls are made outside any database transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from brokers.adapters.base import BrokerAdapter, BrokerOrder, BrokerOrderStatus
+from brokers.exceptions import BrokerAuthError, BrokerError
+from brokers.services import broker_account_mark_token_expired
+from execution.models import Order
+from execution.services.locks import ExecutionLock
+from execution.services.orders import (
+    about,
+    error_text,
+    order_end_unfilled,
+    order_exchange_log,
+    order_finalize,
+)
+from monitoring.events import Event
+from monitoring.services import emit, error_log
+from strategies.models import Strategy
+
+logger = logging.getLogger(__name__)
+
+Status = Order.Status
+
+_FOLLOW_FIRST_POLL = 0.05
+
+
+_FOLLOW_MAX_POLL = 0.5
+
+
+def order_follow(
+    *,
+    order: Order,
+    strategy: Strategy,
+    adapter: BrokerAdapter,
+    lock: ExecutionLock | None,
+    accepted_at: float | None = None,
+) -> Order:
+    """Poll a PLACED order with a short backoff until the broker says it is final (then
+    COMPLETE, REJECTED or CANCELLED here, E5) or ORDER_FOLLOW_SECONDS pass (it stays
+    PLACED, for recovery to settle). A BUY still open then (unfilled, or partly filled)
+    has its rest cancelled: its moment has passed, and what filled becomes the position
+    with its stop, instead of a half-open BUY with no stop armed. An exit is never
+    cancelled. ``accepted_at`` (wall clock): when the broker took the order, if that was
+    a while before this call (a handed-off exit); the first poll waits until the order is
+    the first poll's interval old, as a poll sooner finds no exchange's answer yet and
+    spends a request of the account's rate on it."""
+    deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
+    poll = _FOLLOW_FIRST_POLL
+    if accepted_at is not None:
+        # Bounded: a clock that jumped must not hold the follow.
+        time.sleep(min(max(0.0, accepted_at + _FOLLOW_FIRST_POLL - time.time()), _FOLLOW_FIRST_POLL))
+    cancelled = False
+    while order.status == Status.PLACED:
+        if lock is not None:
+            lock.keepalive()
+        try:
+            seen = adapter.get_order(order.broker_order_id)
+        except BrokerError as error:
+            logger.warning("order poll failed", extra={"order_id": order.pk, "error": error_text(error)})
+            error_log(source="broker", error=error, strategy=strategy, order=order, message="Order status poll failed")
+            if error.permanent:
+                if isinstance(error, BrokerAuthError):
+                    broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
+                return order
+            seen = None
+        if seen is not None and seen.status.is_final:
+            order_settle(order=order, strategy=strategy, seen=seen)
+            return order
+        if time.monotonic() + poll > deadline and order.reason == Order.Reason.BUY and not cancelled:
+            cancelled = True
+            deadline = time.monotonic() + float(settings.ORDER_UNKNOWN_GRACE_SECONDS)
+            order_cancel_rest(order, strategy, adapter)
+            continue
+        if time.monotonic() + poll > deadline:
+            logger.error("order not final within the follow deadline", extra={"order_id": order.pk})
+            emit(
+                Event.L3_ERROR_LOGGED,
+                strategy=strategy,
+                order=order,
+                message="Order not final in time: recovery will settle it",
+                payload=about(order, strategy),
+            )
+            return order
+        time.sleep(poll)
+        poll = min(poll * 2, _FOLLOW_MAX_POLL)
+    return order
+
+
+def order_cancel_rest(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> None:
+    try:
+        adapter.cancel_order(order.broker_order_id)
+        response: dict[str, Any] = {"cancelled": True}
+    except BrokerError as error:  # filled (or cancelled) meanwhile: the next poll says which
+        response = {"error": error_text(error)}
+    order_exchange_log(order, strategy, {"cancel_order": order.broker_order_id}, response)
+
+
+def order_fill_changes(order: Order, seen: BrokerOrder) -> dict[str, Any]:
+    """What the broker filled of ``order``: all of it when COMPLETE (a broker that reports no
+    filled quantity then means the whole order), else what it says (a partial fill)."""
+    if seen.status is BrokerOrderStatus.COMPLETE:
+        quantity = seen.filled_quantity or order.quantity
+    else:
+        quantity = min(seen.filled_quantity, order.quantity)
+    if quantity <= 0:
+        return {"filled_quantity": 0}
+    return {
+        "filled_quantity": quantity,
+        "fill_price": seen.average_price,
+        "filled_at": seen.updated_at or timezone.now(),
+    }
+
+
+def order_settle(*, order: Order, strategy: Strategy, seen: BrokerOrder) -> None:
+    """Record the broker's final word on a live order, with what it filled."""
+    response = {
+        "broker_order_id": seen.broker_order_id,
+        "status": seen.raw_status or str(seen.status),
+        "filled_quantity": seen.filled_quantity,
+    }
+    order_exchange_log(order, strategy, {"get_order": order.broker_order_id}, response)
+    filled = order_fill_changes(order, seen)
+    if seen.status is BrokerOrderStatus.COMPLETE:
+        order_finalize(order, strategy, Status.COMPLETE, **filled)
+    elif seen.status is BrokerOrderStatus.REJECTED:
+        order_end_unfilled(
+            order,
+            strategy,
+            Status.REJECTED,
+            seen.status_message or "Rejected by the broker",
+            alert=f"{order.reason} rejected by the broker: {seen.status_message}",
+            **filled,
+        )
+    else:
+        order_finalize(
+            order, strategy, Status.CANCELLED, last_error=(seen.status_message or "Cancelled")[:500], **filled
+        )
