@@ -13,8 +13,7 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.adapters.kite import KiteAdapter
 from execution.models import Order
-from execution.services import position_follow, strategy_stoploss_execute
-from execution.tasks import follow_order_task
+from execution.services import exits, position_follow, strategy_stoploss_execute
 from strategies.models import Strategy
 from tests.execution.helpers import codes, orders
 
@@ -27,9 +26,7 @@ EXIT_TIMELINE = ["E3", "X2", "L2", "B3", "L2", "E5", "S5", "L1"]
 def handed_off(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     """What the stop-loss sends to the orders queue, kept here instead."""
     sent: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    monkeypatch.setattr(
-        follow_order_task, "apply_async", lambda args, kwargs=None, **_: sent.append((args, kwargs or {}))
-    )
+    monkeypatch.setattr(exits, "task_send", lambda name, *, args, kwargs=None, **_: sent.append((args, kwargs or {})))
     return sent
 
 
