@@ -62,7 +62,7 @@ test: install-dev lint importlint typecheck migrations-check deploy-check pytest
 # two CPU-burning processes beside it; non-zero if any run fails (docs/testing.md).
 test-under-load:
 	TEST_DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) PYTEST_WORKERS=$(PYTEST_WORKERS) \
-	$(PYTHON) -m tests.under_load $(UNDER_LOAD_ARGS)
+	PYTEST_ARGS="$(PYTEST_ARGS)" $(PYTHON) -m tests.under_load $(UNDER_LOAD_ARGS)
 
 lint: install-dev
 	ruff check .

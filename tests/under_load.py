@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULT = re.compile(r"\b\d+ (passed|failed|errors?)\b.* in [\d.]+s")
 # What a make run passes down to a make it starts: the clone's must read only its own.
 MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "VIRTUAL_ENV")
-PASSED_ON = ("TEST_DATABASE_URL", "TEST_REDIS_URL", "PYTEST_WORKERS")
+PASSED_ON = ("TEST_DATABASE_URL", "TEST_REDIS_URL", "PYTEST_WORKERS", "PYTEST_ARGS")
 
 
 def say(text: str, stream: TextIO = sys.stdout) -> None:
