@@ -1,10 +1,6 @@
-"""The market calendar's seed: NSE and BSE sessions (09:15-15:30 Asia/Kolkata, Monday
-to Friday) with the exchanges' published 2026 weekday trading holidays (BSE follows
-the same list), and the simulated exchange, open at all hours so that demos and tests
-run on any day. Operators add next year's holidays in admin when they are published.
-
-Used by the data migration (with its historical models) and by the tests, whose
-transactional cases flush every table, seeded rows included."""
+"""The market calendar's seed (NSE and BSE sessions with their 2026 holidays, and a simulated
+exchange open at all hours so demos and tests run any day), shared by the data migration and
+the tests, whose transactional cases flush the seeded rows. Later holidays are added in admin."""
 
 from datetime import date, time
 from typing import Any

@@ -57,12 +57,11 @@ class MarketHoliday(models.Model):
 
 class Strategy(models.Model):
     """One intraday plan: buy ``quantity`` of ``symbol`` at ``buy_at``, sell at ``sell_at``,
-    exit at once if the price falls to the stop-loss first.
+    or exit at once if the price falls to the stop-loss first.
 
-    ``status`` and ``position`` move only by compare-and-set (see services), and every
-    move bumps ``version``, so two racing actors can never both win a transition.
-    The fire instants are derived from the trade date and times in the venue's zone
-    and stored, so the scheduler can find what is due through an index.
+    ``status`` and ``position`` move only by compare-and-set (see services), so two racing
+    actors never both win; the fire instants are stored so the scheduler finds what is due
+    through an index.
     """
 
     class Status(models.TextChoices):

@@ -1,7 +1,5 @@
-"""Exact-time BUY and SELL (T1, T2): a slot's task (``strategies.slots``) and the
-sweeper fan out from the partial indexes ``strategy_buy_due``/``strategy_sell_due`` to the
-strategies due, each claimed once, record T1/T2 and enqueue their order tasks; a BUY past
-its grace is skipped and its strategy ends (the late policy)."""
+"""Exact-time BUY and SELL (T1, T2): slot tasks and the sweeper claim each due strategy once,
+record T1/T2 and enqueue its order task; a BUY past its grace is skipped and its strategy ends."""
 
 from __future__ import annotations
 
@@ -74,11 +72,9 @@ class FireReport:
 
 
 def fire_due(*, slot: datetime | None = None, source: str) -> FireReport:
-    """Claim every strategy whose BUY or SELL is due and not yet fired, record T1/T2 and
-    enqueue its order task. The claim is a conditional UPDATE (rows locked by another
-    fan-out are skipped), so each strategy's BUY and SELL fire exactly once however many
-    fan-outs run; and one fan-out runs at a time, so that the other worker processes
-    start BUYs instead of splitting the fan-out (see ``_fan_out_lock``)."""
+    """Claim every strategy whose BUY or SELL is due, record T1/T2 and enqueue its order task.
+    The claim is a conditional UPDATE that skips locked rows, so each side fires exactly once
+    however many fan-outs run."""
     report = FireReport()
     cutoff_slot = slot
     for _ in range(FAN_OUT_PASSES):
@@ -115,21 +111,17 @@ def _anything_due(cutoff: datetime) -> bool:
 
 @contextmanager
 def _fan_out_lock() -> Iterator[bool]:
-    """One fan-out at a time (a session lock, freed if the worker dies). Two at once would
-    only split the same publishing work between two worker processes, leaving none to
-    start the BUYs already enqueued; a slot or sweep that finds the lock taken returns at
-    once, and the holder looks again after releasing it."""
+    """One fan-out at a time (a session lock, freed if the worker dies): two would only split
+    the publishing between worker processes and leave none to start the BUYs already enqueued."""
     with session_lock(_FAN_OUT_LOCK_SPACE) as held:
         yield held
 
 
 def _fire_batch(side: Side, *, cutoff: datetime, source: str, report: FireReport) -> int:
     grace = buy_window_seconds()
-    # One transaction per batch: the claim, its events and its messages commit together.
-    # Messages go out before the commit, so a broker that is down rolls the claim back
-    # (the sweeper retries) instead of leaving strategies claimed with no order task; a
-    # crash between publish and commit can at worst repeat a task, which the execution
-    # engine's own compare-and-set on the position refuses.
+    # Messages go out before the commit, so a Redis outage rolls the claim back for the sweeper
+    # instead of leaving strategies claimed with no order task; a repeated task is refused by
+    # the execution engine's compare-and-set.
     with transaction.atomic():
         now = timezone.now()
         rows = _claim(side, cutoff=cutoff, now=now)
@@ -203,21 +195,16 @@ def _claim(side: Side, *, cutoff: datetime, now: datetime) -> list[tuple[int, in
 
 
 def _send(side: Side, to_send: list[tuple[int, datetime]]) -> None:
-    """Enqueue the order tasks over one producer connection, in one kombu publish batch:
-    the messages (and their task-sent events) go to Redis in pipelines flushed at the end,
-    not one round trip each (a publish each cost ~2.4 ms, which a 5,000-strategy burst
-    paid in the worker that should be starting the BUYs). A failed flush raises here,
-    inside the claim's transaction, which then rolls back as before."""
+    """Enqueue the order tasks in one kombu publish batch, so a burst does not hold up the worker
+    that should be starting the BUYs. A failed flush raises inside the claim's transaction,
+    which then rolls back."""
     if not to_send:
         return
     with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
-        # The orders queue declared once a batch, not looked up, copied and bound again for
-        # every message (kombu's maybe_declare: a tenth of the fan-out's CPU).
+        # Declared once a batch: kombu's per-message declare is costly at a burst.
         producer.maybe_declare(app.amqp.queues[queue_for(TaskName.EXECUTE_BUY).value])
         for strategy_id, fire_at in to_send:
-            # No publish retries: in a batch a publish only buffers, and the flush is not
-            # retried (a retried pipeline could enqueue twice). The reprs Flower shows are
-            # given, not built by saferepr for every message.
+            # No publish retries: a retried pipeline flush could enqueue twice.
             if side is Side.BUY:
                 # Past its grace window a queued BUY is dropped by the worker (and alerted).
                 expires = buy_valid_until(fire_at)
@@ -275,13 +262,9 @@ def order_task_expired(*, strategy_id: int, side: Side) -> None:
 
 
 def strategies_end_unbought(*, strategy_ids: Iterable[int]) -> list[int]:
-    """End the strategies whose BUY was skipped as late, and return the ids ended. With
-    no position there is nothing left for them to do (their SELL would only end them),
-    so they end now rather than sit RUNNING until the sell time: EXITED with position
-    NONE and reason REJECTED (the BUY was refused, by the late policy rather than by the
-    broker, as the state machine ends a rejected BUY), S5, timers and runtime keys gone.
-    Only a strategy still RUNNING with no position is ended (compare-and-set under its
-    row lock): one that was stopped, or has a BUY in flight, is left as it is."""
+    """End now, as a rejected BUY ends (S5), the strategies whose BUY was skipped as late, since
+    with no position their SELL would only end them; return the ids ended. Only one still
+    RUNNING with no position is ended, under its row lock: a stopped one or a BUY in flight stays."""
     ended = []
     for strategy_id in strategy_ids:
         with transaction.atomic():

@@ -1,12 +1,7 @@
-"""Strategy services: create (U4), update (U5, then T3 when running), start (U6, S1,
-S2, S3), stop (U7, S4), delete, and the final exit (S5).
+"""Strategy services: create (U4), update (U5, T3), start (U6, S1-S3), stop (U7, S4), delete, exit (S5).
 
-Every transition is a compare-and-set: a conditional UPDATE on the expected status
-and position that must change exactly one row and bumps ``version``, so two racing
-actors (a STOP and a SELL, a START clicked twice) can never both win. Redis and the
-schedule are set up after the database has committed, never inside the transaction:
-workers must see the committed state when they fire.
-"""
+Each transition is a compare-and-set that bumps ``version``, so two racing actors never both win; Redis
+and the schedule are set up only after the commit, because workers must see the committed state."""
 
 from __future__ import annotations
 

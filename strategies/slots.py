@@ -125,11 +125,9 @@ def _slot_ensure(instant: datetime, *, now: datetime) -> None:
 
 
 def slots_resync() -> int:
-    """Recovery: every future instant a running strategy still waits for has its enabled
-    slot (a START or move whose slot was never written, a row lost with a restored
-    database), and slots nobody waits for go. One query per side for the instants, so
-    the cost grows with the distinct instants, not with the strategies. Returns how many
-    slots were (re)created; past instants are the sweeper's."""
+    """Recovery: give every future instant a running strategy waits for its enabled slot (one
+    never written, or lost with a restored database) and drop slots nobody waits for. Returns
+    how many slots were (re)created; past instants are the sweeper's."""
     now = timezone.now()
     running = Strategy.objects.filter(status=Strategy.Status.RUNNING).order_by()
     instants = set(
@@ -161,10 +159,9 @@ def _slot_release(instant: datetime, *, now: datetime) -> None:
     if instant <= now + RELEASE_MARGIN:
         return  # let it fire (harmlessly: no one is due); the sweeper deletes it later
     if not transaction.get_connection().in_atomic_block and _slot_needed(instant):
-        # The usual case (a slot shared by many): one read, not a locked transaction. Only
-        # a deletion needs the lock. Two strategies of one slot ending together cannot both
-        # leave it here: each looks after its own end committed, so the later look sees both
-        # (inside a caller's transaction that does not hold: the lock decides, as before).
+        # Only a deletion needs the lock. Two strategies of one slot ending together cannot both
+        # leave it in place: each looks after its own end committed (inside a caller's transaction that
+        # does not hold, so there the lock decides).
         return
     with transaction.atomic():
         _lock_slot(instant)

@@ -1,8 +1,6 @@
-"""The stop-loss index ``sl:{instrument}``: a sorted set of strategy ids scored by their
-stop trigger price, part of a running strategy's runtime in Redis (as ``runtime``'s keys).
-Only strategies holding a position are in it; the execution engine arms a stop when a BUY
-fills and disarms it when an exit starts, a strategy's update moves it. The market's tick
-consumer takes crossed stops out of it atomically, so each stop triggers at most once."""
+"""The stop-loss index ``sl:{instrument}``: strategy ids holding a position, scored by stop
+trigger price. The tick consumer takes crossed stops out of it atomically, so each stop
+triggers at most once."""
 
 from decimal import Decimal
 

@@ -1,7 +1,4 @@
-"""The rules a strategy's plan must satisfy (U4, U5): the account may trade, the
-symbol is in the broker's instrument list, the date is a trading day of the
-venue, both times fall inside its session with the buy at least a minute before
-the sell, the buy is still ahead, and exactly one kind of stop-loss is given.
+"""The rules a strategy's plan must satisfy before it is created or updated (U4, U5).
 Every refusal names its field, so the app can show it next to the input."""
 
 from __future__ import annotations
