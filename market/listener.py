@@ -1,13 +1,7 @@
-"""The market listener: one broker tick stream, subscribed to every instrument that has
-running strategies or armed stops, each received frame forwarded as ONE ``ticks.batch``
-message on the channel layer. It follows ``market:subscriptions`` to (un)subscribe live,
-reconciles with the Redis sets as a safety net, records the feed's events (B5, B6, M3,
-M4), reconnects a stream gone silent, and raises L4 for armed instruments without ticks.
-
-Threads: the stream's own thread calls ``on_ticks`` and the feed events; it does no
-database work (events are queued). The main thread (``run``) owns subscriptions,
-health checks and every database write; a small event loop thread owns the channel layer.
-"""
+"""The market listener: one broker tick stream over every instrument with running strategies or
+armed stops, each frame forwarded as one ``ticks.batch`` message. The stream's thread does no
+database work (it queues events); the main thread owns subscriptions, health checks and every
+database write; a small event loop thread owns the channel layer."""
 
 from __future__ import annotations
 

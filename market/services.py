@@ -1,8 +1,6 @@
-"""What the tick consumer does with one batch: apply it (``market.ticks``), enqueue one
-stop-loss task per triggered strategy on the ``stoploss`` queue, then record M2 (and the
-sparse M1s). The order matters: the exit is on its way before anything is written to
-the database, and a trigger whose task was not yet enqueued stays in
-``market:sl_fired`` until ``stoploss_enqueue_leftovers`` sends it."""
+"""What the tick consumer does with a batch: apply it, enqueue a stop-loss task per triggered
+strategy, then record M2 (and sparse M1s). Exits leave before any database write; a trigger
+not yet enqueued waits in ``market:sl_fired`` for ``stoploss_enqueue_leftovers``."""
 
 from __future__ import annotations
 
@@ -48,11 +46,9 @@ def ticks_ingest(*, message: dict[str, Any]) -> Ingested:
 
 
 def stoploss_enqueue(*, triggers: Sequence[Trigger]) -> None:
-    """One ``execute_stoploss_task`` per trigger on the stop-loss queue, then the trigger is
-    forgotten. A crash between the two enqueues it again later: the task is idempotent.
-    A burst (a fall through many stops) goes out as one batch (kombu's ``Producer.batch``:
-    every task and its sent event in one Redis pipeline), so the last exit of a frame
-    waits for no other's round trips."""
+    """One ``execute_stoploss_task`` per trigger, then the trigger is forgotten; a crash between
+    the two enqueues it again, and the task is idempotent. A burst goes out as one kombu batch,
+    so a frame's last exit does not wait behind the others' publishes."""
     with app.producer_or_acquire() as producer, producer.batch():
         for trigger in triggers:
             # By name: the consumer must not import the execution engine (nor wait for it to exist).

@@ -1,11 +1,7 @@
-"""The tick hot path (M1, M2): one Lua script a batch sets each instrument's last price
-unless the tick is older than the one stored, and takes every armed stop at or above
-the price out of ``sl:{instrument}``. Floats and plain lists only; money stays out.
-
-A batch, as the listener puts it on the ``ticks`` channel, is
-``{"type": "ticks.batch", "ticks": [[instrument, price, exchange_ts], ...],
-"received_at": <listener wall clock at the frame>, "first": [instrument, ...]}``.
-"""
+"""The tick hot path (M1, M2): one Lua script a batch keeps the newest price per instrument and
+takes crossed stops out of ``sl:{instrument}`` atomically. Floats and plain lists only. A batch is
+``{"type": "ticks.batch", "ticks": [[instrument, price, exchange_ts], ...], "received_at": <listener
+wall clock>, "first": [instrument, ...]}``."""
 
 from __future__ import annotations
 
@@ -21,9 +17,7 @@ from algotrader import redis_keys
 TICKS_CHANNEL = "ticks"
 BATCH_TYPE = "ticks.batch"
 
-# KEYS: price_1, sl_1, ..., price_n, sl_n, tick counts, fired.  ARGV: instrument_1,
-# price_1, ts_1, ..., now. Per tick: one HGET, one HSET, one HINCRBY, one ZRANGEBYSCORE
-# (O(log n + triggered)) and, only when something triggers, one ZREMRANGEBYSCORE.
+# KEYS: price_1, sl_1, ..., price_n, sl_n, tick counts, fired.  ARGV: instrument_1, price_1, ts_1, ..., now.
 # Returns {applied flags as a "1"/"0" string, tick index, strategy id, tick index, ...}.
 INGEST_LUA = """
 local n = (#KEYS - 2) / 2
