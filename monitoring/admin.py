@@ -1,7 +1,6 @@
-"""Operators' views of the event log and the alerts. The event log is history: it can be
-read and filtered, never added to, edited or deleted here. Its list stays fast at any
-size: the filters use its indexes, related rows come in the same query, and the page
-never counts the whole table (an estimate, or a count capped at COUNT_CAP rows)."""
+"""Operators' views of the event log and the alerts. The event log is history, read-only here,
+and its list never counts the whole table (an estimate, or a count capped at COUNT_CAP), so it
+stays fast at any size."""
 
 from __future__ import annotations
 

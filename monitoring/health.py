@@ -1,9 +1,6 @@
-"""Checks of the parts the system needs, for /healthz (is this web process alive: the
-database and Redis) and /readyz (can the system trade: also beat, a worker on each
-queue, and a fresh price feed where stop-losses wait on it). Beat and the workers prove
-they are alive by heartbeat keys in Redis (``monitoring.heartbeats``). Checks of the
-apps above (the price feed) are registered here by those apps (``feed_check_register``),
-which monitoring, the bottom layer, does not import."""
+"""Checks behind /healthz (this web process is alive) and /readyz (the system can trade: also
+beat, a worker per queue, a fresh feed where stops wait on it). Apps above register their
+checks here (``feed_check_register``), since monitoring, the bottom layer, imports none of them."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Heartbeats that /readyz reads: each Celery worker refreshes one key per queue it
-consumes whenever it sends its event heartbeat (every 2 s, from the worker's own loop,
-so a busy pool does not silence it); beat runs ``beat_heartbeat_task`` every few seconds,
-which a worker stamps (beat alive, and its messages delivered)."""
+"""Heartbeats that /readyz reads: a worker refreshes a key per queue it consumes with its event
+heartbeat, sent from the worker's own loop so a busy pool does not silence it; beat's
+``beat_heartbeat_task``, stamped by a worker, proves beat alive and its messages delivered."""
 
 from __future__ import annotations
 

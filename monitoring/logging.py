@@ -1,10 +1,6 @@
-"""Logging for every process: one redaction of secrets applied to every record whatever
-handler writes it (values under secret-looking keys in ``extra`` and ``%`` arguments are
-masked, and credential shapes (bearer tokens, JWTs, Kite ``token key:secret`` headers,
-``secret=...`` pairs) inside messages), the ids of what a line concerns (the HTTP
-request, the Celery task, the strategy, the order) added from context to each line, and
-the two formats a line is written in: JSON for production, one readable line for a
-person at a terminal (``LOG_FORMAT``)."""
+"""Logging for every process: one redaction of secrets on every record whatever handler writes
+it, the ids of what a line concerns (request, task, strategy, order) added from context, and
+the two formats (``LOG_FORMAT``): JSON for production, one readable line for a terminal."""
 
 from __future__ import annotations
 
@@ -59,10 +55,8 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
-# A word every pattern above needs (a superset: ``eyJ`` is matched whatever its case).
-# Most lines hold none, and one search for them costs a fraction of the three patterns,
-# whose leading ``[\w-]*`` rescans every word: the redaction was most of the CPU of a
-# worker's per-task log lines.
+# A word every pattern above needs (``eyJ`` in any case), searched first because most lines
+# hold none and the patterns' leading ``[\w-]*`` rescans every word.
 _ANY_PATTERN_WORD = re.compile(r"(?i)bearer|token|eyj|secret|password|passwd|api_key|apikey|checksum|authorization")
 
 

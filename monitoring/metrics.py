@@ -1,13 +1,6 @@
-"""Prometheus metrics. Counted where things happen, in whichever process: events by code
-(emit), orders by final status (the order pipeline), broker call latency (the execution
-adapter), tick lag (listener to consumer). Read at scrape time from Redis: queue depths
-and the age of the feed's last frame.
-
-Several processes count (web, the workers, the listener, the tick consumer), so every
-process writes its samples to files under PROMETHEUS_MULTIPROC_DIR (prometheus_client's
-multiprocess mode, on when that variable is set) and ``/metrics`` adds them up. Computing
-everything from the database at scrape time instead would cost a scan of the event log
-and the orders per scrape and could not give a latency histogram at all."""
+"""Prometheus metrics: counted where things happen, in whichever process, plus queue depths and
+feed age read from Redis at scrape time. Several processes count, so each writes its samples
+under PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode) and ``/metrics`` adds them up."""
 
 from __future__ import annotations
 

@@ -25,14 +25,10 @@ def user_group(user_id: int) -> str:
 
 
 class _Pusher:
-    """The process's one WebSocket pusher. ``emit`` only hands it a batch (after commit);
-    a daemon thread sends it from an event loop of its own that lives as long as the
-    process, so the channel layer keeps one warm Redis connection (its pools are per
-    loop) instead of a new loop and connection per event, and no order path waits on it.
-    One thread and one FIFO queue keep a process's pushes in the order they were emitted.
-    At a clean exit what is still queued gets ``EXIT_FLUSH_SECONDS``; a killed process
-    drops it, as a dropped push never undoes the event it reports (the EventLog row is
-    the record; the app reloads the timeline when it reconnects)."""
+    """The process's one WebSocket pusher: one daemon thread with a long-lived event loop keeps the
+    channel layer's Redis connection warm (its pools are per loop), keeps pushes in emit order,
+    and keeps order paths from waiting. A killed process drops what is queued, which is safe:
+    the EventLog row is the record and the app reloads its timeline on reconnect."""
 
     def __init__(self) -> None:
         self._reset()
@@ -105,10 +101,9 @@ async def _send_all(pushes: list[tuple[int, dict[str, Any]]]) -> None:
 
 
 async def _to_connected_users(layer: Any, pushes: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
-    """The pushes whose user has a socket open. channels_redis keeps a group as a sorted
-    set: one pipelined EXISTS per Redis host for the whole batch, instead of a
-    ``group_send`` (two round trips) for each user, most of whom have no app open when a
-    burst of T1s or M2s is emitted. Other layers get every push."""
+    """The pushes whose user has a socket open (one pipelined EXISTS per Redis host on the
+    channels_redis group keys), since most users have no app open when a burst of T1s or M2s
+    is emitted. Other layers get every push."""
     group_key = getattr(layer, "_group_key", None)
     if group_key is None or not hasattr(layer, "consistent_hash") or not hasattr(layer, "connection"):
         return pushes

@@ -1,8 +1,6 @@
-"""``emit``: the one way an event of the catalogue is recorded (``emit_many`` for a
-batch). It writes an EventLog row, one JSON log line with the event's ids, counts the
-event in the metrics, and (after commit) hands user-visible events to the pusher for the
-user's WebSocket group (``monitoring.pusher``). ``error_log`` is L3 for a caught broker
-or Redis failure. And the alerts (L4) to operators."""
+"""``emit`` (``emit_many`` for a batch): the one way a catalogue event is recorded, as an EventLog
+row, a log line, a metric and, after commit, a WebSocket push; ``error_log`` (L3) for a caught
+broker or Redis failure; and the operators' alerts (L4)."""
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -156,8 +154,7 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
         for emission in emissions
     ]
     if len(records) == 1 and not transaction.get_connection().in_atomic_block:
-        # One INSERT on its own is atomic: bulk_create would wrap it in BEGIN and COMMIT,
-        # three round trips for every single event recorded outside a transaction.
+        # One INSERT is atomic on its own; bulk_create would wrap it in a transaction for nothing.
         records[0].save(force_insert=True)
     else:
         records = EventLog.objects.bulk_create(records)
