@@ -1,16 +1,5 @@
 """The broker errors the rest of the system sees. Every adapter maps its broker's
-own error shapes onto these; ``permanent`` alone decides retry versus fail.
-
-- ``BrokerAuthError``: credentials wrong or token expired (permanent).
-- ``OrderRejected``: the broker refused the order for a reason that will not go
-  away by itself: margin, invalid symbol, market closed, bad input (permanent).
-- ``RateLimited``: HTTP 429 or the broker's throttle (retryable, after a pause).
-- ``BrokerUnavailable``: the request certainly did not take effect: connection
-  refused, DNS, a 5xx for a read (retryable).
-- ``AmbiguousOutcome``: an order request was sent and no answer came back
-  (timeout, reset, 5xx after sending): it may or may not exist at the broker,
-  so it must be looked up by its tag before anything is retried.
-"""
+own error shapes onto these; ``permanent`` alone decides retry versus fail."""
 
 from algotrader.exceptions import ApplicationError, Conflict, NotFound
 
@@ -34,6 +23,8 @@ class BrokerAuthError(BrokerError):
 
 
 class OrderRejected(BrokerError):
+    """A refusal that will not go away by itself: margin, invalid symbol, market closed, bad input."""
+
     code = "order_rejected"
     status = 400
     message = "The broker rejected the order."
@@ -48,6 +39,8 @@ class RateLimited(BrokerError):
 
 
 class BrokerUnavailable(BrokerError):
+    """The request certainly did not take effect (connection refused, DNS, a 5xx for a read), so a retry is safe."""
+
     code = "broker_unavailable"
     status = 503
     message = "The broker could not be reached."
@@ -55,6 +48,9 @@ class BrokerUnavailable(BrokerError):
 
 
 class AmbiguousOutcome(BrokerError):
+    """An order request was sent and no answer came back: the order may exist at the broker,
+    so it must be looked up by its tag before anything is retried."""
+
     code = "broker_outcome_unknown"
     status = 504
     message = "The broker did not answer: the order may or may not have been placed."

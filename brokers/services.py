@@ -1,10 +1,6 @@
-"""Broker account services: keys submitted and checked with the broker at once (U3,
-then B1 or B2), the Kite login (login URL, request-token exchange), a session marked
-expired (B2 + L4), deletion, and re-encryption of every secret under the newest key.
-
-Broker calls are made outside any database transaction: no row lock is ever held
-across the network, and a refusal's B2 is committed even though the request fails.
-"""
+"""Broker account services: keys checked with the broker (U3, B1/B2), the Kite login, a session
+marked expired (B2 + L4), deletion, secrets re-encrypted. Broker calls run outside any transaction,
+so no row lock is held across the network and a refusal's B2 commits though the request fails."""
 
 from __future__ import annotations
 

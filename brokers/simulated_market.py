@@ -12,7 +12,7 @@ from decimal import Decimal
 from brokers.adapters.base import Instrument, Tick
 from brokers.instruments import load_instruments
 
-# About 0.05% per step: a lively but plausible intraday move at one step a second.
+# A lively but plausible intraday move at one step a second.
 DEFAULT_VOLATILITY = 0.0005
 
 

@@ -1,12 +1,6 @@
-"""The one interface every broker adapter implements, with typed results.
-
-The execution engine, the market listener and the account services speak only
-this interface and the exceptions in ``brokers.exceptions``; no broker's own
-response shapes or error types leak past an adapter.
-
-Money is ``Decimal`` everywhere except ``Tick``, which lives on the hot path and
-carries floats; its consumers convert at their edge.
-"""
+"""The one interface every broker adapter implements, with typed results: the rest of the system
+speaks only this and ``brokers.exceptions``, so no broker's shapes leak past an adapter. Money is
+``Decimal`` except in ``Tick``, which lives on the hot path; its consumers convert at their edge."""
 
 from __future__ import annotations
 

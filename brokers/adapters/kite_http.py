@@ -60,12 +60,10 @@ PROCESS_POOL_CONNECTIONS: Final = 32
 
 
 def new_session(api_root: str, *, pool_connections: int = 10) -> requests.Session:
-    """A session for Kite's API at ``api_root``. It keeps no cookie: nothing Kite sets is
-    ever sent back, so a session shared by accounts carries nothing of one into another's
-    requests (each request brings its own Authorization header). The environment's proxy
-    and CA bundle settings for the host are read once, here; per request requests would
-    read ``~/.netrc`` too, and a netrc entry for the host would go out as Basic auth in
-    place of the account's token."""
+    """A session for Kite's API at ``api_root`` that keeps no cookie, so a session shared by
+    accounts carries nothing of one into another's requests. Proxy and CA settings are read
+    once here, because per request requests also reads ``~/.netrc``, whose entry for the host
+    would replace the account's token with Basic auth."""
     session = requests.Session()
     session.headers.update({"X-Kite-Version": KITE_VERSION, "User-Agent": "algotrader-kite/1"})
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
@@ -214,18 +212,8 @@ class KiteHttp:
             body = None
         raise self._error(response, body, order_write=False, secrets=())
 
-    # Kite's errors onto ours (error_type first, then HTTP status; transport failures in _send):
-    #   TokenException, PermissionException      -> BrokerAuthError (PermissionException: the app or
-    #                                               account lacks a right; only the user can fix it)
-    #   UserException                            -> OrderRejected on place/cancel (segment not enabled...),
-    #                                               BrokerAuthError elsewhere (account blocked...)
-    #   Order/Input/Margin/HoldingException      -> OrderRejected, with Kite's message
-    #   HTTP 429, whatever the error_type        -> RateLimited
-    #   Network/Data/GeneralException, unknown   -> BrokerUnavailable; AmbiguousOutcome on an order write
-    #     or no envelope                            answered 5xx or an unreadable 2xx: the OMS may have
-    #                                               taken it (DataException even means the OMS answered)
-    #   timeout / reset once the request was sent -> AmbiguousOutcome on an order write, else BrokerUnavailable
-    #   refused / DNS / TLS / connect timeout     -> BrokerUnavailable: nothing reached Kite
+    # Kite's errors onto ours, tabled in docs/trading.md. PermissionException and UserException are
+    # the user's to fix (a right or segment not enabled, an account blocked), so they are permanent.
     def _error(
         self, response: requests.Response, body: object, *, order_write: bool, secrets: tuple[str, ...]
     ) -> BrokerError:

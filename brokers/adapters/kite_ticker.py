@@ -282,7 +282,7 @@ class KiteTickStream:
     def _close(app: websocket.WebSocketApp) -> None:
         """Start the closing handshake and let the connection thread finish it: its reader sees
         the server's close frame (``WebSocketApp.close`` would race that reader for it and then
-        sit out its 3 s timeout)."""
+        sit out its close timeout)."""
         app.keep_running = False
         sock = app.sock
         if sock is not None and sock.connected:

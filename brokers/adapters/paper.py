@@ -1,13 +1,6 @@
-"""The paper broker: the whole adapter interface with no credentials and no money.
-
-Each account's order book lives in the database (``PaperOrder``). Market orders are
-priced when placed at the last tick (``price:{symbol}`` in Redis, else the
-instrument's reference price) moved against the trader by ``PAPER_SLIPPAGE_BPS``,
-and complete ``PAPER_LATENCY_MS`` later; LIMIT orders stay OPEN until the last
-price crosses them. Both are settled when the book is read. Positions and tag
-lookups cover today's book only, as for intraday (MIS) orders at a real broker. The
-tick stream steps a ``SimulatedMarket`` on a background thread.
-"""
+"""The paper broker: the whole adapter interface with no credentials and no money. Orders live in
+the database (``PaperOrder``) and settle when the book is read, market orders at the last tick moved
+against the trader by ``PAPER_SLIPPAGE_BPS``; positions cover today's book, as for MIS orders."""
 
 from __future__ import annotations
 

@@ -57,12 +57,9 @@ def _fingerprint(account: BrokerAccount) -> str:
 
 
 def shared_adapter_for(account: BrokerAccount) -> BrokerAdapter:
-    """The process's adapter for ``account``, built once per account and credentials, on
-    the process's one HTTP session: an order pays for neither a new session nor a new
-    TCP connection (the stop-loss path), whichever account it is for. Shared by the
-    threads of a worker (requests' connection pool is thread-safe) and never closed by
-    its users. Unsaved accounts and the paper broker (no connection to keep) get a
-    fresh adapter."""
+    """The process's adapter for ``account``, built once per account and credentials on the
+    process's one HTTP session, so an order (a stop-loss above all) finds a warm connection
+    whichever account it is for. Shared by a worker's threads, never closed by its users."""
     if account.pk is None or account.kind == BrokerAccount.Kind.PAPER:
         return adapter_for(account)
     key = (account.pk, _fingerprint(account))

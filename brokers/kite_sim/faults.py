@@ -1,9 +1,6 @@
-"""Fault injection: what can go wrong between a client and Kite, armed one-shot,
-N times or until cleared, optionally for one account and one REST operation.
-
-REST faults are taken by the request that matches them (``take``); the ticker
-faults act on the WebSocket side (``feed_silent`` is a window of silence,
-``feed_disconnect`` closes every ticker connection once, when it is set)."""
+"""Fault injection: what can go wrong between a client and Kite, armed one-shot, N times or until
+cleared, optionally for one account and one REST operation; REST faults are taken by the request
+that matches them, ticker faults act on the WebSocket side."""
 
 from __future__ import annotations
 
@@ -52,9 +49,8 @@ class FaultKind(StrEnum):
     # The documented alternative: HTTP 400 MarginException at placement, no order created.
     MARGIN_EXCEPTION = "margin_exception"
     REJECT = "reject"  # order accepted, then REJECTED with `message` as status_message (RMS, circuit limits...)
-    # Order accepted; only `quantity` of it fills (default: half, rounded down), and the exchange
-    # cancels the rest `seconds` later (0 = at the next stage), as it does a market order's
-    # unfilled rest: the order ends CANCELLED with a filled_quantity. `quantity` 0 fills nothing.
+    # Only `quantity` fills (default half) and the exchange cancels the rest `seconds` later, as it
+    # does a market order's unfilled rest: the order ends CANCELLED with a filled_quantity.
     PARTIAL_FILL = "partial_fill"
     FEED_SILENT = (
         "feed_silent"  # ticker sends nothing (no ticks, heartbeats, order updates) for `seconds`, 0 = until cleared

@@ -64,7 +64,7 @@ def failure(error: KiteError) -> Response:
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
-    # Without TCP_NODELAY each small response waits ~40 ms for the client's delayed ACK.
+    # Without TCP_NODELAY each small response waits for the client's delayed ACK.
     disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"  # keep-alive, as the official client's requests.Session expects
     server: _HttpServer

@@ -1,13 +1,6 @@
-"""Kite's ticker WebSocket (``wss://ws.kite.trade?api_key=..&access_token=..``) on
-``websockets``' sync server: JSON subscribe/unsubscribe/mode requests in, binary
-tick frames out exactly as Kite lays them out, a 1-byte heartbeat when a second
-passes with nothing else sent, and the account's order updates as JSON text.
-
-Binary layout (big-endian, prices in paise, i.e. divided by 100 on the client; only
-NSE equities and indices are simulated, so the currency segments' other divisors
-never occur): a frame is ``uint16`` packet count, then per packet a ``uint16``
-length and the packet. Equity packets are 8 bytes (ltp), 44 (quote) or 184 (full,
-with five levels of depth a side); index packets are 8, 28 (quote) or 32 (full)."""
+"""Kite's ticker WebSocket on ``websockets``' sync server: JSON subscribe and mode requests in,
+binary tick frames out exactly as Kite lays them out (see ``brokers.adapters.kite_packets``),
+a 1-byte heartbeat after a quiet second, and the account's order updates as JSON text."""
 
 from __future__ import annotations
 
@@ -46,6 +39,7 @@ HEARTBEAT_AFTER = 1.0  # seconds without any frame
 
 
 def paise(price: float) -> int:
+    """Prices go out in paise: only NSE equities and indices are simulated, so no other divisor occurs."""
     return round(price * 100)
 
 
