@@ -243,8 +243,8 @@ def alert_resolve(*, kind: str, key: str, resolution: str = "", message: str = "
     """Close the open incident (``kind``, ``key``), record an L4 saying so, and tell
     operators; None if none is open (resolving is idempotent)."""
     if not Alert.objects.filter(kind=kind, key=key[:200], resolved_at__isnull=True).exists():
-        # The usual case (an order that went through resolves its outage alert): one query,
-        # not a transaction's three. One opened just after is as if opened after the call.
+        # The usual case (an order that went through resolves its outage alert) needs no
+        # transaction: an alert opened just after is as if opened after the call.
         return None
     return _alert_close(kind=kind, key=key, resolution=resolution, message=message)
 
