@@ -41,13 +41,9 @@ def use_django_logging(**kwargs: Any) -> None:
 @task_prerun.connect
 @task_postrun.connect
 def close_old_database_connections(sender: Any = None, **kwargs: Any) -> None:
-    """Each task is to the database what a request is to Django: before and after it, a
-    connection past CONN_MAX_AGE or left unusable by an error is closed, and the next
-    query health-checks the one kept. Celery's own fixup would instead close every
-    connection around every task (CELERY_DB_REUSE_MAX makes it do so only now and then),
-    so each stop-loss opened a new PostgreSQL connection before its first query. Eager
-    runs (``apply``) are left alone, as the fixup leaves them: they run inside the
-    caller's own transaction."""
+    """Each task is to the database what a request is to Django: only connections past
+    CONN_MAX_AGE or broken are closed around it, where Celery's fixup would make a stop-loss
+    open a new connection first. Eager runs are left alone: they run in the caller's transaction."""
     if getattr(getattr(sender, "request", None), "is_eager", False):
         return
     from django.db import close_old_connections

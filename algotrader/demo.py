@@ -1,9 +1,6 @@
-"""`make demo`: against the stack `make run` started, act as a new user of the mobile app
-through the public REST API and WebSocket only. Registers, connects a paper account (or,
-with ``--broker kite-sim``, a Kite account on the Kite simulator through the real daily
-login), and starts three strategies that BUY within a minute on the always-open simulated
-exchange and leave by the three exits: the SELL at its time, a stop-loss, and STOP.
-Prints every event of the three timelines as it happens, then the orders at the broker.
+"""`make demo`: against the stack `make run` started, act as a new user of the mobile app through
+the public API and WebSocket only, with a paper account (or a simulated Kite one through the real
+login), and trade three strategies out by the SELL, a stop-loss and STOP, printing their events.
 
     python -m algotrader.demo [--broker paper|kite-sim] [--url http://127.0.0.1:8000]
 """

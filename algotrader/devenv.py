@@ -1,15 +1,8 @@
-"""`make run` for a development machine: writes ``.env`` (``.env.example`` with fresh
-random secrets) the first time, makes sure Redis answers at ``REDIS_URL`` (starting a
-``redis-server`` of its own for the session, data under the run folder, when nothing
-answers and one is installed; saying what to install otherwise, before anything else
-starts) and PostgreSQL at ``DATABASE_URL`` (starting a private one there, data under the
-run folder, when nothing answers; see algotrader.devservers), migrates, creates the
-operator account once, starts the Procfile with honcho and says where to look. The
-environment beats ``.env``: ``WEB_PORT=8010 make run``.
+"""`make run` for a development machine: writes ``.env`` with fresh secrets the first time, makes
+sure Redis and PostgreSQL answer (``algotrader.devservers``), migrates, creates the operator once
+and starts the Procfile with honcho. The environment beats ``.env``: ``WEB_PORT=8010 make run``.
 
-    python -m algotrader.devenv run             # what `make run` does
-    python -m algotrader.devenv env             # only write .env (kept if it exists)
-    python -m algotrader.devenv pytest ARGS     # what `make pytest` does (PostgreSQL likewise)
+    python -m algotrader.devenv run | env | pytest ARGS     # make run, only .env, make pytest
 """
 
 from __future__ import annotations

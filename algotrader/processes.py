@@ -1,8 +1,5 @@
-"""Starting and stopping a group of real processes (Celery workers, beat, uvicorn, the
-market listener, the Kite simulator, redis-server): one helper for `make run`, the
-end-to-end and live tests, and the benchmarks. Each process gets its own session (so
-its children stop with it) and its own log file; stopping sends SIGTERM to every
-process group at once, then SIGKILL to whichever outlives the grace period."""
+"""Starting and stopping a group of real processes: one helper for `make run`, the end-to-end and
+live tests, and the benchmarks. Each process gets its own session, so its children stop with it."""
 
 from __future__ import annotations
 
@@ -88,11 +85,9 @@ DEFAULT_FORMATION = "worker=2"
 
 
 def procfile_formation(env: Mapping[str, str] | None = None) -> dict[str, int]:
-    """How many of each Procfile process run: ``PROCESS_FORMATION`` in honcho's
-    ``--concurrency`` syntax (``worker=2``), one of each process it does not name. Two
-    orders workers are two fetch streams and two GILs: one process takes one message per
-    Redis round trip and spends its CPU per task under one GIL, which bounds how fast a
-    market-open burst of BUYs can start however many threads it has."""
+    """How many of each Procfile process run: ``PROCESS_FORMATION`` in honcho's ``--concurrency``
+    syntax (``worker=2``), one of each it does not name. Two orders workers are two fetch streams
+    and two GILs, which bound how fast a market-open burst of BUYs starts (docs/benchmarks.md)."""
     env = os.environ if env is None else env
     formation: dict[str, int] = {}
     for entry in (env.get("PROCESS_FORMATION") or DEFAULT_FORMATION).split(","):

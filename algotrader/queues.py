@@ -1,11 +1,6 @@
-"""Celery queue and task names, and the routing table between them, in one place.
-
-Stop-losses get a queue and a worker of their own so that an exit never waits behind a
-burst of BUY or SELL tasks, and so do the slot fan-outs and the sweeper, so that
-publishing thousands of BUYs at a market-open second never takes the orders worker's
-time (one interpreter, one lock) from running them. Every task not in ``TASK_QUEUES``
-goes to ``orders``. A lower layer enqueues a higher layer's task by its name
-(``algotrader.celery.task_send``), never by importing its tasks module."""
+"""Celery queue and task names, and the routing between them, in one place. Stop-losses get a
+worker of their own so an exit never waits behind a burst of BUYs, and so do the fan-outs, so
+publishing a burst never takes the orders worker's time from running it."""
 
 from enum import StrEnum
 

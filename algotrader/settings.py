@@ -111,8 +111,7 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------
 # PostgreSQL only: the engine's guarantees rest on its row locks, partial unique indexes
-# and advisory locks. `make run` and `make test` start a private server (data in var/)
-# when nothing answers at DATABASE_URL.
+# and advisory locks.
 
 RUN_DIR = BASE_DIR / (env.str("RUN_DIR", default="") or "var")
 DATABASES = {
@@ -139,8 +138,8 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis's blocking
-        # BZPOPMIN, so every idle receive would time out (django/channels_redis#422).
+        # redis-py 8's default socket_timeout equals channels_redis's blocking BZPOPMIN
+        # timeout, so every idle receive would time out (django/channels_redis#422).
         "CONFIG": {
             "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
             "prefix": "channels",
@@ -157,11 +156,9 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
-# A prefork pool process that dies (the stop-loss worker's) has its task redelivered at
-# once. The orders worker's threads die only with the whole worker: its unacknowledged
-# tasks wait for the visibility timeout, and settlement runs their fired BUYs and SELLs
-# (after LOST_TASK_AFTER_SECONDS) meanwhile, each once (tests/execution/
-# test_orders_worker_burst.py kills it with BUYs in flight).
+# A dead prefork process's task (the stop-loss worker's) is redelivered at once; a dead orders
+# worker's unacknowledged tasks wait for the visibility timeout, and settlement runs their
+# fired BUYs and SELLs meanwhile, each once.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SEND_SENT_EVENT = True
@@ -198,10 +195,6 @@ if SELL_EXPIRES_SECONDS < BUY_GRACE_SECONDS:
     raise ImproperlyConfigured("SELL_EXPIRES_SECONDS must be at least BUY_GRACE_SECONDS")
 
 # --- Order execution ------------------------------------------------------------
-# How long an order is followed to its fill before it is left to recovery; how long an
-# unanswered order is looked up by its tag before a new tag is placed; how long
-# transient broker errors (429, outage) are retried, per kind of order (a stop-loss
-# tries hardest); the per-strategy execution lock's lifetime (renewed by its holder).
 ORDER_FOLLOW_SECONDS = env.float("ORDER_FOLLOW_SECONDS", default=30.0)
 # Interrupted intents: every ORDER_SETTLE_SECONDS, orders still live and untouched for
 # ORDER_SETTLE_AFTER_SECONDS whose strategy no worker holds are settled by their tag.
@@ -242,14 +235,13 @@ if min(ORDER_FOLLOW_SECONDS, ORDER_UNKNOWN_GRACE_SECONDS, ORDER_RETRY_BACKOFF_MA
     raise ImproperlyConfigured("ORDER_FOLLOW/UNKNOWN_GRACE/RETRY_BACKOFF_MAX seconds must be > 0")
 if not ORDER_RETRY_SECONDS_BUY <= ORDER_RETRY_SECONDS_SELL <= ORDER_RETRY_SECONDS_STOPLOSS:
     raise ImproperlyConfigured("a stop-loss must retry at least as long as a SELL, a SELL as long as a BUY")
-# The holder renews the lock between broker calls; one call may take Kite's 7 s timeout.
+# The holder renews the lock between broker calls, and one call may take Kite's whole timeout.
 if EXECUTION_LOCK_SECONDS < 10:
     raise ImproperlyConfigured("EXECUTION_LOCK_SECONDS must be at least 10 (a broker call plus a pause)")
 
 # --- Recovery (X1, X4) ------------------------------------------------------------
-# Every worker and the market listener rebuild the runtime from the database when they
-# start, and look this often (seconds) for Redis having lost it (a flush, a restart
-# without persistence) to rebuild it at once; 0 turns the look off (starts still recover).
+# How often workers and the listener look for Redis having lost the runtime (a flush, a
+# restart without persistence); 0 turns the look off, and starts still recover.
 RECOVERY_WATCH_SECONDS = env.float("RECOVERY_WATCH_SECONDS", default=1.0)
 if RECOVERY_WATCH_SECONDS < 0:
     raise ImproperlyConfigured("RECOVERY_WATCH_SECONDS must be >= 0")
@@ -381,11 +373,7 @@ PAPER_MARKET_ALWAYS_OPEN = env.bool("PAPER_MARKET_ALWAYS_OPEN", default=True)
 if PAPER_SLIPPAGE_BPS < 0 or PAPER_LATENCY_MS < 0 or PAPER_TICK_INTERVAL <= 0:
     raise ImproperlyConfigured("PAPER_SLIPPAGE_BPS and PAPER_LATENCY_MS must be >= 0, PAPER_TICK_INTERVAL > 0")
 
-# Market data: whose tick feed the listener connects (a BrokerAccount id of kind kite;
-# empty = the paper broker's simulated market), how long an instrument with armed
-# stop-losses may go without a tick in market hours before L4 "missing price feed",
-# how long the whole feed may stay silent before the listener reconnects, how often it
-# reconciles its subscriptions with Redis, and the fastest live-price push per instrument.
+# Market data: an empty MARKET_FEED_ACCOUNT_ID follows the paper broker's simulated market.
 MARKET_FEED_ACCOUNT_ID = int(env.str("MARKET_FEED_ACCOUNT_ID", default="") or 0) or None
 MARKET_FEED_STALE_SECONDS = env.float("MARKET_FEED_STALE_SECONDS", default=10.0)
 MARKET_FEED_STALL_SECONDS = env.float("MARKET_FEED_STALL_SECONDS", default=10.0)
@@ -413,16 +401,12 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 # --- Alerts to operators (L4) ----------------------------------------------------
-# Each incident is sent once by email to ALERT_EMAILS (through EMAIL_URL: smtp://user:
-# password@host:587 with ?tls=True, or consolemail://, ...) and as {"text": ...} to
-# ALERT_WEBHOOK_URL (Slack incoming webhooks and Telegram bridges accept it); its
-# resolution is announced the same way. Nothing is sent where neither is set.
+# Webhooks get {"text": ...}, which Slack incoming webhooks and Telegram bridges accept.
 
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
 ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
-# Retries of a failing channel with exponential backoff (5 s up to 5 min), after which the
-# minutely sweep keeps trying for a day.
+# Retries of a failing channel with backoff; the minutely sweep then keeps trying for a day.
 ALERT_DELIVERY_RETRIES = env.int("ALERT_DELIVERY_RETRIES", default=8)
 _email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
@@ -439,9 +423,7 @@ if ALERT_WEBHOOK_TIMEOUT_SECONDS <= 0:
     raise ImproperlyConfigured("ALERT_WEBHOOK_TIMEOUT_SECONDS must be > 0")
 
 # --- Metrics and readiness ----------------------------------------------------------
-# With PROMETHEUS_MULTIPROC_DIR set (`make run` sets it under the run folder), every
-# process counts into files there and /metrics adds them up; unset, /metrics shows the
-# web process's own counters. /readyz fails a heartbeat older than this.
+# Unset, PROMETHEUS_MULTIPROC_DIR leaves /metrics with the web process's own counters only.
 
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 if PROMETHEUS_MULTIPROC_DIR:
@@ -457,12 +439,8 @@ if BEAT_HEARTBEAT_SECONDS < 1 or READY_HEARTBEAT_MAX_AGE_SECONDS <= BEAT_HEARTBE
     raise ImproperlyConfigured("READY_HEARTBEAT_MAX_AGE_SECONDS must exceed BEAT_HEARTBEAT_SECONDS (>= 1)")
 
 # --- Logging: one line per record on stdout, secrets redacted, ids on every line --------
-# Every process (web, workers, beat, listener, tick consumer, flower) logs through this:
-# Celery and flower adopt it (algotrader.celery), uvicorn's own loggers are routed here.
-# A line carries the request id (django-guid: X-Request-ID, passed on to the tasks the
-# request enqueues), the id of the Celery task it runs in and the strategy/order ids of
-# the work in progress (log_context). LOG_FORMAT: json (production's default: one object
-# a line, for a log pipeline) or text (elsewhere: one readable line, for a terminal).
+# Every process logs through this (Celery and flower adopt it in algotrader.celery, uvicorn's
+# loggers are routed here), so every line gets the same redaction and ids.
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 try:
@@ -504,10 +482,8 @@ LOGGING = {
         # Its INFO lines ("Generated GUID", "Clearing ... from the guid ContextVar") came two
         # per task: the id they name is on every line of the task already (request_id).
         "django_guid": {"level": "WARNING"},
-        # Celery's "Task received" and "Task succeeded" lines, two per task: a fifth of the
-        # orders worker's CPU at a market-open burst (drain 474 -> 603 tasks/s, idle machine).
-        # Every step of an order is an event with its own log line, Flower keeps the task
-        # history, and a task that fails is still logged (ERROR).
+        # Celery's two lines per task weigh on a market-open burst (docs/benchmarks.md), and
+        # every order step has its own event line, Flower keeps the history, failures log at ERROR.
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
         "celery.beat": {"filters": ["beat_sends_at_debug"]},

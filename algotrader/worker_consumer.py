@@ -1,8 +1,6 @@
-"""The workers' Celery consumer (``worker_consumer``): Celery's own, except that task
-events (received, started, succeeded: what Flower shows) are published at most every
-``TASK_EVENTS_FLUSH_SECONDS``, a whole buffer as one ``task.multi`` message, instead of
-one publish per pass of the event loop, which at a market-open burst was nearly one
-Redis round trip per task and a third of the orders worker's main-thread time."""
+"""The workers' Celery consumer: Celery's own, except that task events (what Flower shows) go out
+at most every ``TASK_EVENTS_FLUSH_SECONDS`` as one ``task.multi`` message, so a market-open burst
+does not pay a publish per task (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
