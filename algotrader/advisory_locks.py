@@ -1,7 +1,6 @@
-"""PostgreSQL advisory locks, the one helper for them. A lock is named by two integers: a
-space (one per use, a constant beside its user) and a key within it. Session locks are
-freed when the holder's connection ends, so a process that dies never leaves one behind;
-transaction locks end with the transaction."""
+"""PostgreSQL advisory locks, the one helper for them, each named by a space (a constant beside
+its user) and a key. Session locks are freed when the holder's connection ends, so a process
+that dies never leaves one behind."""
 
 import time
 from collections.abc import Iterator

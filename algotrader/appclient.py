@@ -1,7 +1,6 @@
-"""A client of the public API exactly as the mobile app uses it: REST with a JWT that is
-refreshed when it expires, and the ``/ws/v1/events/`` WebSocket for live events and
-prices. ``make demo`` and the end-to-end test drive the running system through it and
-through nothing else (apart from the Kite simulator's own control endpoints)."""
+"""A client of the public API exactly as the mobile app uses it (REST with a refreshed JWT, the
+``/ws/v1/events/`` WebSocket): ``make demo`` and the end-to-end test drive the running system
+through it and nothing else."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""All settings of algotrader, read from the environment in one place.
-
-Every setting has a safe default for a single-machine development run; with
-``DJANGO_ENV=production`` the secrets have no default and a missing one stops
-start-up, and the HTTPS hardening that ``check --deploy`` asks for is on.
-``.env.example`` lists every variable read here.
-"""
+"""All settings of algotrader, read from the environment in one place (``.env.example`` lists
+every variable). Defaults suit a single-machine development run; with ``DJANGO_ENV=production``
+a missing secret stops start-up and the HTTPS hardening ``check --deploy`` asks for is on."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""JWT authentication for WebSocket connections.
-
-The access token comes in the ``Authorization: Bearer`` header (mobile clients) or,
-for browsers that cannot set headers, as the subprotocol pair ``["bearer", token]``.
-Never in the query string: URLs end up in access logs.
-"""
+"""JWT authentication for WebSocket connections: the access token comes in the ``Authorization:
+Bearer`` header or, from browsers that cannot set headers, as the subprotocol pair ``["bearer",
+token]``; never in the query string, as URLs end up in access logs."""
 
 from typing import Any
 

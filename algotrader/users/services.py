@@ -1,9 +1,6 @@
-"""Account services: registration (U1), login (U2), refresh-token rotation and logout.
-
-Refresh rotation is claimed through the blacklist's unique constraint in one
-transaction, so that two requests racing with the same refresh token can never
-both receive a new pair (simplejwt's own get_or_create lets both through).
-"""
+"""Account services: registration (U1), login (U2), refresh-token rotation and logout. Rotation
+is claimed through the blacklist's unique constraint, so two requests racing with one refresh
+token never both get a new pair (simplejwt's own get_or_create lets both through)."""
 
 from dataclasses import dataclass
 
