@@ -1,8 +1,6 @@
-"""The instrument list the paper broker and the Kite simulator trade: 500 NSE equities
-and two indices, with plausible prices and Kite's token scheme
-(instrument_token = exchange_token * 256 + 1; the first ones are Kite's own tokens, the
-rest made up), shipped as data (``brokers/data/nse_equities.csv``, the columns of Kite's
-instruments dump)."""
+"""The instrument list the paper broker and the Kite simulator trade: 500 NSE equities and two
+indices with plausible prices, shipped as data in the columns of Kite's instruments dump, with
+Kite's token scheme (``exchange_token * 256 + 1``; Kite's own tokens first, the rest made up)."""
 
 import csv
 from decimal import Decimal

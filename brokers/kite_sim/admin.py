@@ -1,6 +1,5 @@
-"""The simulator's own control endpoints under ``/_sim/`` (JSON in and out, no
-authentication: the simulator listens on loopback and is a test tool). Tests in
-other processes use them to arm faults, move prices, create accounts and read an
+"""The simulator's control endpoints under ``/_sim/``, unauthenticated because it listens on
+loopback and is a test tool: tests arm faults, move prices, create accounts and read an
 account's book, the judge of what really happened at the "broker"."""
 
 from __future__ import annotations

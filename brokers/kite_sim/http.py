@@ -1,7 +1,5 @@
-"""The Kite simulator's HTTP transport over ``http.server``: form-encoded or JSON bodies
-in, a ``Request``; a ``Response`` out, in Kite's ``{"status": "success", "data": ...}`` /
-``{"status": "error", "message", "error_type"}`` envelope with Kite's HTTP statuses;
-keep-alive connections that a fault may drop."""
+"""The Kite simulator's HTTP transport over ``http.server``: requests in, responses out in Kite's
+success and error envelopes and HTTP statuses, over keep-alive connections a fault may drop."""
 
 from __future__ import annotations
 

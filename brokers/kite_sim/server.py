@@ -1,7 +1,6 @@
-"""``KiteSimulator``: the REST server, the ticker and the clock thread that moves
-prices, walks orders through their statuses and publishes ticks, all on loopback
-ports (0 = any free port), started and stopped in-process by tests or by
-``manage.py run_kite_sim``."""
+"""``KiteSimulator``: the REST server, the ticker and the clock thread that moves prices, walks
+orders through their statuses and publishes ticks, on loopback ports, started in-process by
+tests or by ``manage.py run_kite_sim``."""
 
 from __future__ import annotations
 
