@@ -1,7 +1,6 @@
-"""Alert delivery to operators, off the order path: one task per alert (retried with
-backoff while a channel fails transiently), and a periodic sweep for deliveries that
-could not even be enqueued or ran out of retries. And the alert for a task that
-crashed: a strategy's execution (strategy crash) or any other task."""
+"""Alert delivery to operators, off the order path: a task per alert, retried while a channel
+fails transiently, and a periodic sweep for deliveries never enqueued or out of retries; and
+the alert for a task that crashed."""
 
 from datetime import timedelta
 from typing import Any

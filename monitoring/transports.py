@@ -1,7 +1,6 @@
-"""How operators hear of an alert: one transport per channel behind one interface (email
-through Django's email backend to ALERT_EMAILS; a Slack-compatible webhook, which Slack
-and Telegram bridges accept, at ALERT_WEBHOOK_URL). A failure says whether retrying can
-help (``permanent``): the delivery task retries only those that can."""
+"""How operators hear of an alert: one transport per channel (email, a Slack-compatible webhook)
+behind one interface. A failure says whether retrying can help (``permanent``), and the
+delivery task retries only those."""
 
 from __future__ import annotations
 
