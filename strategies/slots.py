@@ -1,7 +1,6 @@
-"""BUY/SELL slots in beat (T3: scheduled, moved, dropped, resynced). Beat holds few
-entries: one one-off clocked PeriodicTask per distinct firing instant (a *slot*, shared by
-every strategy due then) and the sweeper; a slot's task fans out to the strategies due
-(``strategies.scheduling``). The lifecycle keeps the slots in step with its strategies."""
+"""BUY/SELL slots in beat (T3): one one-off clocked PeriodicTask per distinct firing instant,
+shared by every strategy due then, so beat holds few entries however many strategies run; a
+slot's task fans out to the strategies due (``strategies.scheduling``)."""
 
 from __future__ import annotations
 
