@@ -17,8 +17,11 @@ from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from brokers.adapters.base import OrderRequest
+from brokers.adapters.base import Side as BrokerSide
 from brokers.exceptions import BrokerError
 from execution.exceptions import OrderConflict
 from execution.models import Order
@@ -202,16 +205,55 @@ def order_fail(*, order: Order, strategy: Strategy, why: str) -> None:
     order_end_unfilled(order, strategy, Status.FAILED, why, alert=f"{order.reason} not placed: {why}", lost=True)
 
 
-def order_adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
-    if not _move(order, (Status.PENDING, Status.UNKNOWN), status=Status.PLACED, broker_order_id=broker_order_id):
-        order.refresh_from_db()
-        return False
-    emit(
-        Event.B3_ORDER_ACCEPTED,
-        strategy=strategy,
-        order=order,
-        payload={**about(order, strategy), "broker_order_id": order.broker_order_id},
+def order_broker_request(order: Order, strategy: Strategy) -> OrderRequest:
+    assert order.tag
+    return OrderRequest(
+        exchange=strategy.exchange,
+        symbol=strategy.symbol,
+        side=BrokerSide(order.side),
+        quantity=order.quantity,
+        tag=order.tag,
     )
+
+
+def order_request_logged(request: OrderRequest) -> dict[str, Any]:
+    """An order request as L2 records it."""
+    return {
+        "exchange": request.exchange,
+        "symbol": request.symbol,
+        "side": str(request.side),
+        "quantity": request.quantity,
+        "tag": request.tag,
+        "order_type": str(request.order_type),
+        "product": str(request.product),
+    }
+
+
+def order_adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
+    """The broker has the order, found by its tag: PLACED with its id, and B3. With no
+    attempt on record (its worker died between the POST and recording it), the placement
+    is recorded too, its L2 and the attempt, in the same transaction."""
+    unrecorded = order.attempts == 0
+    with transaction.atomic():
+        if not _move(
+            order,
+            (Status.PENDING, Status.UNKNOWN),
+            status=Status.PLACED,
+            broker_order_id=broker_order_id,
+            attempts=Greatest(F("attempts"), 1),
+        ):
+            order.refresh_from_db()
+            return False
+        order.attempts = max(order.attempts, 1)
+        emissions: list[Emission] = []
+        if unrecorded:
+            request = order_request_logged(order_broker_request(order, strategy))
+            response = {"broker_order_id": broker_order_id, "found_by_tag": True}
+            emissions.append(
+                _emission(Event.L2_ORDER_EVENT_LOGGED, order, strategy, request=request, response=response)
+            )
+        emissions.append(_emission(Event.B3_ORDER_ACCEPTED, order, strategy, broker_order_id=broker_order_id))
+        emit_many(emissions)
     return True
 
 
