@@ -130,6 +130,11 @@ def lock_acquire(*, strategy_id: int, rate_key: str | None = None, rate_limit: i
     return ExecutionLock(strategy_id=strategy_id, token=token, rate_key=rate_key) if taken else None
 
 
+def lock_held_by_someone(*, strategy_id: int) -> bool:
+    """Whether any worker holds the strategy's lock now (a look, not a take)."""
+    return bool(get_redis().exists(redis_keys.lock_state(strategy_id)))
+
+
 def lock_wait(*, strategy_id: int, timeout: float) -> ExecutionLock | None:
     """Take the lock as soon as its holder lets go, or None after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
