@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
+from brokers.adapters.base import BrokerAdapter, BrokerOrder
 from brokers.exceptions import BrokerError
 from execution.models import EntryHalt, Order
 from execution.recovery.runtime import stops_fired, stops_fired_before
@@ -62,8 +63,7 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
     for order_id, strategy_id, updated_at in candidates:
         lock = locks.lock_acquire(strategy_id=strategy_id) if updated_at < cutoff else None
         if lock is None:  # a worker is executing this strategy: the order is its to finish,
-            if locks.lock_held_by_someone(strategy_id=strategy_id):  # unless it is an exit it stopped following
-                settled += _exit_confirm_unfollowed(order_id)
+            settled += _exit_confirm_unfollowed(order_id)  # unless it is an exit it stopped following
             continue
         with lock:
             try:
@@ -82,11 +82,12 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
 
 
 def _exit_confirm_unfollowed(order_id: int) -> int:
-    """A live exit untouched for a while under a held lock: if the broker has it final,
-    its follower most likely died, and the exit is confirmed now (adopted by its tag if
-    its acceptance was never recorded) instead of once the lock expires. The order's and
-    the position's compare-and-set let only one of us through should the follower merely
-    be slow; the user is told the confirmation came late. Nothing is placed from here."""
+    """A live exit untouched for a while under a lock its holder has not renewed for as
+    long: if the broker has it final, its follower died (or has not started), and the exit
+    is confirmed now, adopted by its
+    tag if its acceptance was never recorded, instead of once the lock expires. The lock
+    is seized first, so that a follower that turns up finds the work done; the user is
+    told the confirmation came late. Nothing is placed from here."""
     order = (
         Order.objects.select_related("strategy__owner", "strategy__broker_account")
         .filter(pk=order_id, side=Order.Side.SELL, status__in=Order.LIVE)
@@ -94,25 +95,30 @@ def _exit_confirm_unfollowed(order_id: int) -> int:
     )
     if order is None:
         return 0
+    idle = locks.lock_idle_seconds(strategy_id=order.strategy_id)
+    if idle is not None and idle < settings.EXIT_CONFIRM_AFTER_SECONDS:
+        return 0  # its holder renewed it lately: alive, and following
     strategy = order.strategy
     try:
         with broker_adapter(strategy) as adapter:
-            if order.status != Order.Status.PLACED:
-                found = order_lookup(order=order, adapter=adapter)
-                if not found:
+            seen = _exit_final_at_broker(order, adapter)
+            if seen is None:
+                return 0
+            lock = locks.lock_seize(strategy_id=strategy.pk)
+            if lock is None:
+                return 0  # released meanwhile: the next round settles it the usual way
+            with lock:
+                order.refresh_from_db()
+                if not order.is_live:
                     return 0
-                order_adopt(order, strategy, found[0].broker_order_id)
+                logger.warning("exit final at the broker but unconfirmed: confirmed now", extra={"order_id": order_id})
                 if order.status != Order.Status.PLACED:
-                    return 0
-            seen = adapter.get_order(order.broker_order_id)
+                    order_adopt(order, strategy, seen.broker_order_id)
+                order_settle(order=order, strategy=strategy, seen=seen)
+                outcomes.position_apply_outcome(strategy, order, lock=lock)
     except BrokerError as error:
         logger.warning("checking an unfollowed exit failed", extra={"order_id": order_id, "error": str(error)})
         return 0
-    if not seen.status.is_final:
-        return 0
-    logger.warning("exit final at the broker but unconfirmed: confirmed now", extra={"order_id": order_id})
-    order_settle(order=order, strategy=strategy, seen=seen)
-    outcomes.position_apply_outcome(strategy, order, lock=None)
     alert_raise(
         kind="exit_confirmed_late",
         key=f"order:{order.pk}",
@@ -120,10 +126,23 @@ def _exit_confirm_unfollowed(order_id: int) -> int:
         strategy=strategy,
         order=order,
         message=f"{order.reason} exit {order.tag} was {seen.status.lower()} at the broker before we confirmed it: "
-        "its follower stopped, and settlement confirmed it",
+        "its follower had not confirmed it, and settlement did",
         payload=about(order, strategy),
     )
     return 1
+
+
+def _exit_final_at_broker(order: Order, adapter: BrokerAdapter) -> BrokerOrder | None:
+    """The broker's final word on a live exit (looked up by its tag if it has no broker
+    id on record yet), or None while it is not final or not found."""
+    broker_order_id = order.broker_order_id
+    if order.status != Order.Status.PLACED:
+        found = order_lookup(order=order, adapter=adapter)
+        if not found:
+            return None
+        broker_order_id = found[0].broker_order_id
+    seen = adapter.get_order(broker_order_id)
+    return seen if seen.status.is_final else None
 
 
 def _positions_settle_interrupted(cutoff: datetime) -> int:

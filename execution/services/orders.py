@@ -27,6 +27,7 @@ from execution.exceptions import OrderConflict
 from execution.models import Order
 from monitoring.events import Event
 from monitoring.metrics import ORDERS
+from monitoring.models import EventLog
 from monitoring.services import Emission, alert_raise, alert_resolve, emit, emit_many
 from strategies.models import Strategy
 
@@ -280,10 +281,22 @@ def order_accepted(*, order: Order, strategy: Strategy, broker_order_id: str, re
                     _emission(Event.B3_ORDER_ACCEPTED, order, strategy, broker_order_id=broker_order_id),
                 ]
             )
-    if not adopted:  # settled meanwhile by another reader: the exchange and the attempt still count
+    # Adopted by its tag meanwhile: the exchange and the attempt still count, unless the
+    # adoption recorded this very placement already (``order_adopt``).
+    if not adopted and not _placement_adopted(order, broker_order_id):
         order_exchange_log(order, strategy, request, response)
         order_attempt_count(order, "")
+    if not adopted:
         order.refresh_from_db()
+
+
+def _placement_adopted(order: Order, broker_order_id: str) -> bool:
+    return EventLog.objects.filter(
+        order_id=order.pk,
+        code=Event.L2_ORDER_EVENT_LOGGED.code,
+        payload__response__broker_order_id=broker_order_id,
+        payload__response__found_by_tag=True,
+    ).exists()
 
 
 def _emission(event: Event, order: Order, strategy: Strategy, **payload: Any) -> Emission:

@@ -184,8 +184,13 @@ def test_an_exit_whose_follower_died_is_confirmed_without_waiting_for_its_lock(
     untouched = timedelta(seconds=settings.EXIT_CONFIRM_AFTER_SECONDS + 0.5)  # not yet abandoned as an order
     assert untouched.total_seconds() < settings.ORDER_SETTLE_AFTER_SECONDS
     Order.objects.filter(pk=order.pk).update(updated_at=timezone.now() - untouched)
-    assert get_redis().pttl(redis_keys.lock_state(strategy.pk)) > 5000  # the dead follower's lock lives on
+    lock_key = redis_keys.lock_state(strategy.pk)
+    orders_settle_interrupted()  # its lock was handed over just now: a follower on its way
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
 
+    unrenewed = settings.EXECUTION_LOCK_SECONDS - untouched.total_seconds()
+    get_redis().pexpire(lock_key, int(unrenewed * 1000))  # unrenewed as long: its follower is gone
+    assert get_redis().pttl(lock_key) > 5000  # though the lock has seconds to live yet
     orders_settle_interrupted()
 
     strategy.refresh_from_db()
