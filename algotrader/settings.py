@@ -196,6 +196,9 @@ ORDER_FOLLOW_SECONDS = env.float("ORDER_FOLLOW_SECONDS", default=30.0)
 # ORDER_SETTLE_AFTER_SECONDS whose strategy no worker holds are settled by their tag.
 ORDER_SETTLE_SECONDS = env.int("ORDER_SETTLE_SECONDS", default=5)
 ORDER_SETTLE_AFTER_SECONDS = env.float("ORDER_SETTLE_AFTER_SECONDS", default=5.0)
+# An exit still live this long after it was last touched, under a lock not renewed for as
+# long, is checked at the broker: final there, its follower died and it is confirmed then.
+EXIT_CONFIRM_AFTER_SECONDS = env.float("EXIT_CONFIRM_AFTER_SECONDS", default=3.0)
 ORDER_UNKNOWN_GRACE_SECONDS = env.float("ORDER_UNKNOWN_GRACE_SECONDS", default=5.0)
 ORDER_RETRY_SECONDS_BUY = env.float("ORDER_RETRY_SECONDS_BUY", default=10.0)
 ORDER_RETRY_SECONDS_SELL = env.float("ORDER_RETRY_SECONDS_SELL", default=60.0)

@@ -6,6 +6,7 @@ and the schedule are set up only after the commit, because workers must see the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -283,11 +284,13 @@ def strategy_exit(
     position: Position,
     at: datetime,
     strategy: Strategy | None = None,
+    record_with: Callable[[Strategy], None] | None = None,
 ) -> bool:
     """The final exit (S5): SELL, stop-loss, rejection or safety abort. Returns False if
     the strategy had already ended (the caller lost the race and must do nothing).
-    ``strategy``: the caller's copy, for what an exit does not change (its symbol, owner
-    and fire times); without it the row is read again."""
+    ``strategy``: the caller's copy, for what an exit does not change; without it the row
+    is read again. ``record_with`` records what caused the exit (the order's L1) in S5's
+    transaction, so that a crash can never leave one without the other."""
     with transaction.atomic():
         ended = strategy_transition(
             strategy_id=strategy_id,
@@ -299,6 +302,8 @@ def strategy_exit(
         if strategy is None or strategy.pk != strategy_id:
             strategy = Strategy.objects.get(pk=strategy_id)
         emit(Event.S5_STRATEGY_EXITED, strategy=strategy, payload={**_about(strategy), "reason": reason})
+        if record_with is not None:
+            record_with(strategy)
     slots.unschedule_strategy(strategy)
     runtime.runtime_clear(strategy)
     return True

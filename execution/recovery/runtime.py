@@ -13,14 +13,18 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
+from django.db.models import Max
 from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.celery import app
 from algotrader.redis_client import get_redis
+from monitoring.events import Event
+from monitoring.models import EventLog
 from strategies.models import Strategy
 from strategies.runtime import runtime_fields
 
@@ -122,8 +126,45 @@ def _running() -> Any:
     return Strategy.objects.filter(status=Status.RUNNING).only(*_RUNTIME_COLUMNS)
 
 
+def stops_fired(strategy_ids: Iterable[int]) -> dict[int, datetime]:
+    """Held positions whose stop has fired (M2 recorded), with when it last did. A fired
+    stop is not armed again: its stop-loss task, queued or lost, is what exits it."""
+    ids = list(strategy_ids)
+    if not ids:
+        return {}
+    rows = (
+        EventLog.objects.filter(code=Event.M2_STOPLOSS_TRIGGERED.code, strategy_id__in=ids)
+        .order_by()
+        .values("strategy_id")
+        .annotate(last=Max("created_at"))
+        .values_list("strategy_id", "last")
+    )
+    return {strategy_id: last for strategy_id, last in rows if strategy_id is not None}
+
+
+def stops_fired_before(before: datetime, *, limit: int) -> list[int]:
+    """Held positions whose stop fired before ``before`` and are still held: their
+    stop-loss task was lost (an intraday position's stop fired within the last day)."""
+    return list(
+        EventLog.objects.filter(
+            code=Event.M2_STOPLOSS_TRIGGERED.code,
+            created_at__gte=before - timedelta(days=1),
+            strategy__status=Status.RUNNING,
+            strategy__position=Position.BOUGHT,
+        )
+        .order_by()
+        .values("strategy_id")
+        .annotate(last=Max("created_at"))
+        .filter(last__lt=before)
+        .order_by("strategy_id")
+        .values_list("strategy_id", flat=True)[:limit]
+    )
+
+
 def _write(client: redis.Redis, writer: Any, strategies: Iterable[Strategy], instruments: set[str]) -> int:
     """Load running strategies; returns the stops armed."""
+    strategies = list(strategies)
+    fired = stops_fired(s.pk for s in strategies if s.position == Position.BOUGHT)
     pipe = client.pipeline(transaction=False)
     members: dict[str, list[int]] = defaultdict(list)
     stops: dict[str, dict[str, float]] = defaultdict(dict)
@@ -131,7 +172,7 @@ def _write(client: redis.Redis, writer: Any, strategies: Iterable[Strategy], ins
         instrument = redis_keys.instrument(strategy.exchange, strategy.symbol)
         writer(keys=[redis_keys.strategy(strategy.pk)], args=[json.dumps(runtime_fields(strategy))], client=pipe)
         members[instrument].append(strategy.pk)
-        if strategy.position == Position.BOUGHT and strategy.stop_trigger_price:
+        if strategy.position == Position.BOUGHT and strategy.stop_trigger_price and strategy.pk not in fired:
             # As ``strategies.stoploss_index.stoploss_arm`` scores it: the trigger as a double.
             stops[instrument][str(strategy.pk)] = float(strategy.stop_trigger_price)
     for instrument, ids in members.items():

@@ -26,13 +26,16 @@ from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
+from brokers.adapters.base import BrokerAdapter, BrokerOrder
 from brokers.exceptions import BrokerError
 from execution.models import EntryHalt, Order
+from execution.recovery.runtime import stops_fired, stops_fired_before
 from execution.services import entries, exits, locks, outcomes, settlement
 from execution.services.fills import order_settle
-from execution.services.orders import order_adopt, order_fail, order_replace
+from execution.services.orders import about, order_adopt, order_fail, order_replace
 from execution.services.placement import broker_adapter
 from execution.services.reconcile import order_lookup, order_surfaced_check
+from monitoring.services import alert_raise
 from strategies.buy_window import buy_window_earliest_fire_at, buy_window_open
 from strategies.models import Strategy
 from strategies.stoploss_index import stoploss_arm
@@ -46,17 +49,22 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
     """Settle live orders untouched for ``older_than`` seconds whose strategy no worker
     holds; returns how many reached a final status."""
     idle = settings.ORDER_SETTLE_AFTER_SECONDS if older_than is None else older_than
-    cutoff = timezone.now() - timedelta(seconds=idle)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=idle)
+    exit_cutoff = now - timedelta(seconds=min(idle, settings.EXIT_CONFIRM_AFTER_SECONDS))
     candidates = list(
-        Order.objects.filter(status__in=Order.LIVE, updated_at__lt=cutoff)
+        Order.objects.filter(
+            Q(updated_at__lt=cutoff) | Q(side=Order.Side.SELL, updated_at__lt=exit_cutoff), status__in=Order.LIVE
+        )
         .order_by("id")
-        .values_list("id", "strategy_id")[:SETTLE_BATCH]
+        .values_list("id", "strategy_id", "updated_at")[:SETTLE_BATCH]
     )
     settled = 0
-    for order_id, strategy_id in candidates:
-        lock = locks.lock_acquire(strategy_id=strategy_id)
-        if lock is None:
-            continue  # a worker is executing this strategy: the order is its to finish
+    for order_id, strategy_id, updated_at in candidates:
+        lock = locks.lock_acquire(strategy_id=strategy_id) if updated_at < cutoff else None
+        if lock is None:  # a worker is executing this strategy: the order is its to finish,
+            settled += _exit_confirm_unfollowed(order_id)  # unless it is an exit it stopped following
+            continue
         with lock:
             try:
                 settled += order_settle_interrupted(order_id=order_id, lock=lock)
@@ -71,6 +79,70 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
         + _stops_rearm(cutoff)
         + order_work_rescue()
     )
+
+
+def _exit_confirm_unfollowed(order_id: int) -> int:
+    """A live exit untouched for a while under a lock its holder has not renewed for as
+    long: if the broker has it final, its follower died (or has not started), and the exit
+    is confirmed now, adopted by its
+    tag if its acceptance was never recorded, instead of once the lock expires. The lock
+    is seized first, so that a follower that turns up finds the work done; the user is
+    told the confirmation came late. Nothing is placed from here."""
+    order = (
+        Order.objects.select_related("strategy__owner", "strategy__broker_account")
+        .filter(pk=order_id, side=Order.Side.SELL, status__in=Order.LIVE)
+        .first()
+    )
+    if order is None:
+        return 0
+    idle = locks.lock_idle_seconds(strategy_id=order.strategy_id)
+    if idle is not None and idle < settings.EXIT_CONFIRM_AFTER_SECONDS:
+        return 0  # its holder renewed it lately: alive, and following
+    strategy = order.strategy
+    try:
+        with broker_adapter(strategy) as adapter:
+            seen = _exit_final_at_broker(order, adapter)
+            if seen is None:
+                return 0
+            lock = locks.lock_seize(strategy_id=strategy.pk)
+            if lock is None:
+                return 0  # released meanwhile: the next round settles it the usual way
+            with lock:
+                order.refresh_from_db()
+                if not order.is_live:
+                    return 0
+                logger.warning("exit final at the broker but unconfirmed: confirmed now", extra={"order_id": order_id})
+                if order.status != Order.Status.PLACED:
+                    order_adopt(order, strategy, seen.broker_order_id)
+                order_settle(order=order, strategy=strategy, seen=seen)
+                outcomes.position_apply_outcome(strategy, order, lock=lock)
+    except BrokerError as error:
+        logger.warning("checking an unfollowed exit failed", extra={"order_id": order_id, "error": str(error)})
+        return 0
+    alert_raise(
+        kind="exit_confirmed_late",
+        key=f"order:{order.pk}",
+        severity="warning",
+        strategy=strategy,
+        order=order,
+        message=f"{order.reason} exit {order.tag} was {seen.status.lower()} at the broker before we confirmed it: "
+        "its follower had not confirmed it, and settlement did",
+        payload=about(order, strategy),
+    )
+    return 1
+
+
+def _exit_final_at_broker(order: Order, adapter: BrokerAdapter) -> BrokerOrder | None:
+    """The broker's final word on a live exit (looked up by its tag if it has no broker
+    id on record yet), or None while it is not final or not found."""
+    broker_order_id = order.broker_order_id
+    if order.status != Order.Status.PLACED:
+        found = order_lookup(order=order, adapter=adapter)
+        if not found:
+            return None
+        broker_order_id = found[0].broker_order_id
+    seen = adapter.get_order(broker_order_id)
+    return seen if seen.status.is_final else None
 
 
 def _positions_settle_interrupted(cutoff: datetime) -> int:
@@ -133,11 +205,9 @@ def _lost_orders_watch() -> int:
 
 
 def _stops_rearm(cutoff: datetime) -> int:
-    """Positions held by running strategies whose stop is not armed: the tick consumer
-    took the trigger out of ``sl:`` and the stop-loss task that was to act on it died
-    before claiming the exit (its redelivery waits for the broker's visibility timeout).
-    Re-armed, the stop triggers again on the next tick at or below it; if the first
-    task does run after all, the exit claim still lets only one exit through."""
+    """Positions held by running strategies whose stop is not armed and has not fired (a
+    rebuild or a move lost to a crash): armed again. A stop that fired stays fired; its
+    lost task is ``_stoplosses_rescue``'s."""
     held = list(
         Strategy.objects.filter(
             status=Strategy.Status.RUNNING,
@@ -146,6 +216,8 @@ def _stops_rearm(cutoff: datetime) -> int:
             updated_at__lt=cutoff,
         ).values_list("id", "exchange", "symbol", "stop_trigger_price")
     )
+    fired = stops_fired(strategy_id for strategy_id, *_ in held)
+    held = [row for row in held if row[0] not in fired]
     if not held:
         return 0
     pipe = get_redis().pipeline(transaction=False)
@@ -169,12 +241,25 @@ def order_work_rescue() -> int:
     redelivery finds its dead lock or waits for the broker's visibility timeout. After
     LOST_TASK_AFTER_SECONDS they are run here, a BUY only while within its grace; the
     claims (RUNNING & NONE -> BUYING, the exit claim) and the one-live-BUY constraint let
-    one through if the task turns up after all. Returns how many were run."""
-    return _sells_rescue() + _buys_rescue()
+    one through if the task turns up after all. Fired stops whose stop-loss task was lost
+    are run the same way. Returns how many were run."""
+    return _stoplosses_rescue() + _sells_rescue() + _buys_rescue()
 
 
 def _lost_before() -> datetime:
     return timezone.now() - timedelta(seconds=settings.LOST_TASK_AFTER_SECONDS)
+
+
+def _stoplosses_rescue() -> int:
+    lost = stops_fired_before(_lost_before(), limit=SETTLE_BATCH)
+    rescued = 0
+    for strategy_id in lost:
+        logger.warning("running a stop-loss whose task was lost", extra={"strategy_id": strategy_id})
+        try:
+            rescued += exits.strategy_stoploss_execute(strategy_id=strategy_id) is not None
+        except BrokerError as error:  # the next round tries again
+            logger.warning("running a lost stop-loss failed", extra={"strategy_id": strategy_id, "error": str(error)})
+    return rescued
 
 
 def _sells_rescue() -> int:

@@ -37,13 +37,19 @@ EXIT_POSITIONS = {ExitReason.STOPLOSS: Position.EXITED_BY_SL}
 
 
 def strategy_read(strategy_id: int) -> Strategy | None:
+    """The strategy an execution acts on; None if it is gone or has exited (S5 is final: a
+    late or duplicate delivery does nothing and records nothing after it)."""
     try:
         # get(), not first(): no ORDER BY to compile and run on the stop-loss's first query.
         # Events name the owner by id: the owner row is not read (an alert loads it if raised).
-        return Strategy.objects.select_related("broker_account").get(pk=strategy_id)
+        strategy = Strategy.objects.select_related("broker_account").get(pk=strategy_id)
     except Strategy.DoesNotExist:
         logger.warning("executed strategy no longer exists", extra={"strategy_id": strategy_id})
         return None
+    if strategy.status == Status.EXITED:
+        logger.info("strategy has exited: nothing to execute", extra={"strategy_id": strategy_id})
+        return None
+    return strategy
 
 
 def strategy_about(strategy: Strategy) -> dict[str, Any]:
@@ -96,8 +102,9 @@ def strategy_locked(strategy: Strategy, *, kind: str, wait: bool, start: Emissio
     if lock is None:
         if start is not None and _exit_claimed(strategy):
             # A duplicate (or a redelivery) of an exit already claimed: its holder (the
-            # follower of that exit) finishes it, and this stop-loss slot is not held waiting.
-            wait = False
+            # follower of that exit) finishes it, so this stop-loss executes nothing (no E3)
+            # and its slot is not held waiting.
+            wait, pending = False, []
         emit_many([*pending, strategy_emission(Event.X3_LOCK_CONFLICT, strategy, kind=kind, waits=wait)])
         pending = []
         if wait:

@@ -95,7 +95,7 @@ def strategy_stoploss_execute(*, strategy_id: int, hand_off: bool = False) -> Or
             held=held,
         )
         if order is None:
-            held.record()
+            held.pending.clear()  # this stop-loss executes nothing: no E3 on the timeline
             held.release_rate()
             logger.info("stop-loss places nothing: the exit is already claimed", extra={"strategy_id": strategy.pk})
             return position_resume(strategy, Order.Side.SELL, lock=held.lock)

@@ -41,6 +41,14 @@ if not holder then
 end
 return 0
 """
+# Take a lock from a holder judged gone (only if held: a free lock is taken the usual way).
+_SEIZE = """
+if redis.call('get', KEYS[1]) then
+    redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
+end
+return 0
+"""
 _WAIT_STEP = 0.02
 # The holder renews once this share of the lock's life has passed since it last did: the
 # wait loops call ``keepalive`` before every broker call and rate-limit step, and on the
@@ -128,6 +136,22 @@ def lock_acquire(*, strategy_id: int, rate_key: str | None = None, rate_limit: i
         _rate_give_back(rate_key)
         rate_key = None
     return ExecutionLock(strategy_id=strategy_id, token=token, rate_key=rate_key) if taken else None
+
+
+def lock_idle_seconds(*, strategy_id: int) -> float | None:
+    """How long since the lock's holder last took or renewed it (its life minus what is
+    left); None if nobody holds it. A live holder renews it from every wait loop."""
+    left = get_redis().pttl(redis_keys.lock_state(strategy_id))
+    return None if left < 0 else (ttl_ms() - left) / 1000
+
+
+def lock_seize(*, strategy_id: int) -> ExecutionLock | None:
+    """The lock taken from its holder, which settlement judged gone (a follower that left
+    a filled exit unconfirmed); None if nobody holds it. A holder still alive finds its
+    lock lost at its next keepalive and stops."""
+    token = uuid.uuid4().hex
+    seized = redis_script(_SEIZE)(keys=[redis_keys.lock_state(strategy_id)], args=[token, ttl_ms()])
+    return ExecutionLock(strategy_id=strategy_id, token=token) if seized else None
 
 
 def lock_wait(*, strategy_id: int, timeout: float) -> ExecutionLock | None:

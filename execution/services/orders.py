@@ -17,13 +17,17 @@ from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from brokers.adapters.base import OrderRequest
+from brokers.adapters.base import Side as BrokerSide
 from brokers.exceptions import BrokerError
 from execution.exceptions import OrderConflict
 from execution.models import Order
 from monitoring.events import Event
 from monitoring.metrics import ORDERS
+from monitoring.models import EventLog
 from monitoring.services import Emission, alert_raise, alert_resolve, emit, emit_many
 from strategies.models import Strategy
 
@@ -202,16 +206,55 @@ def order_fail(*, order: Order, strategy: Strategy, why: str) -> None:
     order_end_unfilled(order, strategy, Status.FAILED, why, alert=f"{order.reason} not placed: {why}", lost=True)
 
 
-def order_adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
-    if not _move(order, (Status.PENDING, Status.UNKNOWN), status=Status.PLACED, broker_order_id=broker_order_id):
-        order.refresh_from_db()
-        return False
-    emit(
-        Event.B3_ORDER_ACCEPTED,
-        strategy=strategy,
-        order=order,
-        payload={**about(order, strategy), "broker_order_id": order.broker_order_id},
+def order_broker_request(order: Order, strategy: Strategy) -> OrderRequest:
+    assert order.tag
+    return OrderRequest(
+        exchange=strategy.exchange,
+        symbol=strategy.symbol,
+        side=BrokerSide(order.side),
+        quantity=order.quantity,
+        tag=order.tag,
     )
+
+
+def order_request_logged(request: OrderRequest) -> dict[str, Any]:
+    """An order request as L2 records it."""
+    return {
+        "exchange": request.exchange,
+        "symbol": request.symbol,
+        "side": str(request.side),
+        "quantity": request.quantity,
+        "tag": request.tag,
+        "order_type": str(request.order_type),
+        "product": str(request.product),
+    }
+
+
+def order_adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
+    """The broker has the order, found by its tag: PLACED with its id, and B3. With no
+    attempt on record (its worker died between the POST and recording it), the placement
+    is recorded too, its L2 and the attempt, in the same transaction."""
+    unrecorded = order.attempts == 0
+    with transaction.atomic():
+        if not _move(
+            order,
+            (Status.PENDING, Status.UNKNOWN),
+            status=Status.PLACED,
+            broker_order_id=broker_order_id,
+            attempts=Greatest(F("attempts"), 1),
+        ):
+            order.refresh_from_db()
+            return False
+        order.attempts = max(order.attempts, 1)
+        emissions: list[Emission] = []
+        if unrecorded:
+            request = order_request_logged(order_broker_request(order, strategy))
+            response = {"broker_order_id": broker_order_id, "found_by_tag": True}
+            emissions.append(
+                _emission(Event.L2_ORDER_EVENT_LOGGED, order, strategy, request=request, response=response)
+            )
+        emissions.append(_emission(Event.B3_ORDER_ACCEPTED, order, strategy, broker_order_id=broker_order_id))
+        emit_many(emissions)
     return True
 
 
@@ -238,10 +281,22 @@ def order_accepted(*, order: Order, strategy: Strategy, broker_order_id: str, re
                     _emission(Event.B3_ORDER_ACCEPTED, order, strategy, broker_order_id=broker_order_id),
                 ]
             )
-    if not adopted:  # settled meanwhile by another reader: the exchange and the attempt still count
+    # Adopted by its tag meanwhile: the exchange and the attempt still count, unless the
+    # adoption recorded this very placement already (``order_adopt``).
+    if not adopted and not _placement_adopted(order, broker_order_id):
         order_exchange_log(order, strategy, request, response)
         order_attempt_count(order, "")
+    if not adopted:
         order.refresh_from_db()
+
+
+def _placement_adopted(order: Order, broker_order_id: str) -> bool:
+    return EventLog.objects.filter(
+        order_id=order.pk,
+        code=Event.L2_ORDER_EVENT_LOGGED.code,
+        payload__response__broker_order_id=broker_order_id,
+        payload__response__found_by_tag=True,
+    ).exists()
 
 
 def _emission(event: Event, order: Order, strategy: Strategy, **payload: Any) -> Emission:

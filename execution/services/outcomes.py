@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from algotrader import redis_keys
@@ -121,27 +123,27 @@ def _position_bought(strategy: Strategy, order: Order, lock: ExecutionLock | Non
         stop_loss_percent=strategy.stop_loss_percent,
     )
     fill = {"entry_price": order.fill_price, "stop_trigger_price": trigger}
-    bought = strategy_services.strategy_transition(
-        strategy_id=strategy.pk,
-        expected={"status": Status.RUNNING, "position": Position.BUYING},
-        changes={"position": Position.BOUGHT, **fill},
-    )
-    if not bought:
+    with transaction.atomic():  # the position's move and its L1 commit together
+        bought = strategy_services.strategy_transition(
+            strategy_id=strategy.pk,
+            expected={"status": Status.RUNNING, "position": Position.BUYING},
+            changes={"position": Position.BOUGHT, **fill},
+        )
         # Stopped while the BUY was at the broker: the fill is exited at once (STOP).
-        stopped = strategy_services.strategy_transition(
+        stopped = not bought and strategy_services.strategy_transition(
             strategy_id=strategy.pk,
             expected={"status": Status.STOPPED, "position": Position.BUYING},
             changes={"position": Position.EXITING, "exit_reason": ExitReason.STOP, **fill},
         )
         strategy.refresh_from_db()
-        if stopped:
+        if bought or stopped:
             _record_outcome(strategy, order)
-            exit_order = exit_claim(strategy, ExitReason.STOP)
-            if exit_order is not None:
-                order_execute(strategy, exit_order, lock=lock)
+    if stopped:
+        exit_order = exit_claim(strategy, ExitReason.STOP)
+        if exit_order is not None:
+            order_execute(strategy, exit_order, lock=lock)
+    if not bought:
         return
-    strategy.refresh_from_db()
-    _record_outcome(strategy, order)
     instrument = redis_keys.instrument(strategy.exchange, strategy.symbol)
     stoploss_arm(strategy_id=strategy.pk, instrument=instrument, trigger_price=trigger)
     runtime.runtime_refresh(strategy)
@@ -153,9 +155,12 @@ def _buy_failed(strategy: Strategy, order: Order) -> None:
         strategy_id=strategy.pk, expected={"position": Position.BUYING}, changes={"position": Position.NONE}
     )
     if strategy_services.strategy_exit(
-        strategy_id=strategy.pk, reason=ExitReason.REJECTED, position=Position.NONE, at=timezone.now()
+        strategy_id=strategy.pk,
+        reason=ExitReason.REJECTED,
+        position=Position.NONE,
+        at=timezone.now(),
+        record_with=partial(_record_outcome, order=order),
     ):
-        _record_outcome(strategy, order)
         order_alert(
             order=order,
             strategy=strategy,
@@ -188,14 +193,14 @@ def _exit_continue(strategy: Strategy, order: Order, lock: ExecutionLock | None)
     held = position_held_quantity(strategy)
     if held <= 0:
         reason = ExitReason(order.reason)
-        if strategy_services.strategy_exit(
+        strategy_services.strategy_exit(
             strategy_id=strategy.pk,
             reason=reason,
             position=EXIT_POSITIONS.get(reason, Position.SOLD),
             at=timezone.now(),
             strategy=strategy,
-        ):
-            _record_outcome(strategy, order)
+            record_with=partial(_record_outcome, order=order),
+        )
         _exit_alerts_resolve(strategy)
         return
     if order.filled_quantity > 0 and strategy.position == Position.EXITING and strategy.status in ACTIVE:

@@ -21,8 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from brokers.adapters.base import BrokerAdapter, OrderRequest
-from brokers.adapters.base import Side as BrokerSide
+from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.registry import shared_adapter_for
 from brokers.exceptions import AmbiguousOutcome, BrokerAuthError, BrokerError, OrderRejected
 from brokers.services import broker_account_mark_token_expired
@@ -34,10 +33,12 @@ from execution.services.orders import (
     error_text,
     order_accepted,
     order_attempt_count,
+    order_broker_request,
     order_end_unfilled,
     order_exchange_log,
     order_mark_unknown,
     order_replace,
+    order_request_logged,
 )
 from execution.services.reconcile import order_reconcile
 from monitoring.events import Event
@@ -75,17 +76,6 @@ def _backoff(reason: str, attempt: int) -> float:
 
 # (order, broker order id, request logged) -> True if the taker records the acceptance.
 AcceptedHandOff = Callable[[Order, str, dict[str, Any]], bool]
-
-
-def _request(order: Order, strategy: Strategy) -> OrderRequest:
-    assert order.tag
-    return OrderRequest(
-        exchange=strategy.exchange,
-        symbol=strategy.symbol,
-        side=BrokerSide(order.side),
-        quantity=order.quantity,
-        tag=order.tag,
-    )
 
 
 def _broker_down(order: Order, strategy: Strategy, error: str) -> None:
@@ -131,16 +121,8 @@ def order_attempt(
     the request with the order's tag, one call, and what it came to. A failure is recorded
     here (L2, the attempt, and the error log and X5's count unless the broker refused the
     order itself); an acceptance is the policy's to record (``order_place``)."""
-    request = _request(order, strategy)
-    logged_request = {
-        "exchange": request.exchange,
-        "symbol": request.symbol,
-        "side": str(request.side),
-        "quantity": request.quantity,
-        "tag": request.tag,
-        "order_type": str(request.order_type),
-        "product": str(request.product),
-    }
+    request = order_broker_request(order, strategy)
+    logged_request = order_request_logged(request)
     if not rate_taken and not safety.order_rate_take(
         account=strategy.broker_account, reason=order.reason, deadline=deadline, lock=lock
     ):
