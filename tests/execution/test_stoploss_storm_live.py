@@ -6,6 +6,7 @@ order book is the judge, of when each exit arrived as of how many were placed.""
 import math
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,11 @@ def sells(kite_sim: KiteSimulator, api_key: str) -> list[tuple[str, str]]:
     return sorted((o["tag"], o["status"]) for o in kite_sim.orders(api_key) if o["transaction_type"] == "SELL")
 
 
+def reached(moment: float) -> bool:
+    """The trigger's moment (monotonic) has come: the triggers' pace."""
+    return time.monotonic() >= moment
+
+
 def p99(values: list[float]) -> float:
     """Nearest rank: the value 99 % of the others are at or below."""
     ranked = sorted(values)
@@ -92,7 +98,7 @@ def test_a_429_storm_on_one_account_does_not_delay_another_accounts_stoplosses(
     with settling():
         for index, strategy in enumerate(fired):
             due = start + index * SPACING
-            wait_until(lambda due=due: time.monotonic() >= due, interval=0.002)
+            wait_until(partial(reached, due), interval=0.002)
             triggered[strategy.pk] = time.time()
             execute_stoploss_task.delay(strategy.pk)
         wait_until(lambda: len(kite_sim.placed_at(calm_sim.api_key)) == CALM, timeout=20, message=lambda: logs(workers))
