@@ -87,6 +87,11 @@ def broker_errors(account_id: int, window: int) -> str:
     return f"safety:errors:{account_id}:{window}"
 
 
+def broker_failing(account_id: int) -> str:
+    """Set, for a few seconds, by each broker error on an account's orders (a 429 storm)."""
+    return f"safety:failing:{account_id}"
+
+
 # -- monitoring -------------------------------------------------------------------------
 
 

@@ -203,6 +203,12 @@ ORDER_UNKNOWN_GRACE_SECONDS = env.float("ORDER_UNKNOWN_GRACE_SECONDS", default=5
 ORDER_RETRY_SECONDS_BUY = env.float("ORDER_RETRY_SECONDS_BUY", default=10.0)
 ORDER_RETRY_SECONDS_SELL = env.float("ORDER_RETRY_SECONDS_SELL", default=60.0)
 ORDER_RETRY_SECONDS_STOPLOSS = env.float("ORDER_RETRY_SECONDS_STOPLOSS", default=180.0)
+# A stop-loss task retries at the broker for at most STOPLOSS_SLOT_SECONDS (once only,
+# on an account whose broker calls failed that recently), so that a 429 storm on one
+# account cannot hold the stop-loss worker's few slots; settlement places it again after
+# that, one attempt a round, and ORDER_RETRY_SECONDS_STOPLOSS is how long its transient
+# failures go before the user is alerted, as when the task itself retried that long.
+STOPLOSS_SLOT_SECONDS = env.float("STOPLOSS_SLOT_SECONDS", default=3.0)
 ORDER_RETRY_BACKOFF_MAX_SECONDS = env.float("ORDER_RETRY_BACKOFF_MAX_SECONDS", default=2.0)
 EXECUTION_LOCK_SECONDS = env.float("EXECUTION_LOCK_SECONDS", default=15.0)
 # An exit that failed is placed again by settlement, never abandoned: after
@@ -234,6 +240,8 @@ if min(ORDER_FOLLOW_SECONDS, ORDER_UNKNOWN_GRACE_SECONDS, ORDER_RETRY_BACKOFF_MA
     raise ImproperlyConfigured("ORDER_FOLLOW/UNKNOWN_GRACE/RETRY_BACKOFF_MAX seconds must be > 0")
 if not ORDER_RETRY_SECONDS_BUY <= ORDER_RETRY_SECONDS_SELL <= ORDER_RETRY_SECONDS_STOPLOSS:
     raise ImproperlyConfigured("a stop-loss must retry at least as long as a SELL, a SELL as long as a BUY")
+if not 0 < STOPLOSS_SLOT_SECONDS <= ORDER_RETRY_SECONDS_STOPLOSS:
+    raise ImproperlyConfigured("STOPLOSS_SLOT_SECONDS must be > 0 and at most ORDER_RETRY_SECONDS_STOPLOSS")
 # The holder renews the lock between broker calls, and one call may take Kite's whole timeout.
 if EXECUTION_LOCK_SECONDS < 10:
     raise ImproperlyConfigured("EXECUTION_LOCK_SECONDS must be at least 10 (a broker call plus a pause)")

@@ -168,6 +168,11 @@ class OrderBook:
         with self._lock:
             return [order.as_kite() for order in self._orders.get(api_key, {}).values()]
 
+    def placed_at(self, api_key: str) -> dict[str, float]:
+        """Tag -> when the order reached the book (epoch seconds, to the microsecond)."""
+        with self._lock:
+            return {order.tag: order.placed_at for order in self._orders.get(api_key, {}).values() if order.tag}
+
     def history(self, account: AccountState, order_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._get(account, order_id).history)

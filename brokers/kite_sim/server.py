@@ -177,6 +177,10 @@ class KiteSimulator:
         """The account's order book as Kite would list it: the judge in execution tests."""
         return self.book.orders(api_key)
 
+    def placed_at(self, api_key: str) -> dict[str, float]:
+        """When each of the account's orders (by tag) reached the book: a latency's end."""
+        return self.book.placed_at(api_key)
+
     def disconnect_ticker_clients(self) -> None:
         self._ticker.disconnect_all()
 

@@ -41,7 +41,7 @@ from execution.services.claims import (
 from execution.services.fills import order_follow
 from execution.services.locks import ExecutionLock
 from execution.services.orders import about, broker_outage_resolve, order_alert
-from execution.services.placement import AcceptedHandOff, broker_adapter, order_place
+from execution.services.placement import AcceptedHandOff, broker_adapter, failure_alert_due, order_place
 from monitoring.events import Event
 from monitoring.logging import log_context
 from monitoring.services import alert_raise, alerts_resolve, emit
@@ -224,6 +224,8 @@ def _exit_failed_alert(strategy: Strategy, order: Order, held: int) -> None:
             {**about(order, strategy), "held": held},
         )
         return
+    if order.status == Order.Status.FAILED and not failure_alert_due(order):
+        return  # a stop-loss settlement goes on placing: alerted once it has failed for long
     _alert_once(
         strategy,
         "exit_failed",

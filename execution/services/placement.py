@@ -4,6 +4,7 @@ failure recorded) and the policy around it (``order_place``): transient errors r
 with jittered backoff within a deadline (E4); no answer, the order is UNKNOWN and looked
 up by its tag (adopted, or FAILED and replaced by a new tag: E4); permanent errors
 failed fast (B4); an acceptance recorded (B3, L2) or handed to the order's follower.
+A stop-loss retries only within its slot (``retry_seconds``): settlement places it again.
 
 Broker calls are made outside any database transaction: no row lock is held across the
 network.
@@ -12,14 +13,17 @@ network.
 from __future__ import annotations
 
 import enum
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.registry import shared_adapter_for
@@ -49,6 +53,8 @@ from strategies.models import Strategy
 
 Status = Order.Status
 
+logger = logging.getLogger(__name__)
+
 
 @contextmanager
 def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
@@ -58,13 +64,33 @@ def broker_adapter(strategy: Strategy) -> Iterator[BrokerAdapter]:
     yield TimedAdapter(shared_adapter_for(strategy.broker_account))
 
 
-def retry_seconds(reason: str) -> float:
-    """How long transient broker errors are retried: a stop-loss hardest, a BUY least."""
-    if reason == Order.Reason.STOPLOSS:
-        return float(settings.ORDER_RETRY_SECONDS_STOPLOSS)
-    if reason == Order.Reason.BUY:
+def retry_seconds(order: Order) -> float:
+    """How long transient broker errors are retried in place: a SELL longer than a BUY. A
+    stop-loss within its slot, and an exit of it placed again (by settlement, or the rest
+    of a partial fill) once: its task must not hold one of the stop-loss worker's few
+    slots for long, and settlement's backoff does the waiting between its rounds."""
+    if order.reason == Order.Reason.STOPLOSS:
+        return 0.0 if order.retry_of_id is not None else float(settings.STOPLOSS_SLOT_SECONDS)
+    if order.reason == Order.Reason.BUY:
         return float(settings.ORDER_RETRY_SECONDS_BUY)
     return float(settings.ORDER_RETRY_SECONDS_SELL)
+
+
+def failure_alert_due(order: Order) -> bool:
+    """Whether the user is alerted (``broker_unreachable``, ``exit_failed``) that ``order``
+    failed for a reason that may pass. A stop-loss's exit is retried by settlement past its
+    slot, and alerted as when its task retried for ORDER_RETRY_SECONDS_STOPLOSS: once its
+    first order is that old, the slot that saw the last failure counted in full."""
+    if order.reason != Order.Reason.STOPLOSS:
+        return True
+    first = (
+        Order.objects.filter(strategy_id=order.strategy_id, side=Order.Side.SELL, reason=Order.Reason.STOPLOSS)
+        .order_by("id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    quiet = float(settings.ORDER_RETRY_SECONDS_STOPLOSS) - float(settings.STOPLOSS_SLOT_SECONDS)
+    return first is None or timezone.now() >= first + timedelta(seconds=quiet)
 
 
 def _backoff(reason: str, attempt: int) -> float:
@@ -106,6 +132,7 @@ class Attempt:
     request: dict[str, Any]  # as logged (L2): never a credential
     broker_order_id: str = ""
     error: BrokerError | None = None
+    storm: bool = False  # the account's orders were already failing at the broker (``broker_failing_mark``)
 
 
 def order_attempt(
@@ -132,14 +159,17 @@ def order_attempt(
     except BrokerError as error:
         order_exchange_log(order, strategy, logged_request, {"error": error_text(error)})
         ambiguous = isinstance(error, AmbiguousOutcome)
+        storm = False
         if not isinstance(error, OrderRejected):  # a refused order says nothing about the broker's health
             message = "No answer to an order" if ambiguous else "Order placement failed"
             error_log(source="broker", error=error, strategy=strategy, order=order, message=message)
             safety.broker_error_record(account=strategy.broker_account)
+            storm = safety.broker_failing_mark(account=strategy.broker_account)
         order_attempt_count(order, error_text(error))
         if ambiguous:
-            return Attempt(Outcome.NO_ANSWER, logged_request, error=error)
-        return Attempt(Outcome.PERMANENT if error.permanent else Outcome.TRANSIENT, logged_request, error=error)
+            return Attempt(Outcome.NO_ANSWER, logged_request, error=error, storm=storm)
+        outcome = Outcome.PERMANENT if error.permanent else Outcome.TRANSIENT
+        return Attempt(outcome, logged_request, error=error, storm=storm)
     return Attempt(Outcome.ACCEPTED, logged_request, broker_order_id=broker_order_id)
 
 
@@ -160,7 +190,7 @@ def order_place(
     id and the request logged; if it returns True, recording the acceptance
     (``order_accepted``) is the taker's, and the order is returned still PENDING: the only
     way this returns a PENDING order."""
-    deadline = time.monotonic() + retry_seconds(order.reason)
+    deadline = time.monotonic() + retry_seconds(order)
     attempt = 0
     while True:
         if lock is not None:
@@ -184,6 +214,9 @@ def order_place(
                     order=order, strategy=strategy, broker_order_id=tried.broker_order_id, request=tried.request
                 )
             return order
+        if attempt == 1 and tried.storm and order.reason == Order.Reason.STOPLOSS:
+            # Another order met the storm first: this slot is given up after one attempt.
+            deadline = time.monotonic()
         order, again = _after_failure(order, strategy, adapter, lock, tried, attempt, deadline)
         if not again:
             return order
@@ -238,7 +271,7 @@ def _no_answer(
     if time.monotonic() >= deadline:
         alert = "Order lost at the broker, retries exhausted"
         order_end_unfilled(order, strategy, Status.FAILED, error_text(error), alert=alert, lost=True)
-        _broker_down(order, strategy, error_text(error))
+        _gave_up(order, strategy, error_text(error))
         return order, False
     order = order_replace(order, strategy, why=error_text(error))
     return order, order.status not in Order.FINAL
@@ -253,6 +286,15 @@ def _refused(order: Order, strategy: Strategy, error: BrokerError) -> None:
         broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
 
 
+def _gave_up(order: Order, strategy: Strategy, error: str) -> None:
+    """Retries in place are over: the broker is alerted as down, unless this is a stop-loss
+    whose exit settlement goes on placing quietly for now (``failure_alert_due``)."""
+    if failure_alert_due(order):
+        _broker_down(order, strategy, error)
+    else:
+        logger.info("stop-loss not placed within its slot: left to settlement", extra={"order_id": order.pk})
+
+
 def _retry_wait(order: Order, strategy: Strategy, error: BrokerError, attempt: int, deadline: float) -> bool:
     """A transient error: E4 and a jittered backoff before the next attempt (True), or,
     if that would pass the deadline, FAILED with the broker alerted as down (False)."""
@@ -260,7 +302,7 @@ def _retry_wait(order: Order, strategy: Strategy, error: BrokerError, attempt: i
     if time.monotonic() + delay >= deadline:
         alert = f"{order.reason} not placed: the broker kept failing"
         order_end_unfilled(order, strategy, Status.FAILED, error_text(error), alert=alert)
-        _broker_down(order, strategy, error_text(error))
+        _gave_up(order, strategy, error_text(error))
         return False
     emit(
         Event.E4_ORDER_RETRY_REQUIRED,

@@ -114,6 +114,15 @@ def broker_error_record(*, account: BrokerAccount) -> bool:
     return True
 
 
+def broker_failing_mark(*, account: BrokerAccount) -> bool:
+    """Mark the account's orders as failing at the broker for STOPLOSS_SLOT_SECONDS; True
+    if they already were (another order's error, or an earlier one's): a storm, in which a
+    stop-loss attempts once and leaves its retries to settlement rather than hold one of
+    the stop-loss worker's few slots that other accounts' stops need."""
+    ttl = max(1, int(settings.STOPLOSS_SLOT_SECONDS * 1000))
+    return get_redis().set(redis_keys.broker_failing(account.pk), 1, px=ttl, get=True) is not None
+
+
 def account_safety_abort(*, account: BrokerAccount, reason: str) -> list[int]:
     """X5: halt the account's entries, stop its running strategies, exit the positions
     they hold (reason ABORT); returns the ids of the strategies whose exit was enqueued."""
