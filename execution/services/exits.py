@@ -73,7 +73,7 @@ def strategy_sell_execute(*, strategy_id: int, reason: str = ExitReason.SELL) ->
 
 def strategy_stoploss_execute(*, strategy_id: int, hand_off: bool = False) -> Order | None:
     """E3: claim BOUGHT -> EXITING(STOPLOSS) and place the exit; the SELL timer is
-    cancelled. If a SELL (or STOP) already claimed the exit, nothing is placed.
+    cancelled. If a SELL (or STOP) already claimed the exit, nothing is placed here.
 
     The path to the broker is kept short: the lock and the order-rate slot in one Redis
     round trip, then one transaction for the claim, the order intent (its tag in the
@@ -95,9 +95,15 @@ def strategy_stoploss_execute(*, strategy_id: int, hand_off: bool = False) -> Or
             held=held,
         )
         if order is None:
-            held.pending.clear()  # this stop-loss executes nothing: no E3 on the timeline
+            # The exit is claimed already, so this records no E3. A stop-loss's own claim (a
+            # redelivery after its worker died) is resumed here; another exit's is left to
+            # its own task or to settlement, so this slot is not held for it.
+            held.pending.clear()
             held.release_rate()
             logger.info("stop-loss places nothing: the exit is already claimed", extra={"strategy_id": strategy.pk})
+            strategy.refresh_from_db()
+            if strategy.exit_reason != ExitReason.STOPLOSS:
+                return None
             return position_resume(strategy, Order.Side.SELL, lock=held.lock)
         # No timer work before the order: the SELL's slot goes with S5 (``strategy_exit``),
         # and a SELL firing meanwhile finds the exit claimed.
