@@ -45,11 +45,10 @@ def order_follow(
     lock: ExecutionLock | None,
     accepted_at: float | None = None,
 ) -> Order:
-    """Poll a PLACED order with backoff until it is final (E5) or ORDER_FOLLOW_SECONDS pass
-    (left PLACED for recovery). A BUY still open then has its rest cancelled, so what filled
-    becomes a position with its stop armed; an exit is never cancelled. ``accepted_at`` (wall
-    clock, a handed-off exit): the first poll waits until the order can have an answer, as a
-    sooner one only spends the account's rate."""
+    """Poll a PLACED order until it is final (E5) or ORDER_FOLLOW_SECONDS pass (left PLACED for
+    recovery). A BUY still open then has its rest cancelled, so what filled becomes a position
+    with its stop armed; an exit is never cancelled. ``accepted_at`` (wall clock, a handed-off
+    exit): no poll before the order can have an answer, as a sooner one only spends rate."""
     deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
     poll = _FOLLOW_FIRST_POLL
     if accepted_at is not None:
