@@ -90,11 +90,9 @@ class ExecutionLock:
         return kept
 
     def hand_over(self) -> str:
-        """Leave the lock to the task that will finish the execution (an order's follower):
-        it is not released at the end here, and the taker continues it from the token
-        returned (``lock_take_over``). Until the taker starts, the lock simply lives out its
-        life: a follower that never comes (lost with a killed worker) frees the strategy for
-        settlement within EXECUTION_LOCK_SECONDS."""
+        """Leave the lock to the task that finishes the execution (an order's follower), which
+        continues it from the token returned (``lock_take_over``). Until then the lock lives out
+        its life, so a follower lost with a killed worker frees the strategy for settlement."""
         self._handed = True
         return self.token
 
