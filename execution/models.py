@@ -1,10 +1,6 @@
-"""Orders as write-ahead intents: a row is committed (PENDING, with its own unique tag)
-before the broker is called, so that a crash at any moment leaves something to look up
-by tag. The partial unique constraints are what make a duplicate BUY or a second exit
-impossible, whatever the workers, locks or redeliveries do.
-
-What a strategy holds is what its orders filled (``filled_quantity``, partial fills
-included), BUYs minus SELLs: the broker's truth, not the planned quantity."""
+"""Orders as write-ahead intents: a row is committed PENDING, with its own tag, before the broker is called, so
+a crash at any moment leaves a tag to look up. The partial unique constraints, whatever workers, locks or
+redeliveries do, make a duplicate BUY or a second exit impossible; the entry halt is the kill switch."""
 
 from django.db import models
 from django.db.models import Q

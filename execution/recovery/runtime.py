@@ -1,9 +1,6 @@
-"""X1 RUNTIME_STATE_LOADED: Redis rebuilt from the committed database. ``strategy:{id}``,
-``symbol:{instrument}:strategies`` and ``sl:{instrument}`` are made to match the running
-strategies, guarded against what races the rebuild (the runtime copy by its ``version``;
-anything that moved while it ran is written again from its new state); execution locks
-are never touched. And the sentinel that tells whether Redis still holds what the last
-recovery wrote."""
+"""X1: ``strategy:{id}``, ``symbol:{instrument}:strategies`` and ``sl:{instrument}`` rebuilt from the committed
+database, never moving a copy back past what raced the rebuild (its ``version``); execution locks are never
+touched (a live worker's is its own). And the sentinel that shows whether Redis still holds what it wrote."""
 
 from __future__ import annotations
 
@@ -33,7 +30,7 @@ logger = logging.getLogger(__name__)
 Status = Strategy.Status
 Position = Strategy.Position
 
-BATCH = 1000  # strategies read and written per round trip
+BATCH = 1000  # strategies per query and per pipeline
 # A position past BOUGHT never goes back to it: a stop armed for one is always stale.
 _PAST_BOUGHT = (Position.EXITING, Position.SOLD, Position.EXITED_BY_SL)
 _RUNTIME_COLUMNS = (
@@ -52,9 +49,8 @@ _RUNTIME_COLUMNS = (
     "version",
 )
 
-# Write the runtime copy (ARGV[1]: its fields as one JSON object, far cheaper to send than
-# 26 arguments) unless Redis already holds a newer version of it, written by the execution
-# engine after our read of the database: a rebuild never moves a copy back.
+# Write the runtime copy (ARGV[1]: its fields as one JSON object) unless Redis holds a newer version, written
+# by the execution engine after our read of the database: a rebuild never moves a copy back.
 _WRITE_RUNTIME = """
 local fields = cjson.decode(ARGV[1])
 local current = redis.call('HGET', KEYS[1], 'version')
@@ -96,8 +92,7 @@ def queues_declare() -> None:
 def runtime_rebuild(*, batch_size: int = BATCH) -> RuntimeLoaded:
     """Make ``strategy:{id}``, ``symbol:{instrument}:strategies`` and ``sl:{instrument}``
     match the database: every running strategy loaded, the stop of every held position
-    armed at its ``stop_trigger_price``, entries of strategies no longer running removed.
-    Batched: one query and one pipelined round trip per ``batch_size`` strategies."""
+    armed at its ``stop_trigger_price``, entries of strategies no longer running removed."""
     started = time.monotonic()
     client = get_redis()
     writer = client.register_script(_WRITE_RUNTIME)

@@ -1,19 +1,6 @@
-"""Settlement from the database, every ORDER_SETTLE_SECONDS, of whatever no worker is
-finishing:
-- an order still live with nobody working on it (its worker died between the commit of
-  the intent and the end of the execution) is looked up by its tag and adopted, or, if
-  the broker never had it, placed again under a new tag: an exit always (the position
-  must not stay open), a BUY while still valid; a BUY past its valid time ends the strategy;
-- a position whose order is final is moved on; an exit that failed is placed again
-  (``outcomes.position_exit_retry``: backoff, and only once the account can trade);
-- a lost order (given up as not found) is looked up by its tag until the day ends: one
-  that surfaces is cancelled if open, and what it filled is squared off;
-- a held position whose stop trigger was consumed is re-armed;
-- lost order work: a fired SELL, or a fired BUY still within its grace, whose task was
-  lost before claiming (``order_work_rescue``, after LOST_TASK_AFTER_SECONDS).
-This is the one path that re-runs lost order work: a recovery (``execution.recovery.
-system``) runs it too, right after rebuilding Redis. The strategy's lock tells a live
-worker's order (skipped) from an orphan."""
+"""Settlement from the database, every ORDER_SETTLE_SECONDS and in every recovery, of whatever no worker is
+finishing (orphaned orders, stalled positions, lost orders, consumed stops, lost tasks): the one path that
+re-runs lost order work. The strategy's lock tells a live worker's order (skipped) from an orphan."""
 
 from __future__ import annotations
 
@@ -82,12 +69,9 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
 
 
 def _exit_confirm_unfollowed(order_id: int) -> int:
-    """A live exit untouched for a while under a lock its holder has not renewed for as
-    long: if the broker has it final, its follower died (or has not started), and the exit
-    is confirmed now, adopted by its
-    tag if its acceptance was never recorded, instead of once the lock expires. The lock
-    is seized first, so that a follower that turns up finds the work done; the user is
-    told the confirmation came late. Nothing is placed from here."""
+    """A live exit whose lock has gone unrenewed as long: final at the broker, its follower died
+    (or never started), so it is confirmed now rather than once the lock expires. The lock is
+    seized first, so a follower that turns up late finds the work done; nothing is placed here."""
     order = (
         Order.objects.select_related("strategy__owner", "strategy__broker_account")
         .filter(pk=order_id, side=Order.Side.SELL, status__in=Order.LIVE)
@@ -236,13 +220,10 @@ def _stops_rearm(cutoff: datetime) -> int:
 
 
 def order_work_rescue() -> int:
-    """Fired BUYs and SELLs (T1/T2 recorded, so the scheduler never fires them again) whose
-    task was lost before claiming: a flush emptied the queue, or a killed worker's
-    redelivery finds its dead lock or waits for the broker's visibility timeout. After
-    LOST_TASK_AFTER_SECONDS they are run here, a BUY only while within its grace; the
-    claims (RUNNING & NONE -> BUYING, the exit claim) and the one-live-BUY constraint let
-    one through if the task turns up after all. Fired stops whose stop-loss task was lost
-    are run the same way. Returns how many were run."""
+    """Fired BUYs, SELLs and stops (nothing fires them again) whose task was lost before claiming,
+    to a flush or to a killed worker whose redelivery waits out the visibility timeout: run here
+    after LOST_TASK_AFTER_SECONDS, a BUY only within its grace. The claims let one through should
+    the task turn up after all. Returns how many were run."""
     return _stoplosses_rescue() + _sells_rescue() + _buys_rescue()
 
 

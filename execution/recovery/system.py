@@ -1,14 +1,6 @@
-"""A whole recovery (X4 SYSTEM_RECOVERY): Redis rebuilt from the database (X1), then
-what the crash or flush left reconciled: beat's slots resynced and the interrupted order
-work settled by the one settlement path (live orders by their tag, lost order tasks run).
-At the start of every worker and of the market listener, on demand (``manage.py
-recover``) and within a second of Redis losing its data (``watch``).
-
-Idempotent and safe at any time: orders are settled only through the execution engine's
-own compare-and-set services, and execution locks are never touched (a live worker's lock
-is its own; a dead worker's expires by itself). One recovery runs at a time (a PostgreSQL
-advisory lock) so that concurrent starts do not repeat the work, but nothing depends on
-it for correctness."""
+"""A whole recovery (X4): Redis rebuilt from the database (X1), beat's slots resynced and the interrupted order
+work settled, all through the engine's own compare-and-set services, so it is safe at any time. One runs at a
+time (a PostgreSQL advisory lock) so concurrent starts do not repeat the work; nothing depends on it otherwise."""
 
 from __future__ import annotations
 
@@ -142,12 +134,9 @@ def _slots_resync() -> int:
 
 
 def _orders_settle() -> int:
-    """The periodic settlement, run to the end now: PENDING, UNKNOWN and PLACED orders
-    nobody is working on, looked up by their tag and settled by the execution engine
-    (adopted and followed, or failed and, for an exit, placed again under a new tag), and
-    the order work whose task was lost (a queue the flush emptied) run. Its own rules
-    decide what is an orphan: untouched for ORDER_SETTLE_AFTER_SECONDS (a fired task's
-    for LOST_TASK_AFTER_SECONDS) and its strategy's lock free."""
+    """The periodic settlement run to the end now, a batch a pass; its own rules decide what is
+    an orphan (idle past ORDER_SETTLE_AFTER_SECONDS, or LOST_TASK_AFTER_SECONDS for a fired
+    task, with its strategy's lock free)."""
     settled = 0
     for _ in range(_SETTLE_PASSES):
         done = orders_settle_interrupted()

@@ -1,6 +1,5 @@
-"""When a recovery runs: once at the start of every worker (a Celery signal) and of the
-market listener (``market.signals.listener_started``), then whenever Redis has lost what
-the last one wrote (the sentinel gone, or another Redis server answering), looked at every
+"""When a recovery runs: at the start of every worker and of the market listener, then whenever Redis has lost
+what the last one wrote (the sentinel gone, or another Redis server answering), looked at every
 RECOVERY_WATCH_SECONDS on a daemon thread of the process."""
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""Taking a strategy for an execution: its lock (X2, or X3 on conflict), then the position
-claim, a compare-and-set committed with the PENDING order intent; and what a position
-holds (what its orders filled: BUY fills minus SELL fills). Exactly one exit order
-exists per position: the exit claim (BOUGHT -> EXITING) is won once, and the live-exit
-constraint backs it up."""
+"""Taking a strategy for an execution: its lock (X2, or X3), then the position claim, a
+compare-and-set committed with the PENDING order; and what a position holds (its fills). One
+exit per position: the exit claim (BOUGHT -> EXITING) is won once, the live-exit constraint backs it."""
 
 from __future__ import annotations
 
@@ -91,7 +89,7 @@ def strategy_locked(strategy: Strategy, *, kind: str, wait: bool, start: Emissio
     """Yield a truthy ``Held`` with ``lock_state:{id}`` held. A duplicate BUY gives up on
     conflict; an exit waits for the holder (a BUY still following its fill) since it must
     not be lost. ``start``: the stop-loss's E3, deferred with X2 to the claim's transaction;
-    its lock comes with its order-rate slot, in one round trip."""
+    its lock is taken together with its order-rate slot."""
     if start is None:
         lock = locks.lock_acquire(strategy_id=strategy.pk)
     else:

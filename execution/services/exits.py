@@ -1,8 +1,6 @@
-"""E2 and E3, the exits: the SELL at sell time or the exit a STOP (or X5) asked for, and
-the stop-loss. Each takes the strategy's lock, claims the exit (BOUGHT -> EXITING, won
-once) with its PENDING order, places it, and follows it to the position's end
-(``outcomes``); a stop-loss hands the accepted exit, with the lock, to a follow task
-(``follow_hand_off``; ``follow.position_follow`` takes it over)."""
+"""E2 and E3, the exits: the SELL at sell time or the exit a STOP (or X5) asked for, and the
+stop-loss. Each claims the exit (BOUGHT -> EXITING, won once) under the strategy's lock; a
+stop-loss hands its accepted exit and the lock to a follow task, so its slot is free at once."""
 
 from __future__ import annotations
 
@@ -72,14 +70,9 @@ def strategy_sell_execute(*, strategy_id: int, reason: str = ExitReason.SELL) ->
 
 
 def strategy_stoploss_execute(*, strategy_id: int, hand_off: bool = False) -> Order | None:
-    """E3: claim BOUGHT -> EXITING(STOPLOSS) and place the exit; the SELL timer is
-    cancelled. If a SELL (or STOP) already claimed the exit, nothing is placed here.
-
-    The path to the broker is kept short: the lock and the order-rate slot in one Redis
-    round trip, then one transaction for the claim, the order intent (its tag in the
-    INSERT) and E3 + X2, then the POST. ``hand_off`` (the task's way): once the broker
-    has accepted the exit, its fill is followed and the position moved by
-    ``position_follow`` on another worker, so that this slot is free for the next stop."""
+    """E3: claim BOUGHT -> EXITING(STOPLOSS) and place the exit; if a SELL (or STOP) claimed
+    the exit already, nothing is placed here. ``hand_off`` (the task's way): once the broker accepts
+    the exit, ``position_follow`` follows it on another worker, freeing this slot for the next stop."""
     strategy = strategy_read(strategy_id)
     if strategy is None:
         return None

@@ -45,15 +45,10 @@ def order_follow(
     lock: ExecutionLock | None,
     accepted_at: float | None = None,
 ) -> Order:
-    """Poll a PLACED order with a short backoff until the broker says it is final (then
-    COMPLETE, REJECTED or CANCELLED here, E5) or ORDER_FOLLOW_SECONDS pass (it stays
-    PLACED, for recovery to settle). A BUY still open then (unfilled, or partly filled)
-    has its rest cancelled: its moment has passed, and what filled becomes the position
-    with its stop, instead of a half-open BUY with no stop armed. An exit is never
-    cancelled. ``accepted_at`` (wall clock): when the broker took the order, if that was
-    a while before this call (a handed-off exit); the first poll waits until the order is
-    the first poll's interval old, as a poll sooner finds no exchange's answer yet and
-    spends a request of the account's rate on it."""
+    """Poll a PLACED order until it is final (E5) or ORDER_FOLLOW_SECONDS pass (left PLACED for
+    recovery). A BUY still open then has its rest cancelled, so what filled becomes a position
+    with its stop armed; an exit is never cancelled. ``accepted_at`` (wall clock, a handed-off
+    exit): no poll before the order can have an answer, as a sooner one only spends rate."""
     deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
     poll = _FOLLOW_FIRST_POLL
     if accepted_at is not None:

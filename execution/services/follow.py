@@ -1,7 +1,5 @@
-"""The taking half of the stop-loss's hand-off: ``follow_order_task`` takes the strategy's
-lock over from the stop-loss that sent it (``exits``) and finishes the execution as it
-would have (``position_follow``: the acceptance recorded, the fill followed, the position
-moved)."""
+"""The taking half of the stop-loss's hand-off: ``follow_order_task`` takes the strategy's lock
+over from the stop-loss that sent it (``exits``) and finishes the execution as it would have."""
 
 from __future__ import annotations
 
@@ -37,16 +35,10 @@ def position_follow(
     strategy_id: int | None = None,
     accepted_at: float | None = None,
 ) -> Order | None:
-    """Finish an execution handed over once the broker accepted its order: take over the
-    strategy's lock, record the acceptance (PLACED with ``broker_order_id``, L2, B3),
-    follow the order until final (E5) and move the position (S5, L1, the alerts), as the
-    execution would have done itself. Safe to run twice, and after settlement got there
-    first: an order adopted or final is not recorded or followed again, and only the
-    position's latest order of its side moves it (an outcome already applied is a no-op).
-    ``strategy_id`` (sent with the hand-off): the lock is taken over first, and the order
-    read once, under it; without it (or if the lock was taken meanwhile) the order is read
-    to find its strategy and read again under the lock. ``accepted_at``: when the broker
-    took the order (``order_follow`` polls it once it is old enough to have an answer)."""
+    """Finish an execution handed over once the broker accepted its order: the acceptance
+    recorded, the order followed, the position moved. Safe to run twice or after settlement:
+    an adopted or final order is not recorded again, and only the position's latest order of
+    its side moves it. ``strategy_id`` lets the lock be taken over before the order is read."""
     taken = None if strategy_id is None else locks.lock_take_over(strategy_id=strategy_id, token=lock_token)
     if taken is not None:
         with taken:

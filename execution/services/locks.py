@@ -1,12 +1,6 @@
-"""The per-strategy execution lock ``lock_state:{id}``: SET NX PX with an owner token,
-released only by its owner. An optimisation only (a duplicate delivery turns into X3
-early); the database's compare-and-set and constraints are what prevent duplicates.
-
-A held lock is an ``ExecutionLock`` object, passed to whatever waits or calls the broker
-on its behalf: they keep it alive (``keepalive``), so a killed worker's lock frees its
-strategy within EXECUTION_LOCK_SECONDS, for the exits queued behind it and for the
-settlement of what it left live. ``lock_acquire`` is the one way to take a free lock;
-``lock_take_over`` continues one handed over by another worker (``hand_over``)."""
+"""The per-strategy execution lock ``lock_state:{id}`` (SET NX PX with an owner token): an optimisation only,
+turning a duplicate delivery into X3 early; the database's claims are what prevent duplicates. Holders keep it
+alive, so a killed worker's lock frees its strategy for queued exits and settlement within EXECUTION_LOCK_SECONDS."""
 
 from __future__ import annotations
 
@@ -50,10 +44,8 @@ end
 return 0
 """
 _WAIT_STEP = 0.02
-# The holder renews once this share of the lock's life has passed since it last did: the
-# wait loops call ``keepalive`` before every broker call and rate-limit step, and on the
-# stop-loss path each renewal was a Redis round trip before the order. At least 90% of
-# the lock's life (EXECUTION_LOCK_SECONDS >= 10) is always left.
+# ``keepalive`` runs at every wait step: renewing only once this share of the lock's life has passed keeps
+# Redis off the stop-loss's path to the order, while nine tenths of the life are always left.
 _KEEPALIVE_AFTER = 0.1
 # The order-rate counter's life: a second's budget, and a margin for clocks.
 _RATE_KEY_MS = 2000
@@ -64,9 +56,8 @@ def ttl_ms() -> int:
 
 
 class ExecutionLock:
-    """A held ``lock_state:{id}``. As a context manager it is released at the end unless
-    it was handed over. ``rate_key``: the slot in the account's order rate taken with it
-    in the same round trip, if one was (``rate_give_back`` returns it)."""
+    """A held ``lock_state:{id}``, released at the end of its ``with`` unless handed over.
+    ``rate_key``: the slot in the account's order rate taken with it, if one was."""
 
     def __init__(self, *, strategy_id: int, token: str, rate_key: str | None = None) -> None:
         self.strategy_id = strategy_id
@@ -99,11 +90,9 @@ class ExecutionLock:
         return kept
 
     def hand_over(self) -> str:
-        """Leave the lock to the task that will finish the execution (an order's follower):
-        it is not released at the end here, and the taker continues it from the token
-        returned (``lock_take_over``). Until the taker starts, the lock simply lives out its
-        life: a follower that never comes (lost with a killed worker) frees the strategy for
-        settlement within EXECUTION_LOCK_SECONDS."""
+        """Leave the lock to the task that finishes the execution (an order's follower), which
+        continues it from the token returned (``lock_take_over``). Until then the lock lives out
+        its life, so a follower lost with a killed worker frees the strategy for settlement."""
         self._handed = True
         return self.token
 
@@ -119,9 +108,8 @@ class ExecutionLock:
 
 def lock_acquire(*, strategy_id: int, rate_key: str | None = None, rate_limit: int = 0) -> ExecutionLock | None:
     """The lock, or None if another worker holds it. ``rate_key``: a slot in that second's
-    order rate (at most ``rate_limit``) is counted in the same round trip (a pipeline, not
-    a script: the two keys need not share a cluster slot) and kept on the lock; no slot is
-    kept without the lock, nor beyond the limit: it is given back at once."""
+    order rate (at most ``rate_limit``) is counted with it in one pipeline (not a script: the
+    two keys need not share a cluster slot), and kept only with the lock and within the limit."""
     token = uuid.uuid4().hex
     key = redis_keys.lock_state(strategy_id)
     if rate_key is None:

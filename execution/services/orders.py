@@ -1,13 +1,6 @@
-"""One order's record: the write-ahead intent (its tag derived from its own id) and every
-move of its status, each a compare-and-set on the current status that records its event
-(B3 accepted, B4 refused, E4 replaced, E5 final, L2 the exchange). A BUY that ends
-without a fill alerts here; an exit's failure is the position's, alerted once and placed
-again until flat (``outcomes``).
-
-A lost order (given up as not found by its tag, and replaced or failed) is watched until
-the end of the trading day: the broker may still put it in its book later
-(``reconcile.order_surfaced_check``).
-"""
+"""One order's record: the write-ahead intent (its tag derived from its id) and every move of its
+status, a compare-and-set that records its event (B3, B4, E4, E5, L2). A lost order is watched
+until the trading day ends, as the broker may still put it in its book."""
 
 from __future__ import annotations
 
@@ -82,13 +75,10 @@ def order_create(
     order_id: int | None = None,
     savepoint: bool = True,
 ) -> Order:
-    """Insert the PENDING intent with its tag. Call inside the transaction that claimed the
-    position, so the claim and the intent commit together or not at all. ``savepoint``:
-    False when a conflict (``OrderConflict``) ends the caller's transaction anyway (a
-    round trip less each side of the INSERT). ``order_id``: an id reserved for it, so the
-    tag goes in with the INSERT; without one, an UPDATE sets it once the id is known.
-    ``quantity`` defaults to the strategy's; ``side`` is implied by the reason except for
-    EXCESS, which squares off either way."""
+    """Insert the PENDING intent with its tag, inside the transaction that claimed the position
+    so both commit or neither does. ``savepoint``: False when an ``OrderConflict`` ends the
+    caller's transaction anyway. ``order_id``: an id reserved for it, so the tag goes in with the
+    INSERT. ``side`` follows the reason except for EXCESS, which squares off either way."""
     if side is None:
         side = Order.Side.BUY if reason == Order.Reason.BUY else Order.Side.SELL
     try:
@@ -260,9 +250,8 @@ def order_adopt(order: Order, strategy: Strategy, broker_order_id: str) -> bool:
 
 def order_accepted(*, order: Order, strategy: Strategy, broker_order_id: str, request: dict[str, Any]) -> None:
     """The broker took the order: the attempt, PLACED with its id, L2 and B3, in one
-    transaction (two round trips less than one statement each). A no-op on the order
-    once it moved on (adopted by its tag meanwhile, or settled): the exchange is still
-    logged and counted."""
+    transaction. A no-op on the order once it moved on (adopted by its tag meanwhile, or
+    settled): the exchange is still logged and counted."""
     response = {"broker_order_id": broker_order_id}
     with transaction.atomic():
         adopted = _move(

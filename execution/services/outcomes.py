@@ -1,18 +1,6 @@
-"""An order's outcome reaching its position, and the execution that gets it there
-(``order_execute``: place, follow, apply). A BUY that filled (all or part) becomes the
-position with its stop armed; one with no fill ends the strategy. Exits are never
-abandoned: an exit that ended without selling everything is followed by another for the
-rest, never two live at once (the live-exit constraint):
-- it filled part: the rest is placed at once;
-- it failed for a reason that may pass (429, outage, lost, a rejection by the broker's
-  RMS, retries exhausted): the user is alerted once (``exit_failed``) and settlement
-  places it again (``position_exit_retry``), a stop-loss at most
-  EXIT_RETRY_MAX_DELAY_SECONDS_STOPLOSS after the last try, a SELL/STOP/ABORT backing off
-  to EXIT_RETRY_MAX_DELAY_SECONDS_SELL, until the position is flat;
-- the account cannot trade (session expired, disabled): the position stays EXITING, the
-  user is alerted once (``exit_blocked``), and the exit is placed again by the first
-  settlement round after the account is active again (a new session).
-"""
+"""An order's outcome reaching its position, and the execution that gets it there (``order_execute``).
+Exits are never abandoned: one that ended without selling everything is followed by another for the
+rest, at once after a partial fill, else by settlement with backoff once the account can trade."""
 
 from __future__ import annotations
 
@@ -61,12 +49,10 @@ def order_execute(
     rate_taken: bool = False,
     hand_off: AcceptedHandOff | None = None,
 ) -> Order:
-    """Place ``order``, follow it until final and move the position. ``lock``: the
-    strategy's, which the caller holds (None: an exit proceeding without it), kept alive
-    while this waits. ``hand_off`` (``follow.follow_hand_off``): as soon as the broker has
-    accepted the order, recording that, following the fill and moving the position may go
-    to ``follow_order_task`` with the lock, and this returns the order (still PENDING
-    here) at once."""
+    """Place ``order``, follow it until final and move the position, keeping alive ``lock``
+    (the strategy's, held by the caller; None: an exit proceeding without it). ``hand_off``:
+    once accepted, the order may go on to ``follow_order_task`` with the lock, and this
+    returns it at once, still PENDING here."""
     with log_context(strategy_id=strategy.pk, order_id=order.pk):
         with broker_adapter(strategy) as adapter:
             order = order_place(

@@ -1,7 +1,6 @@
-"""Reconciling by tag: what the broker has under an order's tag settles an order whose
-placement had no answer (adopted, or not found), and tells a lost order that surfaced
-later (cancelled if still open, what it filled recorded, so the position can be squared
-back to what the strategy should hold: ``settlement.position_square_excess``)."""
+"""Reconciling by tag: the broker's orders under an order's tag settle a placement that had no
+answer (adopted, or not found), and find a lost order that surfaced later (cancelled if open,
+its fill recorded for ``settlement.position_square_excess``)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Settling a position that an execution left mid-way (the caller holds the strategy's
-lock): its live order settled by its tag and followed, a final outcome that never reached
-the position applied, a failed exit placed again; and what surfaced duplicates filled
-beyond what the strategy should hold squared off with an EXCESS order, so the strategy
-ends holding what the broker holds."""
+"""Settling a position an execution left mid-way (the caller holds the strategy's lock): its live
+order settled by its tag, an outcome that never reached it applied, a failed exit placed again,
+and what surfaced duplicates filled squared off (EXCESS), so the strategy holds what the broker holds."""
 
 from __future__ import annotations
 
