@@ -80,8 +80,8 @@ def _exit_confirm_unfollowed(order_id: int) -> int:
     if order is None:
         return 0
     idle = locks.lock_idle_seconds(strategy_id=order.strategy_id)
-    if idle is not None and idle < settings.EXIT_CONFIRM_AFTER_SECONDS:
-        return 0  # its holder renewed it lately: alive, and following
+    if idle is None or idle < settings.EXIT_CONFIRM_AFTER_SECONDS:
+        return 0  # free (settled the usual way once old enough), or renewed lately: alive, following
     strategy = order.strategy
     try:
         with broker_adapter(strategy) as adapter:
