@@ -1,6 +1,6 @@
 """The BUY's validity window (the late-BUY rule): a BUY may start until BUY_GRACE_SECONDS
 after it was due, and not after. Scheduling (fan-out, task expiry), execution (the order
-and its placement) and recovery (rescue, resend) all ask here."""
+and its placement) and settlement (the rescue of a lost BUY) all ask here."""
 
 from __future__ import annotations
 
