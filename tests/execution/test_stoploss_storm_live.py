@@ -26,7 +26,9 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-STORMED, CALM = 10, 50
+# p99 by nearest rank over 100 calm stops: one stop the machine itself stalls (a loaded CI
+# box descheduling the worker) is the 1 %, not the verdict; over 50 the p99 is the maximum.
+STORMED, CALM = 20, 100
 SPACING = 0.2  # between triggers: the calm account stays well under its 10 orders a second, even bunched
 WORKER_ENV = {
     "STOPLOSS_SLOT_SECONDS": "3",
@@ -101,7 +103,7 @@ def test_a_429_storm_on_one_account_does_not_delay_another_accounts_stoplosses(
             wait_until(partial(reached, due), interval=0.002)
             triggered[strategy.pk] = time.time()
             execute_stoploss_task.delay(strategy.pk)
-        wait_until(lambda: len(kite_sim.placed_at(calm_sim.api_key)) == CALM, timeout=20, message=lambda: logs(workers))
+        wait_until(lambda: len(kite_sim.placed_at(calm_sim.api_key)) == CALM, timeout=40, message=lambda: logs(workers))
 
         # then each calm stop reached the broker within a second of its trigger
         arrived = kite_sim.placed_at(calm_sim.api_key)
