@@ -19,7 +19,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from algotrader.devservers import (
-    DEFAULT_DATABASE_URL,
     LOCAL_HOSTS,
     DatabaseUnavailable,
     PrivatePostgres,
@@ -28,7 +27,7 @@ from algotrader.devservers import (
     redis_start,
     say,
 )
-from algotrader.processes import ROOT, ProcessGroup, honcho_concurrency, log_format, manage
+from algotrader.processes import DEFAULT_DATABASE_URL, ROOT, ProcessGroup, honcho_concurrency, log_format, manage
 
 GENERATED = {
     "SECRET_KEY": lambda: secrets.token_urlsafe(50),

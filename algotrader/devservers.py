@@ -23,8 +23,6 @@ from urllib.parse import urlsplit
 from algotrader.processes import ProcessGroup, port_open
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
-# The settings' default (algotrader/settings.py): what every process uses when DATABASE_URL is unset.
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/algotrader"
 # PostgreSQL refuses to run as root: as root, the private server runs as this user.
 UNPRIVILEGED_USER = "nobody"
 

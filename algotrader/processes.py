@@ -103,6 +103,10 @@ def honcho_concurrency(env: Mapping[str, str] | None = None) -> list[str]:
     return ["-c", ",".join(f"{name}={count}" for name, count in procfile_formation(env).items())]
 
 
+# What every process uses when DATABASE_URL is unset; `make run` starts a private server here
+# when nothing answers.
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/algotrader"
+
 LOG_FORMATS = ("text", "json")
 
 

@@ -13,7 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django_guid.integrations import CeleryIntegration
 
-from algotrader.processes import log_format
+from algotrader.processes import DEFAULT_DATABASE_URL, log_format
 from algotrader.queues import TaskName
 
 # Lets generic Django classes be subscripted (``ModelAdmin[Strategy]``) at run time.
@@ -111,9 +111,7 @@ TEMPLATES = [
 
 RUN_DIR = BASE_DIR / (env.str("RUN_DIR", default="") or "var")
 DATABASES = {
-    "default": environ.Env.db_url_config(
-        env.str("DATABASE_URL", default="") or "postgres://postgres@127.0.0.1:5432/algotrader"
-    ),
+    "default": environ.Env.db_url_config(env.str("DATABASE_URL", default="") or DEFAULT_DATABASE_URL),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -10,7 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from psycopg import sql
 
-from algotrader.devservers import DEFAULT_DATABASE_URL, postgres_connect, postgres_params
+from algotrader.devservers import postgres_connect, postgres_params
+from algotrader.processes import DEFAULT_DATABASE_URL
 
 
 @contextmanager
