@@ -44,13 +44,14 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
             Q(updated_at__lt=cutoff) | Q(side=Order.Side.SELL, updated_at__lt=exit_cutoff), status__in=Order.LIVE
         )
         .order_by("id")
-        .values_list("id", "strategy_id", "updated_at")[:SETTLE_BATCH]
+        .values_list("id", "strategy_id", "side", "updated_at")[:SETTLE_BATCH]
     )
     settled = 0
-    for order_id, strategy_id, updated_at in candidates:
+    for order_id, strategy_id, side, updated_at in candidates:
         lock = locks.lock_acquire(strategy_id=strategy_id) if updated_at < cutoff else None
         if lock is None:  # a worker is executing this strategy: the order is its to finish,
-            settled += _exit_confirm_unfollowed(order_id)  # unless it is an exit it stopped following
+            if side == Order.Side.SELL:  # unless it is an exit it stopped following
+                settled += _exit_confirm_unfollowed(order_id)
             continue
         with lock:
             try:
