@@ -19,6 +19,8 @@ class TaskName(StrEnum):
     EXECUTE_SELL = "execution.tasks.execute_sell_task"
     EXECUTE_STOPLOSS = "execution.tasks.execute_stoploss_task"
     FOLLOW_ORDER = "execution.tasks.follow_order_task"
+    # (strategy_id, trigger_price as a str): the protective stop's trigger follows a trailing stop.
+    MOVE_PROTECTIVE_STOP = "execution.tasks.move_protective_stop_task"
     SETTLE_ORDERS = "execution.tasks.settle_orders_task"
     FIRE_SLOT = "strategies.tasks.fire_slot_task"
     SWEEP_DUE = "strategies.tasks.sweep_due_task"

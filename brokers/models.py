@@ -34,6 +34,8 @@ class BrokerAccount(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.LOGIN_REQUIRED)
     broker_user_id = models.CharField(max_length=64, blank=True)
     last_validated_at = models.DateTimeField(null=True, blank=True)
+    # Off: no protective stop order rests at the broker for this account's positions.
+    protective_stops = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -64,6 +66,8 @@ class PaperOrder(models.Model):
     product = models.CharField(max_length=8, choices=[(p.value, p.value) for p in Product])
     quantity = models.PositiveIntegerField()
     limit_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    trigger_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    modifications = models.PositiveIntegerField(default=0)
     # Market orders are priced when placed and complete once the simulated latency has passed.
     fill_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     fill_due_at = models.DateTimeField(null=True, blank=True)

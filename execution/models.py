@@ -17,6 +17,8 @@ class Order(models.Model):
         STOPLOSS = "STOPLOSS"
         STOP = "STOP"
         ABORT = "ABORT"
+        TARGET = "TARGET"
+        TRAIL = "TRAIL"
         # Squares off what a lost order that surfaced later filled (either side): not an exit.
         EXCESS = "EXCESS"
 
@@ -37,6 +39,14 @@ class Order(models.Model):
     side = models.CharField(max_length=4, choices=Side.choices)
     reason = models.CharField(max_length=8, choices=Reason.choices)
     quantity = models.PositiveIntegerField()
+    # MARKET for every order but the protective stop: SL-M (or SL) until an exit converts it to MARKET.
+    order_type = models.CharField(max_length=6, default="MARKET")
+    trigger_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    limit_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    # Placed as the resting protective stop: the position's one exit order while it is held.
+    protective = models.BooleanField(default=False)
+    # Accepted modifications (Kite caps them per order).
+    modifications = models.PositiveIntegerField(default=0)
     # "AT" + the id in base 36, set in the insert's transaction: never reused, at most 20 alphanumerics.
     tag = models.CharField(max_length=20, unique=True, null=True, blank=True)
     retry_of = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="retried_by")
@@ -65,7 +75,7 @@ class Order(models.Model):
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
             models.CheckConstraint(
                 condition=Q(side="BUY", reason="BUY")
-                | Q(side="SELL", reason__in=("SELL", "STOPLOSS", "STOP", "ABORT"))
+                | Q(side="SELL", reason__in=("SELL", "STOPLOSS", "STOP", "ABORT", "TARGET", "TRAIL"))
                 | Q(reason="EXCESS"),
                 name="order_reason_matches_side",
             ),

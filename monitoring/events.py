@@ -91,6 +91,13 @@ class Event(Enum):
     L3_ERROR_LOGGED = ("L3", "ERROR_LOGGED", Category.MONITORING, Priority.LOW, False)
     L4_ALERT_TRIGGERED = ("L4", "ALERT_TRIGGERED", Category.MONITORING, Priority.LOW, True)
 
+    # Extensions beyond EVENT-MAP (docs/events.md): the protective stop, trailing stops, targets.
+    P1_PROTECTIVE_STOP_PLACED = ("P1", "PROTECTIVE_STOP_PLACED", Category.EXECUTION, Priority.HIGH, True)
+    P2_PROTECTIVE_STOP_MOVED = ("P2", "PROTECTIVE_STOP_MOVED", Category.EXECUTION, Priority.HIGH, True)
+    P3_PROTECTIVE_STOP_FILLED = ("P3", "PROTECTIVE_STOP_FILLED", Category.EXECUTION, Priority.HIGHEST, True)
+    P4_TRAILING_STOP_MOVED = ("P4", "TRAILING_STOP_MOVED", Category.MARKET, Priority.MEDIUM, True)
+    P5_TARGET_REACHED = ("P5", "TARGET_REACHED", Category.MARKET, Priority.HIGHEST, True)
+
     @classmethod
     def by_code(cls, code: str) -> "Event":
         return _BY_CODE[code]

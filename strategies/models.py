@@ -84,6 +84,8 @@ class Strategy(models.Model):
         STOP = "STOP"
         REJECTED = "REJECTED"
         ABORT = "ABORT"
+        TARGET = "TARGET"  # the price reached the take-profit
+        TRAIL = "TRAIL"  # the trailing stop, moved up from the entry's stop, was crossed
 
     class Product(models.TextChoices):
         INTRADAY = "MIS", "Intraday"
@@ -100,6 +102,14 @@ class Strategy(models.Model):
     sell_at = models.TimeField()
     stop_loss_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     stop_loss_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    # The stop follows the highest price since the fill, this far below it (one of the two, or neither).
+    stop_loss_trail_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    stop_loss_trail_points = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    # Exit at market when a tick reaches this (one of the two, or neither).
+    take_profit_percent = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    take_profit_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    # A protective stop order rests at the broker while the position is held (also off per account).
+    protective_stop = models.BooleanField(default=True)
 
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.CREATED)
     position = models.CharField(max_length=12, choices=Position.choices, default=Position.NONE)
@@ -113,6 +123,10 @@ class Strategy(models.Model):
     entry_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     # Fixed once the BUY fills (a percentage stop is computed from the fill price then).
     stop_trigger_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    # Fixed once the BUY fills, from a percentage or the price given.
+    target_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    # The highest price since the fill, as a trailing stop last recorded it.
+    trail_high_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -143,6 +157,32 @@ class Strategy(models.Model):
                 condition=models.Q(stop_loss_percent__isnull=True)
                 | models.Q(stop_loss_percent__gt=0, stop_loss_percent__lt=100),
                 name="strategy_stop_loss_percent_in_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(stop_loss_trail_percent__isnull=True)
+                | models.Q(stop_loss_trail_points__isnull=True),
+                name="strategy_one_trail_kind",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(stop_loss_trail_percent__isnull=True)
+                | models.Q(stop_loss_trail_percent__gt=0, stop_loss_trail_percent__lt=100),
+                name="strategy_trail_percent_in_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(stop_loss_trail_points__isnull=True) | models.Q(stop_loss_trail_points__gt=0),
+                name="strategy_trail_points_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(take_profit_percent__isnull=True) | models.Q(take_profit_price__isnull=True),
+                name="strategy_one_target_kind",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(take_profit_percent__isnull=True) | models.Q(take_profit_percent__gt=0),
+                name="strategy_target_percent_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(take_profit_price__isnull=True) | models.Q(take_profit_price__gt=0),
+                name="strategy_target_price_positive",
             ),
         ]
         indexes = [

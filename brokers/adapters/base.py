@@ -20,6 +20,8 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
+    SL = "SL"  # stop-limit: at the trigger, a LIMIT at ``price``
+    SL_M = "SL-M"  # stop-market: at the trigger, a MARKET
 
 
 class Product(StrEnum):
@@ -67,8 +69,9 @@ class OrderRequest:
     quantity: int
     tag: str  # ours, unique, at most 20 alphanumerics: how an order is found again
     order_type: OrderType = OrderType.MARKET
-    price: Decimal | None = None  # LIMIT only
+    price: Decimal | None = None  # LIMIT and SL only
     product: Product = Product.INTRADAY
+    trigger_price: Decimal | None = None  # SL and SL-M only
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class BrokerOrder:
     placed_at: datetime | None
     updated_at: datetime | None
     raw_status: str = ""
+    order_type: str = ""
+    trigger_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,20 @@ class BrokerAdapter(Protocol):
 
     def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         """Every order of today's book carrying ``tag``: how an ambiguous placement is settled."""
+        ...
+
+    def modify_order(
+        self,
+        broker_order_id: str,
+        *,
+        quantity: int | None = None,
+        order_type: OrderType | None = None,
+        trigger_price: Decimal | None = None,
+        price: Decimal | None = None,
+    ) -> None:
+        """Change an open order in place (what is None stays): how the protective stop moves,
+        grows with a partial BUY's later fills and becomes the exit (to MARKET). OrderRejected
+        (permanent) when the broker refuses: the order is final, or past its modification limit."""
         ...
 
     def cancel_order(self, broker_order_id: str) -> None: ...

@@ -191,10 +191,18 @@ class KiteAdapter:
             "validity": "DAY",
             "tag": request.tag,
         }
-        if request.order_type is OrderType.LIMIT:
+        if request.order_type in (OrderType.LIMIT, OrderType.SL):
             if request.price is None or request.price <= 0:
-                raise OrderRejected("A LIMIT order needs a positive price.", broker_error_type="InputException")
+                raise OrderRejected(
+                    f"A {request.order_type} order needs a positive price.", broker_error_type="InputException"
+                )
             form["price"] = format(request.price, "f")
+        if request.order_type in (OrderType.SL, OrderType.SL_M):
+            if request.trigger_price is None or request.trigger_price <= 0:
+                raise OrderRejected(
+                    f"A {request.order_type} order needs a positive trigger price.", broker_error_type="InputException"
+                )
+            form["trigger_price"] = format(request.trigger_price, "f")
         data = self._http.request("POST", f"/orders/{VARIETY}", form=form, order_write=True)
         order_id = data.get("order_id") if isinstance(data, Mapping) else None
         if not order_id:
@@ -216,6 +224,26 @@ class KiteAdapter:
         if not isinstance(book, list):
             raise BrokerUnavailable("Kite's order book was not a list.")
         return [self._order(entry) for entry in book if isinstance(entry, Mapping) and tag in _tags_of(entry)]
+
+    def modify_order(
+        self,
+        broker_order_id: str,
+        *,
+        quantity: int | None = None,
+        order_type: OrderType | None = None,
+        trigger_price: Decimal | None = None,
+        price: Decimal | None = None,
+    ) -> None:
+        form: dict[str, str] = {}
+        if quantity is not None:
+            form["quantity"] = str(quantity)
+        if order_type is not None:
+            form["order_type"] = str(order_type)
+        if trigger_price is not None:
+            form["trigger_price"] = format(trigger_price, "f")
+        if price is not None:
+            form["price"] = format(price, "f")
+        self._http.request("PUT", f"/orders/{VARIETY}/{quote(broker_order_id, safe='')}", form=form, order_write=True)
 
     def cancel_order(self, broker_order_id: str) -> None:
         self._http.request("DELETE", f"/orders/{VARIETY}/{quote(broker_order_id, safe='')}", order_write=True)
@@ -316,6 +344,8 @@ class KiteAdapter:
             placed_at=placed_at,
             updated_at=updated_at,
             raw_status=raw_status,
+            order_type=str(entry.get("order_type") or ""),
+            trigger_price=to_decimal(entry.get("trigger_price") or 0) or None,
         )
 
 

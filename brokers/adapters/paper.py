@@ -122,6 +122,17 @@ class PaperAdapter:
         self._settle(orders, timezone.now())
         return [_broker_order(order) for order in orders]
 
+    def modify_order(
+        self,
+        broker_order_id: str,
+        *,
+        quantity: int | None = None,
+        order_type: OrderType | None = None,
+        trigger_price: Decimal | None = None,
+        price: Decimal | None = None,
+    ) -> None:
+        raise OrderRejected("The paper broker cannot modify orders yet.")
+
     def cancel_order(self, broker_order_id: str) -> None:
         order = self._order(broker_order_id)
         self._settle([order], timezone.now())

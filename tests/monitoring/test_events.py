@@ -21,8 +21,11 @@ EVENT_MAP_CODES = (
 )
 
 
-def test_catalogue_holds_exactly_the_event_map_codes():
-    assert sorted(event.code for event in Event) == sorted(EVENT_MAP_CODES)
+EXTENSION_CODES = [f"P{i}" for i in range(1, 6)]
+
+
+def test_catalogue_holds_exactly_the_event_map_codes_and_the_extensions():
+    assert sorted(event.code for event in Event) == sorted(EVENT_MAP_CODES + EXTENSION_CODES)
     assert len(EVENT_MAP_CODES) == 39
 
 
