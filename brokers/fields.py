@@ -1,6 +1,7 @@
 """``EncryptedTextField``: text encrypted at rest with Fernet keys of its own
 (``settings.FIELD_ENCRYPTION_KEYS``: the first encrypts, all decrypt), stored as
-the Fernet token in a text column. Independent of ``SECRET_KEY``; never pickle."""
+the Fernet token in a text column. Independent of ``SECRET_KEY``; never pickle.
+Serialized (dumpdata, fixtures) it leaves only as ``fernet:<token>``, never as the text."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.exceptions import FieldError, ImproperlyConfigured
+from django.core.exceptions import FieldError, ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Expression
 from django.db.models.lookups import Exact, IsNull, Lookup
+
+SERIALIZED_PREFIX = "fernet:"
 
 
 class DecryptionError(Exception):
@@ -68,6 +71,23 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
         if value is None or value == "":
             return value
         return decrypt_text(value, what=f"{self.model._meta.label}.{self.name}")
+
+    def value_to_string(self, obj: models.Model) -> str:
+        # What Django's serializers (dumpdata, fixtures) write: the ciphertext, marked so that
+        # loading it back (``to_python``) restores the text instead of encrypting the token.
+        value = self.value_from_object(obj)
+        if value is None or value == "":
+            return value  # type: ignore[no-any-return]
+        return SERIALIZED_PREFIX + encrypt_text(str(value))
+
+    def to_python(self, value: Any) -> Any:
+        value = super().to_python(value)
+        if isinstance(value, str) and value.startswith(SERIALIZED_PREFIX):
+            try:
+                return decrypt_text(value.removeprefix(SERIALIZED_PREFIX), what=f"serialized {self.name}")
+            except DecryptionError as error:
+                raise ValidationError(str(error), code="undecryptable") from error
+        return value
 
     def get_prep_value(self, value: Any) -> Any:
         value = super().get_prep_value(value)

@@ -1,9 +1,14 @@
 """EncryptedTextField: plain text in Python, a Fernet token in the database, readable
 only with FIELD_ENCRYPTION_KEYS (and with nothing else, SECRET_KEY included)."""
 
+import io
+import json
+
 import pytest
 from cryptography.fernet import Fernet
+from django.core import serializers
 from django.core.exceptions import FieldError, ImproperlyConfigured
+from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 
@@ -101,3 +106,41 @@ def test_a_malformed_key_is_a_configuration_error_that_does_not_echo_the_key():
         field_fernet()
 
     assert "not-a-fernet-key-but-secret" not in str(error.value)
+
+
+def test_dumpdata_writes_the_secrets_as_ciphertext_only():
+    account = BrokerAccountFactory.create(kite=True, api_key="canaryKEY42", api_secret=SECRET, access_token="canaryTOK")
+    out = io.StringIO()
+
+    call_command("dumpdata", "brokers.brokeraccount", format="json", stdout=out)
+
+    dumped = out.getvalue()
+    for secret in ("canaryKEY42", SECRET, "canaryTOK"):
+        assert secret not in dumped
+    (row,) = [entry for entry in json.loads(dumped) if entry["pk"] == account.pk]
+    assert row["fields"]["api_secret"].startswith("fernet:gAAAAA")
+
+
+@pytest.mark.parametrize("format_", ["json", "xml", "python"])
+def test_every_serializer_format_gives_ciphertext_and_loads_back_the_text(format_):
+    account = BrokerAccountFactory.create(kite=True, api_secret=SECRET)
+
+    dumped = serializers.serialize(format_, BrokerAccount.objects.filter(pk=account.pk))
+
+    assert SECRET not in str(dumped)
+    BrokerAccount.objects.filter(pk=account.pk).update(api_secret="")
+    (loaded,) = serializers.deserialize(format_, dumped)
+    loaded.save()
+    assert BrokerAccount.objects.get(pk=account.pk).api_secret == SECRET
+    assert SECRET not in raw_column(account, "api_secret")
+
+
+def test_a_fixture_encrypted_under_a_key_no_longer_held_is_refused():
+    account = BrokerAccountFactory.create(kite=True, api_secret=SECRET)
+    dumped = serializers.serialize("json", BrokerAccount.objects.filter(pk=account.pk))
+
+    with (
+        override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]),
+        pytest.raises(serializers.base.DeserializationError),
+    ):
+        list(serializers.deserialize("json", dumped))
