@@ -1,6 +1,17 @@
+from collections.abc import Iterable
+
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+SIMPLEJWT_BLACKLIST = "rest_framework_simplejwt.token_blacklist"
+
+
+def token_storage_check(installed_apps: Iterable[str]) -> None:
+    """simplejwt's blacklist app keeps every live refresh token in clear, and its RefreshToken
+    writes there once installed: rotation and revocation are ours (``RefreshTokenRecord``)."""
+    if SIMPLEJWT_BLACKLIST in installed_apps:
+        raise ImproperlyConfigured(f"remove {SIMPLEJWT_BLACKLIST!r} from INSTALLED_APPS: it stores tokens in clear")
 
 
 class UsersConfig(AppConfig):
@@ -9,13 +20,4 @@ class UsersConfig(AppConfig):
     verbose_name = "Users"
 
     def ready(self) -> None:
-        # Refresh rotation without the blacklist would leave every rotated-away
-        # token usable until it expires: refuse to start rather than run like that.
-        jwt = settings.SIMPLE_JWT
-        blacklist_installed = "rest_framework_simplejwt.token_blacklist" in settings.INSTALLED_APPS
-        if jwt.get("ROTATE_REFRESH_TOKENS") and not blacklist_installed:
-            raise ImproperlyConfigured(
-                "ROTATE_REFRESH_TOKENS needs 'rest_framework_simplejwt.token_blacklist' in INSTALLED_APPS"
-            )
-        if not jwt.get("BLACKLIST_AFTER_ROTATION"):
-            raise ImproperlyConfigured("BLACKLIST_AFTER_ROTATION must be on when refresh tokens rotate")
+        token_storage_check(settings.INSTALLED_APPS)

@@ -41,3 +41,26 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+
+class RefreshTokenRecord(models.Model):
+    """What rotation and revocation need of one issued refresh token, and nothing usable: its
+    jti and a SHA-256 of it, never the token. A family is one login's chain of rotations; a
+    token presented again after it was rotated revokes its whole family (OAuth's reuse rule)."""
+
+    jti = models.CharField(max_length=64, unique=True)
+    token_sha256 = models.CharField(max_length=64)
+    family = models.UUIDField(db_index=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="refresh_tokens")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    # Rotated away or logged out: never valid again, and presenting it again is reuse.
+    used_at = models.DateTimeField(null=True, blank=True)
+    # The family was revoked (reuse detected, or logout).
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="refreshtoken_expiry")]
+
+    def __str__(self) -> str:
+        return f"refresh {self.jti[:8]}… of user {self.user_id}"

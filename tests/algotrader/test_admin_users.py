@@ -4,7 +4,9 @@ masked hash summary."""
 import pytest
 from django.test import Client
 
-from algotrader.users.models import User
+from algotrader.users.exceptions import InvalidToken
+from algotrader.users.models import RefreshTokenRecord, User
+from algotrader.users.services import token_refresh, tokens_issue
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -41,3 +43,17 @@ def test_a_users_page_never_shows_the_password_hash(operator):
     assert user.password not in html
     assert salt not in html and digest not in html
     assert algorithm in html  # Django's summary: the algorithm and masked parts only
+
+
+def test_an_operator_revokes_a_login_from_admin(operator, user):
+    tokens = tokens_issue(user=user)
+    record = RefreshTokenRecord.objects.get(user=user)
+
+    response = operator.post(
+        "/admin/users/refreshtokenrecord/", {"action": "revoke_families", "_selected_action": [record.pk]}
+    )
+
+    assert response.status_code == 302
+    assert RefreshTokenRecord.objects.get(pk=record.pk).revoked_at is not None
+    with pytest.raises(InvalidToken):
+        token_refresh(refresh=tokens.refresh)

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
 from algotrader.users.models import User
@@ -163,7 +164,32 @@ def test_refresh_rotates_and_the_old_refresh_token_is_refused(api_client, user, 
     assert AccessToken(rotated.json()["access"])["user_id"] == str(user.pk)
     assert reused.status_code == 401
     assert reused.json()["error"]["code"] == "token_invalid"
-    assert api_client.post(REFRESH, {"refresh": rotated.json()["refresh"]}, format="json").status_code == 200
+
+
+def test_a_rotated_token_presented_again_revokes_its_whole_family(api_client, user, password):
+    first = login(api_client, user.email, password).json()
+    other_login = login(api_client, user.email, password).json()
+    rotated = api_client.post(REFRESH, {"refresh": first["refresh"]}, format="json").json()
+
+    reused = api_client.post(REFRESH, {"refresh": first["refresh"]}, format="json")
+
+    assert reused.status_code == 401
+    # The thief or the owner holds the newer token: neither may use it any more.
+    assert api_client.post(REFRESH, {"refresh": rotated["refresh"]}, format="json").status_code == 401
+    # Another login (another family) is untouched.
+    assert api_client.post(REFRESH, {"refresh": other_login["refresh"]}, format="json").status_code == 200
+
+
+def test_the_database_keeps_no_usable_refresh_token(api_client, user, password):
+    tokens = login(api_client, user.email, password).json()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM users_refreshtokenrecord")
+        rows = [" ".join(str(value) for value in row) for row in cursor.fetchall()]
+
+    assert len(rows) == 1
+    assert tokens["refresh"] not in rows[0]
+    assert tokens["refresh"].split(".")[2] not in rows[0]  # not even the signature
 
 
 def test_refresh_refuses_an_access_token_and_garbage(api_client, user, password):
@@ -181,7 +207,7 @@ def test_refresh_refuses_a_deactivated_user(api_client, user, password):
     assert api_client.post(REFRESH, {"refresh": tokens["refresh"]}, format="json").status_code == 401
 
 
-def test_logout_blacklists_the_refresh_token(api_client, user, password):
+def test_logout_revokes_the_refresh_token(api_client, user, password):
     tokens = login(api_client, user.email, password).json()
 
     logout = api_client.post(LOGOUT, {"refresh": tokens["refresh"]}, format="json")

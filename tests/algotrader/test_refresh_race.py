@@ -6,15 +6,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 from rest_framework_simplejwt.tokens import RefreshToken
+
+from algotrader.users.models import RefreshTokenRecord
+from algotrader.users.services import tokens_issue
 
 CONCURRENT = 20
 
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_refreshes_of_one_token_give_exactly_one_success(live_server, user):
-    token = str(RefreshToken.for_user(user))
+    token = tokens_issue(user=user).refresh
     start = threading.Barrier(CONCURRENT)
 
     def refresh(_: int) -> int:
@@ -26,4 +28,5 @@ def test_concurrent_refreshes_of_one_token_give_exactly_one_success(live_server,
 
     assert statuses.count(200) == 1
     assert statuses.count(401) == CONCURRENT - 1
-    assert BlacklistedToken.objects.filter(token__jti=RefreshToken(token, verify=False)["jti"]).count() == 1  # type: ignore[arg-type]
+    used = RefreshTokenRecord.objects.get(jti=RefreshToken(token, verify=False)["jti"])  # type: ignore[arg-type]
+    assert used.used_at is not None

@@ -1,20 +1,16 @@
 """Configuration that would make auth unsafe stops start-up."""
 
 import pytest
-from django.apps import apps
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.test import override_settings
+
+from algotrader.users.apps import SIMPLEJWT_BLACKLIST, token_storage_check
 
 
-def test_refresh_rotation_without_the_blacklist_app_refuses_to_start(settings):
-    installed = [app for app in settings.INSTALLED_APPS if app != "rest_framework_simplejwt.token_blacklist"]
-
-    with override_settings(INSTALLED_APPS=installed), pytest.raises(ImproperlyConfigured, match="token_blacklist"):
-        apps.get_app_config("users").ready()
+def test_simplejwts_blacklist_app_which_keeps_tokens_in_clear_refuses_to_start():
+    with pytest.raises(ImproperlyConfigured, match="token_blacklist"):
+        token_storage_check([*settings.INSTALLED_APPS, SIMPLEJWT_BLACKLIST])
 
 
-def test_rotation_without_blacklisting_refuses_to_start(settings):
-    jwt = {**settings.SIMPLE_JWT, "BLACKLIST_AFTER_ROTATION": False}
-
-    with override_settings(SIMPLE_JWT=jwt), pytest.raises(ImproperlyConfigured, match="BLACKLIST_AFTER_ROTATION"):
-        apps.get_app_config("users").ready()
+def test_the_configured_apps_pass_the_check():
+    token_storage_check(settings.INSTALLED_APPS)
