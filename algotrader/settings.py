@@ -266,6 +266,7 @@ AUTH_PASSWORD_VALIDATORS = [
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "algotrader.users.password_validation.NotTrivialPasswordValidator"},
 ]
 
 ACCESS_TOKEN_MINUTES = env.int("ACCESS_TOKEN_MINUTES", default=5)
@@ -309,6 +310,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "auth_ip": env.str("THROTTLE_AUTH_PER_IP", default="60/min"),
         "auth_account": env.str("THROTTLE_AUTH_PER_ACCOUNT", default="20/min"),
+        "auth_token": env.str("THROTTLE_AUTH_TOKEN_PER_IP", default="30/min"),
     },
     "NUM_PROXIES": env.int("TRUSTED_PROXY_COUNT", default=0),
 }

@@ -49,6 +49,8 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict[str, str]]:
         "FLOWER_BASIC_AUTH": "operator:flower-test-password",
         "ORDERS_CONCURRENCY": "1",
         "STOPLOSS_CONCURRENCY": "1",
+        "THROTTLE_AUTH_PER_IP": "3/min",
+        "TRUSTED_PROXY_COUNT": "0",
     }
     empty_env_file = tmp_path / "empty.env"
     empty_env_file.write_text("")
@@ -76,12 +78,23 @@ def test_every_procfile_process_starts_and_stays_up(stack):
     replies: list[dict[str, object]] = []
     while len(replies) < 4 and time.monotonic() < deadline:
         replies = celery.control.ping(timeout=1.0) or []
+    # No proxy is trusted: a client on loopback that claims other addresses is still one address.
+    spoofed = [
+        requests.post(
+            f"{web}/api/v1/auth/login/",
+            json={"email": f"spoof{i}@example.com", "password": "not the password"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            timeout=10,
+        ).status_code
+        for i in range(4)
+    ]
     time.sleep(8)  # past the 5 s idle timeouts (Redis blocking reads) a process could die of
     log = Path(stack["log"]).read_text()
 
     assert health.status_code == 200, log
     assert health.json() == {"status": "ok", "database": "ok", "redis": "ok"}
     assert schema.status_code == 200
+    assert spoofed == [401, 401, 401, 429]
     assert flower_anonymous.status_code == 401
     assert flower_operator.status_code == 200
     assert sorted(name.split("@")[0] for reply in replies for name in reply) == [

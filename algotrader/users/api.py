@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from algotrader.api.requests import request_user
 from algotrader.users import services
 from algotrader.users.models import User
-from algotrader.users.throttles import AuthPerAccountThrottle, AuthPerIPThrottle
+from algotrader.users.throttles import AuthPerAccountThrottle, AuthPerIPThrottle, AuthTokenPerIPThrottle
 
 
 class UserOutput(serializers.ModelSerializer[User]):
@@ -65,6 +65,7 @@ class RefreshInput(serializers.Serializer[Any]):
 class RefreshApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
+    throttle_classes = [AuthTokenPerIPThrottle]
 
     @extend_schema(request=RefreshInput, responses={200: TokenPairOutput}, operation_id="auth_refresh")
     def post(self, request: Request) -> Response:
@@ -77,6 +78,7 @@ class RefreshApi(APIView):
 class LogoutApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
+    throttle_classes = [AuthTokenPerIPThrottle]
 
     @extend_schema(request=RefreshInput, responses={204: None}, operation_id="auth_logout")
     def post(self, request: Request) -> Response:

@@ -27,3 +27,9 @@ class AuthPerAccountThrottle(SimpleRateThrottle):
             return None
         ident = hashlib.sha256(email.strip().lower().encode()).hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class AuthTokenPerIPThrottle(AuthPerIPThrottle):
+    """Refresh and logout, per client address: each is a database write and a token check."""
+
+    scope = "auth_token"

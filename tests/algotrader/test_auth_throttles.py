@@ -41,3 +41,12 @@ def test_login_is_throttled_per_address_across_accounts(api_client, rates):
     assert [r.status_code for r in responses] == [401, 401, 401, 429]
     assert responses[-1].json()["error"]["code"] == "throttled"
     assert int(responses[-1]["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/refresh/", "/api/v1/auth/logout/"])
+def test_refresh_and_logout_are_throttled_per_address(api_client, rates, path):
+    rates(auth_token="3/min")
+
+    statuses = [api_client.post(path, {"refresh": "not.a.token"}, format="json").status_code for _ in range(4)]
+
+    assert statuses == [401, 401, 401, 429]
