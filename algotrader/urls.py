@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from algotrader.api.views import json_not_found, json_server_error
+from algotrader.api.views import json_bad_request, json_not_found, json_server_error
 
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/", include("algotrader.users.urls")),
@@ -21,5 +21,6 @@ urlpatterns = [
     path("", include("monitoring.urls")),
 ]
 
+handler400 = json_bad_request
 handler404 = json_not_found
 handler500 = json_server_error

@@ -14,10 +14,21 @@ from algotrader.api.requests import request_user
 from brokers import selectors, services
 from brokers.models import BrokerAccount
 
+# Kite's keys and tokens are printable ASCII without spaces; anything else (CRLF, non-Latin-1)
+# could never authenticate and would break the HTTP header it is sent in.
+_CREDENTIAL_PATTERN = r"^[\x21-\x7e]*$"
+_CREDENTIAL_MESSAGE = "Only printable ASCII characters without spaces."
 
-def _secret_field(max_length: int) -> serializers.CharField:
-    return serializers.CharField(
-        max_length=max_length, required=False, allow_blank=True, write_only=True, trim_whitespace=True
+
+def _secret_field(max_length: int) -> serializers.RegexField:
+    return serializers.RegexField(
+        _CREDENTIAL_PATTERN,
+        max_length=max_length,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=True,
+        error_messages={"invalid": _CREDENTIAL_MESSAGE},
     )
 
 
@@ -121,7 +132,9 @@ class BrokerAccountLoginUrlApi(APIView):
 
 class BrokerAccountSessionApi(APIView):
     class BrokerAccountSessionInput(serializers.Serializer[Any]):
-        request_token = serializers.CharField(max_length=128, write_only=True)
+        request_token = serializers.RegexField(
+            _CREDENTIAL_PATTERN, max_length=128, write_only=True, error_messages={"invalid": _CREDENTIAL_MESSAGE}
+        )
 
     @extend_schema(
         request=BrokerAccountSessionInput,

@@ -6,11 +6,11 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from algotrader.api.pagination import BoundedLimitOffsetPagination, paginated
 from algotrader.api.requests import request_user
 from monitoring.models import EventLog
 from strategies import selectors, services
@@ -96,9 +96,9 @@ class EventOutput(serializers.ModelSerializer[EventLog]):
 
 
 class StrategyListApi(APIView):
-    @extend_schema(responses={200: StrategyOutput(many=True)}, operation_id="strategies_list")
+    @extend_schema(**paginated(StrategyOutput, name="StrategyPage"), operation_id="strategies_list")
     def get(self, request: Request) -> Response:
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.strategy_list(user=request_user(request)), request, view=self)
         return paginator.get_paginated_response(StrategyOutput(page, many=True).data)
 
@@ -149,9 +149,9 @@ class StrategyStopApi(APIView):
 
 
 class StrategyEventsApi(APIView):
-    @extend_schema(responses={200: EventOutput(many=True)}, operation_id="strategies_events")
+    @extend_schema(**paginated(EventOutput, name="EventPage"), operation_id="strategies_events")
     def get(self, request: Request, strategy_id: int) -> Response:
         strategy = selectors.strategy_get(user=request_user(request), strategy_id=strategy_id)
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.strategy_timeline(strategy=strategy), request, view=self)
         return paginator.get_paginated_response(EventOutput(page, many=True).data)

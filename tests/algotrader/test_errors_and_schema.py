@@ -1,5 +1,7 @@
 """The API's one error format, its OpenAPI schema and docs."""
 
+import json
+
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -46,3 +48,17 @@ def test_schema_and_docs_are_served():
     assert schema.json()["openapi"].startswith("3.")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+def test_list_operations_declare_the_page_object_and_every_operation_its_errors(tmp_path):
+    out = tmp_path / "schema.json"
+    call_command("spectacular", "--format", "openapi-json", "--file", str(out))
+    schema = json.loads(out.read_text())
+
+    listed = schema["paths"]["/api/v1/strategies/"]["get"]["responses"]["200"]["content"]["application/json"]
+    page = schema["components"]["schemas"][listed["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert set(page["properties"]) == {"count", "next", "previous", "results"}
+    for path in schema["paths"].values():
+        for operation in path.values():
+            assert {"400", "401", "404", "409", "429"} <= set(operation["responses"])
+            assert operation["responses"]["429"]["content"]["application/json"]["example"]["error"]["code"]
