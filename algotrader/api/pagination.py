@@ -54,7 +54,9 @@ def paginated(output: type[serializers.Serializer[Any]], *, name: str) -> dict[s
         },
     )
     parameters = [
-        OpenApiParameter("limit", int, description=f"Page size, 1 to {MAX_LIMIT}."),
-        OpenApiParameter("offset", int, description=f"Items to skip, 0 to {MAX_OFFSET}."),
+        OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, description="Page size."),
+        OpenApiParameter(
+            "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}, description="Items to skip."
+        ),
     ]
     return {"responses": {200: page}, "parameters": parameters}

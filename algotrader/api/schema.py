@@ -29,6 +29,7 @@ _ERRORS = {
     "404": ("Not found (or not yours).", "not_found", {}),
     "409": ("The request conflicts with the object's state.", "conflict", {}),
     "429": ("Too many requests: retry after the Retry-After header's seconds.", "throttled", {}),
+    "503": ("A service it needs (the broker) did not answer: retry later.", "broker_unavailable", {}),
 }
 
 

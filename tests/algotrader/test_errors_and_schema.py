@@ -60,5 +60,5 @@ def test_list_operations_declare_the_page_object_and_every_operation_its_errors(
     assert set(page["properties"]) == {"count", "next", "previous", "results"}
     for path in schema["paths"].values():
         for operation in path.values():
-            assert {"400", "401", "404", "409", "429"} <= set(operation["responses"])
+            assert {"400", "401", "404", "409", "429", "503"} <= set(operation["responses"])
             assert operation["responses"]["429"]["content"]["application/json"]["example"]["error"]["code"]
