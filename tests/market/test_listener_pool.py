@@ -7,12 +7,14 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 from channels.layers import InMemoryChannelLayer
+from django.core.management import CommandError, call_command
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.adapters.base import FeedEvents, Tick, TickHandler
 from market.listener import MarketListener
 from monitoring.models import Alert
+from tests.factories import BrokerAccountFactory
 from tests.market.helpers import events
 
 
@@ -231,3 +233,21 @@ def test_a_silent_connection_is_restarted_alone(pool):
 
     assert (first.stops, second.stops) == (0, 1) and second.starts == 1
     assert [e.payload["connection"] for e in events("M3")] == [2]
+
+
+@pytest.mark.django_db
+def test_the_command_refuses_a_feed_account_that_does_not_exist(settings):
+    settings.MARKET_FEED_ACCOUNT_IDS = [987_654]
+
+    with pytest.raises(CommandError, match="no broker account 987654"):
+        call_command("run_market_listener")
+
+
+@pytest.mark.django_db
+def test_the_command_refuses_two_feed_accounts_on_one_api_key(settings):
+    first = BrokerAccountFactory.create(kite=True, api_key="samekey")
+    second = BrokerAccountFactory.create(kite=True, api_key="samekey")
+    settings.MARKET_FEED_ACCOUNT_IDS = [first.pk, second.pk]
+
+    with pytest.raises(CommandError, match="share an API key"):
+        call_command("run_market_listener")

@@ -25,11 +25,6 @@ class Command(BaseCommand):
     help = "Run the market-data listener (broker tick WebSocket to the channel layer)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stop = threading.Event()
-        # Recovery (X1, X4) starts beside the stream (execution.recovery.watch receives this).
-        started_work = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
         account_ids = settings.MARKET_FEED_ACCOUNT_IDS
         if account_ids:
             accounts = {account.pk: account for account in BrokerAccount.objects.filter(pk__in=account_ids)}
@@ -37,10 +32,18 @@ class Command(BaseCommand):
             if missing:
                 raise CommandError(f"MARKET_FEED_ACCOUNT_ID: no broker account {', '.join(missing)}")
             feed_accounts = [accounts[pk] for pk in dict.fromkeys(account_ids)]
+            keys = [a.api_key for a in feed_accounts if a.kind == BrokerAccount.Kind.KITE]
+            if len(set(keys)) < len(keys):  # the broker counts connections per key, not per account
+                raise CommandError("MARKET_FEED_ACCOUNT_ID: two of the accounts share an API key")
             simulated = settings.KITE_SIMULATED or all(a.kind == BrokerAccount.Kind.PAPER for a in feed_accounts)
         else:
             feed_accounts = [BrokerAccount(kind=BrokerAccount.Kind.PAPER)]  # the paper feed needs no saved account
             simulated = True
+        stop = threading.Event()
+        # Recovery (X1, X4) starts beside the stream (execution.recovery.watch receives this).
+        started_work = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         # One factory per account: each opens as many connections on its API key as the listener asks for.
         adapters = [adapter_for(account) for account in feed_accounts]
         listener = MarketListener(stream_factory=[_stream_factory(a) for a in adapters], simulated_venue=simulated)
