@@ -383,8 +383,17 @@ PAPER_MARKET_ALWAYS_OPEN = env.bool("PAPER_MARKET_ALWAYS_OPEN", default=True)
 if PAPER_SLIPPAGE_BPS < 0 or PAPER_LATENCY_MS < 0 or PAPER_TICK_INTERVAL <= 0:
     raise ImproperlyConfigured("PAPER_SLIPPAGE_BPS and PAPER_LATENCY_MS must be >= 0, PAPER_TICK_INTERVAL > 0")
 
-# Market data: an empty MARKET_FEED_ACCOUNT_ID follows the paper broker's simulated market.
-MARKET_FEED_ACCOUNT_ID = int(env.str("MARKET_FEED_ACCOUNT_ID", default="") or 0) or None
+# Market data: an empty MARKET_FEED_ACCOUNT_ID follows the paper broker's simulated market; a
+# comma-separated list spreads the listener's connections over several accounts' API keys.
+MARKET_FEED_ACCOUNT_IDS = [
+    int(part) for part in env.str("MARKET_FEED_ACCOUNT_ID", default="").split(",") if part.strip()
+]
+MARKET_FEED_ACCOUNT_ID = MARKET_FEED_ACCOUNT_IDS[0] if MARKET_FEED_ACCOUNT_IDS else None
+# A Kite ticker connection carries at most 3,000 instruments, and an API key opens at most 3.
+MARKET_FEED_INSTRUMENTS_PER_CONNECTION = env.int("MARKET_FEED_INSTRUMENTS_PER_CONNECTION", default=3000)
+MARKET_FEED_CONNECTIONS_PER_KEY = env.int("MARKET_FEED_CONNECTIONS_PER_KEY", default=3)
+if min(MARKET_FEED_INSTRUMENTS_PER_CONNECTION, MARKET_FEED_CONNECTIONS_PER_KEY) < 1:
+    raise ImproperlyConfigured("MARKET_FEED_INSTRUMENTS_PER_CONNECTION and _CONNECTIONS_PER_KEY must be >= 1")
 MARKET_FEED_STALE_SECONDS = env.float("MARKET_FEED_STALE_SECONDS", default=10.0)
 MARKET_FEED_STALL_SECONDS = env.float("MARKET_FEED_STALL_SECONDS", default=10.0)
 MARKET_RECONCILE_SECONDS = env.float("MARKET_RECONCILE_SECONDS", default=30.0)

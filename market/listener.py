@@ -1,7 +1,8 @@
-"""The market listener: one broker tick stream over every instrument with running strategies or
-armed stops, each frame forwarded as one ``ticks.batch`` message. The stream's thread does no
-database work (it queues events); the main thread owns subscriptions, health checks and every
-database write; a small event loop thread owns the channel layer."""
+"""The market listener: broker tick streams over every instrument with running strategies or
+armed stops (as many connections as they need, ``market.feed_pool``), each frame forwarded as
+one ``ticks.batch`` message. The streams' threads do no database work (they queue events); the
+main thread owns subscriptions, health checks and every database write; a small event loop
+thread owns the channel layer."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 import redis
 from channels.exceptions import ChannelFull
@@ -23,19 +23,19 @@ from django.db import close_old_connections
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
-from brokers.adapters.base import FeedEvents, Tick, TickHandler, TickStream
+from brokers.adapters.base import Tick
 from market import feed_alerts
+from market.feed_pool import FeedConnection, FeedPool, StreamFactory
+from market.hours import MarketHours
 from market.ticks import BATCH_TYPE, TICKS_CHANNEL
 from monitoring.events import Event
 from monitoring.services import Emission, emit_many, error_emission
-from strategies import calendar
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
-StreamFactory = Callable[[TickHandler, FeedEvents], TickStream]
 STATUS_EVERY = 1.0  # seconds between health checks and status heartbeats
 STATUS_TTL = 30  # a status older than this means the listener is gone
-CALENDAR_CACHE_SECONDS = 30.0
 DROP_REPORT_EVERY = 60.0  # seconds between B6 records of frames dropped on the way to the consumer
 ERROR_REPORT_EVERY = 60.0  # seconds between L3 records of one kind of failure during an outage
 
@@ -44,14 +44,17 @@ class MarketListener:
     def __init__(
         self,
         *,
-        stream_factory: StreamFactory,
+        stream_factory: StreamFactory | Sequence[StreamFactory],
         simulated_venue: bool,
         stale_seconds: float | None = None,
         stall_seconds: float | None = None,
         reconcile_seconds: float | None = None,
         channel_layer: BaseChannelLayer | None = None,
+        per_connection: int | None = None,
+        connections_per_key: int | None = None,
     ) -> None:
-        self._simulated_venue = simulated_venue
+        """``stream_factory``: one per feed account (API key), each opening one connection per call."""
+        self._hours = MarketHours(simulated_venue=simulated_venue)
         self._stale_seconds = stale_seconds or settings.MARKET_FEED_STALE_SECONDS
         self._stall_seconds = stall_seconds or settings.MARKET_FEED_STALL_SECONDS
         self._reconcile_seconds = reconcile_seconds or settings.MARKET_RECONCILE_SECONDS
@@ -60,46 +63,48 @@ class MarketListener:
             raise RuntimeError("the market listener needs a channel layer (CHANNEL_LAYERS)")
         self._layer = layer
         self._redis = get_redis()
-        self._stream = stream_factory(self.on_ticks, self)
-
+        self._factories = [stream_factory] if callable(stream_factory) else list(stream_factory)
+        self._pool = FeedPool(
+            per_connection=per_connection or settings.MARKET_FEED_INSTRUMENTS_PER_CONNECTION,
+            accounts=len(self._factories),
+            connections_per_account=connections_per_key or settings.MARKET_FEED_CONNECTIONS_PER_KEY,
+        )
         self._lock = threading.Lock()
-        self._subscribed: set[str] = set()
+        self._running = self._stopping = False
+        self._connections: list[FeedConnection] = []
+        self._open_connection()  # the first at once: the feed reports connected (B5) before anything is wanted
+        self._wanted: set[str] = set()
+        self._armed: set[str] = set()  # the wanted instruments with armed stops
+        self._uncarried: set[str] = set()
         self._pending_first: set[str] = set()
-        # Wall-clock receipt of each instrument's last tick (written by the stream thread).
+        # Wall-clock receipt of each instrument's last tick (written by the stream threads).
         self._last_tick_at: dict[str, float] = {}
         self._last_frame_at = 0.0
-        self._quiet_since = time.time()  # the stall clock restarts on (re)connect and (re)subscribe
-        self._down_since: float | None = None
-        self._restarting = False
         self._events: queue.Queue[Emission] = queue.Queue()
         # Alerts to open or resolve, recorded with the events by the main thread.
-        self._alerts: queue.Queue[feed_alerts.StaleFeedAlert] = queue.Queue()
+        self._alerts: queue.Queue[feed_alerts.FeedAlert] = queue.Queue()
         self._frames = 0
         self._dropped = 0
         self._drop_reported_at = float("-inf")
-        self._open_cache: dict[str, tuple[float, bool]] = {}
         self._error_reported_at: dict[str, float] = {}
 
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="market-layer", daemon=True)
 
-    # -- the stream thread -----------------------------------------------------------
+    # -- the stream threads ----------------------------------------------------------
 
-    def on_ticks(self, batch: list[Tick]) -> None:
+    def on_ticks(self, batch: list[Tick], connection: FeedConnection | None = None) -> None:
+        connection = connection or self._connections[0]
         received_at = time.time()
         ticks: list[list[Any]] = [[f"{tick.exchange}:{tick.symbol}", tick.price, tick.exchange_ts] for tick in batch]
         last_tick_at = self._last_tick_at
         for row in ticks:
             last_tick_at[row[0]] = received_at
-        self._last_frame_at = received_at
+        self._last_frame_at = connection.last_frame_at = received_at
         message: dict[str, Any] = {"type": BATCH_TYPE, "ticks": ticks, "received_at": received_at}
-        if self._down_since is not None:
+        if connection.down_since is not None and connection.restored(received_at):
             with self._lock:
-                down_since, self._down_since = self._down_since, None
-                self._pending_first |= self._subscribed
-            if down_since is not None:
-                gap = round(received_at - down_since, 3)
-                self._queue(Event.M4_PRICE_STREAM_RESTORED, f"Ticks flow again after {gap} s", {"gap_seconds": gap})
+                self._pending_first |= self._pool.members[connection.index]
         if self._pending_first:
             with self._lock:
                 first = self._pending_first.intersection(row[0] for row in ticks)
@@ -122,19 +127,21 @@ class MarketListener:
                 self._drop_reported_at = now
                 self._queue(Event.B6_PRICE_FEED_ERROR, f"Frames dropped: {reason}", {"dropped": self._dropped})
 
-    def on_connected(self) -> None:
-        logger.info("market feed connected")
+    def on_connected(self, connection: FeedConnection | None = None) -> None:
+        connection = connection or self._connections[0]
+        logger.info("market feed connected", extra={"connection": connection.index + 1})
         with self._lock:
-            self._pending_first |= self._subscribed
-        self._quiet_since = time.time()
-        self._queue(Event.B5_PRICE_FEED_CONNECTED, "Price feed connected", {})
+            self._pending_first |= self._pool.members[connection.index]
+        connection.quiet_since = time.time()
+        label = f"Price feed connected ({connection.label})"
+        self._queue(Event.B5_PRICE_FEED_CONNECTED, label, {"connection": connection.index + 1})
 
-    def on_disconnected(self, reason: str) -> None:
-        if self._restarting or reason == "stopped":
-            return  # our own stop: a stall restart or the shutdown, recorded where it is decided
-        self._mark_down(reason)
+    def on_disconnected(self, reason: str, connection: FeedConnection | None = None) -> None:
+        connection = connection or self._connections[0]
+        if not self._stopping and reason != "stopped":  # our own stop, recorded where it is decided
+            connection.mark_down(reason)
 
-    def on_error(self, reason: str) -> None:
+    def on_error(self, reason: str, connection: FeedConnection | None = None) -> None:
         self._queue(Event.B6_PRICE_FEED_ERROR, f"Price feed error: {reason}"[:500], {"reason": reason[:300]})
         self._report_error("broker", reason, "Broker price feed failed")
 
@@ -142,7 +149,9 @@ class MarketListener:
 
     def run(self, stop: threading.Event) -> None:
         self._loop_thread.start()
-        self._stream.start()
+        self._running = True
+        for connection in list(self._connections):
+            connection.stream.start()
         pubsub = None
         next_reconcile = next_status = 0.0
         try:
@@ -171,8 +180,9 @@ class MarketListener:
                     stop.wait(1.0)
                 self.record_events()
         finally:
-            self._restarting = True
-            self._stream.stop()
+            self._stopping = True
+            for connection in self._connections:
+                connection.stream.stop()
             if pubsub is not None:
                 pubsub.close()
             with contextlib.suppress(redis.RedisError):
@@ -208,57 +218,101 @@ class MarketListener:
     def reconcile(self) -> None:
         """Subscribe to exactly the instruments with running strategies or armed stops
         (Redis deletes a set when it empties, so a key that exists is a non-empty set)."""
-        wanted = set()
-        for pattern in (redis_keys.SYMBOL_STRATEGIES_PATTERN, redis_keys.STOP_LOSSES_PATTERN):
-            for key in self._redis.scan_iter(match=pattern, count=1000):
-                wanted.add(redis_keys.instrument_of_key(key))
-        self._apply(wanted, scope=None)
+        running, armed = (
+            {redis_keys.instrument_of_key(key) for key in self._redis.scan_iter(match=pattern, count=1000)}
+            for pattern in (redis_keys.SYMBOL_STRATEGIES_PATTERN, redis_keys.STOP_LOSSES_PATTERN)
+        )
+        self._apply(running | armed, armed, scope=None)
 
     def recheck(self, instruments: Iterable[str]) -> None:
         instruments = set(instruments)
         pipe = self._redis.pipeline(transaction=False)
         ordered = sorted(instruments)
         for instrument in ordered:
-            pipe.exists(redis_keys.symbol_strategies(instrument), redis_keys.stop_losses(instrument))
-        wanted = {instrument for instrument, count in zip(ordered, pipe.execute(), strict=True) if count}
-        self._apply(wanted, scope=instruments)
+            pipe.exists(redis_keys.symbol_strategies(instrument))
+            pipe.exists(redis_keys.stop_losses(instrument))
+        found = pipe.execute()
+        running = {i for i, exists in zip(ordered, found[0::2], strict=True) if exists}
+        armed = {i for i, exists in zip(ordered, found[1::2], strict=True) if exists}
+        self._apply(running | armed, armed, scope=instruments)
 
-    def _apply(self, wanted: set[str], *, scope: set[str] | None) -> None:
+    def _apply(self, wanted: set[str], armed: set[str], *, scope: set[str] | None) -> None:
+        """Record what is wanted (all of it, or within ``scope``) and move the connections to
+        carry it: unsubscribing first frees room for what an over-full pool carries instead."""
+        if scope is None:
+            self._wanted, self._armed = set(wanted), set(armed)
+        else:
+            self._wanted = (self._wanted - scope) | wanted
+            self._armed = (self._armed - scope) | armed
         with self._lock:
-            current = self._subscribed if scope is None else self._subscribed & scope
-            added, removed = wanted - current, current - wanted
-            self._subscribed = (self._subscribed | added) - removed
-            self._pending_first |= added
+            change = self._pool.assign(self._wanted, self._armed)
+            added, removed = change.added, change.removed
+            self._pending_first = (self._pending_first | added) - removed
+            fresh = {index for index in change.subscribe if self._pool.members[index] == change.subscribe[index]}
         now = time.time()
         for instrument in added:
             self._last_tick_at.setdefault(instrument, now)  # a new subscription gets its grace
         for instrument in removed:
             self._last_tick_at.pop(instrument, None)
-        if added:
-            if not self._subscribed - added:  # nothing was expected to tick until now
-                self._quiet_since = now
-            self._stream.subscribe(_pairs(added))
-            logger.info("market listener subscribed", extra={"instruments": sorted(added)[:50], "count": len(added)})
-        if removed:
-            self._stream.unsubscribe(_pairs(removed))
-            logger.info("market listener unsubscribed", extra={"instruments": sorted(removed)[:50]})
+        while len(self._connections) < len(self._pool.members):
+            self._open_connection()
+        for index, instruments in change.unsubscribe.items():
+            self._connections[index].stream.unsubscribe(_pairs(instruments))
+            logger.info("market listener unsubscribed", extra=_logged(instruments, index))
+        for index, instruments in change.subscribe.items():
+            if index in fresh:  # nothing was expected to tick on it until now
+                self._connections[index].quiet_since = now
+            self._connections[index].stream.subscribe(_pairs(instruments))
+            logger.info("market listener subscribed", extra=_logged(instruments, index))
+        self._over_capacity(change.uncarried)
+
+    def _open_connection(self) -> None:
+        index = len(self._connections)
+        factory = self._factories[self._pool.account_of(index)]
+        connection = FeedConnection(index=index, factory=factory, listener=self, report=self._queue)
+        self._connections.append(connection)
+        if self._running:
+            connection.stream.start()
+        if index:
+            logger.info("market listener opened another connection", extra={"connection": index + 1})
+
+    def _over_capacity(self, uncarried: set[str]) -> None:
+        """One L4 while the feed accounts cannot carry everything wanted, cleared when they can."""
+        was, self._uncarried = self._uncarried, uncarried
+        if bool(was) == bool(uncarried):
+            if uncarried != was:
+                logger.warning("market feed over capacity", extra={"uncarried": len(uncarried)})
+            return
+        self._alerts.put(
+            feed_alerts.capacity_alert(
+                uncarried=uncarried or was,
+                armed=self._armed,
+                wanted=len(self._wanted),
+                capacity=self._pool.capacity,
+                cleared=not uncarried,
+            )
+        )
 
     @property
     def subscribed(self) -> set[str]:
         with self._lock:
-            return set(self._subscribed)
+            return self._pool.carried
+
+    @property
+    def connections(self) -> list[FeedConnection]:
+        return list(self._connections)
 
     def check_health(self) -> None:
-        """Reconnect a silent stream; open / clear L4 for armed instruments without ticks;
-        publish the feed's freshness for /healthz."""
+        """Reconnect each silent connection; open / clear L4 for armed instruments without
+        ticks; publish the feed's freshness for /healthz (armed stops no connection carries
+        count as stale: nothing prices them)."""
         now = time.time()
+        with self._lock:
+            carried_by = [sorted(members) for members in self._pool.members]
+        for connection, carried in zip(self._connections, carried_by, strict=False):
+            if carried and any(self._hours.is_open(i) for i in carried[:20]):
+                connection.check_stall(now, self._stall_seconds)
         subscribed = sorted(self.subscribed)
-        quiet_for = now - max(self._last_frame_at, self._quiet_since)
-        if subscribed and quiet_for >= self._stall_seconds and any(self._is_open(i) for i in subscribed[:20]):
-            if self._stream.connected:
-                self._restart_stream(f"no ticks for {quiet_for:.1f} s")
-            elif self._down_since is None:  # reconnecting by itself, with its own backoff
-                self._mark_down(f"no ticks for {quiet_for:.1f} s")
         pipe = self._redis.pipeline(transaction=False)
         for instrument in subscribed:
             pipe.exists(redis_keys.stop_losses(instrument))
@@ -266,7 +320,7 @@ class MarketListener:
         stale_now = {
             instrument
             for instrument in armed
-            if now - self._last_tick_at.get(instrument, now) >= self._stale_seconds and self._is_open(instrument)
+            if now - self._last_tick_at.get(instrument, now) >= self._stale_seconds and self._hours.is_open(instrument)
         }
         alerted = {str(member) for member in self._redis.smembers(redis_keys.feed_stale())}
         opened, cleared = stale_now - alerted, alerted - stale_now
@@ -276,13 +330,17 @@ class MarketListener:
         if cleared:
             self._redis.srem(redis_keys.feed_stale(), *cleared)
             self._alert(cleared, now=now, cleared=True)
+        unpriced = len(self._uncarried & self._armed)
+        connected = all(c.healthy for c in self._connections)
         status = {
             "updated_at": str(now),
-            "connected": "1" if self._stream.connected and self._down_since is None else "0",
+            "connected": "1" if connected else "0",
+            "connections": str(len(self._connections)),
             "last_frame_at": str(self._last_frame_at),
             "subscribed": str(len(subscribed)),
-            "armed": str(len(armed)),
-            "stale": str(len(stale_now)),
+            "uncarried": str(len(self._uncarried)),
+            "armed": str(len(armed) + unpriced),
+            "stale": str(len(stale_now) + unpriced),
             "frames": str(self._frames),
             "dropped": str(self._dropped),
         }
@@ -290,28 +348,6 @@ class MarketListener:
         pipe.hset(redis_keys.feed_status(), mapping=status)  # type: ignore[arg-type]  # redis-py's wide union
         pipe.expire(redis_keys.feed_status(), STATUS_TTL)
         pipe.execute()
-
-    def _restart_stream(self, reason: str) -> None:
-        """A connection can stay open and carry nothing (a stuck broker session): treat it
-        as a disconnect and connect afresh, which also replays every subscription."""
-        logger.warning("market feed silent: reconnecting", extra={"reason": reason})
-        self._mark_down(reason)
-        self._restarting = True
-        try:
-            self._stream.stop()
-        finally:
-            self._restarting = False
-        self._quiet_since = time.time()
-        self._stream.start()
-
-    def _mark_down(self, reason: str) -> None:
-        with self._lock:
-            already = self._down_since is not None
-            if not already:
-                self._down_since = time.time()
-        self._queue(Event.B6_PRICE_FEED_ERROR, f"Price feed error: {reason}"[:500], {"reason": reason[:300]})
-        if not already:
-            self._queue(Event.M3_PRICE_STREAM_DISCONNECTED, f"Price stream disconnected: {reason}"[:500], {})
 
     def _alert(self, instruments: set[str], *, now: float, cleared: bool) -> None:
         for alert in feed_alerts.stale_feed_alerts(
@@ -324,18 +360,7 @@ class MarketListener:
             self._alerts.put(alert)
 
     def record_events(self) -> None:
-        emissions = []
-        while True:
-            try:
-                emissions.append(self._events.get_nowait())
-            except queue.Empty:
-                break
-        alerts = []
-        while True:
-            try:
-                alerts.append(self._alerts.get_nowait())
-            except queue.Empty:
-                break
+        emissions, alerts = _drain(self._events), _drain(self._alerts)
         if not emissions and not alerts:
             return
         close_old_connections()
@@ -346,11 +371,11 @@ class MarketListener:
             logger.exception(
                 "market listener: events not recorded", extra={"events": [e.event.code for e in emissions]}
             )
-        for instrument, text, payload, to_owners in alerts:
+        for alert in alerts:
             try:
-                feed_alerts.stale_feed_alert_record(instrument, text, payload, to_owners)
+                feed_alerts.feed_alert_record(alert)
             except Exception:
-                logger.exception("market listener: alert not recorded", extra={"instrument": instrument})
+                logger.exception("market listener: alert not recorded", extra={"alert": alert.kind, "key": alert.key})
 
     def _report_error(self, source: str, error: BaseException | str, message: str) -> None:
         """L3, at most once a minute per kind: an outage must not write a row a second."""
@@ -362,28 +387,19 @@ class MarketListener:
     def _queue(self, event: Event, message: str, payload: dict[str, Any]) -> None:
         self._events.put(Emission(event, message=message, payload=payload))
 
-    def _is_open(self, instrument: str) -> bool:
-        """Market hours of the instrument's venue (the SIM venue, always open, for the paper
-        broker and the Kite simulator); a venue without a calendar counts as open."""
-        venue = "SIM" if self._simulated_venue else instrument.partition(":")[0]
-        cached = self._open_cache.get(venue)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < CALENDAR_CACHE_SECONDS:
-            return cached[1]
-        try:
-            is_open = calendar.is_open(venue, datetime.now(UTC))
-        except LookupError:
-            is_open = True
-        except Exception:
-            logger.exception("market calendar unavailable")
-            is_open = True
-        self._open_cache[venue] = (now, is_open)
-        return is_open
-
 
 def _pairs(instruments: Iterable[str]) -> list[tuple[str, str]]:
-    pairs = []
-    for instrument in instruments:
-        exchange, _, symbol = instrument.partition(":")
-        pairs.append((exchange, symbol))
-    return pairs
+    return [(exchange, symbol) for exchange, _, symbol in (i.partition(":") for i in instruments)]
+
+
+def _logged(instruments: set[str], index: int) -> dict[str, Any]:
+    return {"instruments": sorted(instruments)[:50], "count": len(instruments), "connection": index + 1}
+
+
+def _drain(pending: queue.Queue[T]) -> list[T]:
+    items = []
+    while True:
+        try:
+            items.append(pending.get_nowait())
+        except queue.Empty:
+            return items

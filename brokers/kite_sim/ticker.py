@@ -176,9 +176,12 @@ class TickerServer:
             return
         with self._lock:
             if action == "subscribe" and _tokens(value):
+                overflow = False
                 for token in _tokens(value):
+                    if token not in client.modes and len(client.modes) >= MAX_TOKENS_PER_CONNECTION:
+                        overflow = True  # refused: the connection streams only the first 3,000
+                        continue
                     client.modes.setdefault(token, MODE_QUOTE)  # Kite's default mode is quote
-                overflow = len(client.modes) > MAX_TOKENS_PER_CONNECTION
             elif action == "unsubscribe" and _tokens(value):
                 for token in _tokens(value):
                     client.modes.pop(token, None)
