@@ -11,15 +11,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "algotrader.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from algotrader.websocket_auth import JWTAuthMiddleware  # noqa: E402
+from algotrader.websocket_auth import BrowserOriginValidator, JWTAuthMiddleware  # noqa: E402
 from market.routing import channel_routes, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(JWTAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        "websocket": BrowserOriginValidator(JWTAuthMiddleware(URLRouter(websocket_urlpatterns))),
         "channel": ChannelNameRouter(channel_routes),
     }
 )

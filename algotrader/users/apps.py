@@ -3,6 +3,7 @@ from collections.abc import Iterable
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models.signals import post_save
 
 SIMPLEJWT_BLACKLIST = "rest_framework_simplejwt.token_blacklist"
 
@@ -21,3 +22,8 @@ class UsersConfig(AppConfig):
 
     def ready(self) -> None:
         token_storage_check(settings.INSTALLED_APPS)
+        from algotrader.users.models import User
+        from algotrader.users.signals import user_deactivated_sockets_close
+
+        # Models are importable only once apps are ready, hence here.
+        post_save.connect(user_deactivated_sockets_close, sender=User, dispatch_uid="user_deactivated_sockets_close")

@@ -22,6 +22,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 from algotrader.exceptions import ValidationFailed
 from algotrader.users.exceptions import AccountLocked, EmailTaken, InvalidCredentials, InvalidToken
 from algotrader.users.models import RefreshTokenRecord, User
+from algotrader.users.sockets import user_sockets_close
 from monitoring.events import Event
 from monitoring.services import emit
 
@@ -121,6 +122,7 @@ def _claim_refresh_token(raw_token: str) -> tuple[User, RefreshTokenRecord]:
     if not won:
         if record.revoked_at is None and _family_revoke(record.family):
             logger.warning("refresh token reused: its family is revoked", extra={"user_id": record.user_id})
+            user_sockets_close(user_id=record.user_id, family=record.family, reason="session_revoked")
         raise InvalidToken()
     if not record.user.is_active:
         raise InvalidToken()
@@ -135,5 +137,6 @@ def token_refresh(*, refresh: str) -> TokenPair:
 
 def token_logout(*, refresh: str) -> None:
     """End the login the token belongs to: the token and every other of its family."""
-    _, record = _claim_refresh_token(refresh)
+    user, record = _claim_refresh_token(refresh)
     _family_revoke(record.family)
+    user_sockets_close(user_id=user.pk, family=record.family, reason="logged_out")
