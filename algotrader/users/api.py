@@ -26,6 +26,12 @@ class TokenPairOutput(serializers.Serializer[Any]):
     refresh = serializers.CharField()
 
 
+class RegisteredOutput(serializers.Serializer[Any]):
+    """The same whether the email was new or had an account: log in next."""
+
+    email = serializers.EmailField()
+
+
 class CredentialsInput(serializers.Serializer[Any]):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
@@ -36,12 +42,12 @@ class RegisterApi(APIView):
     authentication_classes = []
     throttle_classes = [AuthPerIPThrottle, AuthPerAccountThrottle]
 
-    @extend_schema(request=CredentialsInput, responses={201: UserOutput}, operation_id="auth_register")
+    @extend_schema(request=CredentialsInput, responses={202: RegisteredOutput}, operation_id="auth_register")
     def post(self, request: Request) -> Response:
         data = CredentialsInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.user_register(**data.validated_data)
-        return Response(UserOutput(user).data, status=status.HTTP_201_CREATED)
+        email = services.user_register(**data.validated_data)
+        return Response(RegisteredOutput({"email": email}).data, status=status.HTTP_202_ACCEPTED)
 
 
 class LoginApi(APIView):

@@ -1,12 +1,6 @@
 from algotrader.exceptions import ApplicationError
 
 
-class EmailTaken(ApplicationError):
-    code = "email_taken"
-    status = 400
-    message = "An account with this email already exists."
-
-
 class InvalidCredentials(ApplicationError):
     code = "invalid_credentials"
     status = 401

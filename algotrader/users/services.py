@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -19,8 +20,10 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from algotrader.celery import task_send
 from algotrader.exceptions import ValidationFailed
-from algotrader.users.exceptions import AccountLocked, EmailTaken, InvalidCredentials, InvalidToken
+from algotrader.queues import TaskName
+from algotrader.users.exceptions import AccountLocked, InvalidCredentials, InvalidToken
 from algotrader.users.models import RefreshTokenRecord, User
 from algotrader.users.sockets import user_sockets_close
 from monitoring.events import Event
@@ -37,7 +40,10 @@ class TokenPair:
     refresh: str
 
 
-def user_register(*, email: str, password: str) -> User:
+def user_register(*, email: str, password: str) -> str:
+    """Create the account (U1) and return the normalised email. An email that has an account
+    already gets the same answer, after the same work (a password hash), and its owner an
+    email saying so: the answer must not tell anyone which emails have accounts."""
     email = User.objects.normalize_email(email).lower()
     try:
         validate_password(password, user=User(email=email))
@@ -47,9 +53,28 @@ def user_register(*, email: str, password: str) -> User:
         with transaction.atomic():
             user = User.objects.create_user(email=email, password=password)
             emit(Event.U1_USER_REGISTERED, user=user)
-    except IntegrityError as error:
-        raise EmailTaken(fields={"email": [EmailTaken.message]}) from error
-    return user
+    except IntegrityError:
+        existing = User.objects.filter(email__iexact=email).values_list("pk", flat=True).first()
+        if existing is not None:
+            transaction.on_commit(lambda: task_send(TaskName.ACCOUNT_EXISTS_NOTIFY, args=(existing,)))
+    return email
+
+
+def account_exists_notify(*, user_id: int) -> None:
+    """Tell the owner of an email that someone tried to register it again."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return
+    send_mail(
+        subject="You already have an algotrader account",
+        message=(
+            "Someone, perhaps you, tried to create an algotrader account with this email address, "
+            "which already has one. If it was you, log in instead (or reset your password). "
+            "If it was not, you can ignore this message: nothing has changed on your account."
+        ),
+        from_email=None,
+        recipient_list=[user.email],
+    )
 
 
 def _sha256(raw_token: str) -> str:

@@ -7,7 +7,10 @@ from django.conf import settings
 from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
+from algotrader.queues import TaskName
+from algotrader.users import services
 from algotrader.users.models import User
+from algotrader.users.tasks import account_exists_notify_task
 from monitoring.models import EventLog
 
 pytestmark = pytest.mark.django_db
@@ -26,20 +29,31 @@ def login(client, email: str, password: str):
 def test_register_creates_user_and_records_u1(api_client, password):
     response = api_client.post(REGISTER, {"email": "New.Trader@Example.com", "password": password}, format="json")
 
-    assert response.status_code == 201
-    assert response.json()["email"] == "new.trader@example.com"
-    assert "password" not in response.json()
+    assert response.status_code == 202
+    assert response.json() == {"email": "new.trader@example.com"}
     user = User.objects.get(email="new.trader@example.com")
     assert user.check_password(password)
     assert EventLog.objects.filter(code="U1", user=user).count() == 1
 
 
-def test_register_refuses_an_email_taken_in_another_case(api_client, user, password):
-    response = api_client.post(REGISTER, {"email": user.email.upper(), "password": password}, format="json")
+def test_register_answers_a_taken_email_as_a_new_one_and_mails_its_owner(
+    api_client, user, password, mailoutbox, django_capture_on_commit_callbacks, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(services, "task_send", lambda name, args: sent.append((name, args)))
 
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "email_taken"
-    assert "email" in response.json()["error"]["fields"]
+    with django_capture_on_commit_callbacks(execute=True):
+        taken = api_client.post(REGISTER, {"email": user.email.upper(), "password": password}, format="json")
+    fresh = api_client.post(REGISTER, {"email": "someone.new@example.com", "password": password}, format="json")
+    for name, args in sent:
+        assert name == TaskName.ACCOUNT_EXISTS_NOTIFY
+        account_exists_notify_task(*args)
+
+    assert (taken.status_code, fresh.status_code) == (202, 202)
+    assert taken.json().keys() == fresh.json().keys() == {"email"}
+    assert User.objects.filter(email__iexact=user.email).count() == 1
+    assert [message.to for message in mailoutbox] == [[user.email]]
+    assert "already has one" in mailoutbox[0].body
 
 
 @pytest.mark.parametrize("weak", ["short1", "password123", "12345678901234", " " * 16, "\t \n" * 5, "z" * 24])

@@ -70,7 +70,7 @@ def users_and_the_strategy_api(kite_sim: KiteSimulator) -> None:
     with time_machine.travel(MONDAY_10AM, tick=True):
         client = APIClient()
         credentials = {"email": "catalogue@example.com", "password": "a long passphrase 42"}
-        assert client.post("/api/v1/auth/register/", credentials, format="json").status_code == 201
+        assert client.post("/api/v1/auth/register/", credentials, format="json").status_code == 202
         login = client.post("/api/v1/auth/login/", credentials, format="json")
         assert login.status_code == 200, login.json()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {login.json()['access']}")

@@ -1,0 +1,10 @@
+"""Account tasks: mail that must not hold up (or time) the request that causes it."""
+
+from algotrader.celery import app
+from algotrader.queues import TaskName
+from algotrader.users import services
+
+
+@app.task(name=TaskName.ACCOUNT_EXISTS_NOTIFY, acks_late=True, expires=3600)
+def account_exists_notify_task(user_id: int) -> None:
+    services.account_exists_notify(user_id=user_id)
