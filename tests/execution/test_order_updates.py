@@ -84,7 +84,7 @@ def test_a_final_update_of_an_order_nobody_follows_settles_it_and_exits_the_posi
 
 def test_the_same_final_update_twice_settles_the_order_once(make_strategy, kite_account, handed_off):
     # given an unfollowed exit the broker filled
-    strategy, order, (_, token, broker_order_id, _), _ = stopped_out(make_strategy, kite_account, handed_off)
+    strategy, _order, (_, token, broker_order_id, _), _ = stopped_out(make_strategy, kite_account, handed_off)
     unfollowed(strategy, token)
     seen = final_at_broker(kite_account, broker_order_id)
 
@@ -120,7 +120,7 @@ def test_an_open_update_after_complete_changes_nothing(make_strategy, kite_accou
 
 def test_a_late_update_of_an_order_its_follow_settled_changes_nothing(make_strategy, kite_account, handed_off):
     # given an exit its follow settled by polling
-    strategy, order, args, kwargs = stopped_out(make_strategy, kite_account, handed_off)
+    strategy, _order, args, kwargs = stopped_out(make_strategy, kite_account, handed_off)
     position_follow(order_id=args[0], lock_token=args[1], broker_order_id=args[2], request=args[3], **kwargs)
     seen = final_at_broker(kite_account, args[2])
     events = EventLog.objects.filter(strategy=strategy).count()
@@ -162,7 +162,7 @@ def test_a_follow_polls_when_no_update_comes_within_the_wait(settings, make_stra
     # given the account's update stream up, but this order's updates lost
     settings.ORDER_UPDATE_WAIT_SECONDS = 0.3
     order_updates_mark_live(account_id=kite_account.pk, live=True, ttl=60)
-    strategy, order, args, kwargs = stopped_out(make_strategy, kite_account, handed_off)
+    _strategy, order, args, kwargs = stopped_out(make_strategy, kite_account, handed_off)
 
     # when its follow runs
     position_follow(order_id=args[0], lock_token=args[1], broker_order_id=args[2], request=args[3], **kwargs)
