@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.utils import timezone
@@ -66,13 +66,13 @@ def order_follow(
     while order.status == Status.PLACED:
         if lock is not None:
             lock.keepalive()
-        seen, via = pushed, "order_update"
-        pushed = None
+        seen: BrokerOrder | Literal[False] | None = pushed
+        via, pushed = "order_update", None
         if seen is None and time.monotonic() - heard_at >= wait:
             seen, via = _order_poll(order, strategy, adapter), "get_order"
-            if seen is _GIVE_UP:
-                return order
-        if isinstance(seen, BrokerOrder) and seen.status.is_final:
+            if seen is False:
+                return order  # a permanent error: recovery settles the order
+        if seen and seen.status.is_final:
             order_settle(order=order, strategy=strategy, seen=seen, via=via)
             return order
         if time.monotonic() + poll > deadline and order.reason == Order.Reason.BUY and not cancelled:
@@ -99,11 +99,8 @@ def order_follow(
     return order
 
 
-_GIVE_UP = object()  # a permanent error: the follow ends and recovery settles the order
-
-
-def _order_poll(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> BrokerOrder | object | None:
-    """The broker's view of the order; None after a transient error, ``_GIVE_UP`` after a permanent one."""
+def _order_poll(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> BrokerOrder | Literal[False] | None:
+    """The broker's view of the order; None after a transient error, False after a permanent one."""
     try:
         return adapter.get_order(order.broker_order_id)
     except BrokerError as error:
@@ -112,7 +109,7 @@ def _order_poll(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> Bro
         if error.permanent:
             if isinstance(error, BrokerAuthError):
                 broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
-            return _GIVE_UP
+            return False
         return None
 
 

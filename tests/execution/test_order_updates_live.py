@@ -70,7 +70,7 @@ def test_an_exit_learns_its_fill_from_the_order_update_stream(
         polls.append(order_id)
         return history(account, order_id)
 
-    kite_sim.book.history = counted  # type: ignore[method-assign]
+    kite_sim.book.history = counted
     strategy = make_strategy(account=kite_account, position="BOUGHT")
 
     # when the stop-loss exits (and follows its fill in this process)
@@ -78,7 +78,7 @@ def test_an_exit_learns_its_fill_from_the_order_update_stream(
     try:
         order = strategy_stoploss_execute(strategy_id=strategy.pk)
     finally:
-        kite_sim.book.history = history  # type: ignore[method-assign]
+        kite_sim.book.history = history
 
     # then the exit completed from the pushed update, well within the follow, without a poll
     assert order is not None
