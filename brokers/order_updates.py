@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,12 @@ logger = logging.getLogger(__name__)
 UpdateHandler = Callable[[int, BrokerOrder], None]
 """(account id, the order as the update shows it): called on the connection's thread, so quick."""
 LiveHandler = Callable[[int, bool], None]
-"""(account id, whether its stream is connected now)."""
+"""(account id, whether its stream is connected now and its updates can be trusted)."""
+
+# Kite has been reported to send the ticker's order updates with a blank checksum: a stream whose
+# updates fail the check is not reported live for this long, so follows poll at once as they did
+# without it, rather than wait for updates that are dropped.
+DISTRUST_SECONDS = 60.0
 
 
 @dataclass
@@ -31,6 +37,7 @@ class _Held:
     account: BrokerAccount
     fingerprint: str
     stream: KiteTickStream
+    distrusted_until: float = 0.0
 
 
 class OrderUpdateStreams:
@@ -65,7 +72,7 @@ class OrderUpdateStreams:
         """Say again which streams are connected (their marks expire unless renewed)."""
         for account_id, held in list(self._held.items()):
             if held.stream.connected:
-                self._on_live(account_id, True)
+                self._mark(account_id, True)
 
     def stop(self) -> None:
         for account_id in list(self._held):
@@ -78,7 +85,7 @@ class OrderUpdateStreams:
     def _start(self, account: BrokerAccount, fingerprint: str) -> None:
         adapter = adapter_for(account)
         assert isinstance(adapter, KiteAdapter)
-        events = _StreamEvents(account.pk, self._on_live)
+        events = _StreamEvents(account.pk, self._mark)
         stream = adapter.order_update_stream(lambda payload: self._received(account, payload), events)
         self._held[account.pk] = _Held(account, fingerprint, stream)
         stream.start()
@@ -90,12 +97,22 @@ class OrderUpdateStreams:
         self._on_live(account_id, False)
         logger.info("order updates: account no longer followed", extra={"broker_account_id": account_id})
 
+    def _mark(self, account_id: int, live: bool) -> None:
+        held = self._held.get(account_id)
+        if live and (held is None or time.monotonic() < held.distrusted_until):
+            return
+        self._on_live(account_id, live)
+
     def _received(self, account: BrokerAccount, payload: Mapping[str, Any]) -> None:
         if not kite_order_update_verify(account=account, payload=payload):
             logger.warning(
                 "order update refused: checksum mismatch",
                 extra={"broker_account_id": account.pk, "broker_order_id": payload.get("order_id")},
             )
+            held = self._held.get(account.pk)
+            if held is not None:
+                held.distrusted_until = time.monotonic() + DISTRUST_SECONDS
+            self._on_live(account.pk, False)
             return
         try:
             seen = kite_order(payload)

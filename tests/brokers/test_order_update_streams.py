@@ -91,6 +91,9 @@ def test_updates_signed_with_another_secret_are_dropped(account, streams, caplog
 
     wait_until(lambda: refused() >= 2)  # OPEN and COMPLETE at least
     assert recorder.updates == []
+    # and the stream is not reported live any more, so follows poll at once as without it
+    held.renew_live()
+    assert recorder.live[account.pk] is False
 
 
 def test_an_account_that_cannot_trade_is_let_go(account, streams):
