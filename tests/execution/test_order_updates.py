@@ -171,3 +171,23 @@ def test_a_follow_polls_when_no_update_comes_within_the_wait(settings, make_stra
     order.refresh_from_db()
     assert order.status == "COMPLETE"
     assert settled_via(order) == ["get_order"]
+
+
+def test_a_conflicting_final_update_after_complete_changes_nothing(make_strategy, kite_account, handed_off):
+    # given an unfollowed exit settled COMPLETE by its update
+    strategy, order, (_, token, broker_order_id, _), _ = stopped_out(make_strategy, kite_account, handed_off)
+    unfollowed(strategy, token)
+    complete = final_at_broker(kite_account, broker_order_id)
+    order_update_apply(account_id=kite_account.pk, seen=complete)
+
+    # when a CANCELLED update with a smaller fill comes after it (a broker's stale or wrong word)
+    cancelled = dataclasses.replace(
+        complete, status=BrokerOrderStatus.CANCELLED, raw_status="CANCELLED", filled_quantity=0, average_price=None
+    )
+    applied = order_update_apply(account_id=kite_account.pk, seen=cancelled)
+
+    # then the final order never moves again: still COMPLETE with its fill and price
+    assert applied is Applied.IGNORED
+    order.refresh_from_db()
+    assert (order.status, order.filled_quantity, order.fill_price) == ("COMPLETE", 1, complete.average_price)
+    assert count(strategy, "E5") == 1
