@@ -22,6 +22,8 @@ class TaskName(StrEnum):
     # (strategy_id, trigger_price as a str): the protective stop's trigger follows a trailing stop.
     MOVE_PROTECTIVE_STOP = "execution.tasks.move_protective_stop_task"
     SETTLE_ORDERS = "execution.tasks.settle_orders_task"
+    # (account_id, payload): a broker's order update (a Kite postback), verified, to apply.
+    ORDER_UPDATE = "execution.tasks.order_update_task"
     FIRE_SLOT = "strategies.tasks.fire_slot_task"
     SWEEP_DUE = "strategies.tasks.sweep_due_task"
     EXPIRE_BROKER_SESSIONS = "brokers.tasks.expire_broker_sessions_task"
@@ -34,6 +36,9 @@ class TaskName(StrEnum):
 DEFAULT_QUEUE = CeleryQueue.ORDERS
 TASK_QUEUES: dict[TaskName, CeleryQueue] = {
     TaskName.EXECUTE_STOPLOSS: CeleryQueue.STOPLOSS,
+    # Short (a Redis push, or the settling of an order nobody follows), at most one an order
+    # (only final updates are sent): a stop-loss's fill must not wait behind a burst of BUYs.
+    TaskName.ORDER_UPDATE: CeleryQueue.STOPLOSS,
     TaskName.FIRE_SLOT: CeleryQueue.SCHEDULER,
     TaskName.SWEEP_DUE: CeleryQueue.SCHEDULER,
 }

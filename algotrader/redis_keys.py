@@ -92,6 +92,18 @@ def broker_failing(account_id: int) -> str:
     return f"safety:failing:{account_id}"
 
 
+def order_updates(account_id: int, broker_order_id: str) -> str:
+    """List of the broker's pushed updates of one order (newest last, short-lived), which its
+    follow pops instead of asking the broker."""
+    return f"order_updates:{account_id}:{broker_order_id}"
+
+
+def order_updates_live(account_id: int) -> str:
+    """Set, with a short life, while the orderupdates process holds the account's stream:
+    a follow waits for updates only then, else it polls as it always did."""
+    return f"order_updates:live:{account_id}"
+
+
 # -- monitoring -------------------------------------------------------------------------
 
 

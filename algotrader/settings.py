@@ -197,6 +197,13 @@ ORDER_SETTLE_AFTER_SECONDS = env.float("ORDER_SETTLE_AFTER_SECONDS", default=5.0
 # long, is checked at the broker: final there, its follower died and it is confirmed then.
 EXIT_CONFIRM_AFTER_SECONDS = env.float("EXIT_CONFIRM_AFTER_SECONDS", default=3.0)
 ORDER_UNKNOWN_GRACE_SECONDS = env.float("ORDER_UNKNOWN_GRACE_SECONDS", default=5.0)
+# While the account's order-update stream is up (the orderupdates process), a follow learns
+# its order's fill from the broker's pushed updates, and asks the broker (GET the order) only
+# when no update arrived for this long: polling stays, as the fallback.
+ORDER_UPDATE_WAIT_SECONDS = env.float("ORDER_UPDATE_WAIT_SECONDS", default=1.0)
+# The orderupdates process re-reads which Kite accounts can trade this often (accounts added,
+# removed or logged in again are followed without a restart).
+ORDER_UPDATE_ACCOUNTS_SECONDS = env.float("ORDER_UPDATE_ACCOUNTS_SECONDS", default=10.0)
 ORDER_RETRY_SECONDS_BUY = env.float("ORDER_RETRY_SECONDS_BUY", default=10.0)
 ORDER_RETRY_SECONDS_SELL = env.float("ORDER_RETRY_SECONDS_SELL", default=60.0)
 ORDER_RETRY_SECONDS_STOPLOSS = env.float("ORDER_RETRY_SECONDS_STOPLOSS", default=180.0)
@@ -235,6 +242,8 @@ SAFETY_WINDOW_SECONDS = env.int("SAFETY_WINDOW_SECONDS", default=60)
 STOPLOSS_EXPIRES_SECONDS = env.int("STOPLOSS_EXPIRES_SECONDS", default=6 * 3600)
 if min(ORDER_FOLLOW_SECONDS, ORDER_UNKNOWN_GRACE_SECONDS, ORDER_RETRY_BACKOFF_MAX_SECONDS) <= 0:
     raise ImproperlyConfigured("ORDER_FOLLOW/UNKNOWN_GRACE/RETRY_BACKOFF_MAX seconds must be > 0")
+if ORDER_UPDATE_WAIT_SECONDS < 0 or ORDER_UPDATE_ACCOUNTS_SECONDS <= 0:
+    raise ImproperlyConfigured("ORDER_UPDATE_WAIT_SECONDS must be >= 0, ORDER_UPDATE_ACCOUNTS_SECONDS > 0")
 if not ORDER_RETRY_SECONDS_BUY <= ORDER_RETRY_SECONDS_SELL <= ORDER_RETRY_SECONDS_STOPLOSS:
     raise ImproperlyConfigured("a stop-loss must retry at least as long as a SELL, a SELL as long as a BUY")
 if not 0 < STOPLOSS_SLOT_SECONDS <= ORDER_RETRY_SECONDS_STOPLOSS:

@@ -5,10 +5,12 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from algotrader.api.views import json_bad_request, json_not_found, json_server_error
+from brokers.api import KitePostbackApi
 
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/", include("algotrader.users.urls")),
     path("broker-accounts/", include("brokers.urls")),
+    path("brokers/kite/postback/", KitePostbackApi.as_view(), name="kite-postback"),
     path("strategies/", include("strategies.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

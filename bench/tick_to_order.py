@@ -145,6 +145,12 @@ def worker_commands(args: argparse.Namespace, env: Mapping[str, str], *, pid: in
     return commands
 
 
+def procfile_names() -> set[str]:
+    """The processes the Procfile runs (the order-update stream only where it exists)."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return {line.partition(":")[0].strip() for line in lines if ":" in line}
+
+
 def described(command: Sequence[str]) -> str:
     """``celery <pool> pool x<concurrency>, prefetch <n>`` of a worker command (the
     prefetch multiplier is the settings' unless the command names one)."""
@@ -183,6 +189,9 @@ class Bench:
         self.logs = RESULTS / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.arrivals: list[tuple[float, str, str]] = []  # (arrival wall time, symbol, tag)
+        # GET /orders/{id} (an order's history) answered by the simulator: how fills are learnt
+        # by polling, each one a request against the account's budget.
+        self.history_requests = 0
 
     # -- the stack ---------------------------------------------------------------------
 
@@ -199,6 +208,13 @@ class Bench:
             return place(account, variety, params, **kwargs)
 
         sim.book.place = recording_place  # type: ignore[method-assign]
+        history = sim.book.history
+
+        def counting_history(account: Any, order_id: str) -> Any:
+            self.history_requests += 1
+            return history(account, order_id)
+
+        sim.book.history = counting_history  # type: ignore[method-assign]
         try:
             self.sim = sim
             self.setup_strategies()
@@ -340,6 +356,9 @@ class Bench:
             "ticks": [sys.executable, "manage.py", "runworker", "ticks"],
             "market": [sys.executable, "manage.py", "run_market_listener"],
         }
+        if "orderupdates" in procfile_names():
+            # Order updates from each account's ticker: the follows learn the fills from them.
+            commands["orderupdates"] = procfile_command("orderupdates", env)
         for name, command in commands.items():
             self.processes[name] = subprocess.Popen(
                 command,
@@ -471,8 +490,10 @@ class Bench:
         from algotrader.redis_client import get_redis
         from execution.models import Order
 
+        history_before = self.history_requests
         expected_total, missing = self.run_rounds(self.args.rounds)
         time.sleep(0.5)
+        history_requests = self.history_requests - history_before
         payloads = self.m2_payloads()
         latencies = self.frame_latencies(payloads)
         m2 = {int(payload["strategy_id"]): payload for payload in payloads}
@@ -500,6 +521,9 @@ class Bench:
             "orders_at_simulator": len(self.arrivals),
             "duplicate_orders": sum(count - 1 for count in orders_by_tag.values() if count > 1),
             "orders_missing_after_5s": missing,
+            # Each exit's fill learnt by polling its history (the rest from the order-update stream).
+            "order_history_requests": history_requests,
+            "history_requests_per_exit": round(history_requests / len(self.arrivals), 2) if self.arrivals else None,
             "warmup_rounds": self.args.warmup_rounds,
             "warmup_frame_to_order": self.warmup,
             "frame_to_order": summary(latencies),
@@ -640,6 +664,8 @@ class Bench:
             f"(b) frame -> order at the broker: p50 {frame['p50_ms']} ms, p99 {frame['p99_ms']} ms, "
             f"max {frame['max_ms']} ms over {frame['n']} orders (before them, {latency['warmup_rounds']} warm-up"
             f" rounds: p50 {warmup['p50_ms']} ms, max {warmup['max_ms']} ms)\n"
+            f"order history requests (GET /orders/{{id}}) per exit: {latency['history_requests_per_exit']} "
+            f"({latency['order_history_requests']} for {latency['orders_at_simulator']} exits)\n"
             f"(c) baseline POST + Redis: p50 {base['p50_ms']} ms, p99 {base['p99_ms']} ms\n"
             f"(b)/(c): p50 x{ratio['p50_ms']}, p99 x{ratio['p99_ms']}\n"
             f"written to {RESULTS / 'tick_to_order.json'}"

@@ -6,6 +6,7 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -148,3 +149,41 @@ class BrokerAccountSessionApi(APIView):
         account = selectors.broker_account_get(user=request_user(request), account_id=account_id)
         account = services.broker_account_create_session(account=account, **data.validated_data)
         return Response(BrokerAccountOutput(account).data)
+
+
+class KitePostbackApi(APIView):
+    """Kite's HTTP postback of an order update (the app's postback URL at developers.kite.trade).
+    Kite calls it without our credentials: the payload's checksum, made with the account's API
+    secret, is what authenticates it. Any 2xx stops Kite's retries, so 200 means received."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []  # no session, so no CSRF check either: Kite is not a browser
+
+    class KitePostbackInput(serializers.Serializer[Any]):
+        # Only what finding the account and checking the checksum needs; the rest of the
+        # order (Kite's order-book shape) is read by the engine.
+        order_id = serializers.CharField(max_length=64)
+        order_timestamp = serializers.CharField(max_length=32)
+        checksum = serializers.RegexField(r"^[0-9a-fA-F]{64}$", max_length=64)
+        user_id = serializers.CharField(max_length=64)
+        status = serializers.CharField(max_length=64)
+        transaction_type = serializers.ChoiceField(choices=["BUY", "SELL"])
+
+    class KitePostbackOutput(serializers.Serializer[Any]):
+        received = serializers.BooleanField()
+
+    @extend_schema(
+        request=KitePostbackInput,
+        responses={200: KitePostbackOutput},
+        operation_id="brokers_kite_postback",
+        auth=[],
+        description="Kite's order-update postback, verified by its checksum "
+        "(SHA-256 of order_id + order_timestamp + the account's API secret): 403 checksum_invalid if "
+        "it does not match (nothing changes), 400 for a malformed body. A final update (COMPLETE, "
+        "REJECTED, CANCELLED) is applied to its order once, however often or late it comes.",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.KitePostbackInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.kite_postback_receive(payload={**request.data, **data.validated_data})
+        return Response(self.KitePostbackOutput({"received": True}).data)

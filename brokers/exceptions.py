@@ -80,3 +80,12 @@ class BrokerLoginNotSupported(ApplicationError):
 class BrokerAccountDisabled(Conflict):
     code = "broker_account_disabled"
     message = "This broker account has been disabled by an operator."
+
+
+class OrderUpdateForbidden(ApplicationError):
+    """A broker's order update (a Kite postback) whose checksum no account's secret matches:
+    forged, or for an account we do not have. Nothing is changed."""
+
+    code = "checksum_invalid"
+    status = 403
+    message = "The order update's checksum does not match."

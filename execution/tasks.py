@@ -10,6 +10,7 @@ from django.conf import settings
 from algotrader.queues import TaskName
 from execution import services
 from execution.recovery import settlement
+from execution.services import updates
 from monitoring.logging import log_context
 from monitoring.services import strategy_tasks_register
 from strategies.buy_window import buy_window_seconds
@@ -55,6 +56,14 @@ def follow_order_task(
             strategy_id=strategy_id,
             accepted_at=accepted_at,
         )
+
+
+@shared_task(name=TaskName.ORDER_UPDATE.value, acks_late=True, expires=settings.ORDER_FOLLOW_SECONDS)
+def order_update_task(account_id: int, payload: dict[str, Any]) -> None:
+    """A Kite postback's final update, verified by ``brokers``: applied at most once to its order
+    (a duplicate or late one changes nothing). Expired, the order's follow or settlement has it."""
+    with log_context(broker_order_id=str(payload.get("order_id") or "")):
+        updates.kite_order_update_apply(account_id=account_id, payload=payload)
 
 
 @shared_task(name=TaskName.SETTLE_ORDERS.value, acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)

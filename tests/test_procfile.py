@@ -17,7 +17,7 @@ from algotrader.processes import ProcessGroup, free_port, honcho_concurrency
 from tests.databases import throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCESSES = ["web", "worker", "stoploss", "beat", "market", "ticks", "scheduler", "flower"]
+PROCESSES = ["web", "worker", "stoploss", "beat", "market", "orderupdates", "ticks", "scheduler", "flower"]
 
 
 def wait_for(url: str, deadline: float, **kwargs) -> requests.Response:

@@ -35,7 +35,7 @@ from brokers.adapters.base import (
     TickHandler,
 )
 from brokers.adapters.kite_http import KITE_VERSION, KiteHttp
-from brokers.adapters.kite_ticker import KiteTickStream
+from brokers.adapters.kite_ticker import KiteTickStream, OrderUpdateHandler
 from brokers.exceptions import (
     AmbiguousOutcome,
     BrokerUnavailable,
@@ -215,7 +215,7 @@ class KiteAdapter:
         history = self._http.request("GET", f"/orders/{quote(broker_order_id, safe='')}")
         if not isinstance(history, list) or not history:
             raise BrokerUnavailable(f"Kite returned no history for order {broker_order_id}.")
-        return self._order(history[-1])
+        return kite_order(history[-1])
 
     @_parses_response
     def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
@@ -223,7 +223,7 @@ class KiteAdapter:
         book = self._http.request("GET", "/orders")
         if not isinstance(book, list):
             raise BrokerUnavailable("Kite's order book was not a list.")
-        return [self._order(entry) for entry in book if isinstance(entry, Mapping) and tag in _tags_of(entry)]
+        return [kite_order(entry) for entry in book if isinstance(entry, Mapping) and tag in _tags_of(entry)]
 
     def modify_order(
         self,
@@ -311,6 +311,21 @@ class KiteAdapter:
             events=events,
         )
 
+    def order_update_stream(
+        self, on_order_update: OrderUpdateHandler, events: FeedEvents | None = None
+    ) -> KiteTickStream:
+        """The account's ticker with no instrument subscribed: only its order updates (each
+        order's every status change, pushed by Kite), for ``brokers.order_updates``."""
+        return KiteTickStream(
+            api_key=self._credentials.api_key,
+            access_token=self._credentials.access_token,
+            ws_root=self._ws_root,
+            instruments=self.instruments,
+            on_ticks=_no_ticks,
+            events=events,
+            on_order_update=on_order_update,
+        )
+
     # -- from Kite's shapes ---------------------------------------------------
 
     def _mapping(self, data: object) -> Mapping[str, Any]:
@@ -318,35 +333,42 @@ class KiteAdapter:
             raise BrokerUnavailable("Kite's response data was not an object.")
         return data
 
-    def _order(self, entry: Mapping[str, Any]) -> BrokerOrder:
-        raw_status = str(entry.get("status") or "")
-        filled = int(entry.get("filled_quantity") or 0)
-        average = to_decimal(entry.get("average_price") or 0)
-        placed_at = parse_kite_time(entry.get("order_timestamp"))
-        updated_at = (
-            parse_kite_time(entry.get("exchange_update_timestamp"))
-            or parse_kite_time(entry.get("exchange_timestamp"))
-            or placed_at
-        )
-        tags = _tags_of(entry)
-        return BrokerOrder(
-            broker_order_id=str(entry.get("order_id") or ""),
-            tag=str(entry.get("tag") or (tags[0] if tags else "")),
-            exchange=str(entry.get("exchange") or ""),
-            symbol=str(entry.get("tradingsymbol") or ""),
-            side=Side(str(entry.get("transaction_type") or "").upper()),
-            quantity=int(entry.get("quantity") or 0),
-            filled_quantity=filled,
-            status=normalise_status(raw_status),
-            # Kite reports 0 until something fills.
-            average_price=average if filled and average > 0 else None,
-            status_message=str(entry.get("status_message") or ""),
-            placed_at=placed_at,
-            updated_at=updated_at,
-            raw_status=raw_status,
-            order_type=str(entry.get("order_type") or ""),
-            trigger_price=to_decimal(entry.get("trigger_price") or 0) or None,
-        )
+
+def kite_order(entry: Mapping[str, Any]) -> BrokerOrder:
+    """An order as Kite shows it (its order book, an order's history, an order update on the
+    ticker or a postback, which all share the shape) in ``base``'s terms."""
+    raw_status = str(entry.get("status") or "")
+    filled = int(entry.get("filled_quantity") or 0)
+    average = to_decimal(entry.get("average_price") or 0)
+    placed_at = parse_kite_time(entry.get("order_timestamp"))
+    updated_at = (
+        parse_kite_time(entry.get("exchange_update_timestamp"))
+        or parse_kite_time(entry.get("exchange_timestamp"))
+        or placed_at
+    )
+    tags = _tags_of(entry)
+    return BrokerOrder(
+        broker_order_id=str(entry.get("order_id") or ""),
+        tag=str(entry.get("tag") or (tags[0] if tags else "")),
+        exchange=str(entry.get("exchange") or ""),
+        symbol=str(entry.get("tradingsymbol") or ""),
+        side=Side(str(entry.get("transaction_type") or "").upper()),
+        quantity=int(entry.get("quantity") or 0),
+        filled_quantity=filled,
+        status=normalise_status(raw_status),
+        # Kite reports 0 until something fills.
+        average_price=average if filled and average > 0 else None,
+        status_message=str(entry.get("status_message") or ""),
+        placed_at=placed_at,
+        updated_at=updated_at,
+        raw_status=raw_status,
+        order_type=str(entry.get("order_type") or ""),
+        trigger_price=to_decimal(entry.get("trigger_price") or 0) or None,
+    )
+
+
+def _no_ticks(batch: list[Any]) -> None:
+    """An order-update stream subscribes to no instrument: no tick reaches it."""
 
 
 def _tags_of(entry: Mapping[str, Any]) -> list[str]:

@@ -54,6 +54,8 @@ class AccountState:
     opening_balance: Decimal
     redirect_url: str
     request_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry
+    # The app's postback URL (developers.kite.trade): every order update is POSTed there too.
+    postback_url: str = ""
     login_time: float = field(default_factory=time.time)
 
     def public(self) -> SimAccount:
@@ -98,6 +100,7 @@ class Accounts:
         user_name: str = "Sim Trader",
         opening_balance: Decimal = DEFAULT_OPENING_BALANCE,
         redirect_url: str = DEFAULT_REDIRECT_URL,
+        postback_url: str = "",
     ) -> AccountState:
         with self._lock:
             self._serial += 1
@@ -110,6 +113,7 @@ class Accounts:
                 email=f"{(user_id or f'sim{self._serial:03d}').lower()}@kitesim.invalid",
                 opening_balance=opening_balance,
                 redirect_url=redirect_url,
+                postback_url=postback_url,
             )
             if state.api_key in self._by_key:
                 raise ValueError(f"api_key {state.api_key!r} already exists")

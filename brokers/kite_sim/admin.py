@@ -57,6 +57,9 @@ class SimAdmin:
             if "opening_balance" in body:
                 body["opening_balance"] = Decimal(str(body["opening_balance"]))
             return HTTPStatus.CREATED, {"data": asdict(self.sim.create_account(**body))}
+        if route == ("POST", "/_sim/postback_url"):
+            self.sim.set_postback_url(body["api_key"], str(body.get("url") or ""))
+            return HTTPStatus.OK, {"data": True}
         if route == ("POST", "/_sim/expire_token"):
             self.sim.expire_token(body["api_key"])
             return HTTPStatus.OK, {"data": True}

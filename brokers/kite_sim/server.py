@@ -11,6 +11,8 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import requests
+
 from brokers.kite_sim.accounts import (
     DEFAULT_OPENING_BALANCE,
     DEFAULT_REDIRECT_URL,
@@ -74,6 +76,8 @@ class KiteSimulator:
         )
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Postbacks go out on a thread of their own: a slow receiver must not stall the clock.
+        self._postbacks: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -89,6 +93,7 @@ class KiteSimulator:
         self._threads = [
             threading.Thread(target=self._http.serve_forever, name="kite-sim-rest", daemon=True),
             threading.Thread(target=self._clock, name="kite-sim-clock", daemon=True),
+            threading.Thread(target=self._post_postbacks, name="kite-sim-postback", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -124,8 +129,10 @@ class KiteSimulator:
         user_name: str = "Sim Trader",
         opening_balance: Decimal = DEFAULT_OPENING_BALANCE,
         redirect_url: str | None = None,
+        postback_url: str = "",
     ) -> SimAccount:
-        """A fresh Kite user with its own order book, already logged in (``access_token`` works)."""
+        """A fresh Kite user with its own order book, already logged in (``access_token`` works);
+        ``postback_url``: where its order updates are POSTed, as Kite does for an app that sets one."""
         state = self.accounts.create(
             api_key=api_key,
             api_secret=api_secret,
@@ -134,8 +141,16 @@ class KiteSimulator:
             user_name=user_name,
             opening_balance=opening_balance,
             redirect_url=redirect_url or self.redirect_url,
+            postback_url=postback_url,
         )
         return state.public()
+
+    def set_postback_url(self, api_key: str, url: str) -> None:
+        """The app's postback URL ("" for none): its order updates go there from now on."""
+        state = self.accounts.get(api_key)
+        if state is None:
+            raise KeyError(api_key)
+        state.postback_url = url
 
     def account(self, api_key: str) -> SimAccount:
         """The account's current credentials (the access token changes after expiry and a new login)."""
@@ -218,3 +233,19 @@ class KiteSimulator:
             except queue.Empty:
                 return
             self._ticker.send_order_update(api_key, order)
+            state = self.accounts.get(api_key)
+            if state is not None and state.postback_url:
+                self._postbacks.put((state.postback_url, order))
+
+    def _post_postbacks(self) -> None:
+        """POST each update as JSON to its app's postback URL, as Kite does (the payload carries
+        its checksum); a receiver that fails is logged, not retried."""
+        while not self._stopping.is_set():
+            try:
+                url, order = self._postbacks.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                requests.post(url, json=order, timeout=5)
+            except requests.RequestException as error:
+                logger.warning("kite_sim postback to %s failed: %s", url, error)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.utils import timezone
@@ -15,6 +15,7 @@ from brokers.adapters.base import BrokerAdapter, BrokerOrder, BrokerOrderStatus
 from brokers.exceptions import BrokerAuthError, BrokerError
 from brokers.services import broker_account_mark_token_expired
 from execution.models import Order
+from execution.services.inbox import order_update_take, order_updates_live
 from execution.services.locks import ExecutionLock
 from execution.services.orders import (
     about,
@@ -45,31 +46,34 @@ def order_follow(
     lock: ExecutionLock | None,
     accepted_at: float | None = None,
 ) -> Order:
-    """Poll a PLACED order until it is final (E5) or ORDER_FOLLOW_SECONDS pass (left PLACED for
+    """Follow a PLACED order until it is final (E5) or ORDER_FOLLOW_SECONDS pass (left PLACED for
     recovery). A BUY still open then has its rest cancelled, so what filled becomes a position
     with its stop armed; an exit is never cancelled. ``accepted_at`` (wall clock, a handed-off
-    exit): no poll before the order can have an answer, as a sooner one only spends rate."""
+    exit): no poll before the order can have an answer, as a sooner one only spends rate.
+    The broker's pushed updates (``updates``) are waited for between polls; while the account's
+    stream is up, the broker is asked only when none came for ORDER_UPDATE_WAIT_SECONDS."""
     deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
     poll = _FOLLOW_FIRST_POLL
-    if accepted_at is not None:
+    account_id = order.account_id
+    # Without the stream (paper, Kite with the orderupdates process down) polling is as it was.
+    wait = float(settings.ORDER_UPDATE_WAIT_SECONDS) if order_updates_live(account_id=account_id) else 0.0
+    heard_at = time.monotonic()  # when an update last came (the follow's start counts as one)
+    pushed = None
+    if accepted_at is not None and not wait:
         # Bounded: a clock that jumped must not hold the follow.
         time.sleep(min(max(0.0, accepted_at + _FOLLOW_FIRST_POLL - time.time()), _FOLLOW_FIRST_POLL))
     cancelled = False
     while order.status == Status.PLACED:
         if lock is not None:
             lock.keepalive()
-        try:
-            seen = adapter.get_order(order.broker_order_id)
-        except BrokerError as error:
-            logger.warning("order poll failed", extra={"order_id": order.pk, "error": error_text(error)})
-            error_log(source="broker", error=error, strategy=strategy, order=order, message="Order status poll failed")
-            if error.permanent:
-                if isinstance(error, BrokerAuthError):
-                    broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
-                return order
-            seen = None
-        if seen is not None and seen.status.is_final:
-            order_settle(order=order, strategy=strategy, seen=seen)
+        seen: BrokerOrder | Literal[False] | None = pushed
+        via, pushed = "order_update", None
+        if seen is None and time.monotonic() - heard_at >= wait:
+            seen, via = _order_poll(order, strategy, adapter), "get_order"
+            if seen is False:
+                return order  # a permanent error: recovery settles the order
+        if seen and seen.status.is_final:
+            order_settle(order=order, strategy=strategy, seen=seen, via=via)
             return order
         if time.monotonic() + poll > deadline and order.reason == Order.Reason.BUY and not cancelled:
             cancelled = True
@@ -86,9 +90,27 @@ def order_follow(
                 payload=about(order, strategy),
             )
             return order
-        time.sleep(poll)
-        poll = min(poll * 2, _FOLLOW_MAX_POLL)
+        # Instead of sleeping: an update pushed meanwhile ends the pause at once.
+        pushed = order_update_take(account_id=account_id, broker_order_id=order.broker_order_id, timeout=poll)
+        if pushed is not None:
+            heard_at = time.monotonic()
+        else:
+            poll = min(poll * 2, _FOLLOW_MAX_POLL)
     return order
+
+
+def _order_poll(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> BrokerOrder | Literal[False] | None:
+    """The broker's view of the order; None after a transient error, False after a permanent one."""
+    try:
+        return adapter.get_order(order.broker_order_id)
+    except BrokerError as error:
+        logger.warning("order poll failed", extra={"order_id": order.pk, "error": error_text(error)})
+        error_log(source="broker", error=error, strategy=strategy, order=order, message="Order status poll failed")
+        if error.permanent:
+            if isinstance(error, BrokerAuthError):
+                broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
+            return False
+        return None
 
 
 def order_cancel_rest(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> None:
@@ -116,14 +138,15 @@ def order_fill_changes(order: Order, seen: BrokerOrder) -> dict[str, Any]:
     }
 
 
-def order_settle(*, order: Order, strategy: Strategy, seen: BrokerOrder) -> None:
-    """Record the broker's final word on a live order, with what it filled."""
+def order_settle(*, order: Order, strategy: Strategy, seen: BrokerOrder, via: str = "get_order") -> None:
+    """Record the broker's final word on a live order, with what it filled. ``via``: how it was
+    learnt (L2's request): a poll (``get_order``) or the broker's pushed ``order_update``."""
     response = {
         "broker_order_id": seen.broker_order_id,
         "status": seen.raw_status or str(seen.status),
         "filled_quantity": seen.filled_quantity,
     }
-    order_exchange_log(order, strategy, {"get_order": order.broker_order_id}, response)
+    order_exchange_log(order, strategy, {via: order.broker_order_id}, response)
     filled = order_fill_changes(order, seen)
     if seen.status is BrokerOrderStatus.COMPLETE:
         order_finalize(order, strategy, Status.COMPLETE, **filled)

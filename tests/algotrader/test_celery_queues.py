@@ -44,3 +44,10 @@ def test_every_beat_entry_names_a_registered_task(settings):
 
     assert missing == []
     assert "brokers.tasks.expire_broker_sessions_task" in {e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()}
+
+
+def test_an_order_update_lands_only_in_stoploss(broker_lists):
+    """A stop-loss's fill learnt from a postback must not wait behind a burst of BUYs."""
+    app.send_task("execution.tasks.order_update_task")
+
+    assert broker_lists() == {CeleryQueue.STOPLOSS: 1, CeleryQueue.ORDERS: 0, CeleryQueue.SCHEDULER: 0}

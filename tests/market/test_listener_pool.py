@@ -4,6 +4,7 @@ account); what no connection can carry raises one L4, armed stops carried first.
 streams (one per connection) and an in-memory channel layer; Kite's real figures where cheap."""
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import pytest
 from channels.layers import InMemoryChannelLayer
@@ -49,7 +50,7 @@ Build = Callable[..., tuple[MarketListener, list[Stream]]]
 def pool() -> Iterator[Build]:
     listeners: list[MarketListener] = []
 
-    def build(*, accounts: int = 1, **options: object) -> tuple[MarketListener, list[Stream]]:
+    def build(*, accounts: int = 1, **options: Any) -> tuple[MarketListener, list[Stream]]:
         streams: list[Stream] = []
 
         def factory_of(account: str) -> Callable[[TickHandler, FeedEvents], Stream]:

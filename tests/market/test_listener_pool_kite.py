@@ -4,6 +4,7 @@ so real instruments fill them; the connections open, carry their share and tick.
 
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from channels.layers import InMemoryChannelLayer
@@ -33,7 +34,7 @@ def run_listener(settings, kite_sim: KiteSimulator) -> Iterator[Callable[..., Ma
     settings.KITE_SIMULATED = True
     running: list[tuple[threading.Event, threading.Thread]] = []
 
-    def run(accounts: list[SimAccount], **options: object) -> MarketListener:
+    def run(accounts: list[SimAccount], **options: Any) -> MarketListener:
         def factory_of(sim_account: SimAccount) -> Callable[[TickHandler, FeedEvents], TickStream]:
             account = BrokerAccountFactory.create(
                 kite=True,

@@ -36,7 +36,7 @@ def short_lived(user: User, seconds: float) -> str:
 
 
 def test_the_socket_closes_when_its_token_expires():
-    token = short_lived(UserFactory(), 1.0)
+    token = short_lived(UserFactory.create(), 1.0)
 
     async def run():
         ws = socket(token)
@@ -53,7 +53,7 @@ def test_the_socket_closes_when_its_token_expires():
 
 
 def test_a_fresh_token_sent_in_band_keeps_the_socket_open():
-    user = UserFactory()
+    user = UserFactory.create()
     token = short_lived(user, 1.5)
 
     async def run():
@@ -73,8 +73,8 @@ def test_a_fresh_token_sent_in_band_keeps_the_socket_open():
 
 
 def test_another_users_token_does_not_renew_the_socket():
-    token = short_lived(UserFactory(), 60)
-    other = short_lived(UserFactory(), 120)
+    token = short_lived(UserFactory.create(), 60)
+    other = short_lived(UserFactory.create(), 120)
 
     async def run():
         ws = socket(token)
@@ -88,7 +88,7 @@ def test_another_users_token_does_not_renew_the_socket():
 
 
 def test_logout_closes_the_sockets_of_that_login_only():
-    user = UserFactory()
+    user = UserFactory.create()
     this_login, other_login = tokens_issue(user=user), tokens_issue(user=user)
 
     async def run():
@@ -108,7 +108,7 @@ def test_logout_closes_the_sockets_of_that_login_only():
 
 
 def test_deactivating_the_user_closes_every_socket():
-    user = UserFactory()
+    user = UserFactory.create()
     token = tokens_issue(user=user).access
 
     async def run():
@@ -126,7 +126,7 @@ def test_deactivating_the_user_closes_every_socket():
 
 
 def test_a_native_app_without_origin_connects_and_a_foreign_browser_origin_does_not():
-    token = tokens_issue(user=UserFactory()).access
+    token = tokens_issue(user=UserFactory.create()).access
 
     async def run():
         native, foreign = socket(token, origin=None), socket(token, origin=b"https://evil.example.com")
@@ -148,7 +148,7 @@ def test_a_native_app_without_origin_connects_and_a_foreign_browser_origin_does_
     ],
 )
 def test_a_bad_frame_gets_an_error_message_and_the_socket_stays(frame, code):
-    token = tokens_issue(user=UserFactory()).access
+    token = tokens_issue(user=UserFactory.create()).access
 
     async def run():
         ws = socket(token)

@@ -3,6 +3,7 @@ subscription past them is refused with an error text, the first 3,000 keep strea
 three connections per API key (the fourth handshake refused; see test_ticker_frames)."""
 
 import json
+from typing import Any
 
 from brokers.kite_sim.ticker import MAX_TOKENS_PER_CONNECTION
 from tests.brokers.kite_sim.test_ticker_frames import INFY, NIFTY_50, open_ticker, packets_by_token, subscribe
@@ -17,7 +18,7 @@ def fill(ws, count: int) -> list[int]:
     return tokens
 
 
-def next_text(ws) -> dict[str, object]:
+def next_text(ws) -> Any:
     while True:
         message = ws.recv(timeout=3)
         if isinstance(message, str):
