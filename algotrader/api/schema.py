@@ -26,6 +26,7 @@ _ERROR_SCHEMA = {
 _ERRORS = {
     "400": ("The request is invalid: see the per-field messages.", "invalid", {"quantity": ["Must be at least 1."]}),
     "401": ("No valid access token.", "not_authenticated", {}),
+    "403": ("Not allowed (a staff-only page, or a postback that fails its checksum).", "forbidden", {}),
     "404": ("Not found (or not yours).", "not_found", {}),
     "409": ("The request conflicts with the object's state.", "conflict", {}),
     "429": ("Too many requests: retry after the Retry-After header's seconds.", "throttled", {}),

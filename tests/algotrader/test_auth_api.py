@@ -167,6 +167,17 @@ def test_lockout_of_one_account_leaves_others_alone_from_another_address(api_cli
     assert response.status_code == 200
 
 
+def test_failures_from_one_address_do_not_lock_the_owner_out_at_another(api_client, user, password):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        login(api_client, user.email, "wrong password entirely")
+
+    attacker = login(api_client, user.email, password)
+    owner = api_client.post(LOGIN, {"email": user.email, "password": password}, format="json", REMOTE_ADDR="10.1.2.3")
+
+    assert attacker.status_code == 429
+    assert owner.status_code == 200
+
+
 def test_refresh_rotates_and_the_old_refresh_token_is_refused(api_client, user, password):
     first = login(api_client, user.email, password).json()
 

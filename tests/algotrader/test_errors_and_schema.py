@@ -8,6 +8,7 @@ from django.test import Client
 from rest_framework.exceptions import ValidationError
 
 from algotrader.api.exception_handler import flatten_errors
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -60,5 +61,28 @@ def test_list_operations_declare_the_page_object_and_every_operation_its_errors(
     assert set(page["properties"]) == {"count", "next", "previous", "results"}
     for path in schema["paths"].values():
         for operation in path.values():
-            assert {"400", "401", "404", "409", "429", "503"} <= set(operation["responses"])
+            assert {"400", "401", "403", "404", "409", "429", "503"} <= set(operation["responses"])
             assert operation["responses"]["429"]["content"]["application/json"]["example"]["error"]["code"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/schema/", "/api/v1/docs/", "/api/v1/redoc/"])
+def test_with_docs_closed_only_staff_read_the_schema_and_docs(settings, path, user):
+    settings.API_DOCS_PUBLIC = False
+    staff = Client()
+    staff.force_login(UserFactory.create(is_staff=True))
+    member = Client()
+    member.force_login(user)
+
+    assert Client().get(path).status_code in (401, 403)
+    assert member.get(path).status_code == 403
+    assert staff.get(path).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/admin/login/", "/api/v1/docs/", "/api/v1/redoc/", "/api/v1/auth/me/"])
+def test_every_page_carries_a_content_security_policy(path):
+    policy = Client().get(path)["Content-Security-Policy"]
+
+    assert "default-src 'self'" in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in policy
