@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 Status = Order.Status
 
-_FOLLOW_FIRST_POLL = 0.05
+FOLLOW_FIRST_POLL = 0.05
 
 
 _FOLLOW_MAX_POLL = 0.5
@@ -50,24 +50,17 @@ def order_follow(
     with its stop armed; an exit is never cancelled. ``accepted_at`` (wall clock, a handed-off
     exit): no poll before the order can have an answer, as a sooner one only spends rate."""
     deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
-    poll = _FOLLOW_FIRST_POLL
+    poll = FOLLOW_FIRST_POLL
     if accepted_at is not None:
         # Bounded: a clock that jumped must not hold the follow.
-        time.sleep(min(max(0.0, accepted_at + _FOLLOW_FIRST_POLL - time.time()), _FOLLOW_FIRST_POLL))
+        time.sleep(min(max(0.0, accepted_at + FOLLOW_FIRST_POLL - time.time()), FOLLOW_FIRST_POLL))
     cancelled = False
     while order.status == Status.PLACED:
         if lock is not None:
             lock.keepalive()
-        try:
-            seen = adapter.get_order(order.broker_order_id)
-        except BrokerError as error:
-            logger.warning("order poll failed", extra={"order_id": order.pk, "error": error_text(error)})
-            error_log(source="broker", error=error, strategy=strategy, order=order, message="Order status poll failed")
-            if error.permanent:
-                if isinstance(error, BrokerAuthError):
-                    broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
-                return order
-            seen = None
+        seen, give_up = order_poll(order=order, strategy=strategy, adapter=adapter)
+        if give_up:
+            return order
         if seen is not None and seen.status.is_final:
             order_settle(order=order, strategy=strategy, seen=seen)
             return order
@@ -77,18 +70,43 @@ def order_follow(
             order_cancel_rest(order, strategy, adapter)
             continue
         if time.monotonic() + poll > deadline:
-            logger.error("order not final within the follow deadline", extra={"order_id": order.pk})
-            emit(
-                Event.L3_ERROR_LOGGED,
-                strategy=strategy,
-                order=order,
-                message="Order not final in time: recovery will settle it",
-                payload=about(order, strategy),
-            )
+            order_follow_expired(order, strategy)
             return order
         time.sleep(poll)
-        poll = min(poll * 2, _FOLLOW_MAX_POLL)
+        poll = follow_backoff(poll)
     return order
+
+
+def follow_backoff(poll: float) -> float:
+    """The wait before the next look at an order not final yet, after waiting ``poll``."""
+    return min(poll * 2, _FOLLOW_MAX_POLL)
+
+
+def order_poll(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> tuple[BrokerOrder | None, bool]:
+    """One look at a PLACED order: what the broker says (None: a transient failure, look
+    again) and whether to stop following (a permanent failure: recovery settles it)."""
+    try:
+        return adapter.get_order(order.broker_order_id), False
+    except BrokerError as error:
+        logger.warning("order poll failed", extra={"order_id": order.pk, "error": error_text(error)})
+        error_log(source="broker", error=error, strategy=strategy, order=order, message="Order status poll failed")
+        if error.permanent:
+            if isinstance(error, BrokerAuthError):
+                broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
+            return None, True
+        return None, False
+
+
+def order_follow_expired(order: Order, strategy: Strategy) -> None:
+    """The follow gives up on an order still not final: left PLACED for recovery (L3)."""
+    logger.error("order not final within the follow deadline", extra={"order_id": order.pk})
+    emit(
+        Event.L3_ERROR_LOGGED,
+        strategy=strategy,
+        order=order,
+        message="Order not final in time: recovery will settle it",
+        payload=about(order, strategy),
+    )
 
 
 def order_cancel_rest(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> None:
