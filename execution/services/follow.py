@@ -156,9 +156,11 @@ def _check_or_resend(
     if poll is None:
         # The first look not before the order can have an answer: a sooner one spends rate and a task.
         # (Within ORDER_FOLLOW_SECONDS: a paper latency set longer still sees a BUY's rest cancelled then.)
-        due = checks.accepted_at + min(_first_answer_seconds(strategy), float(settings.ORDER_FOLLOW_SECONDS))
-        if due > now:
-            return _check_later(order, strategy, adapter, lock, checks, wait=due - now, poll=FOLLOW_FIRST_POLL)
+        first = min(_first_answer_seconds(strategy), float(settings.ORDER_FOLLOW_SECONDS))
+        if checks.accepted_at + first > now:
+            # Bounded: a sender's clock ahead of this one must not hold the follow back.
+            wait = min(checks.accepted_at + first - now, first)
+            return _check_later(order, strategy, adapter, lock, checks, wait=wait, poll=FOLLOW_FIRST_POLL)
         poll = FOLLOW_FIRST_POLL
     seen, give_up = order_poll(order=order, strategy=strategy, adapter=adapter)
     if give_up:
