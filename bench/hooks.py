@@ -18,7 +18,7 @@ MEASURED = frozenset({"execution.tasks.execute_buy_task", "bench.hooks.noop_task
 
 if os.environ.get("BENCH_TASK_BODY") == "noop":
 
-    def _no_buy(*, strategy_id: int) -> None:
+    def _no_buy(*, strategy_id: int, hand_off: bool = False) -> None:
         pass
 
     services.strategy_buy_execute = _no_buy

@@ -33,7 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from algotrader.processes import procfile_command  # noqa: E402
 from bench.database import ensure_database  # noqa: E402
-from bench.stack import orders_worker_commands, scheduler_worker_command  # noqa: E402
+from bench.stack import orders_worker_commands, process_tree_cpu_seconds, scheduler_worker_command  # noqa: E402
+
+# The 30 s a BUY may still go out after its second (the production BUY_GRACE_SECONDS): the bench
+# runs with a longer grace so that every BUY is measured, and counts those placed past this one.
+PRODUCTION_GRACE_SECONDS = 30.0
 
 
 def main() -> None:
@@ -157,9 +161,24 @@ class Bench:
         figures: dict[str, Any] = {}
         if with_noop_floor:
             figures["floor_noop_task"] = self.floor(ids, task="noop")
-        figures["floor"] = self.floor(ids, task="buy")
-        figures["slots"] = self.slots(ids)
-        figures["per_strategy_clocked"] = self.per_strategy_clocked(ids)
+        real_body = not with_noop_floor
+        for name, pattern in (
+            ("floor", lambda: self.floor(ids, task="buy")),
+            ("slots", lambda: self.slots(ids)),
+            ("per_strategy_clocked", lambda: self.per_strategy_clocked(ids)),
+        ):
+            if real_body:
+                # Each pattern places every BUY anew: left BOUGHT by the pattern before, a
+                # strategy's BUY would only find its position claimed and place nothing.
+                self.positions_reset(ids)
+            cpu_before = self.cpu_seconds()
+            figures[name] = pattern()
+            if real_body:
+                self.follows_done(ids)
+                figures[name].update(self.buys_placed(ids, figures[name].pop("scheduled_at")))
+                figures[name]["cpu"] = self.cpu_per_buy(cpu_before, self.cpu_seconds(), size)
+            else:
+                figures[name].pop("scheduled_at")
         figures["slots_p99_vs_floor"] = ratio(figures["slots"]["p99"], figures["floor"]["p99"])
         figures["per_strategy_p99_vs_slots"] = ratio(figures["per_strategy_clocked"]["p99"], figures["slots"]["p99"])
         return figures
@@ -285,6 +304,75 @@ class Bench:
 
     # --- measuring -----------------------------------------------------------------------
 
+    def positions_reset(self, ids: list[int]) -> None:
+        """The strategies back to RUNNING with no position, their orders (ours and the paper
+        broker's) gone: the benchmark's own database."""
+        from brokers.models import PaperOrder
+        from execution.models import Order
+        from strategies.models import Strategy
+
+        Order.objects.filter(strategy_id__in=ids).delete()
+        accounts = Strategy.objects.filter(pk__in=ids).values_list("broker_account_id", flat=True)
+        PaperOrder.objects.filter(account_id__in=list(accounts)).delete()
+        Strategy.objects.filter(pk__in=ids).update(
+            status=Strategy.Status.RUNNING,
+            position=Strategy.Position.NONE,
+            exit_reason="",
+            entry_price=None,
+            stop_trigger_price=None,
+            target_price=None,
+            trail_high_price=None,
+            ended_at=None,
+        )
+
+    def follows_done(self, ids: list[int], timeout: float = 300) -> None:
+        """Until no BUY of ``ids`` is live (their follows, re-sent with countdowns, are not in
+        the queue the ``settle`` drained but in the worker's timer): then the CPU is read."""
+        from execution.models import Order
+
+        deadline = time.monotonic() + timeout
+        live = Order.objects.filter(strategy_id__in=ids, status__in=Order.LIVE)
+        while live.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(1)  # the last follows' position moves after their order's final status
+
+    def buys_placed(self, ids: list[int], scheduled: float) -> dict[str, Any]:
+        """When the paper broker accepted each BUY, from the BUY second: the rate placed (all
+        of them over the span from the first to the last), the p50/p99 acceptance, those
+        never placed or placed past the production grace, and BUYs refused as late."""
+        from brokers.models import PaperOrder
+        from execution.models import Order
+        from strategies.models import Strategy
+
+        accounts = list(Strategy.objects.filter(pk__in=ids).values_list("broker_account_id", flat=True))
+        placed = sorted(
+            at.timestamp() - scheduled
+            for at in PaperOrder.objects.filter(account_id__in=accounts, side="BUY").values_list("placed_at", flat=True)
+        )
+        span = placed[-1] - placed[0] if len(placed) > 1 else 0.0
+        late = Order.objects.filter(strategy_id__in=ids, last_error__icontains="past its valid time").count()
+        return {
+            "buys_placed": len(placed),
+            "buys_per_second": round(len(placed) / span, 1) if span > 0 else None,
+            "accepted_p50": rounded(percentile(placed, len(ids), 50)),
+            "accepted_p99": rounded(percentile(placed, len(ids), 99)),
+            "accepted_max": rounded(placed[-1]) if placed else None,
+            "past_production_grace": sum(1 for at in placed if at > PRODUCTION_GRACE_SECONDS)
+            + (len(ids) - len(placed)),
+            "skipped_late": late,
+            "fills": Order.objects.filter(strategy_id__in=ids, side="BUY", status="COMPLETE").count(),
+        }
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system, with the pool's children) of each process started."""
+        return {name: sum(process_tree_cpu_seconds(process.pid)) for name, process in self.processes.items()}
+
+    def cpu_per_buy(self, before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+        """Milliseconds of CPU a BUY, per process and summed over ours (PostgreSQL's and Redis's not counted)."""
+        per = {name.split("@")[0]: round((after[name] - before.get(name, 0.0)) * 1000 / count, 2) for name in after}
+        per["total"] = round(sum(per.values()), 2)
+        return per
+
     def collect(self, total: int, scheduled: datetime, timeout: float) -> dict[str, Any]:
         """Skews (seconds) from ``scheduled`` to the start of each of ``total`` tasks."""
         from bench.hooks import STARTS_KEY
@@ -301,6 +389,7 @@ class Bench:
             "p99": rounded(percentile(skews, total, 99)),
             "max": rounded(skews[-1]) if len(skews) == total else None,
             "first": rounded(skews[0]) if skews else None,
+            "scheduled_at": scheduled.timestamp(),
         }
         if len(skews) < total:
             figures["unfinished_after_seconds"] = timeout
@@ -491,6 +580,16 @@ class Bench:
             f"  slot p99 / floor p99 = {fmt(figures['slots_p99_vs_floor'])}x (target <= 1.25);"
             f" per-strategy p99 / slot p99 = {fmt(figures['per_strategy_p99_vs_slots'])}x (target >= 5 at 5000)"
         )
+        for key in ("floor", "slots", "per_strategy_clocked"):
+            f = figures[key]
+            if "buys_placed" in f:
+                print(
+                    f"  {key:22} placed {f['buys_placed']}/{f['tasks']} at {fmt(f['buys_per_second'])} BUYs/s;"
+                    f" accepted p50 / p99 {fmt(f['accepted_p50'])} / {fmt(f['accepted_p99'])} s;"
+                    f" past {PRODUCTION_GRACE_SECONDS:g} s {f['past_production_grace']},"
+                    f" skipped late {f['skipped_late']};"
+                    f" CPU {f['cpu']['total']} ms a BUY {f['cpu']}"
+                )
         fan_out, beat_sent = figures["slots"]["fan_out_done"], figures["per_strategy_clocked"]["beat_sent_all_by"]
         print(
             f"  slot fan-out done {fmt(fan_out)} s after the second;"

@@ -19,8 +19,9 @@ from strategies.models import Strategy
 
 @shared_task(name=TaskName.EXECUTE_BUY.value, acks_late=True, expires=buy_window_seconds())
 def execute_buy_task(strategy_id: int) -> None:
+    # The fill is followed by follow_order_task: this worker's slot is free for the next BUY.
     with log_context(strategy_id=strategy_id):
-        services.strategy_buy_execute(strategy_id=strategy_id)
+        services.strategy_buy_execute(strategy_id=strategy_id, hand_off=True)
 
 
 @shared_task(name=TaskName.EXECUTE_SELL.value, acks_late=True, expires=settings.SELL_EXPIRES_SECONDS)
@@ -44,9 +45,13 @@ def follow_order_task(
     request: dict[str, Any] | None = None,
     strategy_id: int | None = None,
     accepted_at: float | None = None,
+    poll: float | None = None,
+    cancelled_at: float | None = None,
 ) -> None:
     """On the orders queue. Lost or expired, settlement settles the order by its tag.
-    ``strategy_id`` and ``accepted_at``: absent from a task sent before they existed."""
+    ``strategy_id`` and ``accepted_at``: absent from a task sent before they existed. One look
+    at the order per run: not final, it sends itself again (``poll``, ``cancelled_at``: where
+    the follow stands), so no worker thread waits for a fill."""
     with log_context(order_id=order_id):
         services.position_follow(
             order_id=order_id,
@@ -55,6 +60,9 @@ def follow_order_task(
             request=request,
             strategy_id=strategy_id,
             accepted_at=accepted_at,
+            resend=True,
+            poll=poll,
+            cancelled_at=cancelled_at,
         )
 
 

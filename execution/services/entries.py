@@ -7,6 +7,7 @@ from __future__ import annotations
 from execution.models import Order
 from execution.services import safety
 from execution.services.claims import Position, Status, position_claim, strategy_about, strategy_locked, strategy_read
+from execution.services.exits import follow_hand_off
 from execution.services.outcomes import order_execute
 from execution.services.settlement import position_resume
 from monitoring.events import Event
@@ -15,9 +16,11 @@ from strategies import scheduling
 from strategies.buy_window import buy_valid_until, buy_window_open
 
 
-def strategy_buy_execute(*, strategy_id: int) -> Order | None:
+def strategy_buy_execute(*, strategy_id: int, hand_off: bool = False) -> Order | None:
     """E1: claim RUNNING & NONE -> BUYING with a PENDING BUY, place it, follow it, then
-    BOUGHT (stop armed) or back to NONE and the strategy ends (rejected)."""
+    BOUGHT (stop armed) or back to NONE and the strategy ends (rejected). ``hand_off`` (the
+    task's way): once the broker accepts the BUY, ``position_follow`` follows it with the lock
+    on another task, as a stop-loss's exit, and this worker's slot takes the next BUY."""
     strategy = strategy_read(strategy_id)
     if strategy is None:
         return None
@@ -57,4 +60,6 @@ def strategy_buy_execute(*, strategy_id: int) -> Order | None:
         )
         if order is None:
             return position_resume(strategy, Order.Side.BUY, lock=held.lock)
-        return order_execute(strategy, order, lock=held.lock)
+        return order_execute(
+            strategy, order, lock=held.lock, hand_off=follow_hand_off(strategy, held.lock) if hand_off else None
+        )

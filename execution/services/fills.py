@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 Status = Order.Status
 
-_FOLLOW_FIRST_POLL = 0.05
+FOLLOW_FIRST_POLL = 0.05
 
 
 _FOLLOW_MAX_POLL = 0.5
@@ -53,7 +53,7 @@ def order_follow(
     The broker's pushed updates (``updates``) are waited for between polls; while the account's
     stream is up, the broker is asked only when none came for ORDER_UPDATE_WAIT_SECONDS."""
     deadline = time.monotonic() + float(settings.ORDER_FOLLOW_SECONDS)
-    poll = _FOLLOW_FIRST_POLL
+    poll = FOLLOW_FIRST_POLL
     account_id = order.account_id
     # Without the stream (paper, Kite with the orderupdates process down) polling is as it was.
     wait = float(settings.ORDER_UPDATE_WAIT_SECONDS) if order_updates_live(account_id=account_id) else 0.0
@@ -61,18 +61,19 @@ def order_follow(
     pushed = None
     if accepted_at is not None and not wait:
         # Bounded: a clock that jumped must not hold the follow.
-        time.sleep(min(max(0.0, accepted_at + _FOLLOW_FIRST_POLL - time.time()), _FOLLOW_FIRST_POLL))
+        time.sleep(min(max(0.0, accepted_at + FOLLOW_FIRST_POLL - time.time()), FOLLOW_FIRST_POLL))
     cancelled = False
     while order.status == Status.PLACED:
         if lock is not None:
             lock.keepalive()
-        seen: BrokerOrder | Literal[False] | None = pushed
+        seen: BrokerOrder | None = pushed
         via, pushed = "order_update", None
         if seen is None and time.monotonic() - heard_at >= wait:
-            seen, via = _order_poll(order, strategy, adapter), "get_order"
-            if seen is False:
+            seen, give_up = order_poll(order=order, strategy=strategy, adapter=adapter)
+            via = "get_order"
+            if give_up:
                 return order  # a permanent error: recovery settles the order
-        if seen and seen.status.is_final:
+        if seen is not None and seen.status.is_final:
             order_settle(order=order, strategy=strategy, seen=seen, via=via)
             return order
         if time.monotonic() + poll > deadline and order.reason == Order.Reason.BUY and not cancelled:
@@ -81,36 +82,47 @@ def order_follow(
             order_cancel_rest(order, strategy, adapter)
             continue
         if time.monotonic() + poll > deadline:
-            logger.error("order not final within the follow deadline", extra={"order_id": order.pk})
-            emit(
-                Event.L3_ERROR_LOGGED,
-                strategy=strategy,
-                order=order,
-                message="Order not final in time: recovery will settle it",
-                payload=about(order, strategy),
-            )
+            order_follow_expired(order, strategy)
             return order
         # Instead of sleeping: an update pushed meanwhile ends the pause at once.
         pushed = order_update_take(account_id=account_id, broker_order_id=order.broker_order_id, timeout=poll)
         if pushed is not None:
             heard_at = time.monotonic()
         else:
-            poll = min(poll * 2, _FOLLOW_MAX_POLL)
+            poll = follow_backoff(poll)
     return order
 
 
-def _order_poll(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> BrokerOrder | Literal[False] | None:
-    """The broker's view of the order; None after a transient error, False after a permanent one."""
+def follow_backoff(poll: float) -> float:
+    """The wait before the next look at an order not final yet, after waiting ``poll``."""
+    return min(poll * 2, _FOLLOW_MAX_POLL)
+
+
+def order_poll(*, order: Order, strategy: Strategy, adapter: BrokerAdapter) -> tuple[BrokerOrder | None, bool]:
+    """One look at a PLACED order: what the broker says (None: a transient failure, look
+    again) and whether to stop following (a permanent failure: recovery settles it)."""
     try:
-        return adapter.get_order(order.broker_order_id)
+        return adapter.get_order(order.broker_order_id), False
     except BrokerError as error:
         logger.warning("order poll failed", extra={"order_id": order.pk, "error": error_text(error)})
         error_log(source="broker", error=error, strategy=strategy, order=order, message="Order status poll failed")
         if error.permanent:
             if isinstance(error, BrokerAuthError):
                 broker_account_mark_token_expired(account=strategy.broker_account, reason=error.message)
-            return False
-        return None
+            return None, True
+        return None, False
+
+
+def order_follow_expired(order: Order, strategy: Strategy) -> None:
+    """The follow gives up on an order still not final: left PLACED for recovery (L3)."""
+    logger.error("order not final within the follow deadline", extra={"order_id": order.pk})
+    emit(
+        Event.L3_ERROR_LOGGED,
+        strategy=strategy,
+        order=order,
+        message="Order not final in time: recovery will settle it",
+        payload=about(order, strategy),
+    )
 
 
 def order_cancel_rest(order: Order, strategy: Strategy, adapter: BrokerAdapter) -> None:

@@ -93,7 +93,7 @@ def test_late_buys_of_one_instant_are_one_operator_alert_and_an_l4_per_strategy(
 def test_a_crashed_order_task_is_a_strategy_crash_alert(make_strategy, monkeypatch):
     strategy = make_strategy()
 
-    def crash(*, strategy_id: int) -> None:
+    def crash(*, strategy_id: int, hand_off: bool = False) -> None:
         raise RuntimeError("worker bug")
 
     monkeypatch.setattr(execution_services, "strategy_buy_execute", crash)

@@ -64,7 +64,7 @@ def test_lines_inside_a_log_context_carry_its_ids(json_lines):
 
 @pytest.mark.django_db
 def test_an_order_task_logs_with_its_strategy_id(json_lines, monkeypatch):
-    def execute(*, strategy_id: int) -> None:
+    def execute(*, strategy_id: int, hand_off: bool = False) -> None:
         logging.getLogger("execution.services.positions").info("executing")
 
     monkeypatch.setattr(execution_services, "strategy_buy_execute", execute)
@@ -248,7 +248,7 @@ def test_an_event_line_shows_its_code_and_ids(user, text_lines):
 
 @pytest.mark.django_db
 def test_a_task_line_carries_the_task_id_in_both_formats(text_lines, json_lines, monkeypatch):
-    def execute(*, strategy_id: int) -> None:
+    def execute(*, strategy_id: int, hand_off: bool = False) -> None:
         logging.getLogger("execution.services.positions").info("executing")
 
     monkeypatch.setattr(execution_services, "strategy_buy_execute", execute)
