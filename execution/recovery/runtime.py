@@ -22,6 +22,7 @@ from algotrader.celery import app
 from algotrader.redis_client import get_redis
 from monitoring.events import Event
 from monitoring.models import EventLog
+from strategies.exit_index import exits_arm_held
 from strategies.models import Strategy
 from strategies.runtime import runtime_fields
 
@@ -33,6 +34,8 @@ Position = Strategy.Position
 BATCH = 1000  # strategies per query and per pipeline
 # A position past BOUGHT never goes back to it: a stop armed for one is always stale.
 _PAST_BOUGHT = (Position.EXITING, Position.SOLD, Position.EXITED_BY_SL)
+# A stop (M2) or a target (P5) taken out of its index: either is the position's exit.
+_FIRED_CODES = (Event.M2_STOPLOSS_TRIGGERED.code, Event.P5_TARGET_REACHED.code)
 _RUNTIME_COLUMNS = (
     "id",
     "owner_id",
@@ -44,6 +47,11 @@ _RUNTIME_COLUMNS = (
     "stop_loss_price",
     "stop_loss_percent",
     "stop_trigger_price",
+    "entry_price",
+    "stop_loss_trail_percent",
+    "stop_loss_trail_points",
+    "target_price",
+    "trail_high_price",
     "buy_fire_at",
     "sell_fire_at",
     "version",
@@ -128,7 +136,7 @@ def stops_fired(strategy_ids: Iterable[int]) -> dict[int, datetime]:
     if not ids:
         return {}
     rows = (
-        EventLog.objects.filter(code=Event.M2_STOPLOSS_TRIGGERED.code, strategy_id__in=ids)
+        EventLog.objects.filter(code__in=_FIRED_CODES, strategy_id__in=ids)
         .order_by()
         .values("strategy_id")
         .annotate(last=Max("created_at"))
@@ -170,6 +178,8 @@ def _write(client: redis.Redis, writer: Any, strategies: Iterable[Strategy], ins
         if strategy.position == Position.BOUGHT and strategy.stop_trigger_price and strategy.pk not in fired:
             # As ``strategies.stoploss_index.stoploss_arm`` scores it: the trigger as a double.
             stops[instrument][str(strategy.pk)] = float(strategy.stop_trigger_price)
+            if strategy.entry_price is not None:  # the target and the trail from their recorded high and stop
+                exits_arm_held(strategy, pipe=pipe)
     for instrument, ids in members.items():
         pipe.sadd(redis_keys.symbol_strategies(instrument), *ids)
     for instrument, mapping in stops.items():
