@@ -22,6 +22,8 @@ class TaskName(StrEnum):
     # (strategy_id, trigger_price as a str): the protective stop's trigger follows a trailing stop.
     MOVE_PROTECTIVE_STOP = "execution.tasks.move_protective_stop_task"
     SETTLE_ORDERS = "execution.tasks.settle_orders_task"
+    # (strategy_id, high_price str, stop_price str): a trailing stop's raise recorded (P4), off the tick path.
+    RECORD_TRAIL = "strategies.tasks.record_trail_task"
     FIRE_SLOT = "strategies.tasks.fire_slot_task"
     SWEEP_DUE = "strategies.tasks.sweep_due_task"
     EXPIRE_BROKER_SESSIONS = "brokers.tasks.expire_broker_sessions_task"

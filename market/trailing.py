@@ -1,25 +1,20 @@
 """What follows a trailing stop out of the tick path, throttled: the tick script raises the stop in
 ``sl:`` on every new high, but the broker allows few modifications of the protective order
 (Kite: 25 an order) and the database need not see every tick. So the consumer keeps, per
-strategy, the newest move and sends it on (P4, the database record, the protective order's
-move) at most once per ``TRAIL_MODIFY_MIN_SECONDS`` and only after ``TRAIL_MODIFY_MIN_BPS``."""
+strategy, the newest move and sends it on (the record with P4, the protective order's move,
+both as tasks) at most once per ``TRAIL_MODIFY_MIN_SECONDS`` and only after ``TRAIL_MODIFY_MIN_BPS``."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.conf import settings
 
-from algotrader.celery import task_send
+from algotrader.celery import app, task_send
 from algotrader.queues import TaskName
 from market.ticks import TrailMove
-from strategies.services import strategy_trail_record
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,9 +40,10 @@ class TrailFollower:
             return []
         now = time.monotonic() if now is None else now
         due = [move for move in self._pending.values() if self._due(move, now)]
-        for move in due:
-            del self._pending[move.strategy_id]
-            self._send(move, now)
+        if due:
+            self._send(due, now)  # raising: what was due stays pending for the next batch
+            for move in due:
+                del self._pending[move.strategy_id]
         return due
 
     def forget(self, strategy_ids: Iterable[int]) -> None:
@@ -64,23 +60,18 @@ class TrailFollower:
             return False
         return bool((move.stop - sent.stop) * 10_000 >= settings.TRAIL_MODIFY_MIN_BPS * sent.stop)
 
-    def _send(self, move: TrailMove, now: float) -> None:
-        sent = self._sent.get(move.strategy_id)
-        count = sent.protective_moves if sent is not None else 0
-        self._sent[move.strategy_id] = _Sent(at=now, stop=move.stop, protective_moves=count)
-        stop = Decimal(repr(move.stop))  # the float's shortest repr: the script rounded it to the paisa
-        try:
-            recorded = strategy_trail_record(
-                strategy_id=move.strategy_id, high_price=Decimal(repr(move.high)), stop_price=stop
-            )
-        except Exception:  # the stop in Redis is what exits; a lost record is the next move's
-            logger.exception("trailing stop not recorded", extra={"strategy_id": move.strategy_id})
-            return
-        if not recorded or count >= settings.TRAIL_MODIFY_MAX:
-            return
-        self._sent[move.strategy_id].protective_moves = count + 1
-        try:
-            # By name: the protective order is the execution engine's (above this layer).
-            task_send(TaskName.MOVE_PROTECTIVE_STOP, args=(move.strategy_id, str(stop)))
-        except Exception:
-            logger.exception("protective stop move not sent", extra={"strategy_id": move.strategy_id})
+    def _send(self, due: list[TrailMove], now: float) -> None:
+        """The record (P4) and the protective order's move, as tasks: a record is a database
+        write, which the tick path never waits for. One kombu batch for all of a batch's."""
+        with app.producer_or_acquire() as producer, producer.batch():
+            for move in due:
+                sent = self._sent.get(move.strategy_id)
+                count = sent.protective_moves if sent is not None else 0
+                protect = count < settings.TRAIL_MODIFY_MAX
+                self._sent[move.strategy_id] = _Sent(at=now, stop=move.stop, protective_moves=count + protect)
+                # The floats' shortest reprs: the script rounded the stop to the paisa.
+                high, stop = repr(move.high), repr(move.stop)
+                task_send(TaskName.RECORD_TRAIL, args=(move.strategy_id, high, stop), producer=producer)
+                if protect:
+                    # By name: the protective order is the execution engine's (above this layer).
+                    task_send(TaskName.MOVE_PROTECTIVE_STOP, args=(move.strategy_id, stop), producer=producer)

@@ -232,28 +232,29 @@ def test_a_target_whose_task_was_never_sent_is_swept_with_its_reason():
     assert stoploss_task_calls() == [(42, {"reason": "TARGET"})]
 
 
-@pytest.mark.django_db
-def test_a_raised_stop_is_recorded_with_p4_and_sent_to_the_protective_order():
-    strategy = held(stop_loss_trail_percent=Decimal("2"))
-    arm(strategy.pk, stop="98", percent="2")
+def record_and_moves() -> tuple[list[list[Any]], list[list[Any]]]:
+    """The args of the record tasks and of the protective moves queued, oldest first."""
+    tasks = queued_tasks(CeleryQueue.ORDERS)
+    records = [args for name, args in tasks if name == TaskName.RECORD_TRAIL.value]
+    moves = [args for name, args in tasks if name == TaskName.MOVE_PROTECTIVE_STOP.value]
+    assert len(records) + len(moves) == len(tasks)
+    return records, moves
+
+
+def test_a_raised_stop_sends_its_record_and_the_protective_orders_move():
+    arm(1, stop="98", percent="2")
 
     ticks_ingest(message=batch((INFY, 105.0, 1.0)), trails=TrailFollower())
 
-    strategy.refresh_from_db()
-    assert (strategy.trail_high_price, strategy.stop_trigger_price) == (Decimal("105"), Decimal("102.9"))
-    [p4] = events("P4")
-    assert p4.payload["stop_price"] == "102.9" and p4.payload["high_price"] == "105.0"
-    assert queued_tasks(CeleryQueue.ORDERS) == [(TaskName.MOVE_PROTECTIVE_STOP.value, [strategy.pk, "102.9"])]
+    assert record_and_moves() == ([[1, "105.0", "102.9"]], [[1, "102.9"]])
 
 
-@pytest.mark.django_db
 def test_raised_stops_are_followed_at_most_once_per_interval_and_only_after_enough_of_a_move(settings):
     settings.TRAIL_MODIFY_MIN_SECONDS, settings.TRAIL_MODIFY_MIN_BPS = 3.0, 20.0
-    strategy = held(stop_loss_trail_percent=Decimal("2"))
     follower = TrailFollower()
 
     def move(stop: float, now: float) -> list[TrailMove]:
-        return follower.follow([TrailMove(strategy.pk, INFY, round(stop / 0.98, 2), stop)], now=now)
+        return follower.follow([TrailMove(1, INFY, round(stop / 0.98, 2), stop)], now=now)
 
     first = move(100.00, now=0.0)
     too_soon = move(101.00, now=1.0)  # 100 bps, but within the interval: waits
@@ -263,31 +264,29 @@ def test_raised_stops_are_followed_at_most_once_per_interval_and_only_after_enou
 
     assert [m.stop for m in first] == [100.0] and too_soon == [] and [m.stop for m in waited] == [101.0]
     assert too_small == [] and [m.stop for m in enough] == [101.3]
-    assert [e.payload["stop_price"] for e in events("P4")] == ["100.0", "101.0", "101.3"]
-    assert len(queued_tasks(CeleryQueue.ORDERS)) == 3
+    records, moves = record_and_moves()
+    assert [args[2] for args in records] == ["100.0", "101.0", "101.3"]
+    assert [args[1] for args in moves] == ["100.0", "101.0", "101.3"]
 
 
-@pytest.mark.django_db
 def test_the_protective_order_is_moved_at_most_trail_modify_max_times(settings):
     settings.TRAIL_MODIFY_MIN_SECONDS, settings.TRAIL_MODIFY_MIN_BPS, settings.TRAIL_MODIFY_MAX = 0.0, 0.0, 2
-    strategy = held(stop_loss_trail_percent=Decimal("2"))
     follower = TrailFollower()
 
     for n in range(4):
-        follower.follow([TrailMove(strategy.pk, INFY, 110.0 + n, 99.0 + n)], now=float(n))
+        follower.follow([TrailMove(1, INFY, 110.0 + n, 99.0 + n)], now=float(n))
 
-    assert len(events("P4")) == 4  # the record goes on: a rebuild arms the newest stop
-    assert [args for _, args in queued_tasks(CeleryQueue.ORDERS)] == [[strategy.pk, "99.0"], [strategy.pk, "100.0"]]
+    records, moves = record_and_moves()
+    assert len(records) == 4  # the record goes on: a rebuild arms the newest stop
+    assert moves == [[1, "99.0"], [1, "100.0"]]
 
 
-@pytest.mark.django_db
-def test_a_record_never_lowers_the_stop_nor_touches_a_position_no_longer_held():
-    strategy = held()
+def test_a_fired_exit_forgets_its_pending_trail():
     follower = TrailFollower()
-    follower.follow([TrailMove(strategy.pk, INFY, 99.0, 97.0)], now=0.0)  # below the recorded 98
-    Strategy.objects.filter(pk=strategy.pk).update(position=Strategy.Position.EXITING)
-    follower.follow([TrailMove(strategy.pk, INFY, 110.0, 107.8)], now=10.0)
+    follower.follow([TrailMove(1, INFY, 105.0, 102.9)], now=0.0)
+    follower.follow([TrailMove(1, INFY, 110.0, 107.8)], now=1.0)  # pending: within the interval
 
-    strategy.refresh_from_db()
-    assert strategy.stop_trigger_price == Decimal("98") and strategy.trail_high_price is None
-    assert events("P4") == [] and queued_tasks(CeleryQueue.ORDERS) == []
+    follower.forget([1])
+
+    assert follower.follow([], now=10.0) == []
+    assert len(record_and_moves()[0]) == 1
