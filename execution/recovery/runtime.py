@@ -146,11 +146,11 @@ def stops_fired(strategy_ids: Iterable[int]) -> dict[int, datetime]:
 
 
 def stops_fired_before(before: datetime, *, limit: int) -> list[int]:
-    """Held positions whose stop fired before ``before`` and are still held: their
+    """Held positions whose stop (or target) fired before ``before`` and are still held: their
     stop-loss task was lost (an intraday position's stop fired within the last day)."""
     return list(
         EventLog.objects.filter(
-            code=Event.M2_STOPLOSS_TRIGGERED.code,
+            code__in=_FIRED_CODES,
             created_at__gte=before - timedelta(days=1),
             strategy__status=Status.RUNNING,
             strategy__position=Position.BOUGHT,
@@ -161,6 +161,15 @@ def stops_fired_before(before: datetime, *, limit: int) -> list[int]:
         .filter(last__lt=before)
         .order_by("strategy_id")
         .values_list("strategy_id", flat=True)[:limit]
+    )
+
+
+def targets_fired(strategy_ids: Iterable[int]) -> set[int]:
+    """Of ``strategy_ids``, those whose exit was a target reached (P5): exited as TARGET."""
+    return set(
+        EventLog.objects.filter(code=Event.P5_TARGET_REACHED.code, strategy_id__in=list(strategy_ids)).values_list(
+            "strategy_id", flat=True
+        )
     )
 
 
