@@ -41,12 +41,10 @@ EXIT_FIELDS = ("stop_loss_trail_percent", "stop_loss_trail_points", "take_profit
 UPDATABLE = frozenset(
     {"quantity", "buy_at", "sell_at", "stop_loss_price", "stop_loss_percent", "trade_date", *EXIT_FIELDS}
 )
-# Giving one kind of a stop, trail or target replaces the other kind.
-_ONE_OF = (
-    ("stop_loss_price", "stop_loss_percent"),
-    ("stop_loss_trail_percent", "stop_loss_trail_points"),
-    ("take_profit_percent", "take_profit_price"),
-)
+# Giving one kind of trail or target replaces the other (both at once is refused).
+_ONE_OF = (("stop_loss_trail_percent", "stop_loss_trail_points"), ("take_profit_percent", "take_profit_price"))
+# Checked against the instrument's last price when they are set.
+PRICED_EXITS = frozenset({"stop_loss_price", "take_profit_price"})
 OPEN_POSITIONS = (Position.BUYING, Position.BOUGHT, Position.EXITING)
 
 
@@ -95,7 +93,7 @@ def strategy_create(
         take_profit_percent=take_profit_percent,
         take_profit_price=take_profit_price,
     )
-    resolved = validate_plan(account=account, plan=plan, now=timezone.now())
+    resolved = validate_plan(account=account, plan=plan, now=timezone.now(), against_last_price=PRICED_EXITS)
     with transaction.atomic():
         strategy = Strategy.objects.create(
             owner=user,
@@ -141,10 +139,15 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise ValidationFailed(fields={name: ["This field cannot be changed."] for name in sorted(unknown)})
+    # Giving one kind of stop-loss replaces the other.
+    if changes.get("stop_loss_price") is not None:
+        changes["stop_loss_percent"] = None
+    elif changes.get("stop_loss_percent") is not None:
+        changes["stop_loss_price"] = None
     for one, other in _ONE_OF:
-        if changes.get(one) is not None and changes.get(other) is None:
+        if changes.get(one) is not None and other not in changes:
             changes[other] = None
-        elif changes.get(other) is not None and changes.get(one) is None:
+        elif changes.get(other) is not None and one not in changes:
             changes[one] = None
 
     with transaction.atomic():
@@ -160,6 +163,7 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
             now=timezone.now(),
             buy_must_be_ahead=buy_must_be_ahead,
             entering=strategy.buy_fired_at is None,
+            against_last_price=frozenset(changes),
         )
         moved = (resolved.buy_fire_at, resolved.sell_fire_at) != (strategy.buy_fire_at, strategy.sell_fire_at)
         fields = {**merged, "trade_date": resolved.trade_date}

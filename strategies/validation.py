@@ -81,9 +81,18 @@ def _resolve_date(venue: str, plan: Plan, now: datetime) -> date:
 
 
 def validate_plan(
-    *, account: BrokerAccount, plan: Plan, now: datetime, buy_must_be_ahead: bool = True, entering: bool = True
+    *,
+    account: BrokerAccount,
+    plan: Plan,
+    now: datetime,
+    buy_must_be_ahead: bool = True,
+    entering: bool = True,
+    against_last_price: frozenset[str] = frozenset(),
 ) -> ResolvedPlan:
-    """``entering``: the BUY is still to come, so the account must be able to trade now."""
+    """``entering``: the BUY is still to come, so the account must be able to trade now.
+    ``against_last_price``: the fields being set now (a price that moved since does not
+    refuse an unrelated change), of ``stop_loss_price`` and ``take_profit_price``, that must
+    lie on their side of the instrument's last price."""
     errors: dict[str, list[str]] = {}
 
     def refuse(field: str, message: str) -> None:
@@ -102,7 +111,7 @@ def validate_plan(
     elif plan.stop_loss_percent is not None and not Decimal(0) < plan.stop_loss_percent < Decimal(100):
         refuse("stop_loss_percent", "The stop-loss percentage must be between 0 and 100.")
 
-    _check_exits(plan, refuse)
+    _check_exits(plan, refuse, against_last_price)
 
     venue = venue_for(account, plan.exchange)
     trade_date = _resolve_date(venue, plan, now)
@@ -136,7 +145,7 @@ def last_price(exchange: str, symbol: str) -> Decimal | None:
     return Decimal(str(price)) if price else None
 
 
-def _check_exits(plan: Plan, refuse: Callable[[str, str], None]) -> None:
+def _check_exits(plan: Plan, refuse: Callable[[str, str], None], against_last_price: frozenset[str]) -> None:
     """The trailing stop and the target: one kind each, in range, and on the right side of the
     entry reference (the last price known now) and of each other."""
     trail_percent, trail_points = plan.stop_loss_trail_percent, plan.stop_loss_trail_points
@@ -155,11 +164,12 @@ def _check_exits(plan: Plan, refuse: Callable[[str, str], None]) -> None:
     if target_price is not None and target_price <= 0:
         refuse("take_profit_price", "The target price must be positive.")
         return
-    reference = last_price(plan.exchange, plan.symbol)
+    checked = {"stop_loss_price", "take_profit_price"} & against_last_price
+    reference = last_price(plan.exchange, plan.symbol) if checked else None
     if reference is not None:
-        if target_price is not None and target_price <= reference:
+        if "take_profit_price" in checked and target_price is not None and target_price <= reference:
             refuse("take_profit_price", f"The target price must be above the last price ({reference}).")
-        if plan.stop_loss_price is not None and plan.stop_loss_price >= reference:
+        if "stop_loss_price" in checked and plan.stop_loss_price is not None and plan.stop_loss_price >= reference:
             refuse("stop_loss_price", f"The stop-loss price must be below the last price ({reference}).")
     if target_price is not None and plan.stop_loss_price is not None and target_price <= plan.stop_loss_price:
         refuse("take_profit_price", "The target price must be above the stop-loss price.")

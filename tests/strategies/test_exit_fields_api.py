@@ -120,3 +120,24 @@ def test_updating_a_held_positions_target_and_trail_rearms_them(account):
     assert targets_armed(instrument=INFY) == {created["id"]: Decimal("1560.0")}
     assert trails_armed(instrument=INFY) == {created["id"]: (Decimal("1500.0"), "a|20.0000|0")}
     assert stoploss_armed(instrument=INFY) == {created["id"]: Decimal("1480.0")}
+
+
+def test_a_price_that_moved_past_the_stop_does_not_refuse_an_unrelated_change(owner_client, account):
+    last_price("1500.0")
+    body = plan(account, stop_loss_percent=None, stop_loss_price="1450.00", take_profit_price="1600.00")
+    created = owner_client.post(URL, body, format="json").json()
+    last_price("1440.0")  # below the stop now
+
+    response = owner_client.patch(f"{URL}{created['id']}/", {"sell_at": "15:10"}, format="json")
+
+    assert response.status_code == 200, response.json()
+
+
+def test_a_stop_moved_above_the_last_price_is_refused(owner_client, account):
+    created = owner_client.post(URL, plan(account), format="json").json()
+    last_price("1500.0")
+
+    response = owner_client.patch(f"{URL}{created['id']}/", {"stop_loss_price": "1510.00"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["stop_loss_price"]
