@@ -20,6 +20,22 @@ def stop_losses(instrument: str) -> str:
     return f"sl:{instrument}"
 
 
+def targets(instrument: str) -> str:
+    """Sorted set strategy id -> take-profit price: exited on the first tick at or above it."""
+    return f"tp:{instrument}"
+
+
+def trail_highs(instrument: str) -> str:
+    """Sorted set strategy id -> the highest price since the fill its trailing stop follows."""
+    return f"trail:{instrument}"
+
+
+def trail_specs(instrument: str) -> str:
+    """Hash strategy id -> ``p|<percent>|<moved>`` or ``a|<points>|<moved>``: how far below the
+    high its stop trails, and whether the trail has raised it yet (1) or not (0)."""
+    return f"trailp:{instrument}"
+
+
 def price(exchange: str, symbol: str) -> str:
     return f"price:{instrument(exchange, symbol)}"
 
@@ -34,6 +50,12 @@ def lock_state(strategy_id: int) -> str:
 def instrument_price(instrument: str) -> str:
     """``price(exchange, symbol)`` for an instrument already named ``EXCHANGE:SYMBOL``."""
     return f"price:{instrument}"
+
+
+def tick_keys(instrument: str) -> tuple[str, str]:
+    """The keys the tick script is given for an instrument: its price and its stops (it builds
+    the target and trail keys from the prefixes ``targets("")`` etc.)."""
+    return (instrument_price(instrument), stop_losses(instrument))
 
 
 SYMBOL_STRATEGIES_PATTERN = "symbol:*:strategies"

@@ -441,6 +441,14 @@ if min(MARKET_FEED_STALE_SECONDS, MARKET_FEED_STALL_SECONDS, MARKET_RECONCILE_SE
     raise ImproperlyConfigured("MARKET_FEED_STALE_SECONDS, _STALL_SECONDS and MARKET_RECONCILE_SECONDS must be > 0")
 if MARKET_PRICE_PUSH_INTERVAL < 0:
     raise ImproperlyConfigured("MARKET_PRICE_PUSH_INTERVAL must be >= 0")
+# A trailing stop moves on every new high in Redis; the broker's protective order and the database follow
+# it at most once per TRAIL_MODIFY_MIN_SECONDS per strategy, only after a move of TRAIL_MODIFY_MIN_BPS, and the
+# order at most TRAIL_MODIFY_MAX times a position (Kite allows 25 modifications an order).
+TRAIL_MODIFY_MIN_SECONDS = env.float("TRAIL_MODIFY_MIN_SECONDS", default=3.0)
+TRAIL_MODIFY_MIN_BPS = env.float("TRAIL_MODIFY_MIN_BPS", default=20.0)
+TRAIL_MODIFY_MAX = env.int("TRAIL_MODIFY_MAX", default=20)
+if TRAIL_MODIFY_MIN_SECONDS < 0 or TRAIL_MODIFY_MIN_BPS < 0 or not 0 <= TRAIL_MODIFY_MAX <= 24:
+    raise ImproperlyConfigured("TRAIL_MODIFY_MIN_* must be >= 0 and TRAIL_MODIFY_MAX in 0..24")
 
 # --- Security hardening (production) ------------------------------------------
 

@@ -31,10 +31,11 @@ def execute_sell_task(strategy_id: int, reason: str = "SELL") -> None:
 
 
 @shared_task(name=TaskName.EXECUTE_STOPLOSS.value, acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)
-def execute_stoploss_task(strategy_id: int) -> None:
+def execute_stoploss_task(strategy_id: int, reason: str = "STOPLOSS") -> None:
     # The fill is followed by follow_order_task: this worker's slot is free for the next stop.
+    # ``reason``: STOPLOSS, TRAIL or TARGET (the tick consumer's; absent from a task sent before it existed).
     with log_context(strategy_id=strategy_id):
-        services.strategy_stoploss_execute(strategy_id=strategy_id, hand_off=True)
+        services.strategy_stoploss_execute(strategy_id=strategy_id, hand_off=True, reason=reason)
 
 
 @shared_task(name=TaskName.FOLLOW_ORDER.value, acks_late=True, expires=settings.STOPLOSS_EXPIRES_SECONDS)

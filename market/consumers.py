@@ -19,6 +19,7 @@ from algotrader.redis_client import redis_script
 from market.prices import price_group
 from market.services import stoploss_enqueue_leftovers, stoploss_publisher_warm, ticks_ingest
 from market.ticks import TICKS_CHANNEL
+from market.trailing import TrailFollower
 from monitoring.services import error_log
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class TickConsumer(SyncConsumer):
         self._pushed_at: dict[str, float] = {}
         self._swept_at = float("-inf")
         self._error_reported_at = float("-inf")
+        self._trails = TrailFollower()
         try:
             stoploss_publisher_warm()
         except Exception:  # the first stop-loss retries the connection anyway
@@ -53,7 +55,7 @@ class TickConsumer(SyncConsumer):
 
     def ticks_batch(self, message: dict[str, Any]) -> None:
         try:
-            result = ticks_ingest(message=message)
+            result = ticks_ingest(message=message, trails=self._trails)
         except REDIS_ERRORS as error:
             # The batch is lost, not the stops: a taken trigger waits in market:sl_fired for the
             # sweep, an untaken one fires on the next tick. Raising would end the worker process.

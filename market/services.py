@@ -1,6 +1,8 @@
 """What the tick consumer does with a batch: apply it, enqueue a stop-loss task per triggered
-strategy, then record M2 (and sparse M1s). Exits leave before any database write; a trigger
-not yet enqueued waits in ``market:sl_fired`` for ``stoploss_enqueue_leftovers``."""
+strategy (a stop, a trailing stop or a target), then record M2 or P5 (and sparse M1s), then
+follow the trailing stops raised (throttled, ``market.trailing``). Exits leave before any
+database write; a trigger not yet enqueued waits in ``market:sl_fired`` for
+``stoploss_enqueue_leftovers``."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from algotrader import redis_keys
 from algotrader.celery import app, task_send
 from algotrader.queues import TaskName, queue_for
 from algotrader.redis_client import get_redis
-from market.ticks import Ingested, Trigger, ingest
+from market.ticks import REASONS, STOPLOSS, TARGET, Ingested, Trigger, ingest
+from market.trailing import TrailFollower
 from monitoring.events import Event
 from monitoring.metrics import TICK_LAG
 from monitoring.services import Emission, emit_many
@@ -23,17 +26,26 @@ logger = logging.getLogger(__name__)
 
 # A trigger older than this without its task enqueued was left by a consumer that died.
 LEFTOVER_AFTER_SECONDS = 5.0
+# The process's trailing stops, for a caller that keeps none of its own.
+_TRAILS = TrailFollower()
 
 
-def ticks_ingest(*, message: dict[str, Any]) -> Ingested:
-    """M1 and M2 for one frame's batch; returns what was applied and triggered."""
+def ticks_ingest(*, message: dict[str, Any], trails: TrailFollower | None = None) -> Ingested:
+    """M1, M2 and P5 for one frame's batch; returns what was applied and triggered. ``trails``:
+    the consumer's follower of trailing stops (P4, throttled)."""
     ticks = message.get("ticks") or []
     redis = get_redis()
     result = ingest(redis, ticks)
+    trails = _TRAILS if trails is None else trails
     if result.triggers:
         stoploss_enqueue(triggers=result.triggers)
         enqueued_at = time.time()
         _record_stoploss_triggered(result.triggers, received_at=message.get("received_at"), enqueued_at=enqueued_at)
+        trails.forget(trigger.strategy_id for trigger in result.triggers)
+    try:
+        trails.follow(result.moves)
+    except Exception:  # the raised stops are in Redis already: only their record and the broker's copy wait
+        logger.exception("trailing stops not followed")
     received_at = message.get("received_at")
     if received_at:  # after the stop-losses are on their way: they never wait for a metric
         TICK_LAG.observe(max(0.0, time.time() - float(received_at)))
@@ -52,7 +64,8 @@ def stoploss_enqueue(*, triggers: Sequence[Trigger]) -> None:
     with app.producer_or_acquire() as producer, producer.batch():
         for trigger in triggers:
             # By name: the consumer must not import the execution engine (nor wait for it to exist).
-            task_send(TaskName.EXECUTE_STOPLOSS, args=(trigger.strategy_id,), producer=producer)
+            kwargs = None if trigger.reason == STOPLOSS else {"reason": trigger.reason}
+            task_send(TaskName.EXECUTE_STOPLOSS, args=(trigger.strategy_id,), kwargs=kwargs, producer=producer)
     get_redis().hdel(redis_keys.stoploss_fired(), *(str(trigger.strategy_id) for trigger in triggers))
 
 
@@ -68,9 +81,10 @@ def stoploss_enqueue_leftovers(*, older_than: float = LEFTOVER_AFTER_SECONDS) ->
     redis = get_redis()
     leftovers = []
     for member, value in redis.hgetall(redis_keys.stoploss_fired()).items():
-        instrument, price, ts, taken_at = str(value).split(" ")
+        instrument, price, ts, taken_at, *kind = str(value).split(" ")
         if time.time() - float(taken_at) >= older_than:
-            leftovers.append(Trigger(int(member), instrument, float(price), float(ts)))
+            reason = REASONS[kind[0]] if kind else STOPLOSS
+            leftovers.append(Trigger(int(member), instrument, float(price), float(ts), reason))
     if leftovers:
         logger.warning("re-enqueueing stop-loss triggers left by a consumer", extra={"count": len(leftovers)})
         stoploss_enqueue(triggers=leftovers)
@@ -85,16 +99,19 @@ def _record_stoploss_triggered(triggers: Sequence[Trigger], *, received_at: floa
         known = trigger.strategy_id in owners
         if not known:
             logger.warning("stop-loss triggered for an unknown strategy", extra={"strategy_id": trigger.strategy_id})
+        target = trigger.reason == TARGET
         emissions.append(
             Emission(
-                Event.M2_STOPLOSS_TRIGGERED,
+                Event.P5_TARGET_REACHED if target else Event.M2_STOPLOSS_TRIGGERED,
                 user_id=owners.get(trigger.strategy_id),
                 strategy_id=trigger.strategy_id if known else None,
-                message=f"Stop-loss triggered: {trigger.instrument} traded at {trigger.price}",
+                message=f"{'Target reached' if target else 'Stop-loss triggered'}: "
+                f"{trigger.instrument} traded at {trigger.price}",
                 payload={
                     "strategy_id": trigger.strategy_id,
                     "instrument": trigger.instrument,
                     "price": str(trigger.price),  # the float's shortest repr: exact on a paise grid
+                    "reason": trigger.reason,
                     "exchange_ts": trigger.exchange_ts,
                     "frame_received_at": received_at,  # the listener's clock when the frame arrived
                     "enqueued_at": enqueued_at,

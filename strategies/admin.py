@@ -96,7 +96,7 @@ class StrategyAdmin(admin.ModelAdmin[Strategy]):
         "exit_reason",
         "created_at",
     ]
-    list_filter = ["status", "position", "venue", "trade_date"]
+    list_filter = ["status", "position", "exit_reason", "venue", "trade_date"]
     # Exact matches only (id, symbol, owner's email), each served by an index: a substring
     # search scans every row, and there are hundreds of thousands.
     search_fields = ["symbol"]

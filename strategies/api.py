@@ -16,10 +16,20 @@ from monitoring.models import EventLog
 from strategies import selectors, services
 from strategies.models import Strategy
 
+TRAIL_PERCENT_HELP = "The stop follows the highest price since the fill, this percentage below it (0-100)."
+TRAIL_POINTS_HELP = "The stop follows the highest price since the fill, this many rupees below it."
+TARGET_PERCENT_HELP = "Exit at market once the price reaches this percentage above the fill."
+TARGET_PRICE_HELP = "Exit at market once the price reaches this; above the last price and the stop-loss."
 
-def _optional_decimal(max_digits: int, decimal_places: int) -> serializers.DecimalField:
+
+def _optional_decimal(max_digits: int, decimal_places: int, help_text: str = "") -> serializers.DecimalField:
     return serializers.DecimalField(
-        max_digits=max_digits, decimal_places=decimal_places, min_value=Decimal(0), required=False, allow_null=True
+        max_digits=max_digits,
+        decimal_places=decimal_places,
+        min_value=Decimal(0),
+        required=False,
+        allow_null=True,
+        help_text=help_text or None,
     )
 
 
@@ -39,11 +49,17 @@ class StrategyOutput(serializers.ModelSerializer[Strategy]):
             "sell_at",
             "stop_loss_price",
             "stop_loss_percent",
+            "stop_loss_trail_percent",
+            "stop_loss_trail_points",
+            "take_profit_percent",
+            "take_profit_price",
             "status",
             "position",
             "exit_reason",
             "entry_price",
             "stop_trigger_price",
+            "target_price",
+            "trail_high_price",
             "buy_fire_at",
             "sell_fire_at",
             "version",
@@ -64,6 +80,10 @@ class StrategyCreateInput(serializers.Serializer[Any]):
     stop_loss_price = _optional_decimal(14, 4)
     stop_loss_percent = _optional_decimal(5, 2)
     trade_date = serializers.DateField(required=False, allow_null=True, help_text="Omit for the next possible day.")
+    stop_loss_trail_percent = _optional_decimal(5, 2, help_text=TRAIL_PERCENT_HELP)
+    stop_loss_trail_points = _optional_decimal(14, 4, help_text=TRAIL_POINTS_HELP)
+    take_profit_percent = _optional_decimal(6, 2, help_text=TARGET_PERCENT_HELP)
+    take_profit_price = _optional_decimal(14, 4, help_text=TARGET_PRICE_HELP)
 
 
 class StrategyUpdateInput(serializers.Serializer[Any]):
@@ -73,6 +93,10 @@ class StrategyUpdateInput(serializers.Serializer[Any]):
     stop_loss_price = _optional_decimal(14, 4)
     stop_loss_percent = _optional_decimal(5, 2)
     trade_date = serializers.DateField(required=False)
+    stop_loss_trail_percent = _optional_decimal(5, 2, help_text=TRAIL_PERCENT_HELP)
+    stop_loss_trail_points = _optional_decimal(14, 4, help_text=TRAIL_POINTS_HELP)
+    take_profit_percent = _optional_decimal(6, 2, help_text=TARGET_PERCENT_HELP)
+    take_profit_price = _optional_decimal(14, 4, help_text=TARGET_PRICE_HELP)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs:

@@ -6,6 +6,7 @@ from typing import Any
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
+from strategies.exit_index import exits_disarm
 from strategies.models import Strategy
 
 
@@ -46,6 +47,7 @@ def runtime_clear(strategy: Strategy) -> None:
     pipe.delete(redis_keys.strategy(strategy.pk))
     pipe.srem(redis_keys.symbol_strategies(instrument), strategy.pk)
     pipe.zrem(redis_keys.stop_losses(instrument), strategy.pk)
+    exits_disarm(strategy_id=strategy.pk, instrument=instrument, pipe=pipe)
     pipe.publish(redis_keys.subscriptions_channel(), instrument)
     pipe.execute()
 

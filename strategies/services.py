@@ -26,6 +26,7 @@ from monitoring.events import Event
 from monitoring.services import emit
 from strategies import runtime, slots
 from strategies.exceptions import InvalidTransition, StrategyNotRunning, StrategyStartFailed
+from strategies.exit_index import exit_levels, exits_arm_held
 from strategies.models import Strategy
 from strategies.selectors import strategy_get
 from strategies.stoploss_index import stoploss_move
@@ -36,7 +37,14 @@ logger = logging.getLogger(__name__)
 Status = Strategy.Status
 Position = Strategy.Position
 
-UPDATABLE = frozenset({"quantity", "buy_at", "sell_at", "stop_loss_price", "stop_loss_percent", "trade_date"})
+EXIT_FIELDS = ("stop_loss_trail_percent", "stop_loss_trail_points", "take_profit_percent", "take_profit_price")
+UPDATABLE = frozenset(
+    {"quantity", "buy_at", "sell_at", "stop_loss_price", "stop_loss_percent", "trade_date", *EXIT_FIELDS}
+)
+# Giving one kind of trail or target replaces the other (both at once is refused).
+_ONE_OF = (("stop_loss_trail_percent", "stop_loss_trail_points"), ("take_profit_percent", "take_profit_price"))
+# Checked against the instrument's last price when they are set.
+PRICED_EXITS = frozenset({"stop_loss_price", "take_profit_price"})
 OPEN_POSITIONS = (Position.BUYING, Position.BOUGHT, Position.EXITING)
 
 
@@ -65,10 +73,27 @@ def strategy_create(
     stop_loss_price: Decimal | None = None,
     stop_loss_percent: Decimal | None = None,
     trade_date: date | None = None,
+    stop_loss_trail_percent: Decimal | None = None,
+    stop_loss_trail_points: Decimal | None = None,
+    take_profit_percent: Decimal | None = None,
+    take_profit_price: Decimal | None = None,
 ) -> Strategy:
     account = broker_account_get(user=user, account_id=broker_account_id)
-    plan = Plan(exchange, symbol.upper(), quantity, buy_at, sell_at, stop_loss_price, stop_loss_percent, trade_date)
-    resolved = validate_plan(account=account, plan=plan, now=timezone.now())
+    plan = Plan(
+        exchange,
+        symbol.upper(),
+        quantity,
+        buy_at,
+        sell_at,
+        stop_loss_price,
+        stop_loss_percent,
+        trade_date,
+        stop_loss_trail_percent=stop_loss_trail_percent,
+        stop_loss_trail_points=stop_loss_trail_points,
+        take_profit_percent=take_profit_percent,
+        take_profit_price=take_profit_price,
+    )
+    resolved = validate_plan(account=account, plan=plan, now=timezone.now(), against_last_price=PRICED_EXITS)
     with transaction.atomic():
         strategy = Strategy.objects.create(
             owner=user,
@@ -82,6 +107,10 @@ def strategy_create(
             sell_at=plan.sell_at,
             stop_loss_price=plan.stop_loss_price,
             stop_loss_percent=plan.stop_loss_percent,
+            stop_loss_trail_percent=plan.stop_loss_trail_percent,
+            stop_loss_trail_points=plan.stop_loss_trail_points,
+            take_profit_percent=plan.take_profit_percent,
+            take_profit_price=plan.take_profit_price,
             buy_fire_at=resolved.buy_fire_at,
             sell_fire_at=resolved.sell_fire_at,
         )
@@ -115,6 +144,11 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
         changes["stop_loss_percent"] = None
     elif changes.get("stop_loss_percent") is not None:
         changes["stop_loss_price"] = None
+    for one, other in _ONE_OF:
+        if changes.get(one) is not None and other not in changes:
+            changes[other] = None
+        elif changes.get(other) is not None and one not in changes:
+            changes[one] = None
 
     with transaction.atomic():
         strategy = strategy_get(user=user, strategy_id=strategy_id, for_update=True)
@@ -129,16 +163,30 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
             now=timezone.now(),
             buy_must_be_ahead=buy_must_be_ahead,
             entering=strategy.buy_fired_at is None,
+            against_last_price=frozenset(changes),
         )
         moved = (resolved.buy_fire_at, resolved.sell_fire_at) != (strategy.buy_fire_at, strategy.sell_fire_at)
         fields = {**merged, "trade_date": resolved.trade_date}
         fields.update(buy_fire_at=resolved.buy_fire_at, sell_fire_at=resolved.sell_fire_at)
         if strategy.entry_price is not None and strategy.position == Position.BOUGHT:
-            fields["stop_trigger_price"] = stop_trigger_price(
+            levels = exit_levels(
                 entry_price=strategy.entry_price,
-                stop_loss_price=fields["stop_loss_price"],
-                stop_loss_percent=fields["stop_loss_percent"],
+                fixed_stop=stop_trigger_price(
+                    entry_price=strategy.entry_price,
+                    stop_loss_price=fields["stop_loss_price"],
+                    stop_loss_percent=fields["stop_loss_percent"],
+                ),
+                high=strategy.trail_high_price,
+                trail_percent=fields["stop_loss_trail_percent"],
+                trail_points=fields["stop_loss_trail_points"],
+                target_percent=fields["take_profit_percent"],
+                target_price=fields["take_profit_price"],
             )
+            fields.update(stop_trigger_price=levels.stop, target_price=levels.target)
+            if fields["stop_loss_trail_percent"] is None and fields["stop_loss_trail_points"] is None:
+                fields["trail_high_price"] = None
+            elif strategy.trail_high_price is None:
+                fields["trail_high_price"] = strategy.entry_price
         if not strategy_transition(
             strategy_id=strategy.pk, expected={"version": strategy.version, "status": strategy.status}, changes=fields
         ):
@@ -149,12 +197,16 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
     if strategy.status == Status.RUNNING:
         # Refresh, not load: loading frees the execution lock, which a worker may hold.
         runtime.runtime_refresh(strategy)
-        if strategy.position == Position.BOUGHT and strategy.stop_trigger_price is not None:
-            stoploss_move(
+        # Only when the exits changed: the trail may have raised the stop in Redis past its last record.
+        exits_changed = bool(set(changes) & {"stop_loss_price", "stop_loss_percent", *EXIT_FIELDS})
+        if strategy.position == Position.BOUGHT and strategy.stop_trigger_price is not None and exits_changed:
+            armed = stoploss_move(
                 strategy_id=strategy.pk,
                 instrument=redis_keys.instrument(strategy.exchange, strategy.symbol),
                 trigger_price=strategy.stop_trigger_price,
             )
+            if armed and set(changes) & set(EXIT_FIELDS):
+                exits_arm_held(strategy)  # U5 while held: the target and the trail move with it
         if moved:
             slots.reschedule_strategy(strategy)
     return strategy
@@ -168,6 +220,26 @@ def stop_trigger_price(
         return stop_loss_price
     assert stop_loss_percent is not None
     return (entry_price * (Decimal(100) - stop_loss_percent) / Decimal(100)).quantize(Decimal("0.01"))
+
+
+def strategy_trail_record(*, strategy_id: int, high_price: Decimal, stop_price: Decimal) -> bool:
+    """P4: a trailing stop the tick consumer raised, recorded (at its throttled rate) so that a
+    rebuild arms the moved stop, never the entry's. Only raises a held position's stop: False
+    if the position moved on, or a record at least as high is there already."""
+    with transaction.atomic():
+        moved = Strategy.objects.filter(
+            pk=strategy_id, position=Position.BOUGHT, stop_trigger_price__lt=stop_price
+        ).update(trail_high_price=high_price, stop_trigger_price=stop_price, updated_at=timezone.now())
+        if not moved:
+            return False
+        strategy = Strategy.objects.get(pk=strategy_id)
+        emit(
+            Event.P4_TRAILING_STOP_MOVED,
+            strategy=strategy,
+            message=f"Trailing stop raised to {stop_price} (high {high_price})",
+            payload={**_about(strategy), "high_price": str(high_price), "stop_price": str(stop_price)},
+        )
+    return True
 
 
 def strategy_start(*, user: User, strategy_id: int) -> Strategy:

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
+from strategies.exit_index import exits_disarm
 
 
 def stoploss_arm(*, strategy_id: int, instrument: str, trigger_price: Decimal) -> None:
@@ -34,8 +35,12 @@ def stoploss_move(*, strategy_id: int, instrument: str, trigger_price: Decimal) 
 
 
 def stoploss_disarm(*, strategy_id: int, instrument: str) -> None:
-    """Take the stop out; a no-op if it already triggered or was never armed."""
-    get_redis().zrem(redis_keys.stop_losses(instrument), str(strategy_id))
+    """Take the stop out, and the position's target and trail with it (one exit per position);
+    a no-op for what already triggered or was never armed."""
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.zrem(redis_keys.stop_losses(instrument), str(strategy_id))
+    exits_disarm(strategy_id=strategy_id, instrument=instrument, pipe=pipe)
+    pipe.execute()
 
 
 def stoploss_armed(*, instrument: str) -> dict[int, Decimal]:

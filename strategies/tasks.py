@@ -1,15 +1,17 @@
 """Scheduler tasks (T1, T2): a slot sent by beat at its instant, and the sweeper, each
 fan out to the strategies due; both are thin interfaces to ``strategies.scheduling``.
-Routed by ``algotrader.queues`` to the ``scheduler`` queue and its worker."""
+Routed by ``algotrader.queues`` to the ``scheduler`` queue and its worker. And the record
+of a raised trailing stop (P4), sent by the tick consumer, on the default queue."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from celery import Task, shared_task
 from celery.signals import task_revoked
 
 from algotrader.queues import TaskName
-from strategies import scheduling
+from strategies import scheduling, services
 
 ORDER_TASK_SIDES: dict[str, scheduling.Side] = {
     TaskName.EXECUTE_BUY: scheduling.Side.BUY,
@@ -25,6 +27,17 @@ def fire_slot_task(slot: str) -> None:
 @shared_task(name=TaskName.SWEEP_DUE.value, acks_late=True)
 def sweep_due_task() -> None:
     scheduling.sweep()
+
+
+# A later raise supersedes it: one left queued this long is not worth recording.
+RECORD_TRAIL_EXPIRES_SECONDS = 600
+
+
+@shared_task(name=TaskName.RECORD_TRAIL.value, acks_late=True, expires=RECORD_TRAIL_EXPIRES_SECONDS)
+def record_trail_task(strategy_id: int, high_price: str, stop_price: str) -> None:
+    services.strategy_trail_record(
+        strategy_id=strategy_id, high_price=Decimal(high_price), stop_price=Decimal(stop_price)
+    )
 
 
 @task_revoked.connect

@@ -3,6 +3,7 @@ Every refusal names its field, so the app can show it next to the input."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -10,7 +11,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 
+from algotrader import redis_keys
 from algotrader.exceptions import ValidationFailed
+from algotrader.redis_client import get_redis
 from brokers.adapters.registry import adapter_for
 from brokers.models import BrokerAccount
 from brokers.selectors import broker_account_can_enter
@@ -31,6 +34,10 @@ class Plan:
     stop_loss_price: Decimal | None
     stop_loss_percent: Decimal | None
     trade_date: date | None  # None: the first trading day on which the buy is still ahead
+    stop_loss_trail_percent: Decimal | None = None
+    stop_loss_trail_points: Decimal | None = None
+    take_profit_percent: Decimal | None = None
+    take_profit_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -74,9 +81,18 @@ def _resolve_date(venue: str, plan: Plan, now: datetime) -> date:
 
 
 def validate_plan(
-    *, account: BrokerAccount, plan: Plan, now: datetime, buy_must_be_ahead: bool = True, entering: bool = True
+    *,
+    account: BrokerAccount,
+    plan: Plan,
+    now: datetime,
+    buy_must_be_ahead: bool = True,
+    entering: bool = True,
+    against_last_price: frozenset[str] = frozenset(),
 ) -> ResolvedPlan:
-    """``entering``: the BUY is still to come, so the account must be able to trade now."""
+    """``entering``: the BUY is still to come, so the account must be able to trade now.
+    ``against_last_price``: the fields being set now (a price that moved since does not
+    refuse an unrelated change), of ``stop_loss_price`` and ``take_profit_price``, that must
+    lie on their side of the instrument's last price."""
     errors: dict[str, list[str]] = {}
 
     def refuse(field: str, message: str) -> None:
@@ -94,6 +110,8 @@ def validate_plan(
         refuse("stop_loss_price", "The stop-loss price must be positive.")
     elif plan.stop_loss_percent is not None and not Decimal(0) < plan.stop_loss_percent < Decimal(100):
         refuse("stop_loss_percent", "The stop-loss percentage must be between 0 and 100.")
+
+    _check_exits(plan, refuse, against_last_price)
 
     venue = venue_for(account, plan.exchange)
     trade_date = _resolve_date(venue, plan, now)
@@ -118,3 +136,40 @@ def validate_plan(
     if errors:
         raise ValidationFailed(fields=errors)
     return ResolvedPlan(venue=venue, trade_date=trade_date, buy_fire_at=buy_fire_at, sell_fire_at=sell_fire_at)
+
+
+def last_price(exchange: str, symbol: str) -> Decimal | None:
+    """The instrument's last traded price as the tick consumer keeps it; None if none is known
+    (not subscribed yet): then only what the plan itself says can be checked."""
+    price = get_redis().hget(redis_keys.price(exchange, symbol), "price")
+    return Decimal(str(price)) if price else None
+
+
+def _check_exits(plan: Plan, refuse: Callable[[str, str], None], against_last_price: frozenset[str]) -> None:
+    """The trailing stop and the target: one kind each, in range, and on the right side of the
+    entry reference (the last price known now) and of each other."""
+    trail_percent, trail_points = plan.stop_loss_trail_percent, plan.stop_loss_trail_points
+    if trail_percent is not None and trail_points is not None:
+        refuse("stop_loss_trail", "Give the trailing stop either as a percentage or in points, not both.")
+    elif trail_percent is not None and not Decimal(0) < trail_percent < Decimal(100):
+        refuse("stop_loss_trail_percent", "The trailing stop percentage must be between 0 and 100.")
+    elif trail_points is not None and trail_points <= 0:
+        refuse("stop_loss_trail_points", "The trailing stop distance must be positive.")
+    target_percent, target_price = plan.take_profit_percent, plan.take_profit_price
+    if target_percent is not None and target_price is not None:
+        refuse("take_profit", "Give the target either as a percentage or as a price, not both.")
+        return
+    if target_percent is not None and target_percent <= 0:
+        refuse("take_profit_percent", "The target percentage must be positive.")
+    if target_price is not None and target_price <= 0:
+        refuse("take_profit_price", "The target price must be positive.")
+        return
+    checked = {"stop_loss_price", "take_profit_price"} & against_last_price
+    reference = last_price(plan.exchange, plan.symbol) if checked else None
+    if reference is not None:
+        if "take_profit_price" in checked and target_price is not None and target_price <= reference:
+            refuse("take_profit_price", f"The target price must be above the last price ({reference}).")
+        if "stop_loss_price" in checked and plan.stop_loss_price is not None and plan.stop_loss_price >= reference:
+            refuse("stop_loss_price", f"The stop-loss price must be below the last price ({reference}).")
+    if target_price is not None and plan.stop_loss_price is not None and target_price <= plan.stop_loss_price:
+        refuse("take_profit_price", "The target price must be above the stop-loss price.")

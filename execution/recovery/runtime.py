@@ -22,6 +22,7 @@ from algotrader.celery import app
 from algotrader.redis_client import get_redis
 from monitoring.events import Event
 from monitoring.models import EventLog
+from strategies.exit_index import exits_arm_held
 from strategies.models import Strategy
 from strategies.runtime import runtime_fields
 
@@ -33,6 +34,8 @@ Position = Strategy.Position
 BATCH = 1000  # strategies per query and per pipeline
 # A position past BOUGHT never goes back to it: a stop armed for one is always stale.
 _PAST_BOUGHT = (Position.EXITING, Position.SOLD, Position.EXITED_BY_SL)
+# A stop (M2) or a target (P5) taken out of its index: either is the position's exit.
+_FIRED_CODES = (Event.M2_STOPLOSS_TRIGGERED.code, Event.P5_TARGET_REACHED.code)
 _RUNTIME_COLUMNS = (
     "id",
     "owner_id",
@@ -44,6 +47,11 @@ _RUNTIME_COLUMNS = (
     "stop_loss_price",
     "stop_loss_percent",
     "stop_trigger_price",
+    "entry_price",
+    "stop_loss_trail_percent",
+    "stop_loss_trail_points",
+    "target_price",
+    "trail_high_price",
     "buy_fire_at",
     "sell_fire_at",
     "version",
@@ -128,7 +136,7 @@ def stops_fired(strategy_ids: Iterable[int]) -> dict[int, datetime]:
     if not ids:
         return {}
     rows = (
-        EventLog.objects.filter(code=Event.M2_STOPLOSS_TRIGGERED.code, strategy_id__in=ids)
+        EventLog.objects.filter(code__in=_FIRED_CODES, strategy_id__in=ids)
         .order_by()
         .values("strategy_id")
         .annotate(last=Max("created_at"))
@@ -138,11 +146,11 @@ def stops_fired(strategy_ids: Iterable[int]) -> dict[int, datetime]:
 
 
 def stops_fired_before(before: datetime, *, limit: int) -> list[int]:
-    """Held positions whose stop fired before ``before`` and are still held: their
+    """Held positions whose stop (or target) fired before ``before`` and are still held: their
     stop-loss task was lost (an intraday position's stop fired within the last day)."""
     return list(
         EventLog.objects.filter(
-            code=Event.M2_STOPLOSS_TRIGGERED.code,
+            code__in=_FIRED_CODES,
             created_at__gte=before - timedelta(days=1),
             strategy__status=Status.RUNNING,
             strategy__position=Position.BOUGHT,
@@ -153,6 +161,15 @@ def stops_fired_before(before: datetime, *, limit: int) -> list[int]:
         .filter(last__lt=before)
         .order_by("strategy_id")
         .values_list("strategy_id", flat=True)[:limit]
+    )
+
+
+def targets_fired(strategy_ids: Iterable[int]) -> set[int]:
+    """Of ``strategy_ids``, those whose exit was a target reached (P5): exited as TARGET."""
+    return set(
+        EventLog.objects.filter(code=Event.P5_TARGET_REACHED.code, strategy_id__in=list(strategy_ids)).values_list(
+            "strategy_id", flat=True
+        )
     )
 
 
@@ -170,6 +187,8 @@ def _write(client: redis.Redis, writer: Any, strategies: Iterable[Strategy], ins
         if strategy.position == Position.BOUGHT and strategy.stop_trigger_price and strategy.pk not in fired:
             # As ``strategies.stoploss_index.stoploss_arm`` scores it: the trigger as a double.
             stops[instrument][str(strategy.pk)] = float(strategy.stop_trigger_price)
+            if strategy.entry_price is not None:  # the target and the trail from their recorded high and stop
+                exits_arm_held(strategy, pipe=pipe)
     for instrument, ids in members.items():
         pipe.sadd(redis_keys.symbol_strategies(instrument), *ids)
     for instrument, mapping in stops.items():

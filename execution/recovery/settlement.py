@@ -16,7 +16,7 @@ from algotrader.redis_client import get_redis
 from brokers.adapters.base import BrokerAdapter, BrokerOrder
 from brokers.exceptions import BrokerError
 from execution.models import EntryHalt, Order
-from execution.recovery.runtime import stops_fired, stops_fired_before
+from execution.recovery.runtime import stops_fired, stops_fired_before, targets_fired
 from execution.services import entries, exits, locks, outcomes, settlement
 from execution.services.fills import order_settle
 from execution.services.orders import about, order_adopt, order_fail, order_replace
@@ -234,11 +234,13 @@ def _lost_before() -> datetime:
 
 def _stoplosses_rescue() -> int:
     lost = stops_fired_before(_lost_before(), limit=SETTLE_BATCH)
+    targets = targets_fired(lost)
     rescued = 0
     for strategy_id in lost:
         logger.warning("running a stop-loss whose task was lost", extra={"strategy_id": strategy_id})
+        reason = Strategy.ExitReason.TARGET if strategy_id in targets else Strategy.ExitReason.STOPLOSS
         try:
-            rescued += exits.strategy_stoploss_execute(strategy_id=strategy_id) is not None
+            rescued += exits.strategy_stoploss_execute(strategy_id=strategy_id, reason=reason) is not None
         except BrokerError as error:  # the next round tries again
             logger.warning("running a lost stop-loss failed", extra={"strategy_id": strategy_id, "error": str(error)})
     return rescued

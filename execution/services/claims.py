@@ -31,7 +31,7 @@ Status = Strategy.Status
 Position = Strategy.Position
 ExitReason = Strategy.ExitReason
 ACTIVE = (Status.RUNNING, Status.STOPPED)
-EXIT_POSITIONS = {ExitReason.STOPLOSS: Position.EXITED_BY_SL}
+EXIT_POSITIONS = {ExitReason.STOPLOSS: Position.EXITED_BY_SL, ExitReason.TRAIL: Position.EXITED_BY_SL}
 
 
 def strategy_read(strategy_id: int) -> Strategy | None:

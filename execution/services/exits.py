@@ -69,10 +69,14 @@ def strategy_sell_execute(*, strategy_id: int, reason: str = ExitReason.SELL) ->
         return order_execute(strategy, order, lock=held.lock)
 
 
-def strategy_stoploss_execute(*, strategy_id: int, hand_off: bool = False) -> Order | None:
+def strategy_stoploss_execute(
+    *, strategy_id: int, hand_off: bool = False, reason: str = ExitReason.STOPLOSS
+) -> Order | None:
     """E3: claim BOUGHT -> EXITING(STOPLOSS) and place the exit; if a SELL (or STOP) claimed
     the exit already, nothing is placed here. ``hand_off`` (the task's way): once the broker accepts
-    the exit, ``position_follow`` follows it on another worker, freeing this slot for the next stop."""
+    the exit, ``position_follow`` follows it on another worker, freeing this slot for the next stop.
+    ``reason``: STOPLOSS, TRAIL (a stop the trail raised) or TARGET, the claim's and the order's."""
+    reason = ExitReason(reason)
     strategy = strategy_read(strategy_id)
     if strategy is None:
         return None
@@ -83,8 +87,8 @@ def strategy_stoploss_execute(*, strategy_id: int, hand_off: bool = False) -> Or
         order = position_claim(
             strategy,
             expected={"status__in": ACTIVE, "position": Position.BOUGHT},
-            changes={"position": Position.EXITING, "exit_reason": ExitReason.STOPLOSS},
-            reason=Order.Reason.STOPLOSS,
+            changes={"position": Position.EXITING, "exit_reason": reason},
+            reason=Order.Reason(reason),
             held=held,
         )
         if order is None:
@@ -95,7 +99,7 @@ def strategy_stoploss_execute(*, strategy_id: int, hand_off: bool = False) -> Or
             held.release_rate()
             logger.info("stop-loss places nothing: the exit is already claimed", extra={"strategy_id": strategy.pk})
             strategy.refresh_from_db()
-            if strategy.exit_reason != ExitReason.STOPLOSS:
+            if strategy.exit_reason != reason:
                 return None
             return position_resume(strategy, Order.Side.SELL, lock=held.lock)
         # No timer work before the order: the SELL's slot goes with S5 (``strategy_exit``),

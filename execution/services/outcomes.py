@@ -35,6 +35,7 @@ from monitoring.logging import log_context
 from monitoring.services import alert_raise, alerts_resolve, emit
 from strategies import runtime
 from strategies import services as strategy_services
+from strategies.exit_index import exits_arm_held, exits_at_fill
 from strategies.models import Strategy
 from strategies.stoploss_index import stoploss_arm
 
@@ -108,7 +109,12 @@ def _position_bought(strategy: Strategy, order: Order, lock: ExecutionLock | Non
         stop_loss_price=strategy.stop_loss_price,
         stop_loss_percent=strategy.stop_loss_percent,
     )
-    fill = {"entry_price": order.fill_price, "stop_trigger_price": trigger}
+    # The trail's stop (if higher), the target and the trail's start are fixed with the fill.
+    fill = {
+        "entry_price": order.fill_price,
+        **exits_at_fill(strategy, entry_price=order.fill_price, fixed_stop=trigger),
+    }
+    trigger = fill["stop_trigger_price"] or trigger
     with transaction.atomic():  # the position's move and its L1 commit together
         bought = strategy_services.strategy_transition(
             strategy_id=strategy.pk,
@@ -132,6 +138,7 @@ def _position_bought(strategy: Strategy, order: Order, lock: ExecutionLock | Non
         return
     instrument = redis_keys.instrument(strategy.exchange, strategy.symbol)
     stoploss_arm(strategy_id=strategy.pk, instrument=instrument, trigger_price=trigger)
+    exits_arm_held(strategy)
     runtime.runtime_refresh(strategy)
 
 
@@ -295,6 +302,8 @@ _ACTIONS = {
     Order.Reason.STOPLOSS: "SL",
     Order.Reason.STOP: "STOP",
     Order.Reason.ABORT: "ABORT",
+    Order.Reason.TARGET: "TARGET",
+    Order.Reason.TRAIL: "TRAIL",
     Order.Reason.EXCESS: "EXCESS",
 }
 

@@ -39,6 +39,26 @@ def stoploss_tasks() -> list[int]:
     return ids
 
 
+def stoploss_task_calls() -> list[tuple[int, dict[str, Any]]]:
+    """(strategy id, kwargs) of the stop-loss tasks waiting, oldest first: a target's or a
+    trailed stop's carries its reason."""
+    calls = []
+    for raw in reversed(get_redis().lrange(CeleryQueue.STOPLOSS.value, 0, -1)):
+        args, kwargs, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        calls.append((int(args[0]), kwargs))
+    return calls
+
+
+def queued_tasks(queue: CeleryQueue) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of the tasks waiting in ``queue``, oldest first."""
+    tasks = []
+    for raw in reversed(get_redis().lrange(queue.value, 0, -1)):
+        message = json.loads(raw)
+        args, _, _ = json.loads(base64.b64decode(message["body"]))
+        tasks.append((message["headers"]["task"], args))
+    return tasks
+
+
 def running_strategy(
     *, symbol: str = "INFY", exchange: str = "NSE", account: BrokerAccount | None = None, **fields: Any
 ) -> Strategy:

@@ -28,11 +28,14 @@ from execution.recovery.system import Trigger, system_recover
 from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
 from market.listener import MarketListener
 from market.services import ticks_ingest
+from market.trailing import TrailFollower
 from monitoring.events import Event
 from monitoring.models import EventLog
 from strategies import runtime, scheduling
+from strategies.exit_index import exits_arm_held
 from strategies.models import Strategy
 from strategies.stoploss_index import stoploss_arm
+from strategies.tasks import record_trail_task
 from tests.brokers.kite_sim_fixtures import kite_sim, sim_account
 from tests.factories import BrokerAccountFactory
 from tests.strategies.factories_scheduling import strategy_create
@@ -137,6 +140,23 @@ def paper_trading(settings: Any) -> None:
     strategy_buy_execute(strategy_id=slow.pk)
 
 
+def trailing_stop_and_target(account: BrokerAccount) -> None:
+    """P4 (a trailing stop raised by a tick, recorded) and P5 (a target reached, exited)."""
+    trailed = due_now(account, position=Strategy.Position.BOUGHT, stop_loss_trail_percent=Decimal("1"))
+    targeted = due_now(account, position=Strategy.Position.BOUGHT, target_price=Decimal("1560.00"))
+    for strategy in (trailed, targeted):
+        runtime.runtime_load(strategy)
+        strategy.refresh_from_db()
+        stoploss_arm(strategy_id=strategy.pk, instrument="NSE:INFY", trigger_price=Decimal("1524.80"))
+        exits_arm_held(strategy)
+    ingested = ticks_ingest(message={"ticks": [["NSE:INFY", 1561.0, time.time()]]}, trails=TrailFollower())
+    assert [(t.strategy_id, t.reason) for t in ingested.triggers] == [(targeted.pk, "TARGET")]
+    assert [m.strategy_id for m in ingested.moves] == [trailed.pk]
+    [move] = ingested.moves
+    record_trail_task(trailed.pk, repr(move.high), repr(move.stop))  # as the orders worker runs it
+    strategy_stoploss_execute(strategy_id=targeted.pk, reason="TARGET")
+
+
 def kite_faults(settings: Any, kite_sim: KiteSimulator, sim_account: SimAccount) -> BrokerAccount:
     """B4 from a rejection, E4 and X5 from rate limits, L4 alerts with them."""
     settings.SAFETY_MAX_BROKER_ERRORS = 3
@@ -194,10 +214,11 @@ def test_every_code_of_the_catalogue_is_emitted_by_a_real_path(settings, kite_si
     users_and_the_strategy_api(kite_sim)
     scheduler_fires()
     paper_trading(settings)
+    trailing_stop_and_target(BrokerAccountFactory.create())
     account = kite_faults(settings, kite_sim, sim_account)
     market_feed(kite_sim, account)
     assert system_recover(trigger=Trigger.COMMAND) is not None  # X1, X4
 
-    catalogue = {event.code for event in Event if not event.code.startswith("P")}
-    assert len(catalogue) == 39  # U1-U7, S1-S5, T1-T3, M1-M4, E1-E5, B1-B6, X1-X5, L1-L4
+    catalogue = {event.code for event in Event if not event.code.startswith("P") or event.code in ("P4", "P5")}
+    assert len(catalogue) == 41  # U1-U7, S1-S5, T1-T3, M1-M4, E1-E5, B1-B6, X1-X5, L1-L4, P4, P5
     assert catalogue - recorded() == set()
