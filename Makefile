@@ -17,6 +17,8 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # worker takes its own test database and Redis database (15, 14, 13...). 0 runs serially.
 PYTEST_WORKERS ?= 3
 
+
+.PHONY: audit
 .PHONY: run test test-under-load lint importlint format typecheck migrations-check deploy-check pytest install install-dev browser clean
 
 $(BIN)/python:
@@ -56,7 +58,7 @@ demo: install
 bench: install-dev
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
-test: install-dev lint importlint typecheck migrations-check deploy-check pytest
+test: install-dev lint importlint typecheck migrations-check deploy-check audit pytest
 
 # `make test` three times in a row in a fresh clone of the committed HEAD (its own .venv),
 # two CPU-burning processes beside it; non-zero if any run fails (docs/testing.md).
@@ -71,6 +73,10 @@ lint: install-dev
 format: install-dev
 	ruff check --fix .
 	ruff format .
+
+# Known vulnerabilities in the installed dependencies (pip-audit; README: what CI can check).
+audit: install-dev
+	python -m algotrader.dependency_audit
 
 # Apps depend one way (docs/architecture.md): the import contracts in .importlinter.
 importlint: install-dev

@@ -331,6 +331,9 @@ API_JSON_MAX_DEPTH = 32
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
+# How far ahead a strategy's trade date may be: the market calendar is trusted that far.
+STRATEGY_DAYS_AHEAD_MAX = env.int("STRATEGY_DAYS_AHEAD_MAX", default=366)
+
 API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=not PRODUCTION)
 
 # A policy on every response: the admin and the API docs load only their own scripts and styles

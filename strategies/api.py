@@ -1,6 +1,7 @@
 """The strategies API: create, list, detail, update, delete, start, stop, timeline.
 Thin views: a serializer validates shapes, one service or selector does the rest."""
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -70,13 +71,32 @@ class StrategyOutput(serializers.ModelSerializer[Strategy]):
         read_only_fields = fields
 
 
+class ExchangeTimeField(serializers.TimeField):
+    """A wall-clock time of the exchange (Asia/Kolkata for NSE and BSE), never with an offset:
+    "10:30Z" would otherwise be read as 10:30 in Kolkata, five and a half hours off."""
+
+    default_error_messages = {
+        "offset": "Give the exchange's wall-clock time (HH:MM, Asia/Kolkata for NSE and BSE), without an offset.",
+    }
+
+    def to_internal_value(self, value: Any) -> Any:
+        # Django's parse_time drops an offset silently, so the text itself is looked at.
+        if isinstance(value, str) and _OFFSET.search(value.strip()):
+            self.fail("offset")
+        return super().to_internal_value(value)
+
+
+_OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
+_TIME_HELP = "The exchange's wall-clock time, HH:MM[:SS], without an offset."
+
+
 class StrategyCreateInput(serializers.Serializer[Any]):
     broker_account = serializers.IntegerField(min_value=1)
     exchange = serializers.ChoiceField(choices=["NSE", "BSE"])
     symbol = serializers.RegexField(r"^[A-Za-z0-9&_.-]{1,40}$", max_length=40)
     quantity = serializers.IntegerField(min_value=1, max_value=1_000_000)
-    buy_at = serializers.TimeField()
-    sell_at = serializers.TimeField()
+    buy_at = ExchangeTimeField(help_text=_TIME_HELP)
+    sell_at = ExchangeTimeField(help_text=_TIME_HELP)
     stop_loss_price = _optional_decimal(14, 4)
     stop_loss_percent = _optional_decimal(5, 2)
     trade_date = serializers.DateField(required=False, allow_null=True, help_text="Omit for the next possible day.")
@@ -88,8 +108,8 @@ class StrategyCreateInput(serializers.Serializer[Any]):
 
 class StrategyUpdateInput(serializers.Serializer[Any]):
     quantity = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
-    buy_at = serializers.TimeField(required=False)
-    sell_at = serializers.TimeField(required=False)
+    buy_at = ExchangeTimeField(required=False, help_text=_TIME_HELP)
+    sell_at = ExchangeTimeField(required=False, help_text=_TIME_HELP)
     stop_loss_price = _optional_decimal(14, 4)
     stop_loss_percent = _optional_decimal(5, 2)
     trade_date = serializers.DateField(required=False)

@@ -130,6 +130,9 @@ def validate_plan(
         refuse("sell_at", "The sell time must be at least one minute after the buy time.")
     if trade_date < calendar.today(venue, now):
         refuse("trade_date", "The trade date has passed.")
+    horizon = calendar.today(venue, now) + timedelta(days=settings.STRATEGY_DAYS_AHEAD_MAX)
+    if trade_date > horizon:
+        refuse("trade_date", f"The trade date can be at most {settings.STRATEGY_DAYS_AHEAD_MAX} days ahead.")
     elif buy_must_be_ahead and buy_fire_at <= now:
         refuse("buy_at", "The buy time has already passed.")
 

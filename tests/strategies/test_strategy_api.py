@@ -209,3 +209,29 @@ def test_stopping_a_strategy_that_never_started_is_409(owner_client, account):
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "strategy_not_running"
+
+
+@pytest.mark.parametrize("given", ["10:30Z", "10:30-08:00", "10:30:00+05:30"])
+def test_a_time_with_an_offset_is_refused_not_read_as_exchange_time(owner_client, account, given):
+    created = owner_client.post(URL, plan(account, buy_at=given), format="json")
+
+    assert created.status_code == 400
+    assert "offset" in created.json()["error"]["fields"]["buy_at"][0]
+    assert not Strategy.objects.exists()
+
+
+def test_an_update_with_an_offset_is_refused(owner_client, account):
+    strategy_id = owner_client.post(URL, plan(account), format="json").json()["id"]
+
+    updated = owner_client.patch(f"{URL}{strategy_id}/", {"sell_at": "15:00Z"}, format="json")
+
+    assert updated.status_code == 400
+    assert "sell_at" in updated.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("trade_date", ["9999-12-31", "2028-01-03"])
+def test_a_trade_date_past_the_calendars_horizon_is_refused(owner_client, account, trade_date):
+    response = owner_client.post(URL, plan(account, trade_date=trade_date), format="json")
+
+    assert response.status_code == 400
+    assert "days ahead" in response.json()["error"]["fields"]["trade_date"][0]
