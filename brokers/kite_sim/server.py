@@ -25,6 +25,7 @@ from brokers.kite_sim.admin import SimAdmin
 from brokers.kite_sim.book import OrderBook
 from brokers.kite_sim.faults import Fault, FaultKind, Faults
 from brokers.kite_sim.http import make_http_server
+from brokers.kite_sim.limits import Limits
 from brokers.kite_sim.market import MarketData
 from brokers.kite_sim.rest import KiteRest
 from brokers.kite_sim.ticker import TickerServer
@@ -47,17 +48,20 @@ class KiteSimulator:
         stage_delay: float = 0.02,
         volatility: float = DEFAULT_VOLATILITY,
         redirect_url: str = DEFAULT_REDIRECT_URL,
+        limits: bool = True,
     ) -> None:
         """``tick_interval``: seconds between tick frames (and random-walk steps);
         ``stage_delay``: seconds an order spends in each status before the next;
         ``volatility``: per-step sigma of the walk, 0 = prices move only by ``set_price``;
-        ``redirect_url``: where the login page sends users back (Kite's app redirect URL)."""
+        ``redirect_url``: where the login page sends users back (Kite's app redirect URL);
+        ``limits``: enforce Kite's limits (``brokers.kite_limits``), or none of them."""
         self.host = host
         self.tick_interval = tick_interval
         self.redirect_url = redirect_url
         self.market = MarketData(seed=seed, volatility=volatility)
         self.accounts = Accounts()
-        self.book = OrderBook(self.market, stage_delay=stage_delay)
+        self.limits = Limits(enabled=limits)
+        self.book = OrderBook(self.market, stage_delay=stage_delay, limits=self.limits)
         self.faults = Faults()
         self.admin = SimAdmin(self)
         self.demo_account = self.create_account(
@@ -172,6 +176,12 @@ class KiteSimulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+
+    def set_limits(self, **flags: bool) -> dict[str, bool]:
+        """Turn Kite's limits on or off by name (``set_limits(rate=False)``); returns them all."""
+        state = self.limits.set(**flags)
+        logger.info("kite_sim limits: %s", state)
+        return state
 
     def orders(self, api_key: str) -> list[dict[str, Any]]:
         """The account's order book as Kite would list it: the judge in execution tests."""
