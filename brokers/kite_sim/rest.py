@@ -119,7 +119,11 @@ class KiteRest:
                     return early
             if route.authenticated:
                 request.account = self.sim.accounts.authenticate(request.headers.get("authorization"))
-                self.sim.limits.take(request.account.api_key, route.endpoint)
+                try:
+                    self.sim.limits.take(request.account.api_key, route.endpoint)
+                except KiteError as refused:
+                    self.sim.record_refusal(request.account.api_key, route.endpoint, request.form.get("tag"), refused)
+                    raise
             result = route.handler(self, request)
             response = result if isinstance(result, Response) else success(result)
         except KiteError as error:

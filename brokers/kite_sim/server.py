@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,7 @@ from brokers.kite_sim.accounts import (
 )
 from brokers.kite_sim.admin import SimAdmin
 from brokers.kite_sim.book import OrderBook
+from brokers.kite_sim.errors import KiteError
 from brokers.kite_sim.faults import Fault, FaultKind, Faults
 from brokers.kite_sim.http import make_http_server
 from brokers.kite_sim.limits import Limits
@@ -34,6 +36,7 @@ from brokers.simulated_market import DEFAULT_VOLATILITY
 logger = logging.getLogger(__name__)
 
 ENGINE_INTERVAL = 0.01  # how often orders move a stage and postbacks go out
+REFUSALS_KEPT = 10000  # the latest refused requests, for tests to judge
 
 
 class KiteSimulator:
@@ -76,6 +79,8 @@ class KiteSimulator:
         self._ticker = TickerServer(
             accounts=self.accounts, market=self.market, faults=self.faults, host=host, port=ws_port
         )
+        self._refusals: deque[dict[str, Any]] = deque(maxlen=REFUSALS_KEPT)
+        self._refusals_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -176,6 +181,18 @@ class KiteSimulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+
+    def record_refusal(self, api_key: str, endpoint: str, tag: str | None, error: KiteError) -> None:
+        with self._refusals_lock:
+            self._refusals.append(
+                {"api_key": api_key, "endpoint": endpoint, "tag": tag, "status": error.status, "at": time.time()}
+            )
+
+    def refusals(self, api_key: str) -> list[dict[str, Any]]:
+        """The account's requests a limit refused (429 or the day's cap), with the order's tag
+        for a placement: the judge of who met a 429."""
+        with self._refusals_lock:
+            return [dict(r) for r in self._refusals if r["api_key"] == api_key]
 
     def set_limits(self, **flags: bool) -> dict[str, bool]:
         """Turn Kite's limits on or off by name (``set_limits(rate=False)``); returns them all."""
