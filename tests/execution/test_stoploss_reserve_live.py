@@ -27,7 +27,8 @@ from tests.factories import BrokerAccountFactory
 from tests.strategies.scheduling_helpers import declare_queues
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# 200 BUYs at 7 a second take half a minute at best; a loaded machine takes longer.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
 
 BUYS, STOPS = 200, 10
 WARM_UP = 8  # two for each of the stop-loss worker's four slots, on an account of their own
@@ -79,7 +80,10 @@ def enqueue_buys(strategies: list[Strategy]) -> None:
     Strategy.objects.filter(pk__in=[s.pk for s in strategies]).update(buy_fired_at=timezone.now())
     with app.producer_or_acquire() as producer, producer.batch(max_size=len(strategies)):
         for strategy in strategies:
-            execute_buy_task.apply_async((strategy.pk,), producer=producer)
+            # The task's own expiry is BUY_GRACE_SECONDS as this process read it at import.
+            execute_buy_task.apply_async(
+                (strategy.pk,), producer=producer, expires=int(WORKER_ENV["BUY_GRACE_SECONDS"])
+            )
 
 
 def at_broker(kite_sim: KiteSimulator, api_key: str, side: str) -> list[dict]:
