@@ -12,6 +12,7 @@ stop's ``raw_status`` is Kite's: TRIGGER PENDING (or OPEN once triggered)."""
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import TypeVar
 
 import pytest
@@ -106,7 +107,7 @@ class StopOrderContract:
         order_id = adapter.place_order(stop_sell(instrument, Decimal("1400"), "stopcap1"))
         wait_resting(adapter, order_id)
         for n in range(MAX_MODIFICATIONS):
-            within_rate(lambda n=n: adapter.modify_order(order_id, trigger_price=Decimal(1401 + n)))
+            within_rate(partial(adapter.modify_order, order_id, trigger_price=Decimal(1401 + n)))
 
         with pytest.raises(OrderRejected) as refused:
             within_rate(lambda: adapter.modify_order(order_id, trigger_price=Decimal("1450")))

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -86,7 +87,7 @@ def enqueue_buys(strategies: list[Strategy]) -> None:
             )
 
 
-def at_broker(kite_sim: KiteSimulator, api_key: str, side: str) -> list[dict]:
+def at_broker(kite_sim: KiteSimulator, api_key: str, side: str) -> list[dict[str, Any]]:
     return [order for order in kite_sim.orders(api_key) if order["transaction_type"] == side]
 
 

@@ -59,7 +59,7 @@ def test_a_burst_of_orders_past_ten_a_second_meets_429s_and_the_book_holds_exact
 
 
 def test_quotes_past_one_a_second_meet_a_429(kite_sim, kite):
-    outcomes = []
+    outcomes: list[object] = []
     for _ in range(3):  # three calls span at most two clock seconds
         try:
             kite.quote("NSE:INFY")
