@@ -1,6 +1,6 @@
 """The simulator's control endpoints under ``/_sim/``, unauthenticated because it listens on
-loopback and is a test tool: tests arm faults, turn Kite's limits off or on, move prices, create accounts and read an
-account's book, the judge of what really happened at the "broker"."""
+loopback and is a test tool: tests arm faults, turn Kite's limits off or on, move prices,
+create accounts and read an account's book, the judge of what really happened at the "broker"."""
 
 from __future__ import annotations
 
