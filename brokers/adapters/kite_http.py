@@ -232,8 +232,12 @@ class KiteHttp:
         if error_type == "UserException":
             cls = OrderRejected if order_write else BrokerAuthError
             return cls(message, broker_error_type=error_type)
-        if error_type in _PERMANENT_ORDER_ERRORS:
+        if error_type in _PERMANENT_ORDER_ERRORS and order_write:
             return OrderRejected(message, broker_error_type=error_type)
+        if error_type in _PERMANENT_ORDER_ERRORS:
+            # On a read (an order's history, the book) Kite's OrderException also means a
+            # failed fetch: nothing about the order is refused, so the caller polls again.
+            return BrokerUnavailable(message, broker_error_type=error_type)
         if not error_type and status in (401, 403):
             return BrokerAuthError(message)
         if order_write and (status >= 500 or response.ok):

@@ -1,6 +1,6 @@
 """The simulator's control endpoints under ``/_sim/``, unauthenticated because it listens on
-loopback and is a test tool: tests arm faults, move prices, create accounts and read an
-account's book, the judge of what really happened at the "broker"."""
+loopback and is a test tool: tests arm faults, turn Kite's limits off or on, move prices,
+create accounts and read an account's book, the judge of what really happened at the "broker"."""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ class SimAdmin:
         if route == ("DELETE", "/_sim/faults"):
             self.sim.clear_faults()
             return HTTPStatus.OK, {"data": []}
+        if route == ("GET", "/_sim/limits"):
+            return HTTPStatus.OK, {"data": self.sim.limits.state()}
+        if route == ("POST", "/_sim/limits"):
+            flags = {name: _flag(value) for name, value in body.items()}
+            return HTTPStatus.OK, {"data": self.sim.set_limits(**flags)}
         if route == ("POST", "/_sim/price"):
             symbol = body.get("tradingsymbol") or body["symbol"]
             self.sim.set_price(body.get("exchange", "NSE"), symbol, Decimal(str(body["price"])))
@@ -67,6 +72,12 @@ class SimAdmin:
             self.sim.disconnect_ticker_clients()
             return HTTPStatus.OK, {"data": True}
         return HTTPStatus.NOT_FOUND, {"error": f"no admin route {request.method} {request.path}"}
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("each limit is turned on with true, off with false")
+    return value
 
 
 def _json(status: int, data: Any) -> Response:

@@ -18,6 +18,7 @@ from brokers.kite_sim import portfolio
 from brokers.kite_sim.accounts import AccountState
 from brokers.kite_sim.clock import IST
 from brokers.kite_sim.errors import general_error, input_error, order_error
+from brokers.kite_sim.limits import MODIFICATIONS, Limits
 from brokers.kite_sim.market import MarketData
 from brokers.kite_sim.orders import (
     CANCELLED,
@@ -25,6 +26,9 @@ from brokers.kite_sim.orders import (
     FINAL_STATUSES,
     LIVE_STATUSES,
     MAX_TAG_LENGTH,
+    MODIFIED,
+    MODIFY_PENDING,
+    MODIFY_VALIDATION_PENDING,
     OPEN,
     OPEN_PENDING,
     POSTBACK_STATUSES,
@@ -32,6 +36,7 @@ from brokers.kite_sim.orders import (
     RECEIVED,
     REJECTED,
     TRIGGER_PENDING,
+    UPDATE,
     VALIDATION_PENDING,
     VALIDITIES,
     VARIETIES,
@@ -41,6 +46,7 @@ from brokers.kite_sim.orders import (
     parse_prices,
     parse_quantity,
 )
+from brokers.kite_sim.rules import check_trigger, circuit_breach
 
 PostbackQueue = queue.Queue[tuple[str, dict[str, Any]]]
 
@@ -48,8 +54,9 @@ PostbackQueue = queue.Queue[tuple[str, dict[str, Any]]]
 class OrderBook:
     """Every account's orders and trades behind one lock; ``advance`` is the matching engine."""
 
-    def __init__(self, market: MarketData, *, stage_delay: float = 0.02) -> None:
+    def __init__(self, market: MarketData, *, stage_delay: float = 0.02, limits: Limits | None = None) -> None:
         self.market = market
+        self.limits = limits or Limits()
         self.stage_delay = stage_delay
         self.postbacks: PostbackQueue = queue.Queue()
         self._orders: dict[str, dict[str, Order]] = {}
@@ -93,6 +100,17 @@ class OrderBook:
         validity = parse_choice(params, "validity", VALIDITIES, default="DAY")
         quantity = parse_quantity(params.get("quantity"))
         price, trigger_price = parse_prices(params, order_type, instrument)
+        band = self.market.circuit(instrument)
+        check_trigger(
+            self.limits,
+            side=transaction_type,
+            order_type=order_type,
+            price=price,
+            trigger_price=trigger_price,
+            last=self.market.price(instrument),
+            band=band,
+        )
+        rejection = rejection or circuit_breach(self.limits, order_type=order_type, price=price, band=band)
         tag = params.get("tag") or None
         if tag is not None and (len(tag) > MAX_TAG_LENGTH or not (tag.isascii() and tag.isalnum())):
             raise input_error("Invalid `tag`: at most 20 alphanumeric characters.")
@@ -126,28 +144,54 @@ class OrderBook:
         return order
 
     def modify(self, account: AccountState, variety: str, order_id: str, params: dict[str, str]) -> Order:
+        """Change a live order as Kite does: validated like a new one, at most 25 times, its
+        history through MODIFY VALIDATION PENDING, MODIFY PENDING and MODIFIED back to OPEN or
+        TRIGGER PENDING, and one order update with the status UPDATE."""
         with self._lock:
             order = self._get(account, order_id)
             if order.variety != variety:
                 raise input_error("Invalid `variety`.")
             if order.status in FINAL_STATUSES:
                 raise order_error(f"Order cannot be modified as it is {order.status.lower()}.")
+            if order.status not in LIVE_STATUSES:
+                raise order_error("Order cannot be modified as it is being processed. Try later.")
+            if self.limits.on(MODIFICATIONS) and order.modifications >= self.limits.table.modifications_per_order:
+                raise order_error("Maximum allowed order modifications exceeded.")
             order_type = parse_choice(params, "order_type", {"MARKET", "LIMIT", "SL", "SL-M"}, default=order.order_type)
+            quantity = order.quantity
             if "quantity" in params:
                 quantity = parse_quantity(params["quantity"])
                 if quantity < order.filled_quantity:
                     raise input_error("Invalid `quantity`: less than the filled quantity.")
-                order.quantity = quantity
             merged = {"price": str(order.price), "trigger_price": str(order.trigger_price), **params}
-            order.price, order.trigger_price = parse_prices(merged, order_type, order.instrument)
-            order.order_type = order_type
-            order.validity = parse_choice(params, "validity", VALIDITIES, default=order.validity)
+            price, trigger_price = parse_prices(merged, order_type, order.instrument)
+            waits_for_trigger = order_type in ("SL", "SL-M") and not order.triggered
+            band = self.market.circuit(order.instrument)
+            if waits_for_trigger:
+                last = self.market.price(order.instrument)
+                side = order.transaction_type
+                check_trigger(
+                    self.limits,
+                    side=side,
+                    order_type=order_type,
+                    price=price,
+                    trigger_price=trigger_price,
+                    last=last,
+                    band=band,
+                )
+            breach = circuit_breach(self.limits, order_type=order_type, price=price, band=band)
+            if breach is not None:
+                raise input_error(breach)
+            validity = parse_choice(params, "validity", VALIDITIES, default=order.validity)
+            order.quantity, order.price, order.trigger_price = quantity, price, trigger_price
+            order.order_type, order.validity = order_type, validity
             order.modified = True
+            order.modifications += 1
             now = time.time()
-            live_status = order.status
-            self._transition(order, "MODIFY VALIDATION PENDING", now)
-            self._transition(order, "MODIFY PENDING", now)
-            self._transition(order, live_status, now, postback=True)
+            for status in (MODIFY_VALIDATION_PENDING, MODIFY_PENDING, MODIFIED):
+                self._transition(order, status, now)
+            self._transition(order, TRIGGER_PENDING if waits_for_trigger else OPEN, now, postback=False)
+            self._postback(order, {**order.as_kite(), "status": UPDATE})
             return order
 
     def cancel(self, account: AccountState, variety: str, order_id: str) -> Order:
@@ -285,17 +329,21 @@ class OrderBook:
         snapshot = order.as_kite()
         order.history.append(snapshot)
         if postback if postback is not None else status in POSTBACK_STATUSES:
-            update = {
-                **snapshot,
-                "user_id": order.user_id,
-                "unfilled_quantity": order.quantity - order.filled_quantity - order.cancelled_quantity,
-                "app_id": 1,
-                # Kite signs postbacks: SHA-256(order_id + order_timestamp + api_secret).
-                "checksum": hashlib.sha256(
-                    (order.order_id + snapshot["order_timestamp"] + self._accounts[order.api_key].api_secret).encode()
-                ).hexdigest(),
-            }
-            self.postbacks.put((order.api_key, update))
+            self._postback(order, snapshot)
+
+    def _postback(self, order: Order, snapshot: dict[str, Any]) -> None:
+        """An order update for the account's ticker connections, signed as Kite signs them."""
+        update = {
+            **snapshot,
+            "user_id": order.user_id,
+            "unfilled_quantity": order.quantity - order.filled_quantity - order.cancelled_quantity,
+            "app_id": 1,
+            # Kite signs postbacks: SHA-256(order_id + order_timestamp + api_secret).
+            "checksum": hashlib.sha256(
+                (order.order_id + snapshot["order_timestamp"] + self._accounts[order.api_key].api_secret).encode()
+            ).hexdigest(),
+        }
+        self.postbacks.put((order.api_key, update))
 
     def _get(self, account: AccountState, order_id: str) -> Order:
         order = self._orders.get(account.api_key, {}).get(order_id)

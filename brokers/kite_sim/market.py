@@ -15,6 +15,11 @@ from brokers.simulated_market import SimulatedMarket
 
 Key = tuple[str, str]
 DEPTH_LEVELS = 5
+CIRCUIT_BAND = 0.2  # the circuit limits: the previous close +/- 20 %
+
+
+def circuit_band(close: float) -> tuple[Decimal, Decimal]:
+    return Decimal(str(round(close * (1 - CIRCUIT_BAND), 2))), Decimal(str(round(close * (1 + CIRCUIT_BAND), 2)))
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,12 @@ class MarketData:
         for tick in ticks:
             self._record_trade((tick.exchange, tick.symbol), tick.price, tick.exchange_ts)
 
+    def circuit(self, instrument: Instrument) -> tuple[Decimal, Decimal]:
+        """The day's circuit band (lower, upper): the close +/- 20 %, as ``/quote`` reports it."""
+        with self._lock:
+            close = self._stats_for((instrument.exchange, instrument.symbol), instrument).close
+        return circuit_band(close)
+
     def quote(self, instrument: Instrument) -> Quote:
         key = (instrument.exchange, instrument.symbol)
         last = float(self.price(instrument))
@@ -85,16 +96,8 @@ class MarketData:
             stats = self._stats_for(key, instrument)
             tick = float(instrument.tick_size) or 0.05
             tradable = instrument.segment != "INDICES"
-            bids = tuple(
-                DepthLevel(round(last - tick * (n + 1), 2), self._rng.randint(1, 400) * 5, self._rng.randint(1, 20))
-                for n in range(DEPTH_LEVELS)
-                if tradable
-            )
-            asks = tuple(
-                DepthLevel(round(last + tick * (n + 1), 2), self._rng.randint(1, 400) * 5, self._rng.randint(1, 20))
-                for n in range(DEPTH_LEVELS)
-                if tradable
-            )
+            bids = tuple(self._level(round(last - tick * (n + 1), 2)) for n in range(DEPTH_LEVELS) if tradable)
+            asks = tuple(self._level(round(last + tick * (n + 1), 2)) for n in range(DEPTH_LEVELS) if tradable)
             return Quote(
                 instrument=instrument,
                 last_price=last,
@@ -112,6 +115,11 @@ class MarketData:
                 bids=bids,
                 asks=asks,
             )
+
+    def _level(self, price: float) -> DepthLevel:
+        # Every order at a level is for at least one share: never more orders than quantity.
+        quantity = self._rng.randint(1, 400) * 5
+        return DepthLevel(price, quantity, self._rng.randint(1, min(20, quantity)))
 
     def _record_trade(self, key: Key, price: float, at: float) -> None:
         instrument = self.market.instrument(*key)

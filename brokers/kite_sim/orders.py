@@ -20,6 +20,10 @@ TRIGGER_PENDING = "TRIGGER PENDING"
 COMPLETE = "COMPLETE"
 REJECTED = "REJECTED"
 CANCELLED = "CANCELLED"
+MODIFY_VALIDATION_PENDING = "MODIFY VALIDATION PENDING"
+MODIFY_PENDING = "MODIFY PENDING"
+MODIFIED = "MODIFIED"
+UPDATE = "UPDATE"  # the status of the order update a modification pushes
 FINAL_STATUSES = frozenset({COMPLETE, REJECTED, CANCELLED})
 LIVE_STATUSES = frozenset({OPEN, TRIGGER_PENDING})
 # Statuses pushed to the account's ticker connections; the intermediate pending ones are not.
@@ -56,6 +60,7 @@ class Order:
     average_price: Decimal = Decimal(0)
     cancelled_quantity: int = 0
     modified: bool = False
+    modifications: int = 0  # Kite allows 25 an order
     triggered: bool = False
     rejection: str | None = None  # a fault asked for this order to be rejected at validation
     margin_shortfall: bool = False  # a fault asked for the RMS to find too little margin

@@ -23,6 +23,7 @@ from brokers.kite_sim.clock import kite_time
 from brokers.kite_sim.errors import KiteError, general_error, input_error
 from brokers.kite_sim.faults import SERVER_ERROR_TYPES, Fault, FaultKind
 from brokers.kite_sim.http import Request, Response, failure, success
+from brokers.kite_sim.market import circuit_band
 
 if TYPE_CHECKING:
     from brokers.kite_sim.server import KiteSimulator
@@ -118,6 +119,11 @@ class KiteRest:
                     return early
             if route.authenticated:
                 request.account = self.sim.accounts.authenticate(request.headers.get("authorization"))
+                try:
+                    self.sim.limits.take(request.account.api_key, route.endpoint)
+                except KiteError as refused:
+                    self.sim.record_refusal(request.account.api_key, route.endpoint, request.form.get("tag"), refused)
+                    raise
             result = route.handler(self, request)
             response = result if isinstance(result, Response) else success(result)
         except KiteError as error:
@@ -311,8 +317,8 @@ class KiteRest:
                 "oi_day_high": 0,
                 "oi_day_low": 0,
                 "net_change": round(q.last_price - q.close, 2),
-                "lower_circuit_limit": round(q.close * 0.8, 2),
-                "upper_circuit_limit": round(q.close * 1.2, 2),
+                "lower_circuit_limit": float(circuit_band(q.close)[0]),
+                "upper_circuit_limit": float(circuit_band(q.close)[1]),
                 "ohlc": {"open": q.open, "high": q.high, "low": q.low, "close": q.close},
                 "depth": {
                     "buy": [{"price": d.price, "quantity": d.quantity, "orders": d.orders} for d in q.bids],

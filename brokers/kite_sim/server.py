@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from decimal import Decimal
 from typing import Any
 
@@ -25,8 +26,10 @@ from brokers.kite_sim.accounts import (
 )
 from brokers.kite_sim.admin import SimAdmin
 from brokers.kite_sim.book import OrderBook
+from brokers.kite_sim.errors import KiteError
 from brokers.kite_sim.faults import Fault, FaultKind, Faults
 from brokers.kite_sim.http import make_http_server
+from brokers.kite_sim.limits import Limits
 from brokers.kite_sim.market import MarketData
 from brokers.kite_sim.rest import KiteRest
 from brokers.kite_sim.ticker import TickerServer
@@ -35,6 +38,7 @@ from brokers.simulated_market import DEFAULT_VOLATILITY
 logger = logging.getLogger(__name__)
 
 ENGINE_INTERVAL = 0.01  # how often orders move a stage and postbacks go out
+REFUSALS_KEPT = 10000  # the latest refused requests, for tests to judge
 
 
 class KiteSimulator:
@@ -49,17 +53,20 @@ class KiteSimulator:
         stage_delay: float = 0.02,
         volatility: float = DEFAULT_VOLATILITY,
         redirect_url: str = DEFAULT_REDIRECT_URL,
+        limits: bool = True,
     ) -> None:
         """``tick_interval``: seconds between tick frames (and random-walk steps);
         ``stage_delay``: seconds an order spends in each status before the next;
         ``volatility``: per-step sigma of the walk, 0 = prices move only by ``set_price``;
-        ``redirect_url``: where the login page sends users back (Kite's app redirect URL)."""
+        ``redirect_url``: where the login page sends users back (Kite's app redirect URL);
+        ``limits``: enforce Kite's limits (``brokers.kite_limits``), or none of them."""
         self.host = host
         self.tick_interval = tick_interval
         self.redirect_url = redirect_url
         self.market = MarketData(seed=seed, volatility=volatility)
         self.accounts = Accounts()
-        self.book = OrderBook(self.market, stage_delay=stage_delay)
+        self.limits = Limits(enabled=limits)
+        self.book = OrderBook(self.market, stage_delay=stage_delay, limits=self.limits)
         self.faults = Faults()
         self.admin = SimAdmin(self)
         self.demo_account = self.create_account(
@@ -74,6 +81,8 @@ class KiteSimulator:
         self._ticker = TickerServer(
             accounts=self.accounts, market=self.market, faults=self.faults, host=host, port=ws_port
         )
+        self._refusals: deque[dict[str, Any]] = deque(maxlen=REFUSALS_KEPT)
+        self._refusals_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         # Postbacks go out on a thread of their own: a slow receiver must not stall the clock.
@@ -187,6 +196,24 @@ class KiteSimulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+
+    def record_refusal(self, api_key: str, endpoint: str, tag: str | None, error: KiteError) -> None:
+        with self._refusals_lock:
+            self._refusals.append(
+                {"api_key": api_key, "endpoint": endpoint, "tag": tag, "status": error.status, "at": time.time()}
+            )
+
+    def refusals(self, api_key: str) -> list[dict[str, Any]]:
+        """The account's requests a limit refused (429 or the day's cap), with the order's tag
+        for a placement: the judge of who met a 429."""
+        with self._refusals_lock:
+            return [dict(r) for r in self._refusals if r["api_key"] == api_key]
+
+    def set_limits(self, **flags: bool) -> dict[str, bool]:
+        """Turn Kite's limits on or off by name (``set_limits(rate=False)``); returns them all."""
+        state = self.limits.set(**flags)
+        logger.info("kite_sim limits: %s", state)
+        return state
 
     def orders(self, api_key: str) -> list[dict[str, Any]]:
         """The account's order book as Kite would list it: the judge in execution tests."""

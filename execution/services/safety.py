@@ -18,6 +18,7 @@ from algotrader import redis_keys
 from algotrader.celery import task_send
 from algotrader.queues import TaskName
 from algotrader.redis_client import get_redis, redis_script
+from brokers.kite_limits import KITE_LIMITS
 from brokers.models import BrokerAccount
 from execution.models import EntryHalt, Order
 from execution.services import locks
@@ -63,7 +64,10 @@ def order_rate_take(
 
 
 def _rate_limit(account: BrokerAccount, reason: str) -> int:
-    capacity = int(settings.ORDER_RATE_LIMITS.get(account.kind, min(settings.ORDER_RATE_LIMITS.values())))
+    if account.kind == "kite":  # Kite's own figure, or a lower ORDER_RATE_KITE: never past what Kite allows
+        capacity = min(int(settings.ORDER_RATE_LIMITS.get("kite", 10**6)), KITE_LIMITS.orders_per_second)
+    else:
+        capacity = int(settings.ORDER_RATE_LIMITS.get(account.kind, min(settings.ORDER_RATE_LIMITS.values())))
     return capacity if reason == Order.Reason.STOPLOSS else capacity - settings.ORDER_RATE_STOPLOSS_RESERVE
 
 

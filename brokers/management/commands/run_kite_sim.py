@@ -27,6 +27,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--redirect-url", default=DEFAULT_REDIRECT_URL, help="where the login page sends the demo user back"
         )
+        parser.add_argument(
+            "--no-limits",
+            action="store_true",
+            help="enforce none of Kite's limits (rates, caps, circuit, stop triggers); POST /_sim/limits sets them",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         sim = KiteSimulator(
@@ -36,6 +41,7 @@ class Command(BaseCommand):
             seed=options["seed"],
             tick_interval=options["tick_interval"],
             redirect_url=options["redirect_url"],
+            limits=not options["no_limits"],
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

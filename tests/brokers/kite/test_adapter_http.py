@@ -348,10 +348,10 @@ ERROR_TYPES = [
     ("TokenException", 403, BrokerAuthError, BrokerAuthError),
     ("PermissionException", 403, BrokerAuthError, BrokerAuthError),
     ("UserException", 400, BrokerAuthError, OrderRejected),
-    ("OrderException", 400, OrderRejected, OrderRejected),
-    ("InputException", 400, OrderRejected, OrderRejected),
-    ("MarginException", 400, OrderRejected, OrderRejected),
-    ("HoldingException", 400, OrderRejected, OrderRejected),
+    ("OrderException", 400, BrokerUnavailable, OrderRejected),
+    ("InputException", 400, BrokerUnavailable, OrderRejected),
+    ("MarginException", 400, BrokerUnavailable, OrderRejected),
+    ("HoldingException", 400, BrokerUnavailable, OrderRejected),
     ("NetworkException", 503, BrokerUnavailable, AmbiguousOutcome),
     ("DataException", 502, BrokerUnavailable, AmbiguousOutcome),
     ("GeneralException", 500, BrokerUnavailable, AmbiguousOutcome),
@@ -373,6 +373,18 @@ def test_each_error_type_maps_to_one_broker_error(kite, error_type, status, on_r
     for raised in (read_error.value, write_error.value):
         assert raised.broker_error_type == error_type
         assert "Insufficient funds" in raised.message
+
+
+@pytest.mark.parametrize("error_type", ["OrderException", "InputException"])
+def test_an_order_exception_on_an_order_history_poll_is_retryable_not_a_rejection(kite, error_type):
+    # Kite documents OrderException for a failed fetch too: the order may well be live.
+    kite.error(400, error_type, "Couldn't fetch the order history. Please try again.")
+
+    with pytest.raises(BrokerUnavailable) as failed:
+        make_adapter(kite.root).get_order("1")
+
+    assert not isinstance(failed.value, OrderRejected)
+    assert not failed.value.permanent
 
 
 @pytest.mark.parametrize("error_type", ["NetworkException", "GeneralException", ""])

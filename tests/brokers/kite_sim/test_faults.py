@@ -19,6 +19,9 @@ ORDER = {
     "order_type": "MARKET",
 }
 
+# Kite allows 10 reads a second an account: the tests poll well under it.
+POLL = 0.2
+
 
 def test_dropped_response_leaves_the_order_placed_without_an_answer(kite_sim, sim_account, kite):
     kite_sim.set_fault("drop_response", api_key=sim_account.api_key)
@@ -89,7 +92,7 @@ def test_margin_fault_accepts_the_order_then_rejects_it_for_insufficient_funds(k
 
     order_id = kite.place_order(**ORDER)
 
-    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "REJECTED")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "REJECTED", interval=POLL)
     order = kite.order_history(order_id)[-1]
     assert order["status_message"].startswith("Insufficient funds. Required margin is")
     assert kite.trades() == []
@@ -100,7 +103,7 @@ def test_reject_fault_rejects_with_the_given_status_message(kite_sim, sim_accoun
 
     order_id = kite.place_order(**ORDER)
 
-    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "REJECTED")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "REJECTED", interval=POLL)
     assert kite.order_history(order_id)[-1]["status_message"] == "RMS:Blocked for trading"
 
 
@@ -167,7 +170,7 @@ def test_admin_endpoints_arm_faults_move_prices_and_show_the_book(kite_sim, sim_
 
     moved = requests.post(f"{admin}/price", json={"exchange": "NSE", "symbol": "INFY", "price": 1555.5}, timeout=5)
     order_id = kite.place_order(**ORDER)
-    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "COMPLETE")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "COMPLETE", interval=POLL)
     book = requests.get(f"{admin}/orders", params={"api_key": sim_account.api_key}, timeout=5).json()["data"]
 
     assert moved.json()["data"]["last_price"] == "1555.5"
@@ -201,14 +204,16 @@ def test_a_partial_fill_fills_part_then_the_exchange_cancels_the_rest(kite_sim, 
 
     order_id = kite.place_order(**{**ORDER, "quantity": 5})
 
-    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED", interval=POLL)
     final = kite.order_history(order_id)[-1]
     assert (final["filled_quantity"], final["cancelled_quantity"], final["pending_quantity"]) == (3, 2, 0)
     assert final["average_price"] > 0
     assert [t["quantity"] for t in kite.order_trades(order_id)] == [3]
     [position] = kite.positions()["net"]
     assert position["quantity"] == 3
-    assert kite.place_order(**ORDER) and wait_until(lambda: kite.orders()[-1]["status"] == "COMPLETE")  # one-shot
+    assert kite.place_order(**ORDER) and wait_until(
+        lambda: kite.orders()[-1]["status"] == "COMPLETE", interval=POLL
+    )  # one-shot
 
 
 def test_a_partial_fill_of_nothing_stays_open_until_its_rest_is_cancelled(kite_sim, sim_account, kite):
@@ -216,7 +221,7 @@ def test_a_partial_fill_of_nothing_stays_open_until_its_rest_is_cancelled(kite_s
 
     order_id = kite.place_order(**ORDER)
 
-    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "OPEN")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "OPEN", interval=POLL)
     assert kite.order_history(order_id)[-1]["filled_quantity"] == 0
-    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED")
+    wait_until(lambda: kite.order_history(order_id)[-1]["status"] == "CANCELLED", interval=POLL)
     assert kite.order_trades(order_id) == []

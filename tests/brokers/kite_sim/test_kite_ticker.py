@@ -117,3 +117,26 @@ def test_kite_ticker_is_refused_with_a_bad_access_token(kite_sim, sim_account):
 
     assert "connected" not in [e["event"] for e in events]
     assert any("403" in e.get("reason", "") for e in events), events
+
+
+def test_a_modification_reaches_kite_ticker_as_an_update(kite_sim, sim_account, kite):
+    kite_sim.set_price("NSE", "INFY", 1540)
+    client = TickerProcess(kite_sim, sim_account, seconds=3, mode="ltp", tokens=[INFY])
+    client.next_event("connected")
+    order_id = kite.place_order(
+        variety="regular",
+        exchange="NSE",
+        tradingsymbol="INFY",
+        transaction_type="BUY",
+        quantity=2,
+        product="MIS",
+        order_type="LIMIT",
+        price=1400,
+    )
+    assert client.next_event("order")["data"]["status"] == "OPEN"
+
+    kite.modify_order("regular", order_id, price=1401)
+
+    update = client.next_event("order")["data"]
+    client.finish()
+    assert (update["order_id"], update["status"], update["price"]) == (order_id, "UPDATE", 1401)

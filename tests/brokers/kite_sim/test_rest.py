@@ -41,6 +41,14 @@ def status_of(kite, order_id):
     return kite.order_history(order_id)[-1]["status"]
 
 
+# Kite allows 10 reads a second an account: a client polls well under it, to leave room for its other calls.
+POLL = 0.2
+
+
+def wait_status(kite, order_id, status):
+    wait_until(lambda: status_of(kite, order_id) == status, interval=POLL)
+
+
 def test_login_page_redirects_with_a_request_token_that_generate_session_exchanges(kite_sim, sim_account):
     request_token = login(kite_sim, sim_account.api_key)
     client = KiteConnect(sim_account.api_key, root=kite_sim.api_root)
@@ -141,7 +149,7 @@ def test_market_order_walks_kites_statuses_and_fills_at_the_simulated_price(kite
     kite_sim.set_price("NSE", "INFY", 1500)
 
     order_id = market_buy(kite, quantity=5, tag="entry1")
-    wait_until(lambda: status_of(kite, order_id) == "COMPLETE")
+    wait_status(kite, order_id, "COMPLETE")
 
     history = kite.order_history(order_id)
     assert [h["status"] for h in history] == [
@@ -162,9 +170,9 @@ def test_market_order_walks_kites_statuses_and_fills_at_the_simulated_price(kite
 def test_trades_and_positions_come_from_the_fills(kite, kite_sim):
     kite_sim.set_price("NSE", "SBIN", 800)
     buy = market_buy(kite, "SBIN", quantity=10)
-    wait_until(lambda: status_of(kite, buy) == "COMPLETE")
+    wait_status(kite, buy, "COMPLETE")
     sell = market_buy(kite, "SBIN", quantity=4, transaction_type="SELL")
-    wait_until(lambda: status_of(kite, sell) == "COMPLETE")
+    wait_status(kite, sell, "COMPLETE")
 
     trades = kite.trades()
     [buy_trade] = kite.order_trades(buy)
@@ -184,25 +192,25 @@ def test_trades_and_positions_come_from_the_fills(kite, kite_sim):
 def test_limit_order_stays_open_until_the_price_crosses(kite_sim, kite):
     kite_sim.set_price("NSE", "TCS", 3100)
     order_id = market_buy(kite, "TCS", quantity=1, order_type="LIMIT", price=3000)
-    wait_until(lambda: status_of(kite, order_id) == "OPEN")
+    wait_status(kite, order_id, "OPEN")
 
     kite_sim.set_price("NSE", "TCS", 2990)
 
-    wait_until(lambda: status_of(kite, order_id) == "COMPLETE")
+    wait_status(kite, order_id, "COMPLETE")
     assert kite.order_history(order_id)[-1]["average_price"] <= 3000
 
 
 def test_modify_then_cancel_an_open_limit_order(kite_sim, kite):
     kite_sim.set_price("NSE", "ITC", 410)
-    order_id = market_buy(kite, "ITC", quantity=2, order_type="LIMIT", price=300)
-    wait_until(lambda: status_of(kite, order_id) == "OPEN")
+    order_id = market_buy(kite, "ITC", quantity=2, order_type="LIMIT", price=340)
+    wait_status(kite, order_id, "OPEN")
 
-    assert kite.modify_order("regular", order_id, price=301, quantity=3) == order_id
+    assert kite.modify_order("regular", order_id, price=341, quantity=3) == order_id
     assert kite.cancel_order("regular", order_id) == order_id
 
     history = kite.order_history(order_id)
     assert history[-1]["status"] == "CANCELLED"
-    assert history[-1]["price"] == 301
+    assert history[-1]["price"] == 341
     assert history[-1]["quantity"] == 3
     assert history[-1]["cancelled_quantity"] == 3
     assert "MODIFY PENDING" in [h["status"] for h in history]
@@ -210,7 +218,7 @@ def test_modify_then_cancel_an_open_limit_order(kite_sim, kite):
 
 def test_cancelling_a_completed_order_is_an_order_exception(kite):
     order_id = market_buy(kite, quantity=1)
-    wait_until(lambda: status_of(kite, order_id) == "COMPLETE")
+    wait_status(kite, order_id, "COMPLETE")
 
     with pytest.raises(kite_exceptions.OrderException):
         kite.cancel_order("regular", order_id)
@@ -219,11 +227,11 @@ def test_cancelling_a_completed_order_is_an_order_exception(kite):
 def test_stop_loss_market_order_waits_in_trigger_pending(kite_sim, kite):
     kite_sim.set_price("NSE", "WIPRO", 250)
     order_id = market_buy(kite, "WIPRO", quantity=1, transaction_type="SELL", order_type="SL-M", trigger_price=240)
-    wait_until(lambda: status_of(kite, order_id) == "TRIGGER PENDING")
+    wait_status(kite, order_id, "TRIGGER PENDING")
 
     kite_sim.set_price("NSE", "WIPRO", 239)
 
-    wait_until(lambda: status_of(kite, order_id) == "COMPLETE")
+    wait_status(kite, order_id, "COMPLETE")
 
 
 @pytest.mark.parametrize(
@@ -276,19 +284,32 @@ def test_insufficient_funds_rejects_the_order_after_placement(kite_sim, kite):
 
     order_id = market_buy(kite, "MARUTI", quantity=1000, product="CNC")
 
-    wait_until(lambda: status_of(kite, order_id) == "REJECTED")
+    wait_status(kite, order_id, "REJECTED")
     assert kite.order_history(order_id)[-1]["status_message"].startswith("Insufficient funds.")
 
 
-def test_ltp_ohlc_and_quote(kite_sim, kite):
+def test_ltp_answers_known_instruments_only(kite_sim, kite):
     kite_sim.set_price("NSE", "RELIANCE", 1400)
 
     ltp = kite.ltp("NSE:RELIANCE", "NSE:NOSUCH")
-    ohlc = kite.ohlc("NSE:RELIANCE")
-    quote = kite.quote("NSE:RELIANCE")["NSE:RELIANCE"]
 
     assert ltp == {"NSE:RELIANCE": {"instrument_token": 738561, "last_price": 1400.0}}
+
+
+# Kite's quote endpoints allow one request a second an account: one call per test (per account).
+def test_ohlc_carries_the_previous_close(kite_sim, kite):
+    kite_sim.set_price("NSE", "RELIANCE", 1400)
+
+    ohlc = kite.ohlc("NSE:RELIANCE")
+
     assert ohlc["NSE:RELIANCE"]["ohlc"]["close"] == 1420.5
+
+
+def test_quote_carries_the_last_price_and_five_depth_levels(kite_sim, kite):
+    kite_sim.set_price("NSE", "RELIANCE", 1400)
+
+    quote = kite.quote("NSE:RELIANCE")["NSE:RELIANCE"]
+
     assert quote["last_price"] == 1400.0
     assert len(quote["depth"]["buy"]) == len(quote["depth"]["sell"]) == 5
 
@@ -343,6 +364,6 @@ def test_prices_hold_still_with_zero_volatility():
         client = KiteConnect(account.api_key, access_token=account.access_token, root=sim.api_root)
         sim.set_price("NSE", "INFY", 1500)
         order_id = market_buy(client, quantity=1, order_type="LIMIT", price=1400)
-        wait_until(lambda: status_of(client, order_id) == "OPEN")
+        wait_status(client, order_id, "OPEN")
 
         assert client.ltp("NSE:INFY")["NSE:INFY"]["last_price"] == 1500.0
