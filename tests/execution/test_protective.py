@@ -1,0 +1,163 @@
+"""The protective stop: after a BUY fills, an SL-M SELL rests at the broker; every exit converts
+it into the exit (one SELL order, never two live); a refused conversion ends it first (filled by
+its trigger: the exit is the stop-loss's; open: cancelled and confirmed, then a new SELL)."""
+
+import time
+from decimal import Decimal
+
+import pytest
+
+from algotrader import redis_keys
+from algotrader.redis_client import get_redis
+from brokers.instruments import find_instrument
+from brokers.models import PaperOrder
+from execution.models import Order
+from execution.recovery.settlement import orders_settle_interrupted
+from execution.services import strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
+from execution.services.protective import protective_trigger
+from strategies.models import Strategy
+from strategies.stoploss_index import stoploss_armed
+from tests.execution.helpers import codes, orders, paper_book
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("protective_on")]
+
+
+def last_tick(price: str) -> None:
+    get_redis().hset(redis_keys.price("NSE", "INFY"), mapping={"price": price, "ts": time.time()})
+
+
+def bought(make_strategy, **fields) -> Strategy:
+    last_tick("1541.00")
+    strategy = make_strategy(**fields)
+    strategy_buy_execute(strategy_id=strategy.pk)
+    strategy.refresh_from_db()
+    return strategy
+
+
+def test_a_filled_buy_leaves_an_sl_m_sell_resting_at_the_stop_trigger(make_strategy):
+    strategy = bought(make_strategy)
+
+    _, stop = orders(strategy)
+    assert (stop.side, stop.reason, stop.protective, stop.order_type) == ("SELL", "STOPLOSS", True, "SL-M")
+    expected = protective_trigger(strategy, strategy.stop_trigger_price)
+    assert strategy.stop_trigger_price - expected < Decimal("0.1")
+    assert (stop.status, stop.quantity, stop.trigger_price) == ("PLACED", 1, expected)
+    assert [(o.order_type, o.status, o.trigger_price) for o in paper_book(strategy)][1] == ("SL-M", "OPEN", expected)
+    assert codes(strategy)[-4:] == ["L1", "L2", "B3", "P1"]
+
+
+def test_the_buffer_lowers_the_trigger_down_to_the_tick(make_strategy, settings):
+    settings.PROTECTIVE_STOP_BUFFER_BPS = 10
+    strategy = make_strategy()
+    infy = find_instrument("NSE", "INFY")
+    assert infy is not None
+
+    trigger = protective_trigger(strategy, Decimal("1525.59"))
+
+    # 1525.59 * 0.999 = 1524.064..., down to the instrument's tick
+    assert trigger == (Decimal("1524.06441") // infy.tick_size) * infy.tick_size
+    assert trigger <= Decimal("1524.06441") < trigger + infy.tick_size
+
+
+def test_sell_time_converts_the_protective_order_into_the_one_exit(make_strategy):
+    strategy = bought(make_strategy)
+
+    strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    strategy.refresh_from_db()
+    [stop] = [o for o in orders(strategy) if o.side == "SELL"]
+    assert (stop.protective, stop.order_type, stop.reason, stop.status) == (True, "MARKET", "SELL", "COMPLETE")
+    assert [(o.side, o.status) for o in paper_book(strategy)] == [("BUY", "COMPLETE"), ("SELL", "COMPLETE")]
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "SELL")
+
+
+def test_the_tick_stop_loss_converts_it_and_the_exit_is_by_sl(make_strategy):
+    strategy = bought(make_strategy)
+
+    strategy_stoploss_execute(strategy_id=strategy.pk)
+
+    strategy.refresh_from_db()
+    assert [(o.reason, o.order_type, o.status) for o in orders(strategy) if o.side == "SELL"] == [
+        ("STOPLOSS", "MARKET", "COMPLETE")
+    ]
+    assert len(paper_book(strategy)) == 2
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "EXITED_BY_SL", "STOPLOSS")
+
+
+def test_a_stop_converts_it_with_reason_stop(make_strategy):
+    strategy = bought(make_strategy)
+    Strategy.objects.filter(pk=strategy.pk).update(status="STOPPED", position="EXITING", exit_reason="STOP")
+
+    strategy_sell_execute(strategy_id=strategy.pk, reason="STOP")
+
+    strategy.refresh_from_db()
+    assert [(o.reason, o.status) for o in orders(strategy) if o.side == "SELL"] == [("STOP", "COMPLETE")]
+    assert (strategy.status, strategy.exit_reason) == ("EXITED", "STOP")
+
+
+def test_when_the_brokers_trigger_filled_it_the_sell_is_that_exit_by_sl(make_strategy):
+    strategy = bought(make_strategy)
+    last_tick("1500.00")  # through the trigger: the paper broker fills it when its book is read
+
+    strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    strategy.refresh_from_db()
+    assert [(o.reason, o.order_type, o.status) for o in orders(strategy) if o.side == "SELL"] == [
+        ("STOPLOSS", "SL-M", "COMPLETE")
+    ]
+    assert [o.side for o in paper_book(strategy)] == ["BUY", "SELL"]
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "EXITED_BY_SL", "STOPLOSS")
+    assert "P3" in codes(strategy)
+
+
+def test_a_refused_conversion_cancels_it_and_confirms_before_a_new_sell(make_strategy):
+    strategy = bought(make_strategy)
+    PaperOrder.objects.filter(side="SELL").update(modifications=25)  # past the broker's limit: refused
+
+    strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    strategy.refresh_from_db()
+    assert [(o.protective, o.status) for o in orders(strategy) if o.side == "SELL"] == [
+        (True, "CANCELLED"),
+        (False, "COMPLETE"),
+    ]
+    assert [(o.side, o.order_type, o.status) for o in paper_book(strategy)] == [
+        ("BUY", "MARKET", "COMPLETE"),
+        ("SELL", "SL-M", "CANCELLED"),
+        ("SELL", "MARKET", "COMPLETE"),
+    ]
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "SELL")
+
+
+def test_settlement_finds_the_brokers_trigger_filled_it_and_ends_the_strategy_by_sl(make_strategy, settings):
+    strategy = bought(make_strategy)
+    last_tick("1500.00")
+    Order.objects.filter(protective=True).update(updated_at=Order.objects.get(protective=True).created_at)
+    time.sleep(settings.PROTECTIVE_POLL_SECONDS)
+
+    orders_settle_interrupted(older_than=0)
+
+    strategy.refresh_from_db()
+    assert [(o.reason, o.status) for o in orders(strategy) if o.side == "SELL"] == [("STOPLOSS", "COMPLETE")]
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "EXITED_BY_SL", "STOPLOSS")
+    assert stoploss_armed(instrument="NSE:INFY") == {}
+    assert "P3" in codes(strategy) and codes(strategy)[-2:] == ["S5", "L1"]
+
+
+@pytest.mark.parametrize("switch", ["strategy", "account", "setting"])
+def test_switched_off_no_protective_order_is_placed(make_strategy, settings, switch):
+    strategy = make_strategy()
+    if switch == "strategy":
+        Strategy.objects.filter(pk=strategy.pk).update(protective_stop=False)
+    elif switch == "account":
+        type(strategy.broker_account).objects.filter(pk=strategy.broker_account_id).update(protective_stops=False)
+    else:
+        settings.PROTECTIVE_STOPS = False
+
+    strategy_buy_execute(strategy_id=strategy.pk)
+    strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    assert [(o.side, o.protective, o.order_type) for o in orders(strategy)] == [
+        ("BUY", False, "MARKET"),
+        ("SELL", False, "MARKET"),
+    ]
