@@ -145,6 +145,8 @@ class OrderBook:
             order.modified = True
             now = time.time()
             live_status = order.status
+            if live_status == TRIGGER_PENDING and order_type not in ("SL", "SL-M"):
+                live_status = OPEN  # a stop modified into a MARKET or LIMIT order waits for no trigger
             self._transition(order, "MODIFY VALIDATION PENDING", now)
             self._transition(order, "MODIFY PENDING", now)
             self._transition(order, live_status, now, postback=True)
