@@ -118,6 +118,7 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
 
     with transaction.atomic():
         strategy = strategy_get(user=user, strategy_id=strategy_id, for_update=True)
+        stop_before = strategy.stop_trigger_price
         _refuse_changes_the_state_forbids(strategy, changes)
         merged = {name: changes.get(name, getattr(strategy, name)) for name in UPDATABLE}
         plan = Plan(strategy.exchange, strategy.symbol, **merged)
@@ -155,6 +156,9 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
                 instrument=redis_keys.instrument(strategy.exchange, strategy.symbol),
                 trigger_price=strategy.stop_trigger_price,
             )
+            if strategy.stop_trigger_price != stop_before:
+                # The protective stop resting at the broker follows (execution's, by its task).
+                task_send(TaskName.MOVE_PROTECTIVE_STOP, args=(strategy.pk, str(strategy.stop_trigger_price)))
         if moved:
             slots.reschedule_strategy(strategy)
     return strategy

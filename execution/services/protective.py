@@ -20,6 +20,7 @@ from brokers.adapters.base import BrokerAdapter, BrokerOrder, BrokerOrderStatus,
 from brokers.exceptions import BrokerError
 from brokers.instruments import find_instrument
 from execution.models import Order
+from execution.services import locks
 from execution.services.claims import Position, Status, position_held_quantity
 from execution.services.fills import order_follow, order_settle
 from execution.services.locks import ExecutionLock
@@ -310,3 +311,22 @@ def _triggered(order: Order, strategy: Strategy) -> None:
         message=f"The broker's protective stop filled {order.filled_quantity} at {order.fill_price}",
         payload=_about(order, strategy, fill_price=str(order.fill_price), filled_quantity=order.filled_quantity),
     )
+
+
+def protective_stop_move(*, strategy_id: int, trigger_price: Decimal) -> Order | None:
+    """MOVE_PROTECTIVE_STOP (a trailing stop, U5): under the strategy's lock, the resting protective
+    order's trigger follows the strategy's stop as stored now. ``trigger_price`` names the move that
+    asked; a stale one (a later move stored meanwhile) moves to the latest, so redeliveries and
+    reordered tasks converge. Nothing once an exit claimed the position."""
+    lock = locks.lock_wait(strategy_id=strategy_id, timeout=float(settings.EXECUTION_LOCK_SECONDS))
+    if lock is None:
+        logger.warning("protective stop not moved: the strategy stayed busy", extra={"strategy_id": strategy_id})
+        return None
+    with lock:
+        strategy = Strategy.objects.select_related("owner", "broker_account").filter(pk=strategy_id).first()
+        if strategy is None or strategy.status != Status.RUNNING or strategy.position != Position.BOUGHT:
+            return None
+        stored = strategy.stop_trigger_price
+        if stored is not None and stored != trigger_price:
+            logger.info("protective stop moves to the latest stop", extra={"strategy_id": strategy_id})
+        return protective_move(strategy=strategy, trigger_price=stored or trigger_price, lock=lock)

@@ -11,10 +11,11 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.instruments import find_instrument
 from brokers.models import PaperOrder
+from execution import tasks
 from execution.models import Order
 from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
-from execution.services.protective import protective_trigger
+from execution.services.protective import protective_resize, protective_trigger
 from strategies.models import Strategy
 from strategies.stoploss_index import stoploss_armed
 from tests.execution.helpers import codes, orders, paper_book
@@ -161,3 +162,52 @@ def test_switched_off_no_protective_order_is_placed(make_strategy, settings, swi
         ("BUY", False, "MARKET"),
         ("SELL", False, "MARKET"),
     ]
+
+
+def test_moving_the_stop_moves_the_resting_trigger_once_however_often_the_task_runs(make_strategy):
+    strategy = bought(make_strategy)
+    assert strategy.stop_trigger_price is not None
+    new_stop = strategy.stop_trigger_price + 5
+    Strategy.objects.filter(pk=strategy.pk).update(stop_trigger_price=new_stop)
+
+    tasks.move_protective_stop_task(strategy.pk, str(new_stop))
+    tasks.move_protective_stop_task(strategy.pk, str(new_stop))
+
+    stop = Order.objects.get(protective=True)
+    expected = protective_trigger(strategy, new_stop)
+    assert (stop.trigger_price, stop.modifications) == (expected, 1)
+    assert PaperOrder.objects.get(side="SELL").trigger_price == expected
+    assert codes(strategy).count("P2") == 1
+
+
+def test_a_stale_move_goes_to_the_stop_stored_now(make_strategy):
+    strategy = bought(make_strategy)
+    assert strategy.stop_trigger_price is not None
+    latest = strategy.stop_trigger_price + 8
+    Strategy.objects.filter(pk=strategy.pk).update(stop_trigger_price=latest)
+
+    tasks.move_protective_stop_task(strategy.pk, str(strategy.stop_trigger_price + 3))
+
+    assert Order.objects.get(protective=True).trigger_price == protective_trigger(strategy, latest)
+
+
+def test_a_later_fill_of_the_buy_grows_the_resting_stop_to_what_is_held(make_strategy):
+    strategy = bought(make_strategy, quantity=2)
+    Order.objects.filter(side="BUY").update(filled_quantity=1)  # as if the BUY had filled 1 of 2 first
+    Order.objects.filter(protective=True).update(quantity=1)
+    PaperOrder.objects.filter(side="SELL").update(quantity=1)
+    Order.objects.filter(side="BUY").update(filled_quantity=2)  # then its later fill
+
+    protective_resize(strategy=strategy, lock=None)
+
+    assert Order.objects.get(protective=True).quantity == 2
+    assert PaperOrder.objects.get(side="SELL").quantity == 2
+
+
+def test_a_moved_stop_is_not_moved_once_an_exit_converted_it(make_strategy):
+    strategy = bought(make_strategy)
+    strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    tasks.move_protective_stop_task(strategy.pk, "1530.00")
+
+    assert "P2" not in codes(strategy)
