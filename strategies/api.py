@@ -4,7 +4,7 @@ Thin views: a serializer validates shapes, one service or selector does the rest
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
@@ -23,7 +23,23 @@ def _optional_decimal(max_digits: int, decimal_places: int) -> serializers.Decim
     )
 
 
+class ProtectiveOrderOutput(serializers.Serializer[Any]):
+    status = serializers.CharField()
+    order_type = serializers.CharField()
+    trigger_price = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
+    quantity = serializers.IntegerField()
+    broker_order_id = serializers.CharField()
+
+
 class StrategyOutput(serializers.ModelSerializer[Strategy]):
+    # The stop order resting at the broker (or what became of it): null without one.
+    protective_order = serializers.SerializerMethodField()
+
+    @extend_schema_field(ProtectiveOrderOutput(allow_null=True))
+    def get_protective_order(self, strategy: Strategy) -> dict[str, Any] | None:
+        row = selectors.strategy_protective_order(strategy=strategy)
+        return None if row is None else dict(ProtectiveOrderOutput(row).data)
+
     class Meta:
         model = Strategy
         fields = [
@@ -50,6 +66,7 @@ class StrategyOutput(serializers.ModelSerializer[Strategy]):
             "created_at",
             "started_at",
             "ended_at",
+            "protective_order",
         ]
         read_only_fields = fields
 

@@ -6,6 +6,8 @@ import time
 from decimal import Decimal
 
 import pytest
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
@@ -211,3 +213,20 @@ def test_a_moved_stop_is_not_moved_once_an_exit_converted_it(make_strategy):
     tasks.move_protective_stop_task(strategy.pk, "1530.00")
 
     assert "P2" not in codes(strategy)
+
+
+def test_the_strategy_api_shows_the_resting_protective_order(make_strategy):
+    strategy = bought(make_strategy)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(strategy.owner).access_token}")
+
+    shown = client.get(f"/api/v1/strategies/{strategy.pk}/").json()["protective_order"]
+
+    stop = Order.objects.get(protective=True)
+    assert shown == {
+        "status": "PLACED",
+        "order_type": "SL-M",
+        "trigger_price": f"{stop.trigger_price:.4f}",
+        "quantity": 1,
+        "broker_order_id": stop.broker_order_id,
+    }
