@@ -219,7 +219,7 @@ def protective_execute(
     strategy.refresh_from_db()
     if order.status in (Order.Status.PENDING, Order.Status.UNKNOWN):
         if strategy.position == Position.BOUGHT:
-            return order_place(order=order, strategy=strategy, adapter=adapter, lock=lock)
+            return _place_resting(strategy, order, lock)  # a replacement of one lost on its way
         found = order_lookup(order=order, adapter=adapter)
         if found is None:
             return order  # the broker could not say: settlement looks again
@@ -311,6 +311,25 @@ def _triggered(order: Order, strategy: Strategy) -> None:
         message=f"The broker's protective stop filled {order.filled_quantity} at {order.fill_price}",
         payload=_about(order, strategy, fill_price=str(order.fill_price), filled_quantity=order.filled_quantity),
     )
+
+
+def protective_cancel_resting(*, strategy: Strategy, keep: Order | None = None) -> None:
+    """A position that ended with a protective order still resting (flat by another order): it
+    is cancelled, so nothing is left at the broker for a flat position. The caller holds the lock."""
+    order = protective_live(strategy)
+    if order is None or (keep is not None and order.pk == keep.pk) or order.status != Order.Status.PLACED:
+        return
+    with broker_adapter(strategy) as adapter:
+        try:
+            adapter.cancel_order(order.broker_order_id)
+            order_exchange_log(order, strategy, {"cancel_order": order.broker_order_id}, {"cancelled": True})
+        except BrokerError as error:
+            order_exchange_log(order, strategy, {"cancel_order": order.broker_order_id}, {"error": error_text(error)})
+        seen = _read(order, adapter)
+    if seen is not None and seen.status.is_final:
+        order_settle(order=order, strategy=strategy, seen=seen)
+    else:
+        logger.warning("resting protective stop not confirmed cancelled", extra={"order_id": order.pk})
 
 
 def protective_stop_move(*, strategy_id: int, trigger_price: Decimal) -> Order | None:

@@ -28,6 +28,8 @@ from strategies.stoploss_index import stoploss_disarm
 logger = logging.getLogger(__name__)
 
 POLL_BATCH = 100
+# A protective order still resting (not converted into an exit): polled on its own budget.
+RESTING_TYPES = ("SL-M", "SL")
 
 
 def order_update_apply(*, order: Order, seen: BrokerOrder, lock: ExecutionLock | None) -> bool:
@@ -60,7 +62,7 @@ def protectives_poll() -> int:
     could not convert (the broker did not answer) is converted again. Returns how many moved."""
     due = timezone.now() - timedelta(seconds=settings.PROTECTIVE_POLL_SECONDS)
     candidates = list(
-        Order.objects.filter(protective=True, status=Order.Status.PLACED)
+        Order.objects.filter(protective=True, status=Order.Status.PLACED, order_type__in=RESTING_TYPES)
         .filter(updated_at__lt=due)
         .order_by("updated_at")
         .values_list("id", "strategy_id")[:POLL_BATCH]
