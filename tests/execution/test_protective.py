@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from algotrader import redis_keys
+from algotrader.queues import TaskName
 from algotrader.redis_client import get_redis
 from brokers.instruments import find_instrument
 from brokers.models import PaperOrder
@@ -19,8 +20,10 @@ from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
 from execution.services.protective import protective_resize, protective_trigger
 from strategies.models import Strategy
+from strategies.services import strategy_update
 from strategies.stoploss_index import stoploss_armed
 from tests.execution.helpers import codes, orders, paper_book
+from tests.strategies.scheduling_helpers import declare_queues, queued
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("protective_on")]
 
@@ -230,3 +233,30 @@ def test_the_strategy_api_shows_the_resting_protective_order(make_strategy):
         "quantity": 1,
         "broker_order_id": stop.broker_order_id,
     }
+
+
+def test_an_update_of_the_stop_moves_the_resting_order_through_its_task(make_strategy):
+    declare_queues()
+    strategy = bought(make_strategy)
+
+    strategy_update(user=strategy.owner, strategy_id=strategy.pk, stop_loss_percent=Decimal("2.00"))
+
+    strategy.refresh_from_db()
+    [move] = [q for q in queued() if q.task == TaskName.MOVE_PROTECTIVE_STOP.value]
+    assert move.args == [strategy.pk, str(strategy.stop_trigger_price)]
+    tasks.move_protective_stop_task(*move.args)
+    assert Order.objects.get(protective=True).trigger_price == protective_trigger(strategy, strategy.stop_trigger_price)
+    assert "P2" in codes(strategy)
+
+
+def test_a_safety_abort_converts_it_with_reason_abort(make_strategy):
+    strategy = bought(make_strategy)
+    Strategy.objects.filter(pk=strategy.pk).update(status="STOPPED", position="EXITING", exit_reason="ABORT")
+
+    strategy_sell_execute(strategy_id=strategy.pk, reason="ABORT")
+
+    strategy.refresh_from_db()
+    assert [(o.reason, o.protective, o.status) for o in orders(strategy) if o.side == "SELL"] == [
+        ("ABORT", True, "COMPLETE")
+    ]
+    assert (strategy.status, strategy.exit_reason) == ("EXITED", "ABORT")
