@@ -195,7 +195,9 @@ def _exit_continue(strategy: Strategy, order: Order, lock: ExecutionLock | None)
     strategy.refresh_from_db()
     held = position_held_quantity(strategy)
     if held <= 0:
-        protective.protective_cancel_resting(strategy=strategy, keep=order)
+        if settings.PROTECTIVE_STOPS and not order.protective:
+            # Flat by another order (the live-exit constraint makes this rare): nothing may rest.
+            protective.protective_cancel_resting(strategy=strategy, keep=order)
         reason = ExitReason(order.reason)
         strategy_services.strategy_exit(
             strategy_id=strategy.pk,

@@ -19,6 +19,7 @@ from execution.models import Order
 from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
 from execution.services.protective import protective_resize, protective_trigger
+from monitoring.models import Alert
 from strategies.models import Strategy
 from strategies.services import strategy_update
 from strategies.stoploss_index import stoploss_armed
@@ -260,3 +261,18 @@ def test_a_safety_abort_converts_it_with_reason_abort(make_strategy):
         ("ABORT", True, "COMPLETE")
     ]
     assert (strategy.status, strategy.exit_reason) == ("EXITED", "ABORT")
+
+
+def test_a_stop_cancelled_at_the_broker_leaves_the_position_held_and_alerts(make_strategy):
+    strategy = bought(make_strategy)
+    PaperOrder.objects.filter(side="SELL").update(status="CANCELLED")  # the user cancelled it at the broker
+    Order.objects.filter(protective=True).update(updated_at=Order.objects.get(protective=True).created_at)
+    time.sleep(0.5)
+
+    orders_settle_interrupted(older_than=0)
+
+    strategy.refresh_from_db()
+    assert (strategy.status, strategy.position) == ("RUNNING", "BOUGHT")
+    assert Order.objects.get(protective=True).status == "CANCELLED"
+    assert Alert.objects.filter(kind="protective_not_placed", strategy=strategy).exists()
+    assert list(stoploss_armed(instrument="NSE:INFY")) == [strategy.pk]  # the app's own stop still watches
