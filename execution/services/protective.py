@@ -244,10 +244,10 @@ def _convert(order: Order, strategy: Strategy, adapter: BrokerAdapter, lock: Exe
         logger.info("protective stop converted into the exit", extra={"order_id": order.pk})
         return order
     seen = _read(order, adapter)
-    if seen is not None and not error.permanent and seen.order_type == OrderType.MARKET:
+    if seen is not None and seen.order_type == OrderType.MARKET and not seen.status.is_final:
         Order.objects.filter(pk=order.pk).update(order_type=str(OrderType.MARKET), updated_at=timezone.now())
         order.refresh_from_db()
-        return order  # the modify went through although its answer was lost
+        return order  # converted already (its answer, or its record, was lost): followed as the exit
     if seen is not None and not seen.status.is_final:
         # Refused on an open order: cancelled, and the cancel confirmed, before any other SELL.
         try:
@@ -281,7 +281,8 @@ def protective_settle(*, order: Order, strategy: Strategy, seen: BrokerOrder) ->
     reason say STOPLOSS, and P3 is recorded. Idempotent: False if it was final already."""
     if not seen.status.is_final or not order.is_live:
         return False
-    converted = order.order_type == OrderType.MARKET
+    # Converted: on record, or at the broker (the modify went through and its record was lost).
+    converted = OrderType.MARKET in (order.order_type, seen.order_type)
     if seen.status is BrokerOrderStatus.COMPLETE and not converted:
         with transaction.atomic():
             Order.objects.filter(pk=order.pk, status__in=Order.LIVE).update(reason=Order.Reason.STOPLOSS)
