@@ -79,3 +79,49 @@ def test_after_an_outage_recovery_finds_the_brokers_stop_filled_and_places_nothi
     assert stoploss_armed(instrument="NSE:INFY") == {}
     timeline = codes(strategy)
     assert timeline.index("P1") < timeline.index("P3") < timeline.index("S5")
+
+
+def test_an_unanswered_conversion_is_read_back_and_followed_as_the_exit(
+    make_strategy, kite_account, kite_sim, sim_account
+):
+    strategy = make_strategy(account=kite_account)
+    buy = strategy_buy_execute(strategy_id=strategy.pk)
+    kite_sim.set_fault("drop_response", endpoint="modify_order", api_key=sim_account.api_key)
+
+    sell = strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    assert buy is not None and sell is not None
+    assert book(kite_sim, sim_account) == [
+        ("BUY", buy.tag, "MARKET", "COMPLETE"),
+        ("SELL", sell.tag, "MARKET", "COMPLETE"),
+    ]
+    strategy.refresh_from_db()
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "SELL")
+
+
+def test_a_refused_conversion_at_kite_is_cancelled_and_confirmed_before_the_new_sell(
+    make_strategy, kite_account, kite_sim, sim_account
+):
+    strategy = make_strategy(account=kite_account)
+    buy = strategy_buy_execute(strategy_id=strategy.pk)
+    wait_until(lambda: book(kite_sim, sim_account)[-1][3] == "TRIGGER PENDING", timeout=5)
+    kite_sim.set_fault(
+        "error",
+        endpoint="modify_order",
+        api_key=sim_account.api_key,
+        status=400,
+        error_type="OrderException",
+        message="Maximum allowed order modifications exceeded.",
+    )
+
+    strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    assert buy is not None
+    stop, sell = [o for o in orders(strategy) if o.side == "SELL"]
+    assert book(kite_sim, sim_account) == [
+        ("BUY", buy.tag, "MARKET", "COMPLETE"),
+        ("SELL", stop.tag, "SL-M", "CANCELLED"),
+        ("SELL", sell.tag, "MARKET", "COMPLETE"),
+    ]
+    strategy.refresh_from_db()
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "SELL")
