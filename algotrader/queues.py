@@ -24,7 +24,8 @@ class TaskName(StrEnum):
     SETTLE_ORDERS = "execution.tasks.settle_orders_task"
     # (account_id, payload): a broker's order update (a Kite postback), verified, to apply.
     ORDER_UPDATE = "execution.tasks.order_update_task"
-    # (strategy_id, high_price str, stop_price str): a trailing stop's raise recorded (P4), off the tick path.
+    # (strategy_id, high_price str, stop_price str, move_protective): a trailing stop's raise recorded
+    # (P4), off the tick path, then the protective order's move sent.
     RECORD_TRAIL = "strategies.tasks.record_trail_task"
     FIRE_SLOT = "strategies.tasks.fire_slot_task"
     SWEEP_DUE = "strategies.tasks.sweep_due_task"

@@ -214,6 +214,17 @@ ORDER_RETRY_SECONDS_STOPLOSS = env.float("ORDER_RETRY_SECONDS_STOPLOSS", default
 # that, one attempt a round, and ORDER_RETRY_SECONDS_STOPLOSS is how long its transient
 # failures go before the user is alerted, as when the task itself retried that long.
 STOPLOSS_SLOT_SECONDS = env.float("STOPLOSS_SLOT_SECONDS", default=3.0)
+# The protective stop: once a BUY fills, an SL-M SELL rests at the broker at the stop trigger
+# (lowered by PROTECTIVE_STOP_BUFFER_BPS), so the position is protected while our processes are
+# down; every exit converts it (to MARKET). Where SL-M is refused, an SL with its limit
+# PROTECTIVE_SL_LIMIT_BUFFER_BPS below the trigger. Settlement polls a resting one at most every
+# PROTECTIVE_POLL_SECONDS (the broker's rate budget), to learn that its trigger filled it.
+PROTECTIVE_STOPS = env.bool("PROTECTIVE_STOPS", default=True)
+PROTECTIVE_STOP_BUFFER_BPS = env.int("PROTECTIVE_STOP_BUFFER_BPS", default=0)
+PROTECTIVE_SL_LIMIT_BUFFER_BPS = env.int("PROTECTIVE_SL_LIMIT_BUFFER_BPS", default=50)
+PROTECTIVE_POLL_SECONDS = env.float("PROTECTIVE_POLL_SECONDS", default=10.0)
+if min(PROTECTIVE_STOP_BUFFER_BPS, PROTECTIVE_SL_LIMIT_BUFFER_BPS) < 0 or PROTECTIVE_POLL_SECONDS <= 0:
+    raise ImproperlyConfigured("PROTECTIVE_*_BUFFER_BPS must be >= 0, PROTECTIVE_POLL_SECONDS > 0")
 ORDER_RETRY_BACKOFF_MAX_SECONDS = env.float("ORDER_RETRY_BACKOFF_MAX_SECONDS", default=2.0)
 EXECUTION_LOCK_SECONDS = env.float("EXECUTION_LOCK_SECONDS", default=15.0)
 # An exit that failed is placed again by settlement, never abandoned: after

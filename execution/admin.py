@@ -26,6 +26,9 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         "account",
         "side",
         "reason",
+        "order_type",
+        "trigger_price",
+        "protective",
         "quantity",
         "filled_quantity",
         "status",
@@ -34,7 +37,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         "attempts",
         "created_at",
     ]
-    list_filter = ["status", "reason", "side"]
+    list_filter = ["status", "reason", "side", "protective"]
     # Exact matches, each on an index: a substring search would scan every order.
     search_fields = ["tag"]
     search_help_text = "An order tag (AT1X2Y), a broker order id or an order id, exactly."

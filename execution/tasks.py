@@ -2,6 +2,7 @@
 ``algotrader.queues``'s (stop-losses to their own queue); every task is acknowledged late and expires, and is
 safe to run twice (the database claim lets one delivery act)."""
 
+from decimal import Decimal
 from typing import Any
 
 from celery import shared_task
@@ -10,7 +11,7 @@ from django.conf import settings
 from algotrader.queues import TaskName
 from execution import services
 from execution.recovery import settlement
-from execution.services import updates
+from execution.services import protective, updates
 from monitoring.logging import log_context
 from monitoring.services import strategy_tasks_register
 from strategies.buy_window import buy_window_seconds
@@ -73,6 +74,13 @@ def order_update_task(account_id: int, payload: dict[str, Any]) -> None:
     (a duplicate or late one changes nothing). Expired, the order's follow or settlement has it."""
     with log_context(broker_order_id=str(payload.get("order_id") or "")):
         updates.kite_order_update_apply(account_id=account_id, payload=payload)
+
+
+@shared_task(name=TaskName.MOVE_PROTECTIVE_STOP.value, acks_late=True, expires=settings.SELL_EXPIRES_SECONDS)
+def move_protective_stop_task(strategy_id: int, trigger_price: str) -> None:
+    """The protective stop resting at the broker follows a moved stop (U5, a trailing stop)."""
+    with log_context(strategy_id=strategy_id):
+        protective.protective_stop_move(strategy_id=strategy_id, trigger_price=Decimal(trigger_price))
 
 
 @shared_task(name=TaskName.SETTLE_ORDERS.value, acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)

@@ -61,7 +61,7 @@ class TrailFollower:
         return bool((move.stop - sent.stop) * 10_000 >= settings.TRAIL_MODIFY_MIN_BPS * sent.stop)
 
     def _send(self, due: list[TrailMove], now: float) -> None:
-        """The record (P4) and the protective order's move, as tasks: a record is a database
+        """The record (P4, then the protective order's move), as a task: a record is a database
         write, which the tick path never waits for. One kombu batch for all of a batch's."""
         with app.producer_or_acquire() as producer, producer.batch():
             for move in due:
@@ -71,7 +71,6 @@ class TrailFollower:
                 self._sent[move.strategy_id] = _Sent(at=now, stop=move.stop, protective_moves=count + protect)
                 # The floats' shortest reprs: the script rounded the stop to the paisa.
                 high, stop = repr(move.high), repr(move.stop)
-                task_send(TaskName.RECORD_TRAIL, args=(move.strategy_id, high, stop), producer=producer)
-                if protect:
-                    # By name: the protective order is the execution engine's (above this layer).
-                    task_send(TaskName.MOVE_PROTECTIVE_STOP, args=(move.strategy_id, stop), producer=producer)
+                # The record sends the protective order's move once the raised stop is stored, so
+                # the move (which follows the stored stop) never runs ahead of it.
+                task_send(TaskName.RECORD_TRAIL, args=(move.strategy_id, high, stop, protect), producer=producer)

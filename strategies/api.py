@@ -5,7 +5,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,7 +34,23 @@ def _optional_decimal(max_digits: int, decimal_places: int, help_text: str = "")
     )
 
 
+class ProtectiveOrderOutput(serializers.Serializer[Any]):
+    status = serializers.CharField()
+    order_type = serializers.CharField()
+    trigger_price = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
+    quantity = serializers.IntegerField()
+    broker_order_id = serializers.CharField()
+
+
 class StrategyOutput(serializers.ModelSerializer[Strategy]):
+    # The stop order resting at the broker (or what became of it): null without one.
+    protective_order = serializers.SerializerMethodField()
+
+    @extend_schema_field(ProtectiveOrderOutput(allow_null=True))
+    def get_protective_order(self, strategy: Strategy) -> dict[str, Any] | None:
+        row = selectors.strategy_protective_order(strategy=strategy)
+        return None if row is None else dict(ProtectiveOrderOutput(row).data)
+
     class Meta:
         model = Strategy
         fields = [
@@ -67,6 +83,7 @@ class StrategyOutput(serializers.ModelSerializer[Strategy]):
             "created_at",
             "started_at",
             "ended_at",
+            "protective_order",
         ]
         read_only_fields = fields
 

@@ -1,5 +1,7 @@
 """Reads of strategies, always through the requesting user: another user's id is a 404."""
 
+from typing import Any
+
 from django.db.models import QuerySet
 
 from algotrader.users.models import User
@@ -25,3 +27,15 @@ def strategy_get(*, user: User, strategy_id: int, for_update: bool = False) -> S
 def strategy_timeline(*, strategy: Strategy) -> QuerySet[EventLog]:
     """Everything that happened to the strategy, oldest first: the app's timeline."""
     return EventLog.objects.filter(strategy=strategy).order_by("created_at", "id")
+
+
+PROTECTIVE_ORDER_FIELDS = ("status", "order_type", "trigger_price", "quantity", "broker_order_id")
+
+
+def strategy_protective_order(*, strategy: Strategy) -> dict[str, Any] | None:
+    """The strategy's latest protective stop order as the app shows it (None if it never had
+    one): read through the orders' reverse relation, so strategies imports nothing of execution."""
+    row: dict[str, Any] | None = (
+        strategy.orders.filter(protective=True).order_by("-id").values(*PROTECTIVE_ORDER_FIELDS).first()
+    )
+    return row

@@ -152,6 +152,7 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
 
     with transaction.atomic():
         strategy = strategy_get(user=user, strategy_id=strategy_id, for_update=True)
+        stop_before = strategy.stop_trigger_price
         _refuse_changes_the_state_forbids(strategy, changes)
         merged = {name: changes.get(name, getattr(strategy, name)) for name in UPDATABLE}
         plan = Plan(strategy.exchange, strategy.symbol, **merged)
@@ -207,6 +208,9 @@ def strategy_update(*, user: User, strategy_id: int, **changes: Any) -> Strategy
             )
             if armed and set(changes) & set(EXIT_FIELDS):
                 exits_arm_held(strategy)  # U5 while held: the target and the trail move with it
+            if strategy.stop_trigger_price != stop_before:
+                # The protective stop resting at the broker follows (execution's, by its task).
+                task_send(TaskName.MOVE_PROTECTIVE_STOP, args=(strategy.pk, str(strategy.stop_trigger_price)))
         if moved:
             slots.reschedule_strategy(strategy)
     return strategy
@@ -222,10 +226,13 @@ def stop_trigger_price(
     return (entry_price * (Decimal(100) - stop_loss_percent) / Decimal(100)).quantize(Decimal("0.01"))
 
 
-def strategy_trail_record(*, strategy_id: int, high_price: Decimal, stop_price: Decimal) -> bool:
+def strategy_trail_record(
+    *, strategy_id: int, high_price: Decimal, stop_price: Decimal, move_protective: bool = True
+) -> bool:
     """P4: a trailing stop the tick consumer raised, recorded (at its throttled rate) so that a
-    rebuild arms the moved stop, never the entry's. Only raises a held position's stop: False
-    if the position moved on, or a record at least as high is there already."""
+    rebuild arms the moved stop, never the entry's, and (``move_protective``: within the broker's
+    modification budget) the protective order sent after it. Only raises a held position's stop:
+    False if the position moved on, or a record at least as high is there already."""
     with transaction.atomic():
         moved = Strategy.objects.filter(
             pk=strategy_id, position=Position.BOUGHT, stop_trigger_price__lt=stop_price
@@ -239,6 +246,8 @@ def strategy_trail_record(*, strategy_id: int, high_price: Decimal, stop_price: 
             message=f"Trailing stop raised to {stop_price} (high {high_price})",
             payload={**_about(strategy), "high_price": str(high_price), "stop_price": str(stop_price)},
         )
+        if move_protective:
+            transaction.on_commit(lambda: task_send(TaskName.MOVE_PROTECTIVE_STOP, args=(strategy_id, str(stop_price))))
     return True
 
 

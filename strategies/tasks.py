@@ -34,9 +34,12 @@ RECORD_TRAIL_EXPIRES_SECONDS = 600
 
 
 @shared_task(name=TaskName.RECORD_TRAIL.value, acks_late=True, expires=RECORD_TRAIL_EXPIRES_SECONDS)
-def record_trail_task(strategy_id: int, high_price: str, stop_price: str) -> None:
+def record_trail_task(strategy_id: int, high_price: str, stop_price: str, move_protective: bool = True) -> None:
     services.strategy_trail_record(
-        strategy_id=strategy_id, high_price=Decimal(high_price), stop_price=Decimal(stop_price)
+        strategy_id=strategy_id,
+        high_price=Decimal(high_price),
+        stop_price=Decimal(stop_price),
+        move_protective=move_protective,
     )
 
 

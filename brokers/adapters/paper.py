@@ -1,12 +1,12 @@
 """The paper broker: the whole adapter interface with no credentials and no money. Orders live in
 the database (``PaperOrder``) and settle when the book is read, market orders at the last tick moved
-against the trader by ``PAPER_SLIPPAGE_BPS``; positions cover today's book, as for MIS orders."""
+against the trader by ``PAPER_SLIPPAGE_BPS``; stop orders (SL, SL-M) trigger from the last tick seen
+when the book is read; positions cover today's book, as for MIS orders."""
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
@@ -31,10 +31,10 @@ from brokers.adapters.base import (
     Side,
     TickHandler,
 )
+from brokers.adapters.paper_ticks import PaperTickStream
 from brokers.exceptions import BrokerAuthError, OrderRejected
 from brokers.instruments import find_instrument, load_instruments
 from brokers.models import BrokerAccount, PaperOrder
-from brokers.simulated_market import SimulatedMarket
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ TAG_PATTERN = re.compile(r"[A-Za-z0-9]{1,20}")
 NSE_TIME_ZONE = ZoneInfo("Asia/Kolkata")
 NSE_OPEN, NSE_CLOSE = time(9, 15), time(15, 30)
 _BPS = Decimal(10_000)
+# Kite's published cap on modifications of one order; past it a modify is refused.
+MAX_MODIFICATIONS = 25
+_STOPS = (OrderType.SL, OrderType.SL_M)
 
 
 def nse_session_open(at: datetime) -> bool:
@@ -97,18 +100,18 @@ class PaperAdapter:
             order_type=request.order_type.value,
             product=request.product.value,
             quantity=request.quantity,
-            limit_price=request.price if request.order_type is OrderType.LIMIT else None,
+            limit_price=request.price if request.order_type in (OrderType.LIMIT, OrderType.SL) else None,
+            trigger_price=request.trigger_price if request.order_type in _STOPS else None,
             placed_at=now,
         )
         if request.order_type is OrderType.MARKET:
-            order.fill_price = self._slipped(last, request.side, instrument.tick_size)
-            order.fill_due_at = now + timedelta(milliseconds=settings.PAPER_LATENCY_MS)
+            self._make_market(order, last, instrument.tick_size, now)
         order.save()
         logger.info(
             "paper order placed",
             extra={"account_id": self._account.pk, "order_id": order.pk, "tag": order.tag, "symbol": order.symbol},
         )
-        if settings.PAPER_LATENCY_MS == 0 or request.order_type is OrderType.LIMIT:
+        if settings.PAPER_LATENCY_MS == 0 or request.order_type is not OrderType.MARKET:
             self._settle([order], now)
         return str(order.pk)
 
@@ -131,7 +134,46 @@ class PaperAdapter:
         trigger_price: Decimal | None = None,
         price: Decimal | None = None,
     ) -> None:
-        raise OrderRejected("The paper broker cannot modify orders yet.")
+        """As Kite: only an open order, at most MAX_MODIFICATIONS times; to MARKET it is priced
+        at the last tick (slipped) and fills after the latency, like a new market order."""
+        order = self._order(broker_order_id)
+        now = timezone.now()
+        self._settle([order], now)
+        if order.status != BrokerOrderStatus.OPEN:
+            raise OrderRejected(f"Order cannot be modified as it is {order.status.lower()}.")
+        if order.modifications >= MAX_MODIFICATIONS:
+            raise OrderRejected(f"Maximum allowed order modifications exceeded ({MAX_MODIFICATIONS}).")
+        instrument = find_instrument(order.exchange, order.symbol)
+        assert instrument is not None  # it was tradable when placed
+        new_type = OrderType(order.order_type) if order_type is None else order_type
+        changes: dict[str, object] = {"order_type": new_type.value, "modifications": order.modifications + 1}
+        if quantity is not None:
+            if quantity <= 0 or quantity % instrument.lot_size or quantity < order.filled_quantity:
+                raise OrderRejected("Invalid `quantity`.")
+            changes["quantity"] = quantity
+        trigger = trigger_price if trigger_price is not None else order.trigger_price
+        limit = price if price is not None else order.limit_price
+        if new_type in _STOPS and (trigger is None or trigger <= 0):
+            raise OrderRejected("Invalid `trigger_price`.")
+        if new_type in (OrderType.LIMIT, OrderType.SL) and (limit is None or limit <= 0):
+            raise OrderRejected("Invalid `price`.")
+        changes["trigger_price"] = trigger if new_type in _STOPS else None
+        changes["limit_price"] = limit if new_type in (OrderType.LIMIT, OrderType.SL) else None
+        if new_type is OrderType.MARKET:
+            last = self.last_price(order.exchange, order.symbol)
+            changes["fill_price"] = self._slipped(last, Side(order.side), instrument.tick_size)
+            changes["fill_due_at"] = now + timedelta(milliseconds=settings.PAPER_LATENCY_MS)
+        elif new_type is not OrderType(order.order_type) or trigger_price is not None:
+            changes["fill_price"], changes["fill_due_at"] = None, None  # an untriggered stop again
+        # Compare-and-set: a fill settled by another reader a moment ago wins over the modify.
+        modified = PaperOrder.objects.filter(
+            pk=order.pk, status=BrokerOrderStatus.OPEN, modifications=order.modifications
+        ).update(**changes, updated_at=now)
+        if not modified:
+            order.refresh_from_db(fields=["status"])
+            raise OrderRejected(f"Order cannot be modified as it is {order.status.lower()}.")
+        order.refresh_from_db()
+        self._settle([order], now)
 
     def cancel_order(self, broker_order_id: str) -> None:
         order = self._order(broker_order_id)
@@ -210,8 +252,10 @@ class PaperAdapter:
             raise OrderRejected("The quantity must be a positive whole number.")
         if request.quantity % instrument.lot_size:
             raise OrderRejected(f"The quantity must be a multiple of the lot size {instrument.lot_size}.")
-        if request.order_type is OrderType.LIMIT and (request.price is None or request.price <= 0):
-            raise OrderRejected("A LIMIT order needs a positive price.")
+        if request.order_type in (OrderType.LIMIT, OrderType.SL) and (request.price is None or request.price <= 0):
+            raise OrderRejected(f"A {request.order_type} order needs a positive price.")
+        if request.order_type in _STOPS and (request.trigger_price is None or request.trigger_price <= 0):
+            raise OrderRejected(f"A {request.order_type} order needs a positive trigger price.")
         if not settings.PAPER_MARKET_ALWAYS_OPEN and not nse_session_open(timezone.now()):
             raise OrderRejected("The market is closed: orders are accepted Mon-Fri 09:15-15:30 IST.")
         if self._account.pk is None:
@@ -224,9 +268,40 @@ class PaperAdapter:
             return _to_tick(price * (1 + slippage), tick_size, ROUND_CEILING)
         return _to_tick(price * (1 - slippage), tick_size, ROUND_FLOOR)
 
+    def _make_market(self, order: PaperOrder, last: Decimal, tick_size: Decimal, now: datetime) -> None:
+        """Price a market order (or a triggered SL-M) at ``last``, due after the latency."""
+        order.fill_price = self._slipped(last, Side(order.side), tick_size)
+        order.fill_due_at = now + timedelta(milliseconds=settings.PAPER_LATENCY_MS)
+
+    def _trigger(self, order: PaperOrder, now: datetime) -> bool:
+        """An untriggered stop whose trigger the last tick reached: triggered (``fill_due_at``
+        set marks it; an SL-M priced as a market order). True when it is triggered."""
+        if order.fill_due_at is not None:
+            return True
+        assert order.trigger_price is not None
+        last = self.last_price(order.exchange, order.symbol)
+        reached = last >= order.trigger_price if order.side == Side.BUY else last <= order.trigger_price
+        if not reached:
+            return False
+        if order.order_type == OrderType.SL_M:
+            instrument = find_instrument(order.exchange, order.symbol)
+            self._make_market(order, last, instrument.tick_size if instrument else Decimal(0), now)
+        else:
+            order.fill_due_at = now
+        triggered = PaperOrder.objects.filter(
+            pk=order.pk, status=BrokerOrderStatus.OPEN, modifications=order.modifications, fill_due_at__isnull=True
+        ).update(fill_price=order.fill_price, fill_due_at=order.fill_due_at, updated_at=now)
+        order.refresh_from_db()
+        return bool(triggered) or order.fill_due_at is not None
+
     def _settle(self, orders: Iterable[PaperOrder], now: datetime) -> None:
-        """Complete what is due: market orders past their latency, limits the price crossed."""
+        """Complete what is due: market orders past their latency, limits the price crossed,
+        stops once triggered as the market or limit order they become."""
         for order in orders:
+            if order.status != BrokerOrderStatus.OPEN:
+                continue
+            if order.order_type in _STOPS and not self._trigger(order, now):
+                continue
             if order.status != BrokerOrderStatus.OPEN:
                 continue
             price = self._fill_price(order, now)
@@ -245,7 +320,7 @@ class PaperAdapter:
                 logger.info("paper order filled", extra={"order_id": order.pk, "tag": order.tag, "price": str(price)})
 
     def _fill_price(self, order: PaperOrder, now: datetime) -> Decimal | None:
-        if order.order_type == OrderType.MARKET:
+        if order.order_type in (OrderType.MARKET, OrderType.SL_M):
             due = order.fill_due_at is None or order.fill_due_at <= now
             return order.fill_price if due else None
         assert order.limit_price is not None
@@ -284,78 +359,14 @@ def _broker_order(order: PaperOrder) -> BrokerOrder:
         status_message=order.status_message,
         placed_at=order.placed_at,
         updated_at=order.filled_at or order.updated_at,
-        raw_status=order.status,
+        raw_status=_raw_status(order),
+        order_type=order.order_type,
+        trigger_price=order.trigger_price,
     )
 
 
-class PaperTickStream:
-    """Steps a simulated market for the subscribed instruments every ``interval`` seconds
-    and hands each step's ticks to the handler as one batch."""
-
-    def __init__(
-        self,
-        on_ticks: TickHandler,
-        events: FeedEvents | None = None,
-        *,
-        interval: float,
-        market: SimulatedMarket | None = None,
-    ) -> None:
-        self._on_ticks = on_ticks
-        self._events = events
-        self._interval = interval
-        self._market = market or SimulatedMarket()
-        self._subscribed: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="paper-ticks", daemon=True)
-        self._thread.start()
-        if self._events is not None:
-            self._events.on_connected()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=max(5.0, self._interval * 2))
-        if thread is not None and self._events is not None:
-            self._events.on_disconnected("stopped")
-
-    def subscribe(self, instruments: Iterable[tuple[str, str]]) -> None:
-        keys = {(exchange.upper(), symbol.upper()) for exchange, symbol in instruments}
-        for exchange, symbol in keys:
-            # Continue the walk from the last price the system saw, not from the reference price.
-            raw = get_redis().hget(redis_keys.price(exchange, symbol), "price")
-            if raw and self._market.instrument(exchange, symbol) is not None:
-                self._market.set_price(exchange, symbol, float(raw))
-        with self._lock:
-            self._subscribed |= keys
-
-    def unsubscribe(self, instruments: Iterable[tuple[str, str]]) -> None:
-        with self._lock:
-            self._subscribed -= {(exchange.upper(), symbol.upper()) for exchange, symbol in instruments}
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            with self._lock:
-                keys = sorted(self._subscribed)
-            if not keys:
-                continue
-            ticks = self._market.step(keys)
-            if not ticks:
-                continue
-            try:
-                self._on_ticks(ticks)
-            except Exception as error:  # a failing handler must not kill the feed
-                logger.exception("paper tick handler failed")
-                if self._events is not None:
-                    self._events.on_error(f"tick handler failed: {error.__class__.__name__}")
+def _raw_status(order: PaperOrder) -> str:
+    """Kite's words: a stop not triggered yet is TRIGGER PENDING (OPEN to the system)."""
+    if order.status == BrokerOrderStatus.OPEN and order.order_type in _STOPS and order.fill_due_at is None:
+        return "TRIGGER PENDING"
+    return order.status

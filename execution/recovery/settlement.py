@@ -22,6 +22,7 @@ from execution.services.fills import order_settle
 from execution.services.orders import about, order_adopt, order_fail, order_replace
 from execution.services.placement import broker_adapter
 from execution.services.reconcile import order_lookup, order_surfaced_check
+from execution.services.updates_protective import RESTING_TYPES, protectives_poll
 from monitoring.services import alert_raise
 from strategies.buy_window import buy_window_earliest_fire_at, buy_window_open
 from strategies.models import Strategy
@@ -43,6 +44,8 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
         Order.objects.filter(
             Q(updated_at__lt=cutoff) | Q(side=Order.Side.SELL, updated_at__lt=exit_cutoff), status__in=Order.LIVE
         )
+        # A resting protective stop is polled on its own budget (``protectives_poll``).
+        .exclude(protective=True, status=Order.Status.PLACED, order_type__in=RESTING_TYPES)
         .order_by("id")
         .values_list("id", "strategy_id", "side", "updated_at")[:SETTLE_BATCH]
     )
@@ -64,6 +67,7 @@ def orders_settle_interrupted(*, older_than: float | None = None) -> int:
         settled
         + _positions_settle_interrupted(cutoff)
         + _lost_orders_watch()
+        + protectives_poll()
         + _stops_rearm(cutoff)
         + order_work_rescue()
     )

@@ -187,10 +187,13 @@ def position_target(strategy: Strategy) -> int:
     return int(own) or strategy.quantity
 
 
-# The exit claim's one read (PostgreSQL): exits already out, BUY fills, SELL fills, and the
-# next order id (an aggregate without GROUP BY is one row: nextval runs once).
+# The exit claim's one read (PostgreSQL): exits already out (a resting protective order is not
+# one for a first exit: it is converted), the live protective order, BUY fills, SELL fills, and
+# the next order id (an aggregate without GROUP BY is one row: nextval runs once).
 _EXIT_BASIS_SQL = """
-SELECT COUNT(*) FILTER (WHERE side = %s AND reason <> %s AND status = ANY(%s)),
+SELECT COUNT(*) FILTER (WHERE side = %s AND reason <> %s AND status = ANY(%s)
+                        AND NOT (%s AND protective AND status = ANY(%s))),
+       MAX(id) FILTER (WHERE protective AND status = ANY(%s)),
        COALESCE(SUM(filled_quantity) FILTER (WHERE side = %s), 0),
        COALESCE(SUM(filled_quantity) FILTER (WHERE side = %s), 0),
        nextval(pg_get_serial_sequence('execution_order', 'id'))
@@ -198,19 +201,46 @@ FROM execution_order WHERE strategy_id = %s
 """
 
 
-def _exit_basis(strategy: Strategy, *, again: bool) -> tuple[bool, int, int]:
+@dataclass(frozen=True)
+class ExitBasis:
+    out: bool  # an exit is out already
+    protective_id: int | None  # the live protective order, converted by a first exit
+    held: int
+    order_id: int  # reserved for a new exit's order
+
+
+def _exit_basis(strategy: Strategy, *, again: bool) -> ExitBasis:
     """For an exit's claim, under the row lock its transition took: whether an exit is out
-    already (live, or, for a first exit, filled), what is held, and an id
-    reserved for the exit's order (so its tag goes in with the INSERT), all in one query."""
+    already (live, or, for a first exit, filled), the live protective order, what is held,
+    and an id reserved for the exit's order (so its tag goes in with the INSERT), in one query."""
     out_statuses = Order.LIVE if again else (*Order.LIVE, Order.Status.COMPLETE)
+    live = [str(status) for status in Order.LIVE]
     with connection.cursor() as cursor:
         cursor.execute(
             _EXIT_BASIS_SQL,
-            ["SELL", "EXCESS", [str(status) for status in out_statuses], "BUY", "SELL", strategy.pk],
+            [
+                "SELL",
+                "EXCESS",
+                [str(status) for status in out_statuses],
+                not again,
+                live,
+                live,
+                "BUY",
+                "SELL",
+                strategy.pk,
+            ],
         )
-        out, bought, sold, order_id = cursor.fetchone()
+        out, protective_id, bought, sold, order_id = cursor.fetchone()
     # As ``position_held_quantity`` for an opened position: no fill on record held the plan.
-    return bool(out), int(bought or strategy.quantity) - int(sold), int(order_id)
+    return ExitBasis(bool(out), protective_id, int(bought or strategy.quantity) - int(sold), int(order_id))
+
+
+def _protective_claim(order_id: int, reason: Order.Reason) -> Order | None:
+    """A first exit converts the resting protective order instead of inserting a SELL: the
+    reason that claimed it is recorded on it (``protective.protective_execute`` converts it)."""
+    if not Order.objects.filter(pk=order_id, status__in=Order.LIVE).update(reason=reason):
+        return None
+    return Order.objects.get(pk=order_id)
 
 
 def position_claim(
@@ -231,18 +261,19 @@ def position_claim(
         with transaction.atomic():
             if not strategy_services.strategy_transition(strategy_id=strategy.pk, expected=expected, changes=changes):
                 return None
+            created: Order | None = None
             if reason != Order.Reason.BUY:
-                out, quantity, order["order_id"] = _exit_basis(strategy, again=again)
-                if out:
+                basis = _exit_basis(strategy, again=again)
+                if basis.out or basis.held <= 0:
                     # The row lock the transition took serialises this check: the exit is already out.
                     transaction.set_rollback(True)
                     return None
-                order["quantity"] = quantity
-                if quantity <= 0:
-                    transaction.set_rollback(True)
-                    return None
-            # A conflict raises out of this transaction and rolls it back whole: no savepoint.
-            created = order_create(strategy=strategy, reason=reason, savepoint=False, **order)
+                if basis.protective_id is not None:
+                    created = _protective_claim(basis.protective_id, reason)
+                order["quantity"], order["order_id"] = basis.held, basis.order_id
+            if created is None:
+                # A conflict raises out of this transaction and rolls it back whole: no savepoint.
+                created = order_create(strategy=strategy, reason=reason, savepoint=False, **order)
             if held is not None and held.pending:
                 emit_many(held.pending)
                 held.pending = []

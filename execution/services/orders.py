@@ -13,7 +13,7 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from brokers.adapters.base import OrderRequest
+from brokers.adapters.base import OrderRequest, OrderType
 from brokers.adapters.base import Side as BrokerSide
 from brokers.exceptions import BrokerError
 from execution.exceptions import OrderConflict
@@ -74,11 +74,13 @@ def order_create(
     side: Order.Side | None = None,
     order_id: int | None = None,
     savepoint: bool = True,
+    **stop: Any,
 ) -> Order:
     """Insert the PENDING intent with its tag, inside the transaction that claimed the position
-    so both commit or neither does. ``savepoint``: False when an ``OrderConflict`` ends the
-    caller's transaction anyway. ``order_id``: an id reserved for it, so the tag goes in with the
-    INSERT. ``side`` follows the reason except for EXCESS, which squares off either way."""
+        so both commit or neither does. ``savepoint``: False when an ``OrderConflict`` ends the
+        caller's transaction anyway. ``order_id``: an id reserved for it, so the tag goes in with the
+        INSERT. ``side`` follows the reason except for EXCESS, which squares off either way. ``stop``:
+    the protective stop's fields (protective, order_type, trigger_price, limit_price)."""
     if side is None:
         side = Order.Side.BUY if reason == Order.Reason.BUY else Order.Side.SELL
     try:
@@ -93,6 +95,7 @@ def order_create(
                 quantity=strategy.quantity if quantity is None else quantity,
                 retry_of=retry_of,
                 valid_until=valid_until,
+                **stop,
             )
             if order_id is None:
                 order.tag = order_tag(order.pk)
@@ -204,6 +207,9 @@ def order_broker_request(order: Order, strategy: Strategy) -> OrderRequest:
         side=BrokerSide(order.side),
         quantity=order.quantity,
         tag=order.tag,
+        order_type=OrderType(order.order_type),
+        trigger_price=order.trigger_price,
+        price=order.limit_price,
     )
 
 
@@ -217,6 +223,8 @@ def order_request_logged(request: OrderRequest) -> dict[str, Any]:
         "tag": request.tag,
         "order_type": str(request.order_type),
         "product": str(request.product),
+        **({"trigger_price": str(request.trigger_price)} if request.trigger_price is not None else {}),
+        **({"price": str(request.price)} if request.price is not None else {}),
     }
 
 
@@ -322,6 +330,11 @@ def order_replace(lost: Order, strategy: Strategy, *, why: str) -> Order:
             valid_until=lost.valid_until,
             quantity=lost.quantity,
             side=Order.Side(lost.side),
+            # A resting protective stop is replaced as one; a converted one as the MARKET exit it became.
+            protective=lost.protective and lost.order_type != OrderType.MARKET,
+            order_type=lost.order_type,
+            trigger_price=lost.trigger_price if lost.order_type != OrderType.MARKET else None,
+            limit_price=lost.limit_price if lost.order_type != OrderType.MARKET else None,
         )
         emit(
             Event.E4_ORDER_RETRY_REQUIRED,

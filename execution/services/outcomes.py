@@ -14,8 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from algotrader import redis_keys
+from brokers.adapters.base import OrderType
 from brokers.models import BrokerAccount
 from execution.models import Order
+from execution.services import protective
 from execution.services.claims import (
     ACTIVE,
     EXIT_POSITIONS,
@@ -56,9 +58,23 @@ def order_execute(
     returns it at once, still PENDING here."""
     with log_context(strategy_id=strategy.pk, order_id=order.pk):
         with broker_adapter(strategy) as adapter:
-            order = order_place(
-                order=order, strategy=strategy, adapter=adapter, lock=lock, rate_taken=rate_taken, hand_off=hand_off
-            )
+            if order.protective:
+                # A stop-loss's rate slot (``rate_taken``) is spent on the modify: also an order write.
+                order = protective.protective_execute(order=order, strategy=strategy, adapter=adapter, lock=lock)
+                if order.is_live and order.order_type != OrderType.MARKET:
+                    return order  # resting (or not settled yet: settlement's)
+                request = {"modify_order": order.broker_order_id}
+                if order.status == Order.Status.PLACED and hand_off and hand_off(order, order.broker_order_id, request):
+                    return order  # the converted exit is followed by the follow task
+            else:
+                order = order_place(
+                    order=order,
+                    strategy=strategy,
+                    adapter=adapter,
+                    lock=lock,
+                    rate_taken=rate_taken,
+                    hand_off=hand_off,
+                )
             if order.status == Order.Status.PENDING:
                 return order  # handed off
             if order.status == Order.Status.PLACED:
@@ -140,6 +156,7 @@ def _position_bought(strategy: Strategy, order: Order, lock: ExecutionLock | Non
     stoploss_arm(strategy_id=strategy.pk, instrument=instrument, trigger_price=trigger)
     exits_arm_held(strategy)
     runtime.runtime_refresh(strategy)
+    protective.protective_place(strategy=strategy, lock=lock)
 
 
 def _buy_failed(strategy: Strategy, order: Order) -> None:
@@ -185,6 +202,9 @@ def _exit_continue(strategy: Strategy, order: Order, lock: ExecutionLock | None)
     strategy.refresh_from_db()
     held = position_held_quantity(strategy)
     if held <= 0:
+        if settings.PROTECTIVE_STOPS and not order.protective:
+            # Flat by another order (the live-exit constraint makes this rare): nothing may rest.
+            protective.protective_cancel_resting(strategy=strategy, keep=order)
         reason = ExitReason(order.reason)
         strategy_services.strategy_exit(
             strategy_id=strategy.pk,
@@ -196,8 +216,11 @@ def _exit_continue(strategy: Strategy, order: Order, lock: ExecutionLock | None)
         )
         _exit_alerts_resolve(strategy)
         return
-    if order.filled_quantity > 0 and strategy.position == Position.EXITING and strategy.status in ACTIVE:
-        logger.info("exit partly filled: the rest is exited", extra={"strategy_id": strategy.pk, "held": held})
+    # A protective order that ended without selling everything (cancelled after a refused
+    # conversion, or lost) is followed at once by a new SELL for the rest, as a partial fill is.
+    sold_or_ended = order.filled_quantity > 0 or order.protective
+    if sold_or_ended and strategy.position == Position.EXITING and strategy.status in ACTIVE:
+        logger.info("exit ended short: the rest is exited", extra={"strategy_id": strategy.pk, "held": held})
         rest = _exit_claim_again(strategy, order)
         if rest is not None:
             order_execute(strategy, rest, lock=lock)

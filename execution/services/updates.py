@@ -18,6 +18,7 @@ from execution.services.inbox import order_update_publish
 from execution.services.locks import ExecutionLock
 from execution.services.orders import order_adopt
 from execution.services.outcomes import position_apply_outcome
+from execution.services.updates_protective import protective_update_apply
 from monitoring.logging import log_context
 from strategies.models import Strategy
 
@@ -85,10 +86,9 @@ def order_final_apply(*, order: Order, strategy: Strategy, seen: BrokerOrder, lo
 
 
 def protective_order_final(*, order: Order, strategy: Strategy, seen: BrokerOrder, lock: ExecutionLock | None) -> None:
-    """The hook for a resting protective stop's final update (its trigger filled, or it was
-    cancelled): the protective-stop service takes it over once merged (replace this body with
-    its call). Until then it is handled as any exit's fill."""
-    order_final_apply(order=order, strategy=strategy, seen=seen, lock=lock)
+    """A resting protective stop's final update (its trigger filled, or it was cancelled): the
+    protective stop's own path, which claims the exit as the stop-loss's when it filled."""
+    protective_update_apply(order=order, seen=seen, lock=lock)
 
 
 def _order_of(account_id: int, seen: BrokerOrder) -> Order | None:

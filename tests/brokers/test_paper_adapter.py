@@ -232,3 +232,118 @@ def test_the_feed_continues_from_the_last_price_the_system_saw(paper, settings):
         stream.stop()
 
     assert abs(seen[0].price - 2000.0) < 20
+
+
+# -- stop orders and modifications (the protective stop) ----------------------------------
+
+
+def stop_sell(trigger: str, **kwargs) -> OrderRequest:
+    kwargs.setdefault("order_type", OrderType.SL_M)
+    return order(Side.SELL, trigger_price=Decimal(trigger), **kwargs)
+
+
+def test_an_sl_m_sell_rests_trigger_pending_while_the_price_is_above_its_trigger(paper):
+    last_tick("INFY", "1500.0")
+
+    resting = paper.get_order(paper.place_order(stop_sell("1480")))
+
+    assert (resting.status, resting.raw_status) == (BrokerOrderStatus.OPEN, "TRIGGER PENDING")
+    assert (resting.order_type, resting.trigger_price) == ("SL-M", Decimal("1480"))
+
+
+def test_an_sl_m_sell_fills_at_market_once_the_price_reaches_its_trigger(paper):
+    last_tick("INFY", "1500.0")
+    order_id = paper.place_order(stop_sell("1480"))
+
+    last_tick("INFY", "1475.0")
+    filled = paper.get_order(order_id)
+
+    assert (filled.status, filled.average_price) == (BrokerOrderStatus.COMPLETE, Decimal("1475.0"))
+
+
+def test_a_triggered_sl_sell_waits_for_its_limit(paper):
+    last_tick("INFY", "1500.0")
+    order_id = paper.place_order(stop_sell("1480", order_type=OrderType.SL, price=Decimal("1470")))
+    last_tick("INFY", "1460.0")  # through the trigger, below the limit: triggered, not filled
+    triggered = paper.get_order(order_id)
+
+    last_tick("INFY", "1472.0")
+    filled = paper.get_order(order_id)
+
+    assert (triggered.status, triggered.raw_status) == (BrokerOrderStatus.OPEN, "OPEN")
+    assert (filled.status, filled.average_price) == (BrokerOrderStatus.COMPLETE, Decimal("1472.0"))
+
+
+def test_a_stop_order_without_a_trigger_is_rejected(paper):
+    with pytest.raises(OrderRejected):
+        paper.place_order(order(Side.SELL, order_type=OrderType.SL_M))
+
+
+def test_modifying_the_trigger_moves_where_the_stop_fires(paper):
+    last_tick("INFY", "1500.0")
+    order_id = paper.place_order(stop_sell("1480"))
+
+    paper.modify_order(order_id, trigger_price=Decimal("1495"))
+    last_tick("INFY", "1494.0")
+    filled = paper.get_order(order_id)
+
+    assert (filled.status, filled.trigger_price) == (BrokerOrderStatus.COMPLETE, Decimal("1495"))
+
+
+def test_modifying_a_resting_stop_to_market_fills_it_at_the_last_tick(paper):
+    last_tick("INFY", "1500.0")
+    order_id = paper.place_order(stop_sell("1480"))
+
+    paper.modify_order(order_id, order_type=OrderType.MARKET)
+    filled = paper.get_order(order_id)
+
+    assert (filled.status, filled.order_type, filled.average_price) == (
+        BrokerOrderStatus.COMPLETE,
+        "MARKET",
+        Decimal("1500.0"),
+    )
+
+
+def test_modifying_the_quantity_of_a_resting_stop_sells_the_new_quantity(paper):
+    last_tick("INFY", "1500.0")
+    order_id = paper.place_order(stop_sell("1480", quantity=2))
+
+    paper.modify_order(order_id, quantity=5)
+    last_tick("INFY", "1470.0")
+    filled = paper.get_order(order_id)
+
+    assert (filled.status, filled.filled_quantity) == (BrokerOrderStatus.COMPLETE, 5)
+
+
+def test_a_filled_stop_cannot_be_modified(paper):
+    last_tick("INFY", "1500.0")
+    order_id = paper.place_order(stop_sell("1480"))
+    last_tick("INFY", "1470.0")
+
+    with pytest.raises(OrderRejected) as refused:
+        paper.modify_order(order_id, order_type=OrderType.MARKET)
+
+    assert refused.value.permanent
+    assert paper.get_order(order_id).status is BrokerOrderStatus.COMPLETE
+
+
+def test_a_26th_modification_is_refused_as_kite_refuses_it(paper):
+    last_tick("INFY", "1500.0")
+    order_id = paper.place_order(stop_sell("1400"))
+    for step in range(25):
+        paper.modify_order(order_id, trigger_price=Decimal(1401 + step))
+
+    with pytest.raises(OrderRejected):
+        paper.modify_order(order_id, trigger_price=Decimal("1450"))
+
+    assert paper.get_order(order_id).trigger_price == Decimal("1425")
+
+
+def test_a_cancelled_stop_is_reported_cancelled_and_never_fills(paper):
+    last_tick("INFY", "1500.0")
+    order_id = paper.place_order(stop_sell("1480"))
+
+    paper.cancel_order(order_id)
+    last_tick("INFY", "1470.0")
+
+    assert paper.get_order(order_id).status is BrokerOrderStatus.CANCELLED

@@ -28,6 +28,15 @@ def quick_execution(settings: Any) -> None:
     settings.ORDER_RETRY_SECONDS_SELL = 2.0
     settings.ORDER_RETRY_SECONDS_STOPLOSS = 3.0
     settings.ORDER_RETRY_BACKOFF_MAX_SECONDS = 0.1
+    # The engine as it is with protective stops off (today's exits, exactly); the protective
+    # stop's own tests turn it on (``protective_on``).
+    settings.PROTECTIVE_STOPS = False
+
+
+@pytest.fixture
+def protective_on(settings: Any) -> None:
+    settings.PROTECTIVE_STOPS = True
+    settings.PROTECTIVE_POLL_SECONDS = 0.5
 
 
 StrategyMaker = Callable[..., Strategy]

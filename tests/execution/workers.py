@@ -68,7 +68,9 @@ def _worker_name() -> str:
 
 
 def _worker_env(env: dict[str, str] | None) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", **(env or {})}
+    # Protective stops off, as in the in-process execution tests (conftest), unless ``env`` says.
+    base = {"PROTECTIVE_STOPS": "false"}
+    return {**os.environ, **base, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", **(env or {})}
 
 
 @contextmanager

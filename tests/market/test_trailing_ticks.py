@@ -233,12 +233,13 @@ def test_a_target_whose_task_was_never_sent_is_swept_with_its_reason():
 
 
 def record_and_moves() -> tuple[list[list[Any]], list[list[Any]]]:
-    """The args of the record tasks and of the protective moves queued, oldest first."""
+    """The args of the record tasks queued, oldest first, and the protective moves they carry
+    (the record sends the move once the raised stop is stored)."""
     tasks = queued_tasks(CeleryQueue.ORDERS)
     records = [args for name, args in tasks if name == TaskName.RECORD_TRAIL.value]
-    moves = [args for name, args in tasks if name == TaskName.MOVE_PROTECTIVE_STOP.value]
-    assert len(records) + len(moves) == len(tasks)
-    return records, moves
+    assert len(records) == len(tasks)
+    moves = [[args[0], args[2]] for args in records if args[3]]
+    return [args[:3] for args in records], moves
 
 
 def test_a_raised_stop_sends_its_record_and_the_protective_orders_move():

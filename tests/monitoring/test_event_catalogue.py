@@ -20,12 +20,15 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from algotrader import redis_keys
+from algotrader.redis_client import get_redis
 from brokers.adapters.base import FeedEvents, TickHandler, TickStream
 from brokers.adapters.registry import adapter_for
 from brokers.kite_sim import KiteSimulator, SimAccount
 from brokers.models import BrokerAccount
 from execution.recovery.system import Trigger, system_recover
 from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
+from execution.services.protective import protective_stop_move
+from execution.services.updates_protective import protectives_poll
 from market.listener import MarketListener
 from market.services import ticks_ingest
 from market.trailing import TrailFollower
@@ -157,6 +160,24 @@ def trailing_stop_and_target(account: BrokerAccount) -> None:
     strategy_stoploss_execute(strategy_id=targeted.pk, reason="TARGET")
 
 
+def protective_stops(settings: Any) -> None:
+    """P1 (a filled BUY's resting stop), P2 (the stop moved) and P3 (the broker's trigger filled it)."""
+    settings.PAPER_LATENCY_MS = 0
+    settings.ORDER_FOLLOW_SECONDS = 5.0
+    settings.PROTECTIVE_STOPS = True
+    settings.PROTECTIVE_POLL_SECONDS = 0.1
+    protected = due_now(BrokerAccountFactory.create())
+    get_redis().hset(redis_keys.price("NSE", "INFY"), mapping={"price": "1541.00", "ts": time.time()})
+    assert strategy_buy_execute(strategy_id=protected.pk) is not None
+    protected.refresh_from_db()
+    assert protected.stop_trigger_price is not None
+    Strategy.objects.filter(pk=protected.pk).update(stop_trigger_price=protected.stop_trigger_price + 5)
+    assert protective_stop_move(strategy_id=protected.pk, trigger_price=protected.stop_trigger_price + 5)
+    get_redis().hset(redis_keys.price("NSE", "INFY"), mapping={"price": "1500.00", "ts": time.time()})
+    time.sleep(0.2)
+    assert protectives_poll() == 1
+
+
 def kite_faults(settings: Any, kite_sim: KiteSimulator, sim_account: SimAccount) -> BrokerAccount:
     """B4 from a rejection, E4 and X5 from rate limits, L4 alerts with them."""
     settings.SAFETY_MAX_BROKER_ERRORS = 3
@@ -215,10 +236,11 @@ def test_every_code_of_the_catalogue_is_emitted_by_a_real_path(settings, kite_si
     scheduler_fires()
     paper_trading(settings)
     trailing_stop_and_target(BrokerAccountFactory.create())
+    protective_stops(settings)
     account = kite_faults(settings, kite_sim, sim_account)
     market_feed(kite_sim, account)
     assert system_recover(trigger=Trigger.COMMAND) is not None  # X1, X4
 
-    catalogue = {event.code for event in Event if not event.code.startswith("P") or event.code in ("P4", "P5")}
-    assert len(catalogue) == 41  # U1-U7, S1-S5, T1-T3, M1-M4, E1-E5, B1-B6, X1-X5, L1-L4, P4, P5
+    catalogue = {event.code for event in Event}
+    assert len(catalogue) == 44  # U1-U7, S1-S5, T1-T3, M1-M4, E1-E5, B1-B6, X1-X5, L1-L4, and P1-P5 (docs/events.md)
     assert catalogue - recorded() == set()

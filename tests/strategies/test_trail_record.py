@@ -6,10 +6,11 @@ from decimal import Decimal
 
 import pytest
 
+from algotrader.queues import CeleryQueue, TaskName
 from monitoring.models import EventLog
 from strategies.models import Strategy
 from strategies.tasks import record_trail_task
-from tests.market.helpers import running_strategy
+from tests.market.helpers import queued_tasks, running_strategy
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +65,18 @@ def test_a_position_no_longer_held_is_not_recorded():
 
     assert recorded(strategy) == (Decimal("100"), Decimal("98"))
     assert p4s() == []
+
+
+def test_a_recorded_raise_sends_the_protective_move_after_commit_and_only_when_asked(
+    django_capture_on_commit_callbacks,
+):
+    strategy = held()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        record_trail_task(strategy.pk, "105.0", "102.9", True)
+        record_trail_task(strategy.pk, "105.0", "102.9", True)  # nothing raised: nothing sent
+        record_trail_task(strategy.pk, "110.0", "107.8", False)  # past the modification budget
+
+    moves = [args for name, args in queued_tasks(CeleryQueue.ORDERS) if name == TaskName.MOVE_PROTECTIVE_STOP.value]
+    assert moves == [[strategy.pk, "102.9"]]
+    assert recorded(strategy) == (Decimal("110.0"), Decimal("107.8"))

@@ -231,8 +231,12 @@ class Session:
         """Every BUY of the session done: each buyer holds its position or has ended (a BUY
         the broker never had), no order live. A buyer still RUNNING with no position has a
         BUY to come (resent, waiting for a dead worker's lock), which must not miss the cross."""
+        # A protective stop resting at the broker for a held position is not unfinished work.
+        unfinished = Order.objects.filter(strategy__in=self.running, status__in=Order.LIVE).exclude(
+            protective=True, status=Order.Status.PLACED, order_type__in=("SL-M", "SL")
+        )
         return all(p == ("RUNNING", "BOUGHT") or p[0] == "EXITED" for p in self._buyers().values()) and not (
-            Order.objects.filter(strategy__in=self.running, status__in=Order.LIVE).exists()
+            unfinished.exists()
         )
 
     def exited(self) -> bool:

@@ -44,6 +44,7 @@ def quick_execution(settings: Any) -> None:
     settings.PAPER_LATENCY_MS = 0
     settings.ORDER_FOLLOW_SECONDS = 5.0
     settings.ORDER_UNKNOWN_GRACE_SECONDS = 0.5
+    settings.PROTECTIVE_STOPS = False  # today's exits, as the execution conftest has it
 
 
 def running(*, symbol: str = "INFY", **fields: Any) -> Strategy:
