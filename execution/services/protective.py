@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -35,6 +36,11 @@ logger = logging.getLogger(__name__)
 
 _BPS = Decimal(10_000)
 # How brokers say an instrument takes no stop-market orders (Kite blocks SL-M for some segments).
+# Where a refused conversion is tried again: the order was placed or modified a moment ago and the
+# broker (Kite: "being processed") takes a modify only once it rests (OPEN, TRIGGER PENDING).
+RESTING_STATUSES = frozenset({"OPEN", "TRIGGER PENDING"})
+CONVERT_ATTEMPTS = 5
+CONVERT_RETRY_SECONDS = 0.1
 _SL_M_REFUSED = re.compile(r"SL-?M|stop[- ]?loss market|market orders? (?:is|are) (?:not allowed|blocked)", re.I)
 
 
@@ -239,11 +245,16 @@ def _convert(order: Order, strategy: Strategy, adapter: BrokerAdapter, lock: Exe
     changes: dict[str, Any] = {"order_type": OrderType.MARKET}
     if 0 < held != order.quantity:
         changes["quantity"] = held
-    error = _modify(order, strategy, adapter, changes)
-    if error is None:
-        logger.info("protective stop converted into the exit", extra={"order_id": order.pk})
-        return order
-    seen = _read(order, adapter)
+    for attempt in range(1, CONVERT_ATTEMPTS + 1):
+        error = _modify(order, strategy, adapter, changes)
+        if error is None:
+            logger.info("protective stop converted into the exit", extra={"order_id": order.pk})
+            return order
+        seen = _read(order, adapter)
+        if seen is None or seen.status.is_final or seen.raw_status in RESTING_STATUSES or attempt == CONVERT_ATTEMPTS:
+            break
+        # Still being processed (placed or modified a moment ago): a modify is refused until it rests.
+        time.sleep(CONVERT_RETRY_SECONDS)
     if seen is not None and seen.order_type == OrderType.MARKET and not seen.status.is_final:
         Order.objects.filter(pk=order.pk).update(order_type=str(OrderType.MARKET), updated_at=timezone.now())
         order.refresh_from_db()

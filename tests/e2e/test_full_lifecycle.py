@@ -319,10 +319,16 @@ def test_a_stop_loss_exit_follows_the_event_maps_full_lifecycle_in_order(outcome
     assert s5["payload"]["reason"] == "STOPLOSS"
     assert logged["payload"]["outcome"] == "COMPLETE" and outcome.first(s, "L1", action="BUY")["id"] < m2["id"]
     assert Decimal(m2["payload"]["price"]) <= Decimal(s["stop_trigger_price"]) < outcome.crossed_at_price + 2
-    # L2: each order's broker request and response, the BUY's after E1 and the exit's after E3.
+    # L2: each order's broker request and response, the BUY's after E1 and the exit's after E3;
+    # between them the protective stop was placed (P1): the exit converts that one order.
     buy_log = outcome.first(s, "L2", reason="BUY")
-    exit_log = outcome.first(s, "L2", reason="STOPLOSS")
-    assert chain[3]["id"] < buy_log["id"] < m2["id"] and e3["id"] < exit_log["id"]
+    p1 = outcome.first(s, "P1")
+    exit_log = next(
+        e
+        for e in outcome.timelines[s["id"]]
+        if e["code"] == "L2" and e["payload"].get("reason") == "STOPLOSS" and e["id"] > e3["id"]
+    )
+    assert chain[3]["id"] < buy_log["id"] < p1["id"] < m2["id"] and e3["id"] < exit_log["id"]
     assert {"request", "response"} <= set(exit_log["payload"])
     assert "SELL" not in [e["payload"].get("reason") for e in outcome.timelines[s["id"]] if e["code"] == "E2"]
 
