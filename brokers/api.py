@@ -51,6 +51,7 @@ class BrokerAccountOutput(serializers.ModelSerializer[BrokerAccount]):
             "api_key_set",
             "api_secret_set",
             "can_enter",
+            "protective_stops",
             "created_at",
             "updated_at",
         ]
@@ -74,6 +75,9 @@ class BrokerAccountListApi(APIView):
         api_key = _secret_field(128)
         api_secret = _secret_field(128)
         access_token = _secret_field(512)
+        protective_stops = serializers.BooleanField(
+            default=True, help_text="Rest a protective stop order at the broker for every held position."
+        )
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             given = [name for name in ("api_key", "api_secret", "access_token") if attrs.get(name)]

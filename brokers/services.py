@@ -86,6 +86,7 @@ def broker_account_submit(
     api_key: str = "",
     api_secret: str = "",
     access_token: str = "",
+    protective_stops: bool = True,
 ) -> BrokerAccount:
     """Store an account whose credentials the broker has just accepted (active, B1), or a
     Kite account that still needs its daily login (login_required). A refusal (B2) stores
@@ -100,6 +101,7 @@ def broker_account_submit(
         api_key=api_key.strip(),
         api_secret=api_secret.strip(),
         access_token=access_token.strip(),
+        protective_stops=protective_stops,
     )
     emit(
         Event.U3_BROKER_KEY_SUBMITTED,

@@ -83,6 +83,7 @@ class StrategyOutput(serializers.ModelSerializer[Strategy]):
             "created_at",
             "started_at",
             "ended_at",
+            "protective_stop",
             "protective_order",
         ]
         read_only_fields = fields
@@ -121,6 +122,10 @@ class StrategyCreateInput(serializers.Serializer[Any]):
     stop_loss_trail_points = _optional_decimal(14, 4, help_text=TRAIL_POINTS_HELP)
     take_profit_percent = _optional_decimal(6, 2, help_text=TARGET_PERCENT_HELP)
     take_profit_price = _optional_decimal(14, 4, help_text=TARGET_PRICE_HELP)
+    protective_stop = serializers.BooleanField(
+        default=True,
+        help_text="Rest a protective stop order at the broker once the BUY fills (also off per account).",
+    )
 
 
 class StrategyUpdateInput(serializers.Serializer[Any]):

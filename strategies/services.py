@@ -77,6 +77,7 @@ def strategy_create(
     stop_loss_trail_points: Decimal | None = None,
     take_profit_percent: Decimal | None = None,
     take_profit_price: Decimal | None = None,
+    protective_stop: bool = True,
 ) -> Strategy:
     account = broker_account_get(user=user, account_id=broker_account_id)
     plan = Plan(
@@ -111,6 +112,7 @@ def strategy_create(
             stop_loss_trail_points=plan.stop_loss_trail_points,
             take_profit_percent=plan.take_profit_percent,
             take_profit_price=plan.take_profit_price,
+            protective_stop=protective_stop,
             buy_fire_at=resolved.buy_fire_at,
             sell_fire_at=resolved.sell_fire_at,
         )

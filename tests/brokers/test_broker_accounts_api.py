@@ -227,3 +227,10 @@ def test_a_kite_session_makes_the_account_active_without_returning_the_token(aut
     assert SessionAdapter.issued not in response.content.decode()
     assert BrokerAccount.objects.get(pk=account.pk).access_token == SessionAdapter.issued
     assert EventLog.objects.filter(user=user, code="B1").count() == 1
+
+
+def test_protective_stops_are_on_by_default_and_can_be_switched_off_per_account(auth_client):
+    default = auth_client.post(ACCOUNTS, {"kind": "paper", "label": "on"}, format="json")
+    off = auth_client.post(ACCOUNTS, {"kind": "paper", "label": "off", "protective_stops": False}, format="json")
+
+    assert (default.json()["protective_stops"], off.json()["protective_stops"]) == (True, False)

@@ -235,3 +235,11 @@ def test_a_trade_date_past_the_calendars_horizon_is_refused(owner_client, accoun
 
     assert response.status_code == 400
     assert "days ahead" in response.json()["error"]["fields"]["trade_date"][0]
+
+
+def test_the_protective_stop_is_on_by_default_and_can_be_switched_off_per_strategy(owner_client, account):
+    default = owner_client.post(URL, plan(account), format="json").json()
+    off = owner_client.post(URL, plan(account, protective_stop=False), format="json").json()
+
+    assert (default["protective_stop"], off["protective_stop"]) == (True, False)
+    assert Strategy.objects.get(pk=off["id"]).protective_stop is False
