@@ -200,7 +200,7 @@ class KiteHttp:
             body = None
         if response.ok and isinstance(body, Mapping) and body.get("status") != "error" and "data" in body:
             return body["data"]
-        raise self._error(response, body, order_write=order_write, secrets=secrets)
+        raise self._error(response, body, order_write=order_write, login=not authenticated, secrets=secrets)
 
     def request_csv(self, path: str) -> str:
         response = self._send("GET", path, form=None, params=None, authenticated=True, order_write=False)
@@ -210,12 +210,12 @@ class KiteHttp:
             body = response.json(parse_float=Decimal)
         except ValueError:
             body = None
-        raise self._error(response, body, order_write=False, secrets=())
+        raise self._error(response, body, order_write=False, login=False, secrets=())
 
     # Kite's errors onto ours, tabled in docs/trading.md. PermissionException and UserException are
     # the user's to fix (a right or segment not enabled, an account blocked), so they are permanent.
     def _error(
-        self, response: requests.Response, body: object, *, order_write: bool, secrets: tuple[str, ...]
+        self, response: requests.Response, body: object, *, order_write: bool, login: bool, secrets: tuple[str, ...]
     ) -> BrokerError:
         status = response.status_code
         envelope = body if isinstance(body, Mapping) else {}
@@ -234,6 +234,9 @@ class KiteHttp:
             return cls(message, broker_error_type=error_type)
         if error_type in _PERMANENT_ORDER_ERRORS and order_write:
             return OrderRejected(message, broker_error_type=error_type)
+        if error_type == "InputException" and login:
+            # The login's own input (api key, request token, checksum) refused: the user's to fix.
+            return BrokerAuthError(message, broker_error_type=error_type)
         if error_type in _PERMANENT_ORDER_ERRORS:
             # On a read (an order's history, the book) Kite's OrderException also means a
             # failed fetch: nothing about the order is refused, so the caller polls again.

@@ -181,6 +181,14 @@ def test_a_refused_request_token_is_an_auth_error_without_the_secret_in_it(kite)
     assert "s3cr3t-api-secret" not in str(refused.value)
 
 
+def test_a_login_whose_input_kite_refuses_is_an_auth_error_not_an_outage(kite):
+    # Found by the stateful fuzzing: an unknown api_key at /session/token answered 503.
+    kite.error(400, "InputException", "Invalid `api_key`.")
+
+    with pytest.raises(BrokerAuthError):
+        make_adapter(kite.root).exchange_request_token("req-tok", "s3cr3t-api-secret")
+
+
 def test_login_url_names_the_api_key_and_version():
     url = make_adapter("http://127.0.0.1:1").login_url("https://kite.zerodha.com/connect/login")
 
