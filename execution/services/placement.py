@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from brokers.adapters.base import BrokerAdapter
+from brokers.adapters.base import BrokerAdapter, OrderType
 from brokers.adapters.registry import shared_adapter_for
 from brokers.exceptions import AmbiguousOutcome, BrokerAuthError, BrokerError, OrderRejected
 from brokers.services import broker_account_mark_token_expired
@@ -150,8 +150,11 @@ def order_attempt(
     order itself); an acceptance is the policy's to record (``order_place``)."""
     request = order_broker_request(order, strategy)
     logged_request = order_request_logged(request)
+    # A protective stop placed to rest is not an exit in a hurry: it leaves the stop-losses' reserve
+    # to them (a burst of fills would otherwise spend it, and the stop-losses meet the broker's 429).
+    rate_reason = Order.Reason.SELL if order.protective and order.order_type != OrderType.MARKET else order.reason
     if not rate_taken and not safety.order_rate_take(
-        account=strategy.broker_account, reason=order.reason, deadline=deadline, lock=lock
+        account=strategy.broker_account, reason=rate_reason, deadline=deadline, lock=lock
     ):
         return Attempt(Outcome.NO_RATE, logged_request)
     try:

@@ -89,17 +89,22 @@ def protective_place(*, strategy: Strategy, lock: ExecutionLock | None) -> Order
         if retry is not None:
             order = _place_resting(strategy, retry, lock)
     if order.status in Order.FINAL:
-        alert_raise(
-            kind="protective_not_placed",
-            key=f"strategy:{strategy.pk}",
-            severity="warning",
-            strategy=strategy,
-            order=order,
-            message=f"The protective stop was not placed at the broker ({order.last_error or order.status}): "
-            "the stop-loss is watched by the app only",
-            payload=about(order, strategy),
-        )
+        protective_missing_alert(order=order, strategy=strategy, why=f"not placed ({order.last_error or order.status})")
     return order
+
+
+def protective_missing_alert(*, order: Order, strategy: Strategy, why: str) -> None:
+    """The user told that no protective stop rests at the broker for a held position: only the
+    app's own stop-loss guards it (which fires only while the system is up)."""
+    alert_raise(
+        kind="protective_not_placed",
+        key=f"strategy:{strategy.pk}",
+        severity="warning",
+        strategy=strategy,
+        order=order,
+        message=f"The protective stop was {why} at the broker: the stop-loss is watched by the app only",
+        payload=about(order, strategy),
+    )
 
 
 def _intent(strategy: Strategy, order_type: OrderType) -> Order | None:

@@ -18,11 +18,9 @@ from execution.models import Order
 from execution.services import locks
 from execution.services.claims import Position, Status
 from execution.services.locks import ExecutionLock
-from execution.services.orders import about
 from execution.services.outcomes import order_execute, position_apply_outcome
 from execution.services.placement import broker_adapter
-from execution.services.protective import protective_settle
-from monitoring.services import alert_raise
+from execution.services.protective import protective_missing_alert, protective_settle
 from strategies import services as strategy_services
 from strategies.models import Strategy
 from strategies.stoploss_index import stoploss_disarm
@@ -57,16 +55,7 @@ def protective_update_apply(*, order: Order, seen: BrokerOrder, lock: ExecutionL
     if strategy.position == Position.BOUGHT and order.filled_quantity == 0:
         # Cancelled (or rejected) at the broker while the position is held, not by an exit of
         # ours: the position stays, guarded by the app's own stop-loss; the user is told.
-        alert_raise(
-            kind="protective_not_placed",
-            key=f"strategy:{strategy.pk}",
-            severity="warning",
-            strategy=strategy,
-            order=order,
-            message=f"The protective stop was {order.status.lower()} at the broker: "
-            "the stop-loss is watched by the app only",
-            payload=about(order, strategy),
-        )
+        protective_missing_alert(order=order, strategy=strategy, why=order.status.lower())
         return True
     position_apply_outcome(strategy, order, lock=lock)
     return True

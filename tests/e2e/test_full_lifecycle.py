@@ -235,6 +235,8 @@ def outcome(
         app.start(sell["id"])
 
         bought = wait_until(lambda: _in(app, stoploss, position="BOUGHT"), timeout=40, message=group.logs)
+        # The protective stop rests at the broker before the price falls (placed just after the fill).
+        bought = wait_until(lambda: _protected(app, stoploss), timeout=30, message=group.logs)
         # The price moves through the stop once the app has a live INFY price after its E1
         # (prices are pushed every 0.2 s; on a loaded machine the first may come later).
         wait_until(lambda: _price_after_e1(stream.received, stoploss["id"]), timeout=30, message=group.logs)
@@ -296,6 +298,11 @@ def _pushed(app: AppClient, received: list[dict[str, Any]], strategies: tuple[di
     messages = list(received)  # the socket's thread appends to it
     pushed = {m["event"]["id"] for m in messages if m.get("type") == "event"}
     return all(e["id"] in pushed for s in strategies for e in app.timeline(s["id"]) if e["code"] in VISIBLE)
+
+
+def _protected(app: AppClient, strategy: dict[str, Any]) -> dict[str, Any] | None:
+    current = app.strategy(strategy["id"])
+    return current if (current.get("protective_order") or {}).get("status") == "PLACED" else None
 
 
 def _in(app: AppClient, strategy: dict[str, Any], **wanted: str) -> dict[str, Any] | None:

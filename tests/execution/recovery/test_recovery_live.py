@@ -324,7 +324,12 @@ def test_a_redis_flush_in_the_middle_of_a_session_is_recovered_within_seconds(st
     start(stack, session)
     session.begin(buy_in=3)
     wait_until(
-        lambda: session.settled() and len(session.book()) == HELD and session.in_redis(),
+        # The BUYs in the book (each held position's protective stop rests there too).
+        lambda: (
+            session.settled()
+            and len([o for o in session.book() if o["transaction_type"] == "BUY"]) == HELD
+            and session.in_redis()
+        ),
         timeout=60,
         message=explained("BUYs filled", stack),
     )
