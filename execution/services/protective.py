@@ -39,7 +39,7 @@ _BPS = Decimal(10_000)
 # Where a refused conversion is tried again: the order was placed or modified a moment ago and the
 # broker (Kite: "being processed") takes a modify only once it rests (OPEN, TRIGGER PENDING).
 RESTING_STATUSES = frozenset({"OPEN", "TRIGGER PENDING"})
-CONVERT_ATTEMPTS = 5
+CONVERT_ATTEMPTS = 20
 CONVERT_RETRY_SECONDS = 0.1
 _SL_M_REFUSED = re.compile(r"SL-?M|stop[- ]?loss market|market orders? (?:is|are) (?:not allowed|blocked)", re.I)
 
