@@ -20,7 +20,7 @@ from brokers.adapters.base import BrokerAdapter
 from brokers.models import BrokerAccount
 from execution.models import Order
 from execution.services import locks
-from execution.services.claims import Held, position_orders, strategy_locked
+from execution.services.claims import Held, strategy_locked
 from execution.services.fills import (
     FOLLOW_FIRST_POLL,
     follow_backoff,
@@ -33,7 +33,7 @@ from execution.services.fills import (
 from execution.services.inbox import order_update_take, order_updates_live
 from execution.services.locks import ExecutionLock
 from execution.services.orders import broker_outage_resolve, order_accepted
-from execution.services.outcomes import position_apply_outcome
+from execution.services.outcomes import position_apply_latest_outcome
 from execution.services.placement import broker_adapter
 from monitoring.logging import log_context
 from strategies.models import Strategy
@@ -108,10 +108,7 @@ def _follow_held(
                 )
     elif order.is_live:
         return order  # not placed (yet): only a lookup by its tag can settle it, settlement's
-    latest = position_orders(strategy, Order.Side(order.side)).order_by("-id").values_list("id", flat=True)
-    if latest.first() != order.pk:
-        return order  # the position has moved on past this order (settled and replaced)
-    position_apply_outcome(strategy, order, lock=lock)
+    position_apply_latest_outcome(strategy, order, lock=lock)
     return order
 
 

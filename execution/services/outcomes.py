@@ -84,6 +84,15 @@ def order_execute(
     return order
 
 
+def position_apply_latest_outcome(strategy: Strategy, order: Order, *, lock: ExecutionLock | None) -> None:
+    """``position_apply_outcome`` for an order settled late (its follow, a pushed update): only
+    while it is still the position's latest order of its side, else the position moved on past
+    it (settled and replaced) and it moves nothing."""
+    latest = position_orders(strategy, Order.Side(order.side)).order_by("-id").values_list("id", flat=True)
+    if latest.first() == order.pk:
+        position_apply_outcome(strategy, order, lock=lock)
+
+
 def position_apply_outcome(strategy: Strategy, order: Order, *, lock: ExecutionLock | None) -> None:
     if order.is_live:
         alert_raise(

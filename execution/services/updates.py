@@ -12,12 +12,11 @@ from brokers.adapters.base import BrokerOrder
 from brokers.adapters.kite import kite_order
 from execution.models import Order
 from execution.services import locks
-from execution.services.claims import position_orders
 from execution.services.fills import order_settle
 from execution.services.inbox import order_update_publish
 from execution.services.locks import ExecutionLock
 from execution.services.orders import order_adopt
-from execution.services.outcomes import position_apply_outcome
+from execution.services.outcomes import position_apply_latest_outcome
 from execution.services.updates_protective import protective_update_apply
 from monitoring.logging import log_context
 from strategies.models import Strategy
@@ -79,10 +78,7 @@ def order_final_apply(*, order: Order, strategy: Strategy, seen: BrokerOrder, lo
     """A live order's final state recorded and carried to its position, as a follow's last poll
     does (``follow._follow_held``): the caller holds the strategy's lock."""
     order_settle(order=order, strategy=strategy, seen=seen, via="order_update")
-    latest = position_orders(strategy, Order.Side(order.side)).order_by("-id").values_list("id", flat=True)
-    if latest.first() != order.pk:
-        return  # the position has moved on past this order (settled and replaced)
-    position_apply_outcome(strategy, order, lock=lock)
+    position_apply_latest_outcome(strategy, order, lock=lock)
 
 
 def protective_order_final(*, order: Order, strategy: Strategy, seen: BrokerOrder, lock: ExecutionLock | None) -> None:
