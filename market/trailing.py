@@ -1,8 +1,9 @@
 """What follows a trailing stop out of the tick path, throttled: the tick script raises the stop in
 ``sl:`` on every new high, but the broker allows few modifications of the protective order
 (Kite: 25 an order) and the database need not see every tick. So the consumer keeps, per
-strategy, the newest move and sends it on (the record with P4, the protective order's move,
-both as tasks) at most once per ``TRAIL_MODIFY_MIN_SECONDS`` and only after ``TRAIL_MODIFY_MIN_BPS``."""
+strategy, the newest move and sends it on (its record with P4, as a task that then sends the
+protective order's move once the stop is stored) at most once per ``TRAIL_MODIFY_MIN_SECONDS``
+and only after ``TRAIL_MODIFY_MIN_BPS``."""
 
 from __future__ import annotations
 
