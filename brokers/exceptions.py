@@ -31,6 +31,16 @@ class OrderRejected(BrokerError):
     permanent = True
 
 
+class OrderBusy(BrokerError):
+    """A change refused only because the broker is still processing the order (placed or
+    modified a moment ago): nothing took effect, and the same change is taken once it rests."""
+
+    code = "order_busy"
+    status = 409
+    message = "The broker is still processing this order; try the change again in a moment."
+    permanent = False
+
+
 class RateLimited(BrokerError):
     code = "broker_rate_limited"
     status = 503
