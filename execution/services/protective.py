@@ -35,12 +35,12 @@ from strategies.models import Strategy
 logger = logging.getLogger(__name__)
 
 _BPS = Decimal(10_000)
-# How brokers say an instrument takes no stop-market orders (Kite blocks SL-M for some segments).
 # A refused conversion is tried again unless the refusal is permanent and the order rests: placed or
 # modified a moment ago, the broker (Kite: "being processed") takes a modify only once it rests.
 RESTING_STATUSES = frozenset({"OPEN", "TRIGGER PENDING"})
 CONVERT_ATTEMPTS = 20
 CONVERT_RETRY_SECONDS = 0.1
+# How brokers say an instrument takes no stop-market orders (Kite blocks SL-M for some segments).
 _SL_M_REFUSED = re.compile(r"SL-?M|stop[- ]?loss market|market orders? (?:is|are) (?:not allowed|blocked)", re.I)
 
 
