@@ -126,6 +126,15 @@ def order_updates_live(account_id: int) -> str:
     return f"order_updates:live:{account_id}"
 
 
+# -- brokers (the one-tap Kite login) ----------------------------------------------------
+
+
+def kite_login_state(nonce: str) -> str:
+    """The broker account id a one-tap Kite login link was made for, alive until the link
+    expires; deleted as the link is used, so that each link completes one login only."""
+    return f"kite_login:{nonce}"
+
+
 # -- monitoring -------------------------------------------------------------------------
 
 

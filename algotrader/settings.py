@@ -425,6 +425,13 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) or [
 KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
 KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="wss://ws.kite.trade")
 KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login")
+# The redirect URL registered with the Kite Connect app (developers.kite.trade): this
+# server's /kite/callback/, where Kite sends the browser back after the daily login.
+KITE_REDIRECT_URL = env.str("KITE_REDIRECT_URL", default="http://127.0.0.1:8000/kite/callback/")
+# Seconds a one-tap login link (its signed, single-use state) stays good.
+KITE_LOGIN_STATE_TTL_SECONDS = env.int("KITE_LOGIN_STATE_TTL_SECONDS", default=600)
+if KITE_LOGIN_STATE_TTL_SECONDS <= 0:
+    raise ImproperlyConfigured("KITE_LOGIN_STATE_TTL_SECONDS must be positive")
 # Seconds the Kite adapter waits for an answer; an order write unanswered by then is ambiguous.
 KITE_TIMEOUT_SECONDS = env.float("KITE_TIMEOUT_SECONDS", default=7.0)
 # True when KITE_API_ROOT points at the Kite simulator: strategies on Kite accounts then

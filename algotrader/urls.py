@@ -5,7 +5,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from algotrader.api.views import json_bad_request, json_not_found, json_server_error
-from brokers.api import KitePostbackApi
+from brokers.api import KiteLoginCallbackView, KitePostbackApi
 
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/", include("algotrader.users.urls")),
@@ -20,6 +20,8 @@ api_v1: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
+    # Kite's login redirect: a browser page, outside the API (the redirect URL registered with Kite).
+    path("kite/callback/", KiteLoginCallbackView.as_view(), name="kite-login-callback"),
     path("", include("monitoring.urls")),
 ]
 

@@ -143,11 +143,15 @@ def broker_account_delete(*, account: BrokerAccount) -> None:
     logger.info("broker account deleted", extra={"user_id": account.owner_id, **about})
 
 
-def broker_account_login_url(*, account: BrokerAccount) -> str:
-    """Kite's login page for this app; Kite redirects back with a ``request_token``."""
+def broker_account_login_url(*, account: BrokerAccount, redirect_params: Mapping[str, str] | None = None) -> str:
+    """Kite's login page for this app; Kite redirects back with a ``request_token`` and
+    ``redirect_params`` (a query string of their own) echoed as query parameters."""
     if account.kind != BrokerAccount.Kind.KITE:
         raise BrokerLoginNotSupported()
-    return f"{settings.KITE_LOGIN_URL}?{urlencode({'v': 3, 'api_key': account.api_key})}"
+    query: dict[str, str | int] = {"v": 3, "api_key": account.api_key}
+    if redirect_params:
+        query["redirect_params"] = urlencode(redirect_params)
+    return f"{settings.KITE_LOGIN_URL}?{urlencode(query)}"
 
 
 def broker_account_create_session(*, account: BrokerAccount, request_token: str) -> BrokerAccount:

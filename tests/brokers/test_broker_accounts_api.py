@@ -1,5 +1,7 @@
-"""The broker accounts API: submit (U3 then B1/B2), list, detail, delete, Kite login URL
-and session; credentials are write-only and other users' accounts do not exist."""
+"""The broker accounts API: submit (U3 then B1/B2), list, detail, delete, Kite login URL,
+the one-tap login link, and session; credentials are write-only and other users' accounts do not exist."""
+
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -95,6 +97,7 @@ def test_the_list_holds_only_the_users_own_accounts(auth_client, user):
         ("get", "", None),
         ("delete", "", None),
         ("get", "login-url/", None),
+        ("get", "kite-login/", None),
         ("post", "session/", {"request_token": "rt123"}),
     ],
 )
@@ -190,10 +193,35 @@ def test_the_login_url_of_a_kite_account_is_kites_login_page_for_its_api_key(aut
     assert response.json() == {"login_url": "https://kite.example/connect/login?v=3&api_key=myapikey42"}
 
 
-def test_a_paper_account_has_no_login_url(auth_client, user):
+def test_the_one_tap_login_link_is_kites_login_page_carrying_a_state(auth_client, user, settings):
+    settings.KITE_LOGIN_URL = "https://kite.example/connect/login"
+    account = BrokerAccountFactory.create(owner=user, kite=True, api_key="myapikey42")
+
+    response = auth_client.get(detail(account.pk) + "kite-login/")
+
+    assert response.status_code == 200
+    login_url = urlparse(response.json()["login_url"])
+    query = parse_qs(login_url.query)
+    assert (login_url.netloc, login_url.path) == ("kite.example", "/connect/login")
+    assert (query["v"], query["api_key"]) == (["3"], ["myapikey42"])
+    assert set(parse_qs(query["redirect_params"][0])) == {"state"}
+    assert response.json()["expires_at"]
+
+
+def test_a_disabled_account_gets_no_one_tap_login_link(auth_client, user):
+    account = BrokerAccountFactory.create(owner=user, kite=True, status="disabled")
+
+    response = auth_client.get(detail(account.pk) + "kite-login/")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "broker_account_disabled"
+
+
+@pytest.mark.parametrize("suffix", ["login-url/", "kite-login/"])
+def test_a_paper_account_has_no_login_url(auth_client, user, suffix):
     account = BrokerAccountFactory.create(owner=user)
 
-    response = auth_client.get(detail(account.pk) + "login-url/")
+    response = auth_client.get(detail(account.pk) + suffix)
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "login_not_supported"
