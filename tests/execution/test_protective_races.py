@@ -2,7 +2,6 @@
 tick the tick stop-loss fires, the SELL time fires and the broker's own trigger fires. Exactly one
 SELL fills each round and no position goes short, however the three interleave."""
 
-import os
 import random
 import threading
 import time
@@ -20,13 +19,13 @@ from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
 from strategies.models import Strategy
 from tests.execution.helpers import orders
+from tests.soak import SOAK
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("protective_on"), pytest.mark.soak]
 
 # `make soak` runs the full 200 rounds however long they take; the suite runs as many as fit in
 # its budget, on a shared machine.
-SOAK = os.environ.get("SOAK") == "1"
 ROUNDS = 200
 BUDGET_SECONDS = 3600.0 if SOAK else 20.0
 MIN_ROUNDS = ROUNDS if SOAK else 8
