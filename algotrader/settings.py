@@ -388,6 +388,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "algotrader.api.schema.error_responses",
+        "algotrader.api.schema.anonymous_operations",
     ],
 }
 

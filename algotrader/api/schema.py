@@ -56,3 +56,14 @@ def error_responses(result: dict[str, Any], generator: Any, request: Any, public
                     },
                 )
     return result
+
+
+def anonymous_operations(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: an operation open to anyone (register, login) takes
+    no credentials at all, said as OpenAPI says it (``security: []``); drf-spectacular's
+    ``[{}]`` reads as "credentials, optionally" and a generated client would ask for a token."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            if isinstance(operation, dict) and operation.get("security") == [{}]:
+                operation["security"] = []
+    return result
