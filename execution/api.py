@@ -152,6 +152,14 @@ class DaySummaryOutput(serializers.Serializer[DaySummary]):
     strategies = StrategiesByStatusOutput(source="strategies_by_status", help_text="The day's strategies by status.")
 
 
+def query_filters(serializer: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
+    """The query's filters, validated from a plain dict: DRF reads a QueryDict as a form and
+    drops an empty value (``?date=``) as if absent, where the schema says it is invalid."""
+    filters = serializer(data=request.query_params.dict())
+    filters.is_valid(raise_exception=True)
+    return dict(filters.validated_data)
+
+
 def _with_filters(filters: type[serializers.Serializer[Any]], spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "parameters": [filters, *spec["parameters"]]}
 
@@ -161,9 +169,7 @@ class OrderListApi(APIView):
         **_with_filters(OrderFilterInput, paginated(OrderOutput, name="OrderPage")), operation_id="orders_list"
     )
     def get(self, request: Request) -> Response:
-        filters = OrderFilterInput(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        params = filters.validated_data
+        params = query_filters(OrderFilterInput, request)
         orders = order_selectors.order_list(
             user=request_user(request),
             strategy_id=params.get("strategy"),
@@ -190,11 +196,8 @@ class PositionListApi(APIView):
         description="The strategies that traded (at least one fill), newest first; `date` narrows to a trade date.",
     )
     def get(self, request: Request) -> Response:
-        filters = DayFilterInput(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        strategies = position_selectors.position_strategies(
-            user=request_user(request), day=filters.validated_data.get("date")
-        )
+        day = query_filters(DayFilterInput, request).get("date")
+        strategies = position_selectors.position_strategies(user=request_user(request), day=day)
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(strategies, request, view=self)
         positions = position_selectors.positions_of(page or [])
@@ -211,8 +214,6 @@ class PositionDetailApi(APIView):
 class DaySummaryApi(APIView):
     @extend_schema(parameters=[DayFilterInput], responses={200: DaySummaryOutput}, operation_id="pnl_day_summary")
     def get(self, request: Request) -> Response:
-        filters = DayFilterInput(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        day = filters.validated_data.get("date") or exchange_today()
+        day = query_filters(DayFilterInput, request).get("date") or exchange_today()
         summary = position_selectors.day_summary(user=request_user(request), day=day)
         return Response(DaySummaryOutput(summary).data)

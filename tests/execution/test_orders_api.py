@@ -98,6 +98,8 @@ def test_another_users_strategy_as_a_filter_finds_nothing(make_strategy, client)
     ("params", "field"),
     [
         ({"status": "FILLED"}, "status"),
+        ({"status": ""}, "status"),
+        ({"date": ""}, "date"),
         ({"side": "SHORT"}, "side"),
         ({"date": "23-11-2026"}, "date"),
         ({"date": "1900-01-01"}, "date"),
