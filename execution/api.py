@@ -5,10 +5,7 @@ the filters, a selector reads; money leaves here as strings rounded to the paisa
 from datetime import date
 from decimal import ROUND_HALF_UP
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -54,10 +51,6 @@ class ExchangeDayField(serializers.DateField):
         if not FIRST_DAY <= day <= LAST_DAY:
             self.fail("range")
         return day
-
-
-def exchange_today() -> date:
-    return timezone.localdate(timezone=ZoneInfo(settings.EXCHANGE_TIME_ZONE))
 
 
 class OrderFilterInput(serializers.Serializer[Any]):
@@ -214,6 +207,6 @@ class PositionDetailApi(APIView):
 class DaySummaryApi(APIView):
     @extend_schema(parameters=[DayFilterInput], responses={200: DaySummaryOutput}, operation_id="pnl_day_summary")
     def get(self, request: Request) -> Response:
-        day = query_filters(DayFilterInput, request).get("date") or exchange_today()
+        day = query_filters(DayFilterInput, request).get("date") or order_selectors.exchange_today()
         summary = position_selectors.day_summary(user=request_user(request), day=day)
         return Response(DaySummaryOutput(summary).data)

@@ -5,10 +5,16 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from algotrader.users.models import User
 from execution.exceptions import OrderNotFound
 from execution.models import Order
+
+
+def exchange_today() -> date:
+    """Today on the exchange's calendar (Asia/Kolkata), whatever the server's zone."""
+    return timezone.localdate(timezone=ZoneInfo(settings.EXCHANGE_TIME_ZONE))
 
 
 def exchange_day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -7,16 +7,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.utils import timezone
 
 from algotrader import redis_keys
 from algotrader.users.models import User
 from execution.charges import ZERO, Charges, Fill, charges_estimate
 from execution.models import Order
+from execution.selectors.orders import exchange_today
 from market.live_pnl import OpenPosition
 from market.prices import last_prices
 from strategies.exceptions import StrategyNotFound
@@ -171,7 +169,7 @@ def day_summary(*, user: User, day: date) -> DaySummary:
 def open_positions(user_id: int) -> list[OpenPosition]:
     """The user's positions still held by strategies not yet ended, for the socket's live P&L
     (registered with ``market.live_pnl``); read when the socket opens and when an order settles."""
-    today = timezone.localdate(timezone=ZoneInfo(settings.EXCHANGE_TIME_ZONE))
+    today = exchange_today()
     # An ended strategy holds nothing, unless its exit failed today: then the socket shows it too.
     strategies = list(
         Strategy.objects.filter(owner_id=user_id).filter(~Q(status=Strategy.Status.EXITED) | Q(trade_date=today))
