@@ -3,6 +3,7 @@ hand: entry and exit prices, quantity held, realized and unrealized P&L, the cha
 and the net; the day's summary; another user's position is a 404."""
 
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ from rest_framework.test import APIClient
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
+from brokers.kite_sim import KiteSimulator
 from execution.models import Order
 from execution.services import strategy_buy_execute, strategy_sell_execute
 from tests.execution.api_helpers import client_for, order_make
@@ -23,6 +25,17 @@ pytestmark = pytest.mark.django_db
 def price_is(price: str) -> None:
     """The last price the paper broker fills a market order at (and the P&L is valued at)."""
     get_redis().hset(redis_keys.price("NSE", "INFY"), mapping={"price": price, "ts": time.time()})
+
+
+@pytest.fixture(scope="module")
+def kite_sim() -> Iterator[KiteSimulator]:
+    """The Kite simulator with a still market: it fills at the price set, so the figures are round."""
+    sim = KiteSimulator(tick_interval=0.1, stage_delay=0.01, volatility=0.0)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -206,3 +219,21 @@ def test_an_excess_sold_beyond_the_bought_is_a_short_valued_from_its_sell(make_s
 
     assert (body["held_quantity"], body["average_sell_price"], body["unrealized_pnl"]) == (-2, "100.00", "4.00")
     assert Order.objects.filter(strategy=strategy).count() == 1
+
+
+def test_a_loss_through_the_kite_simulator_is_the_difference_plus_the_charges(make_strategy, kite_account, kite_sim):
+    # Given 10 INFY bought at 1500 and sold at 1490 at the Kite simulator, over real HTTP.
+    strategy = make_strategy(account=kite_account, quantity=10)
+    kite_sim.set_price("NSE", "INFY", "1500")
+    strategy_buy_execute(strategy_id=strategy.pk)
+    kite_sim.set_price("NSE", "INFY", "1490")
+    strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    body = client_for(kite_account.owner).get(f"/api/v1/positions/{strategy.pk}/").json()
+
+    # Then, by hand: 14,900 - 15,000 realized; brokerage 4.50 + 4.47; STT 3.725 billed as 4;
+    # NSE 0.00297% of 29,900 = 0.88803; SEBI 0.0299; stamp 0.45; GST 18% of 9.88793 = 1.7798274.
+    assert (body["average_buy_price"], body["average_sell_price"]) == ("1500.00", "1490.00")
+    assert (body["held_quantity"], body["realized_pnl"]) == (0, "-100.00")
+    assert body["charges"]["total"] == "16.12"  # 16.1177574
+    assert body["net_pnl"] == "-116.12"
