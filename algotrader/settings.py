@@ -385,6 +385,11 @@ SPECTACULAR_SETTINGS = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
+    # Two models' "status" choices would otherwise meet under one generated name.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "execution.models.Order.Status",
+        "StrategyStatusEnum": "strategies.models.Strategy.Status",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "algotrader.api.schema.error_responses",

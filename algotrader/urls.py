@@ -12,6 +12,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("broker-accounts/", include("brokers.urls")),
     path("brokers/kite/postback/", KitePostbackApi.as_view(), name="kite-postback"),
     path("strategies/", include("strategies.urls")),
+    path("", include("execution.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -1,6 +1,6 @@
 """Execution's domain errors (the one error contract of ``algotrader.exceptions``)."""
 
-from algotrader.exceptions import Conflict
+from algotrader.exceptions import Conflict, NotFound
 
 
 class OrderConflict(Conflict):
@@ -14,3 +14,8 @@ class OrderConflict(Conflict):
 class LockConflict(Conflict):
     code = "lock_conflict"
     message = "Another worker is executing this strategy."
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    message = "No order with this id."
