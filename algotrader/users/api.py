@@ -182,7 +182,6 @@ class PasswordResetApi(APIView):
         request=PasswordResetInput,
         responses={202: PasswordResetRequestedOutput},
         operation_id="auth_password_reset",
-        auth=[],
         description="Mails a reset link (PASSWORD_RESET_URL?uid=...&token=...) to the account of this "
         "email, if it has one. The answer is the same 202 either way: nothing tells which emails have accounts.",
     )
@@ -207,7 +206,6 @@ class PasswordResetConfirmApi(APIView):
         request=PasswordResetConfirmInput,
         responses={204: None},
         operation_id="auth_password_reset_confirm",
-        auth=[],
         description="Sets the new password and ends every login of the account. A link works once: "
         "used, expired or made up, it is a 400 on token; a weak password a 400 on new_password.",
     )

@@ -27,9 +27,11 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from algotrader import redis_keys
 from algotrader.celery import task_send
 from algotrader.exceptions import ValidationFailed
 from algotrader.queues import TaskName
+from algotrader.redis_client import get_redis
 from algotrader.users.exceptions import AccountLocked, InvalidCredentials, InvalidToken, SessionNotFound
 from algotrader.users.models import USER_AGENT_MAX, RefreshTokenRecord, User
 from algotrader.users.selectors import session_list
@@ -40,6 +42,9 @@ from monitoring.services import emit
 logger = logging.getLogger(__name__)
 
 FAMILY_CLAIM = "family"
+# A reset email not sent within this long is not sent (its task expires), and a delivered
+# one is remembered as long, so that a redelivery sends no second one.
+RESET_MAIL_EXPIRES_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -230,28 +235,39 @@ def password_reset_request(*, email: str) -> str:
     request does the same work whoever asks (the task looks the account up), so neither the
     answer nor its timing tells whether the email is registered."""
     email = User.objects.normalize_email(email).lower()
-    transaction.on_commit(lambda: task_send(TaskName.RESET_LINK_SEND, args=(email,)))
+    request_id = uuid.uuid4().hex
+    transaction.on_commit(lambda: task_send(TaskName.RESET_LINK_SEND, args=(email, request_id)))
     return email
 
 
-def password_reset_send(*, email: str) -> None:
+def password_reset_send(*, email: str, request_id: str) -> None:
     """Mail the owner of ``email`` a link with Django's reset token, which dies when the
-    password changes (so it works once), on its timeout, or on any later login."""
+    password changes (so it works once) or after ``PASSWORD_RESET_TIMEOUT``. One email per
+    request, however often its task is delivered: the request is claimed in Redis first, and
+    released if the mail fails, so a redelivery tries again."""
     user = User.objects.filter(email__iexact=email, is_active=True).first()
     if user is None or not user.has_usable_password():
         return
+    redis = get_redis()
+    claim = redis_keys.reset_mail_sent(request_id)
+    if not redis.set(claim, 1, nx=True, ex=RESET_MAIL_EXPIRES_SECONDS):
+        return
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     query = urlencode({"uid": uid, "token": default_token_generator.make_token(user)})
-    send_mail(
-        subject="Reset your algotrader password",
-        message=(
-            "Someone, perhaps you, asked to reset the password of the algotrader account of this email "
-            f"address. To choose a new one, open this link:\n\n{settings.PASSWORD_RESET_URL}?{query}\n\n"
-            "It works once. If you did not ask, ignore this message: your password has not changed."
-        ),
-        from_email=None,
-        recipient_list=[user.email],
-    )
+    try:
+        send_mail(
+            subject="Reset your algotrader password",
+            message=(
+                "Someone, perhaps you, asked to reset the password of the algotrader account of this email "
+                f"address. To choose a new one, open this link:\n\n{settings.PASSWORD_RESET_URL}?{query}\n\n"
+                "It works once. If you did not ask, ignore this message: your password has not changed."
+            ),
+            from_email=None,
+            recipient_list=[user.email],
+        )
+    except Exception:
+        redis.delete(claim)
+        raise
 
 
 _RESET_LINK_INVALID = "This reset link is invalid, has expired or has been used."

@@ -5,6 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.conf import settings
+from django.core.mail import send_mail
 
 from algotrader.queues import TaskName
 from algotrader.users import services
@@ -21,14 +22,14 @@ CONFIRM = "/api/v1/auth/password/reset/confirm/"
 NEW_PASSWORD = "a brand new passphrase"
 
 
-def login(client, email: str, password: str) -> dict[str, str]:
+def login(client, email: str, password: str):
     response = client.post(LOGIN, {"email": email, "password": password}, format="json")
     assert response.status_code == 200
     return response.json()
 
 
 def refreshes(client, refresh: str) -> bool:
-    return client.post(REFRESH, {"refresh": refresh}, format="json").status_code == 200
+    return bool(client.post(REFRESH, {"refresh": refresh}, format="json").status_code == 200)
 
 
 @pytest.fixture
@@ -215,3 +216,42 @@ def test_reset_request_is_throttled_per_account(api_client, user, monkeypatch):
     ]
 
     assert statuses == [202, 202, 429]
+
+
+def test_the_reset_task_delivered_twice_sends_one_email(
+    api_client, user, mailoutbox, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent: list[tuple[str, ...]] = []
+    monkeypatch.setattr(services, "task_send", lambda name, args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        api_client.post(RESET, {"email": user.email}, format="json")
+        api_client.post(RESET, {"email": user.email}, format="json")
+    first, second = sent
+
+    for args in (first, first, second):
+        reset_link_send_task(*args)
+
+    assert len(mailoutbox) == 2  # one for each request, none for the redelivery
+
+
+def test_a_reset_email_that_failed_to_send_is_sent_on_redelivery(
+    api_client, user, mailoutbox, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent: list[tuple[str, ...]] = []
+    monkeypatch.setattr(services, "task_send", lambda name, args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        api_client.post(RESET, {"email": user.email}, format="json")
+    outcomes = iter([ConnectionRefusedError("smtp down"), None])
+
+    def smtp_down_once(*args, **kwargs):
+        error = next(outcomes)
+        if error is not None:
+            raise error
+        return send_mail(*args, **kwargs)
+
+    monkeypatch.setattr(services, "send_mail", smtp_down_once)
+    with pytest.raises(ConnectionRefusedError):
+        reset_link_send_task(*sent[0])
+    reset_link_send_task(*sent[0])
+
+    assert len(mailoutbox) == 1

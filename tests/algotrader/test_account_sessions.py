@@ -17,7 +17,7 @@ PHONE = "AlgoTrader/2.1 (Android 14; Pixel 8)"
 LAPTOP = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
 
 
-def login(client, email: str, password: str, *, agent: str, address: str = "127.0.0.1") -> dict[str, str]:
+def login(client, email: str, password: str, *, agent: str, address: str = "127.0.0.1"):
     response = client.post(
         LOGIN, {"email": email, "password": password}, format="json", HTTP_USER_AGENT=agent, REMOTE_ADDR=address
     )
@@ -86,7 +86,7 @@ def test_revoking_a_session_ends_that_login_only(api_client, user, password):
 def test_another_users_session_is_404_and_stays(api_client, user, password):
     from tests.factories import UserFactory
 
-    other = UserFactory(password=password)
+    other = UserFactory.create(password=password)
     theirs = login(api_client, other.email, password, agent=LAPTOP)
     their_id = as_bearer(api_client, theirs).get(SESSIONS).json()["results"][0]["id"]
     mine = login(api_client, user.email, password, agent=PHONE)

@@ -22,12 +22,12 @@ DELETE = "/api/v1/auth/account/delete/"
 
 
 @pytest.fixture
-def owner(user) -> User:
+def owner(user):
     return user
 
 
 @pytest.fixture
-def logged_in(api_client, owner, password) -> dict[str, str]:
+def logged_in(api_client, owner, password):
     tokens = api_client.post(LOGIN, {"email": owner.email, "password": password}, format="json").json()
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
     return tokens
