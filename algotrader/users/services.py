@@ -311,7 +311,8 @@ def user_erase(*, user: User) -> None:
     unusable, deactivated (its sockets close), every refresh token and failed-login record
     gone. Runs inside the caller's transaction."""
     email = user.email
-    user.email = f"deleted-{user.pk}@deleted.invalid"
+    # No domain of a dot: not an address anyone can register (or anything can mail), so never taken.
+    user.email = f"deleted-{user.pk}@deleted"
     user.set_unusable_password()
     user.is_active = user.is_staff = user.is_superuser = False
     user.last_login = None

@@ -117,7 +117,7 @@ def test_deletes_the_person_and_keeps_the_orders(api_client, logged_in, owner, p
     # The person gone from the user row, which is deactivated, with every token.
     owner.refresh_from_db()
     assert email not in owner.email
-    assert owner.email == f"deleted-{owner.pk}@deleted.invalid"
+    assert owner.email == f"deleted-{owner.pk}@deleted"
     assert not owner.is_active
     assert not owner.has_usable_password()
     assert not RefreshTokenRecord.objects.filter(user=owner).exists()
@@ -142,6 +142,16 @@ def test_the_email_can_register_again_after_deletion(api_client, logged_in, owne
 
     assert registered.status_code == 202
     assert User.objects.get(email=email).pk != owner.pk
+
+
+def test_the_anonymous_address_cannot_be_registered(api_client, logged_in, owner, password):
+    api_client.post(DELETE, {"password": password}, format="json")
+    owner.refresh_from_db()
+
+    registered = APIClient().post("/api/v1/auth/register/", {"email": owner.email, "password": password}, format="json")
+
+    assert registered.status_code == 400
+    assert list(registered.json()["error"]["fields"]) == ["email"]
 
 
 def test_another_users_account_is_untouched(api_client, logged_in, password, make_strategy):
