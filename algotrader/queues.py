@@ -31,6 +31,8 @@ class TaskName(StrEnum):
     SWEEP_DUE = "strategies.tasks.sweep_due_task"
     EXPIRE_BROKER_SESSIONS = "brokers.tasks.expire_broker_sessions_task"
     ACCOUNT_EXISTS_NOTIFY = "algotrader.users.tasks.account_exists_notify_task"
+    # (email,): a password reset link, to the account of that email if there is one.
+    RESET_LINK_SEND = "algotrader.users.tasks.reset_link_send_task"
     ALERT_NOTIFY = "monitoring.tasks.alert_notify_task"
     ALERTS_NOTIFY_PENDING = "monitoring.tasks.alerts_notify_pending_task"
     BEAT_HEARTBEAT = "monitoring.tasks.beat_heartbeat_task"

@@ -135,6 +135,15 @@ def kite_login_state(nonce: str) -> str:
     return f"kite_login:{nonce}"
 
 
+# -- users ---------------------------------------------------------------------------------
+
+
+def reset_mail_sent(request_id: str) -> str:
+    """Set once a password reset request's email is sent (for as long as its task may be
+    delivered again), so a redelivered task sends no second email."""
+    return f"reset_mail:{request_id}"
+
+
 # -- monitoring -------------------------------------------------------------------------
 
 

@@ -308,6 +308,13 @@ SIMPLE_JWT = {
     "USER_ID_CLAIM": "user_id",
 }
 
+# Password reset: the link mailed is PASSWORD_RESET_URL?uid=...&token=... (the app's page or deep
+# link, which posts them to /api/v1/auth/password/reset/confirm/); the token dies after this long.
+PASSWORD_RESET_URL = env.str("PASSWORD_RESET_URL", default="http://localhost:8000/reset-password")
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT_SECONDS", default=3600)
+if PASSWORD_RESET_TIMEOUT <= 0:
+    raise ImproperlyConfigured("PASSWORD_RESET_TIMEOUT_SECONDS must be > 0")
+
 # django-axes: repeated failed logins lock out the address, and the account from that address only:
 # failing on someone's account from elsewhere must not lock its owner out (the per-account
 # throttle bounds guessing across many addresses).

@@ -1,6 +1,7 @@
 """Broker account services: keys checked with the broker (U3, B1/B2), the Kite login, a session
-marked expired (B2 + L4), deletion, secrets re-encrypted. Broker calls run outside any transaction,
-so no row lock is held across the network and a refusal's B2 commits though the request fails."""
+marked expired (B2 + L4), deletion, erasure (its owner's account deleted), secrets re-encrypted.
+Broker calls run outside any transaction, so no row lock is held across the network and a
+refusal's B2 commits though the request fails."""
 
 from __future__ import annotations
 
@@ -141,6 +142,24 @@ def broker_account_delete(*, account: BrokerAccount) -> None:
     about = _about(account)
     account.delete()
     logger.info("broker account deleted", extra={"user_id": account.owner_id, **about})
+
+
+def broker_account_erase(*, account: BrokerAccount) -> None:
+    """Deleting its owner's account: the row stays (orders placed through it are kept) but its
+    credentials and the broker's id of the person are erased, its label no longer says whose it
+    was, and it is disabled, so nothing trades or logs in through it again. The caller holds
+    the row's lock, inside its transaction."""
+    BrokerAccount.objects.filter(pk=account.pk).update(
+        api_key="",
+        api_secret="",
+        access_token="",
+        broker_user_id="",
+        token_expires_at=None,
+        label=f"deleted account {account.pk}",
+        status=BrokerAccount.Status.DISABLED,
+        updated_at=timezone.now(),
+    )
+    logger.info("broker account erased", extra={"user_id": account.owner_id, "broker_account_id": account.pk})
 
 
 def broker_account_login_url(*, account: BrokerAccount, redirect_params: Mapping[str, str] | None = None) -> str:
