@@ -6,11 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from algotrader.api.views import json_bad_request, json_not_found, json_server_error
 from brokers.api import KiteLoginCallbackView, KitePostbackApi
-from execution.account_api import AccountDeleteApi
 
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/", include("algotrader.users.urls")),
-    path("auth/account/delete/", AccountDeleteApi.as_view(), name="auth-account-delete"),
     path("broker-accounts/", include("brokers.urls")),
     path("brokers/kite/postback/", KitePostbackApi.as_view(), name="kite-postback"),
     path("strategies/", include("strategies.urls")),
