@@ -2,7 +2,10 @@
 delivered with an access token got by the service account's signed JWT, a token FCM reports
 dead removed, a retry after 429, and no push twice."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from algotrader.redis_client import get_redis
 from notifications.models import Device, Notification
@@ -143,13 +146,9 @@ def test_a_push_still_failing_after_its_retries_is_left_to_the_sweep(fcm, settin
 
 
 def test_the_sweep_sends_again_only_fresh_pushes_never_finished(fcm):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     now = timezone.now()
     user = UserFactory.create()
-    lost, pushed, stale, just_made = NotificationFactory.create_batch(4, user=user)
+    lost, pushed, stale, _just_made = NotificationFactory.create_batch(4, user=user)
     Notification.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=5))
     Notification.objects.filter(pk=pushed.pk).update(created_at=now - timedelta(minutes=5), pushed_at=now)
     Notification.objects.filter(pk=stale.pk).update(created_at=now - timedelta(hours=2))
