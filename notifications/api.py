@@ -47,8 +47,19 @@ class ReadAllOutput(serializers.Serializer[Any]):
     marked = serializers.IntegerField(help_text="How many notifications were unread and are now read.")
 
 
+class TokenField(serializers.RegexField):
+    """A string only: DRF would turn the number 12 into the token "12"."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return str(super().to_internal_value(data))
+
+
 class DeviceInput(serializers.Serializer[Any]):
-    token = serializers.RegexField(
+    token = TokenField(
         r"^[A-Za-z0-9_:.\-]+$",
         max_length=512,
         help_text="The phone's FCM registration token.",

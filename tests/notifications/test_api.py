@@ -173,3 +173,10 @@ def test_an_id_beyond_the_database_range_is_a_404(auth_client):
     assert auth_client.delete(f"/api/v1/devices/{huge}/").status_code == 404
     unknown = UserFactory.create()
     assert client_of(unknown).get("/api/v1/notifications/").json()["count"] == 0
+
+
+def test_a_token_that_is_not_a_string_is_a_400(auth_client):
+    response = auth_client.post("/api/v1/devices/", {"token": 12345}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"token": ["Must be a string."]}
