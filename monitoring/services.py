@@ -158,7 +158,7 @@ def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
     then, as ``emit`` does for one, a JSON log line each and, after commit, the pushes."""
     if any(emission.event in _followers for emission in emissions):
         # What a follower records commits with the events it follows, or not at all.
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             records = _emit_many(emissions)
             _follow(emissions, records)
         return records

@@ -4,8 +4,10 @@ from algotrader.exceptions import NotFound
 
 
 class NotificationNotFound(NotFound):
-    message = "Notification not found."
+    code = "notification_not_found"
+    message = "No notification with this id."
 
 
 class DeviceNotFound(NotFound):
-    message = "Device not found."
+    code = "device_not_found"
+    message = "No device with this id."

@@ -91,7 +91,7 @@ class FcmReceiver:
         except (ValueError, InvalidSignature):
             return False
         now = time.time()
-        return (
+        return bool(
             header.get("alg") == "RS256"
             and claims.get("iss") == self.client_email
             and claims.get("aud") == self.token_uri

@@ -83,7 +83,7 @@ def test_another_users_notification_is_404_and_stays_unread(auth_client):
     response = auth_client.post(f"/api/v1/notifications/{theirs.pk}/read/")
 
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    assert response.json()["error"]["code"] == "notification_not_found"
     theirs.refresh_from_db()
     assert theirs.read_at is None
 
@@ -147,6 +147,7 @@ def test_removing_a_phone_and_another_users_is_404(auth_client, user):
     not_mine = auth_client.delete(f"/api/v1/devices/{theirs.pk}/")
 
     assert (removed.status_code, again.status_code, not_mine.status_code) == (204, 404, 404)
+    assert not_mine.json()["error"]["code"] == "device_not_found"
     assert list(Device.objects.all()) == [theirs]
 
 

@@ -131,11 +131,11 @@ def test_a_push_fcm_answers_429_is_retried_and_delivered(fcm):
     assert notification.pushed_at is not None
 
 
-def test_a_push_still_failing_after_its_retries_is_left_to_the_sweep(fcm, settings):
+def test_a_push_still_failing_after_its_retries_is_left_to_the_sweep(fcm):
     phone = DeviceFactory.create()
     fcm.answers[phone.token] = [UNAVAILABLE] * 10
     notification = NotificationFactory.create(user=phone.user)
-    retries = notification_push_task.max_retries
+    retries = notification_push_task.max_retries or 0
 
     result = notification_push_task.apply(args=(notification.pk,))
 
