@@ -1,5 +1,5 @@
-"""A system check (run by `manage.py check`, migrate and every start of the web process): a
-service account key that is set must load, so a bad one stops a deploy rather than every push."""
+"""A system check (run by `manage.py check` and `migrate`): a service account key that is set
+must load, so a bad one stops a deploy rather than failing every push."""
 
 from typing import Any
 

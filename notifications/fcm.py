@@ -45,6 +45,11 @@ class FcmError(Exception):
         self.retry_after = retry_after
 
 
+class FcmAuthError(Exception):
+    """Google refused the service account (a revoked or deleted key, a project without FCM):
+    no push can go until an operator fixes it, so it fails the task, which alerts them."""
+
+
 @dataclass(frozen=True)
 class ServiceAccount:
     client_email: str
@@ -126,10 +131,11 @@ def access_token(account: ServiceAccount, *, fresh: bool = False) -> str:
         )
     except requests.RequestException as error:
         raise FcmError(f"token endpoint: {type(error).__name__}", permanent=False) from None
+    if response.status_code == 429 or response.status_code >= 500:
+        raise FcmError(f"token endpoint: HTTP {response.status_code}", permanent=False)
     if response.status_code != 200:
         # 400/401 (invalid_grant: a revoked key, a clock far off) needs an operator, not a retry.
-        retryable = response.status_code == 429 or response.status_code >= 500
-        raise FcmError(f"token endpoint: HTTP {response.status_code}", permanent=not retryable)
+        raise FcmAuthError(f"token endpoint refused the service account: HTTP {response.status_code}")
     try:
         body = response.json()
         token, lifetime = str(body["access_token"]), int(body.get("expires_in", 3600))
@@ -142,7 +148,8 @@ def access_token(account: ServiceAccount, *, fresh: bool = False) -> str:
 
 def send(*, token: str, message: dict[str, Any]) -> None:
     """Send ``message`` (FCM's Message without its token) to one registration token; raises
-    FcmError. A 401 means the cached access token was revoked: one more try with a new one."""
+    FcmError, or FcmAuthError when Google refuses the account. A 401 means the cached access
+    token was revoked: one more try with a new one."""
     account = service_account()
     url = f"{settings.FCM_ENDPOINT}/v1/projects/{account.project_id}/messages:send"
     body = {"message": {**message, "token": token}}
@@ -156,6 +163,8 @@ def send(*, token: str, message: dict[str, Any]) -> None:
             break
     if response.status_code == 200:
         return
+    if response.status_code == 401:
+        raise FcmAuthError("FCM refused a new access token of the service account: HTTP 401")
     raise _error(response)
 
 

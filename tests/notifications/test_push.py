@@ -5,13 +5,17 @@ dead removed, a retry after 429, and no push twice."""
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.utils import timezone
 
 from algotrader.redis_client import get_redis
+from monitoring.models import Alert
+from notifications.checks import fcm_service_account_loads
 from notifications.models import Device, Notification
 from notifications.push import notification_push, notifications_push_pending
 from notifications.tasks import notification_push_task, notifications_push_pending_task
 from tests.factories import DeviceFactory, NotificationFactory, UserFactory
+from tests.notifications.conftest import service_account_json
 from tests.notifications.fcm_server import (
     INVALID_MESSAGE,
     INVALID_TOKEN,
@@ -167,3 +171,36 @@ def test_nothing_is_pushed_or_swept_when_fcm_is_not_configured(settings):
     assert notifications_push_pending() == []
     notification.refresh_from_db()
     assert notification.pushed_at is None
+
+
+def test_a_refused_service_account_fails_the_task_and_alerts_operators(fcm, settings):
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # not the one Google knows
+    settings.FCM_SERVICE_ACCOUNT_KEY = service_account_json(other_key, fcm.token_uri)
+    phone = DeviceFactory.create()
+    notification = NotificationFactory.create(user=phone.user)
+
+    result = notification_push_task.apply(args=(notification.pk,))
+
+    assert result.state == "FAILURE"
+    assert fcm.refused_assertions == 1 and fcm.attempts == []
+    [alert] = Alert.objects.filter(kind="task_failed")
+    assert "FcmAuthError" in alert.message
+    notification.refresh_from_db()
+    assert notification.pushed_at is None  # the sweep pushes it once the key is fixed
+    assert Device.objects.filter(pk=phone.pk).exists()
+
+
+def test_the_key_may_be_a_file_and_one_that_does_not_load_fails_the_system_check(fcm, settings, tmp_path):
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(settings.FCM_SERVICE_ACCOUNT_KEY)
+    settings.FCM_SERVICE_ACCOUNT_KEY = str(key_file)
+    phone = DeviceFactory.create()
+
+    notification_push(notification_id=NotificationFactory.create(user=phone.user).pk)
+    assert len(fcm.delivered) == 1
+    assert fcm_service_account_loads() == []
+
+    settings.FCM_SERVICE_ACCOUNT_KEY = '{"private_key": "-----BEGIN PRIVATE KEY-----\\nnot a key"}'
+    [error] = fcm_service_account_loads()
+    assert error.id == "notifications.E001"
+    assert "BEGIN" not in error.msg  # the key's text is never quoted
