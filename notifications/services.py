@@ -24,8 +24,8 @@ Kind = Notification.Kind
 # The events a notification follows (registered in NotificationsConfig.ready).
 FOLLOWED_EVENTS = (Event.S5_STRATEGY_EXITED, Event.L4_ALERT_TRIGGERED)
 # Alerts that say the user's strategy could not trade as planned: its entry was skipped or
-# refused because something it needs (the schedule, the account, the broker) was not ready.
-READINESS_ALERTS = frozenset({"buy_late", "entries_halted", "order_task_expired", "broker_unreachable"})
+# refused because something it needed (the schedule, the workers, the account) was not ready.
+READINESS_ALERTS = frozenset({"buy_late", "entries_halted", "order_task_expired"})
 TOKEN_EXPIRY_ALERT = "broker_token_expired"  # noqa: S105 - an alert kind, not a secret
 TITLES = {
     Kind.ALERT: "Alert",
