@@ -9,6 +9,8 @@ class CeleryQueue(StrEnum):
     ORDERS = "orders"
     STOPLOSS = "stoploss"
     SCHEDULER = "scheduler"
+    # Pushes to phones (FCM): slow third-party HTTP with retries, kept off every order worker.
+    NOTIFICATIONS = "notifications"
 
 
 class TaskName(StrEnum):
@@ -36,6 +38,9 @@ class TaskName(StrEnum):
     ALERT_NOTIFY = "monitoring.tasks.alert_notify_task"
     ALERTS_NOTIFY_PENDING = "monitoring.tasks.alerts_notify_pending_task"
     BEAT_HEARTBEAT = "monitoring.tasks.beat_heartbeat_task"
+    # (notification_id): push a user's notification to their phones through FCM.
+    NOTIFICATION_PUSH = "notifications.tasks.notification_push_task"
+    NOTIFICATIONS_PUSH_PENDING = "notifications.tasks.notifications_push_pending_task"
 
 
 DEFAULT_QUEUE = CeleryQueue.ORDERS
@@ -46,6 +51,8 @@ TASK_QUEUES: dict[TaskName, CeleryQueue] = {
     TaskName.ORDER_UPDATE: CeleryQueue.STOPLOSS,
     TaskName.FIRE_SLOT: CeleryQueue.SCHEDULER,
     TaskName.SWEEP_DUE: CeleryQueue.SCHEDULER,
+    TaskName.NOTIFICATION_PUSH: CeleryQueue.NOTIFICATIONS,
+    TaskName.NOTIFICATIONS_PUSH_PENDING: CeleryQueue.NOTIFICATIONS,
 }
 
 

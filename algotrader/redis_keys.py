@@ -152,6 +152,15 @@ def heartbeat(name: str) -> str:
     return f"heartbeat:{name}"
 
 
+# -- notifications ----------------------------------------------------------------------------
+
+
+def fcm_access_token(client_email: str) -> str:
+    """The OAuth2 access token FCM accepts from this service account, until shortly before
+    it expires: every push worker uses it rather than asking Google for its own."""
+    return f"fcm:access_token:{client_email}"
+
+
 # -- recovery (X1, X4) ----------------------------------------------------------------------
 
 

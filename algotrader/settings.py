@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "strategies",
     "execution",
     "market",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -392,10 +393,13 @@ SPECTACULAR_SETTINGS = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
-    # Two models' "status" choices would otherwise meet under one generated name.
+    # Two models' "status" choices, and two fields named "kind", would otherwise meet under one
+    # generated name: each enum gets its own (the broker account's keeps KindEnum).
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "execution.models.Order.Status",
         "StrategyStatusEnum": "strategies.models.Strategy.Status",
+        "KindEnum": "brokers.models.BrokerAccount.Kind",
+        "NotificationKindEnum": "notifications.models.Notification.Kind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -526,6 +530,23 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 if ALERT_WEBHOOK_TIMEOUT_SECONDS <= 0:
     raise ImproperlyConfigured("ALERT_WEBHOOK_TIMEOUT_SECONDS must be > 0")
 
+# --- Push notifications to phones (FCM HTTP v1) -------------------------------------
+# The Firebase service account's key: a path to its JSON file, or the JSON itself. Unset,
+# notifications are still recorded (the feed) and nothing is pushed.
+
+FCM_SERVICE_ACCOUNT_KEY = env.str("FCM_SERVICE_ACCOUNT_KEY", default="")
+# The Firebase project; empty means the service account's own project_id.
+FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", default="")
+# FCM's root and the OAuth2 token endpoint (empty: the key's token_uri): overridden by tests.
+FCM_ENDPOINT = env.str("FCM_ENDPOINT", default="https://fcm.googleapis.com").rstrip("/")
+FCM_TOKEN_URI = env.str("FCM_TOKEN_URI", default="")
+FCM_TIMEOUT_SECONDS = env.float("FCM_TIMEOUT_SECONDS", default=10.0)
+# Retries of a push FCM answered 429 or 5xx to, with backoff; the minutely sweep then retries
+# what is left while the notification is fresh.
+FCM_PUSH_RETRIES = env.int("FCM_PUSH_RETRIES", default=5)
+if FCM_TIMEOUT_SECONDS <= 0 or FCM_PUSH_RETRIES < 0:
+    raise ImproperlyConfigured("FCM_TIMEOUT_SECONDS must be > 0 and FCM_PUSH_RETRIES >= 0")
+
 # --- Metrics and readiness ----------------------------------------------------------
 # Unset, PROMETHEUS_MULTIPROC_DIR leaves /metrics with the web process's own counters only.
 
@@ -621,6 +642,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "monitoring: deliver pending alerts": {
         "task": TaskName.ALERTS_NOTIFY_PENDING.value,
+        "schedule": timedelta(minutes=1),
+        "options": {"expire_seconds": 60},
+    },
+    "notifications: push pending notifications": {
+        "task": TaskName.NOTIFICATIONS_PUSH_PENDING.value,
         "schedule": timedelta(minutes=1),
         "options": {"expire_seconds": 60},
     },

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from algotrader.api.views import json_bad_request, json_not_found, json_server_error
 from brokers.api import KiteLoginCallbackView, KitePostbackApi
+from notifications.urls import device_urls, notification_urls
 
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/", include("algotrader.users.urls")),
@@ -13,6 +14,8 @@ api_v1: list[URLPattern | URLResolver] = [
     path("brokers/kite/postback/", KitePostbackApi.as_view(), name="kite-postback"),
     path("strategies/", include("strategies.urls")),
     path("", include("execution.urls")),
+    path("notifications/", include(notification_urls)),
+    path("devices/", include(device_urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
