@@ -92,6 +92,11 @@ class BrokerAccountDisabled(Conflict):
     message = "This broker account has been disabled by an operator."
 
 
+class BrokerAccountInUse(Conflict):
+    code = "broker_account_in_use"
+    message = "A strategy is running or holding a position on this account: stop it, or let it exit, first."
+
+
 class OrderUpdateForbidden(ApplicationError):
     """A broker's order update (a Kite postback) whose checksum no account's secret matches:
     forged, or for an account we do not have. Nothing is changed."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from django.apps import apps
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from algotrader.celery import task_send
@@ -26,6 +27,7 @@ from brokers.adapters.base import AccountProfile, SessionLogin
 from brokers.adapters.registry import adapter_for
 from brokers.exceptions import (
     BrokerAccountDisabled,
+    BrokerAccountInUse,
     BrokerAccountLabelTaken,
     BrokerAccountNotFound,
     BrokerAuthError,
@@ -138,9 +140,32 @@ def _insert(account: BrokerAccount) -> None:
         raise BrokerAccountLabelTaken(fields={"label": [BrokerAccountLabelTaken.message]}) from error
 
 
+# Whether an app above still needs an account (a strategy that may trade on it): registered in
+# their ready(), since brokers imports none of them.
+_IN_USE_CHECKS: list[Callable[[BrokerAccount], bool]] = []
+
+
+def broker_account_in_use_register(check: Callable[[BrokerAccount], bool]) -> None:
+    if check not in _IN_USE_CHECKS:
+        _IN_USE_CHECKS.append(check)
+
+
 def broker_account_delete(*, account: BrokerAccount) -> None:
+    """The owner's delete: refused while a strategy may still trade on the account (its exit
+    needs the credentials); gone outright when nothing refers to it, else erased (the row stays
+    for the strategies and orders on record) and hidden from the owner."""
     about = _about(account)
-    account.delete()
+    with transaction.atomic():
+        locked = BrokerAccount.objects.select_for_update().get(pk=account.pk)
+        if any(check(locked) for check in _IN_USE_CHECKS):
+            raise BrokerAccountInUse()
+        try:
+            with transaction.atomic():
+                locked.delete()
+        except ProtectedError:
+            broker_account_erase(account=locked)
+            logger.info("broker account erased on its owner's delete", extra={"user_id": account.owner_id, **about})
+            return
     logger.info("broker account deleted", extra={"user_id": account.owner_id, **about})
 
 
@@ -157,6 +182,7 @@ def broker_account_erase(*, account: BrokerAccount) -> None:
         token_expires_at=None,
         label=f"deleted account {account.pk}",
         status=BrokerAccount.Status.DISABLED,
+        deleted_at=timezone.now(),
         updated_at=timezone.now(),
     )
     logger.info("broker account erased", extra={"user_id": account.owner_id, "broker_account_id": account.pk})

@@ -1,15 +1,18 @@
 """The broker accounts API: submit (U3 then B1/B2), list, detail, delete, Kite login URL,
 the one-tap login link, and session; credentials are write-only and other users' accounts do not exist."""
 
+from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from django.utils import timezone
 
 from brokers.adapters.base import AccountProfile
 from brokers.exceptions import BrokerAuthError
 from brokers.models import BrokerAccount
 from monitoring.models import EventLog
 from tests.factories import BrokerAccountFactory
+from tests.strategies.factories_scheduling import strategy_create
 
 pytestmark = pytest.mark.django_db
 
@@ -181,6 +184,44 @@ def test_deleting_an_account_removes_it(auth_client, user):
 
     assert response.status_code == 204
     assert not BrokerAccount.objects.filter(pk=account.pk).exists()
+
+
+def test_an_account_a_running_strategy_trades_on_is_not_deleted(auth_client, user):
+    account = BrokerAccountFactory.create(owner=user, kite=True)
+    strategy_create(
+        buy_fire_at=timezone.now() + timedelta(minutes=5),
+        sell_fire_at=timezone.now() + timedelta(minutes=9),
+        account=account,
+        status="RUNNING",
+    )
+
+    response = auth_client.delete(detail(account.pk))
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "broker_account_in_use"
+    assert BrokerAccount.objects.get(pk=account.pk).access_token  # untouched
+
+
+def test_an_account_with_strategies_on_record_is_erased_and_hidden_not_deleted(auth_client, user):
+    account = BrokerAccountFactory.create(owner=user, kite=True, label="Main")
+    ended = strategy_create(
+        buy_fire_at=timezone.now() - timedelta(minutes=9),
+        sell_fire_at=timezone.now() - timedelta(minutes=5),
+        account=account,
+        status="EXITED",
+        position="SOLD",
+    )
+
+    response = auth_client.delete(detail(account.pk))
+
+    assert response.status_code == 204
+    kept = BrokerAccount.objects.get(pk=account.pk)  # the ended strategy's account, for the record
+    assert (kept.api_key, kept.api_secret, kept.access_token, kept.status) == ("", "", "", "disabled")
+    assert kept.deleted_at is not None and ended.broker_account_id == kept.pk
+    assert auth_client.get(detail(account.pk)).status_code == 404
+    assert auth_client.get(ACCOUNTS).json() == []
+    again = auth_client.post(ACCOUNTS, {"kind": "paper", "label": "Main"}, format="json")
+    assert again.status_code == 201  # its label is free again
 
 
 def test_the_login_url_of_a_kite_account_is_kites_login_page_for_its_api_key(auth_client, user, settings):
