@@ -12,7 +12,7 @@ from strategies.models import Strategy
 
 
 def strategy_list(*, user: User) -> QuerySet[Strategy]:
-    return Strategy.objects.filter(owner=user).select_related("broker_account")
+    return Strategy.objects.filter(owner=user, deleted_at__isnull=True).select_related("broker_account")
 
 
 def strategy_get(*, user: User, strategy_id: int, for_update: bool = False) -> Strategy:
