@@ -76,6 +76,9 @@ def _credentials(raw: str, project_id: str, token_uri: str) -> Credentials:
         credentials: Credentials = Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             {**info, **overrides}, scopes=[SCOPE]
         )
+        # google-auth takes any PEM key and fails only when it signs (an EC key): sign now, so
+        # the system check finds it rather than the first push.
+        credentials.sign_bytes(b"probe")
     except (OSError, ValueError, KeyError, TypeError, GoogleAuthError) as error:
         # The error's text may quote the key: only its kind is said.
         raise ImproperlyConfigured(
