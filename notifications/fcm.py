@@ -27,7 +27,7 @@ SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 # An access token is used only while it has this long left: a push never carries one that
 # expires on its way.
 TOKEN_MARGIN_SECONDS = 300
-# How long a token lasts when the token endpoint does not say (Google's is an hour).
+# How long a token lasts when the token endpoint does not say: Google's usual lifetime.
 TOKEN_DEFAULT_SECONDS = 3600
 
 # google-auth writes the token it gets into the shared Credentials: one refresh at a time, so
@@ -99,10 +99,10 @@ class _TokenEndpointBusy(TransportError):
 
 
 class _TokenRequest(google.auth.transport.requests.Request):
-    """google-auth's transport to the token endpoint, with FCM_TIMEOUT_SECONDS (its own is two
-    minutes) and one try. google-auth retries a 408, 429, 500, 503 or 504 itself, sleeping in
-    the worker's thread, deaf to Retry-After and under the push task's own retries, and takes
-    any other 5xx for a refusal of the key: each of these is a TransportError here, so the
+    """google-auth's transport to the token endpoint, with FCM_TIMEOUT_SECONDS (its own default
+    is far longer) and one try. google-auth retries a 429 and most 5xx itself, sleeping in the
+    worker's thread, deaf to Retry-After and under the push task's own retries, and takes the
+    other 5xx (a 502) for a refusal of the key: each of these is a TransportError here, so the
     task's backoff alone retries it."""
 
     def __call__(
@@ -159,6 +159,7 @@ def _new_access_token(credentials: Credentials) -> tuple[str, int]:
         raise FcmError("token endpoint: no access_token in its answer", permanent=False) from None
     if expiry is None:
         return token, TOKEN_DEFAULT_SECONDS
+    # google-auth's expiry is a naive UTC datetime.
     return token, int((expiry - datetime.now(UTC).replace(tzinfo=None)).total_seconds())
 
 
