@@ -1,35 +1,38 @@
 """Firebase Cloud Messaging HTTP v1: one message to one registration token, authorised by an
-OAuth2 access token that the service account's key obtains (a JWT signed RS256 with
-``cryptography``, exchanged at the key's token_uri) and that Redis keeps for every worker."""
+OAuth2 access token that google-auth gets with the service account's key (its signed JWT
+exchanged at the key's token_uri) and that Redis keeps for every worker."""
 
 from __future__ import annotations
 
-import base64
 import json
-import logging
-import time
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import google.auth.transport
+import google.auth.transport.requests
 import requests
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
+from google.oauth2.service_account import Credentials
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 
-logger = logging.getLogger("algotrader.notifications")
-
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
-GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-ASSERTION_SECONDS = 3600
 # An access token is used only while it has this long left: a push never carries one that
 # expires on its way.
 TOKEN_MARGIN_SECONDS = 300
+# How long a token lasts when the token endpoint does not say: Google's usual lifetime.
+TOKEN_DEFAULT_SECONDS = 3600
+
+# google-auth writes the token it gets into the shared Credentials: one refresh at a time, so
+# the token read back is the one this refresh got, with its expiry.
+_refreshing = threading.Lock()
 
 
 class FcmError(Exception):
@@ -50,111 +53,131 @@ class FcmAuthError(Exception):
     no push can go until an operator fixes it, so it fails the task, which alerts them."""
 
 
-@dataclass(frozen=True)
-class ServiceAccount:
-    client_email: str
-    private_key: rsa.RSAPrivateKey
-    private_key_id: str
-    token_uri: str
-    project_id: str
-
-
 def push_enabled() -> bool:
     return bool(settings.FCM_SERVICE_ACCOUNT_KEY)
 
 
-def service_account() -> ServiceAccount:
-    """The configured service account (``FCM_SERVICE_ACCOUNT_KEY``: a path or the JSON);
-    ImproperlyConfigured, never the key's text, when it is not one."""
-    return _service_account(settings.FCM_SERVICE_ACCOUNT_KEY, settings.FCM_PROJECT_ID, settings.FCM_TOKEN_URI)
+def service_account() -> Credentials:
+    """The configured service account's credentials (``FCM_SERVICE_ACCOUNT_KEY``: a path or
+    the JSON), scoped to FCM; ImproperlyConfigured, never the key's text, when it is not one."""
+    return _credentials(settings.FCM_SERVICE_ACCOUNT_KEY, settings.FCM_PROJECT_ID, settings.FCM_TOKEN_URI)
 
 
 @lru_cache(maxsize=4)
-def _service_account(raw: str, project_id: str, token_uri: str) -> ServiceAccount:
+def _credentials(raw: str, project_id: str, token_uri: str) -> Credentials:
     text = raw.strip()
     try:
         if not text.startswith("{"):
             text = Path(text).read_text()
-        key = json.loads(text)
-        private_key = serialization.load_pem_private_key(key["private_key"].encode(), password=None)
-        account = ServiceAccount(
-            client_email=str(key["client_email"]),
-            private_key=private_key,  # type: ignore[arg-type]  # checked just below
-            private_key_id=str(key.get("private_key_id", "")),
-            token_uri=token_uri or str(key["token_uri"]),
-            project_id=project_id or str(key["project_id"]),
+        info = json.loads(text)
+        if not isinstance(info, dict):
+            raise TypeError("not a JSON object")
+        overrides = {name: value for name, value in (("project_id", project_id), ("token_uri", token_uri)) if value}
+        credentials: Credentials = Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            {**info, **overrides}, scopes=[SCOPE]
         )
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        # google-auth takes any PEM key and fails only when it signs (an EC key): sign now, so
+        # the system check finds it rather than the first push.
+        credentials.sign_bytes(b"probe")
+    except (OSError, ValueError, KeyError, TypeError, GoogleAuthError) as error:
         # The error's text may quote the key: only its kind is said.
         raise ImproperlyConfigured(
             f"FCM_SERVICE_ACCOUNT_KEY is not a service account key file or JSON ({type(error).__name__})"
         ) from None
-    if not isinstance(account.private_key, rsa.RSAPrivateKey):
-        raise ImproperlyConfigured("FCM_SERVICE_ACCOUNT_KEY's private_key is not an RSA key")
-    return account
+    if not credentials.project_id:
+        raise ImproperlyConfigured("FCM_SERVICE_ACCOUNT_KEY has no project_id, and FCM_PROJECT_ID is not set")
+    return credentials
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+class _TokenEndpointBusy(TransportError):
+    """The token endpoint answered 429 or 5xx: a retry, after its Retry-After, can cure it."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")  # type: ignore[no-untyped-call]  # google-auth leaves it untyped
+        self.status = status
+        self.retry_after = retry_after
 
 
-def signed_assertion(account: ServiceAccount, *, now: float | None = None) -> str:
-    """The JWT (RFC 7523) that asks the token endpoint for an FCM access token."""
-    issued = int(now if now is not None else time.time())
-    header = {"alg": "RS256", "typ": "JWT", "kid": account.private_key_id}
-    claims = {
-        "iss": account.client_email,
-        "scope": SCOPE,
-        "aud": account.token_uri,
-        "iat": issued,
-        "exp": issued + ASSERTION_SECONDS,
-    }
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-    signature = account.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input}.{_b64(signature)}"
+class _TokenRequest(google.auth.transport.requests.Request):
+    """google-auth's transport to the token endpoint, with FCM_TIMEOUT_SECONDS (its own default
+    is far longer) and one try. google-auth retries a 429 and most 5xx itself, sleeping in the
+    worker's thread, deaf to Retry-After and under the push task's own retries, and takes the
+    other 5xx (a 502) for a refusal of the key: each of these is a TransportError here, so the
+    task's backoff alone retries it."""
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> google.auth.transport.Response:
+        response: google.auth.transport.Response = super().__call__(  # type: ignore[no-untyped-call]
+            url, method, body, headers, timeout=settings.FCM_TIMEOUT_SECONDS, **kwargs
+        )
+        status = int(response.status)
+        if status in google.auth.transport.DEFAULT_RETRYABLE_STATUS_CODES or status >= 500:
+            raise _TokenEndpointBusy(status, _retry_after(response.headers))
+        return response
 
 
-def access_token(account: ServiceAccount, *, fresh: bool = False) -> str:
+def access_token(credentials: Credentials, *, fresh: bool = False) -> str:
     """An access token for FCM: Redis's copy while it has more than the margin left, else a
     new one from the token endpoint (``fresh``: FCM refused the copy)."""
-    key = redis_keys.fcm_access_token(account.client_email)
+    key = redis_keys.fcm_access_token(credentials.service_account_email)
     redis = get_redis()
     if not fresh:
         cached = redis.get(key)
         if cached:
             return str(cached)
-    try:
-        response = requests.post(
-            account.token_uri,
-            data={"grant_type": GRANT_TYPE, "assertion": signed_assertion(account)},
-            timeout=settings.FCM_TIMEOUT_SECONDS,
-        )
-    except requests.RequestException as error:
-        raise FcmError(f"token endpoint: {type(error).__name__}", permanent=False) from None
-    if response.status_code == 429 or response.status_code >= 500:
-        raise FcmError(f"token endpoint: HTTP {response.status_code}", permanent=False)
-    if response.status_code != 200:
-        # 400/401 (invalid_grant: a revoked key, a clock far off) needs an operator, not a retry.
-        raise FcmAuthError(f"token endpoint refused the service account: HTTP {response.status_code}")
-    try:
-        body = response.json()
-        token, lifetime = str(body["access_token"]), int(body.get("expires_in", 3600))
-    except (ValueError, KeyError, TypeError):
-        raise FcmError("token endpoint: no access_token in its answer", permanent=False) from None
+    token, lifetime = _new_access_token(credentials)
     if lifetime > TOKEN_MARGIN_SECONDS:
         redis.set(key, token, ex=lifetime - TOKEN_MARGIN_SECONDS)
     return token
+
+
+def _new_access_token(credentials: Credentials) -> tuple[str, int]:
+    """A new token and its seconds to live; FcmError for what a retry can cure, FcmAuthError
+    when Google refuses the account (invalid_grant: a revoked key, a clock far off)."""
+    try:
+        with _refreshing, requests.Session() as session:
+            credentials.refresh(_TokenRequest(session))  # type: ignore[no-untyped-call]
+            token, expiry = str(credentials.token), credentials.expiry
+    except _TokenEndpointBusy as error:
+        raise FcmError(f"token endpoint: HTTP {error.status}", permanent=False, retry_after=error.retry_after) from None
+    except TransportError as error:
+        cause = error.__cause__ or error
+        raise FcmError(f"token endpoint: {type(cause).__name__}", permanent=False) from None
+    except RefreshError as error:
+        if error.retryable:
+            raise FcmError(f"token endpoint: {_said(error)}", permanent=False) from None
+        raise FcmAuthError(f"token endpoint refused the service account: {_said(error)}") from None
+    except (ValueError, TypeError):
+        # A 200 whose body is not the token's JSON (a proxy's page): not the key's fault.
+        raise FcmError("token endpoint: no access_token in its answer", permanent=False) from None
+    if expiry is None:
+        return token, TOKEN_DEFAULT_SECONDS
+    # google-auth's expiry is a naive UTC datetime.
+    return token, int((expiry - datetime.now(UTC).replace(tzinfo=None)).total_seconds())
+
+
+def _said(error: RefreshError) -> str:
+    """The token endpoint's error and description (``invalid_grant: Invalid JWT Signature.``),
+    cut short: a proxy's answer may be a whole page."""
+    return str(error.args[0] if error.args else error)[:200]
 
 
 def send(*, token: str, message: dict[str, Any]) -> None:
     """Send ``message`` (FCM's Message without its token) to one registration token; raises
     FcmError, or FcmAuthError when Google refuses the account. A 401 means the cached access
     token was revoked: one more try with a new one."""
-    account = service_account()
-    url = f"{settings.FCM_ENDPOINT}/v1/projects/{account.project_id}/messages:send"
+    credentials = service_account()
+    url = f"{settings.FCM_ENDPOINT}/v1/projects/{credentials.project_id}/messages:send"
     body = {"message": {**message, "token": token}}
     for fresh in (False, True):
-        headers = {"Authorization": f"Bearer {access_token(account, fresh=fresh)}"}
+        headers = {"Authorization": f"Bearer {access_token(credentials, fresh=fresh)}"}
         try:
             response = requests.post(url, json=body, headers=headers, timeout=settings.FCM_TIMEOUT_SECONDS)
         except requests.RequestException as error:
@@ -184,7 +207,7 @@ def _error(response: requests.Response) -> FcmError:
     if status == 400 and "INVALID_ARGUMENT" in codes and _about_the_token(error, details):
         return FcmError(described, permanent=True, dead_token=True)
     if status == 429 or status >= 500:
-        return FcmError(described, permanent=False, retry_after=_retry_after(response))
+        return FcmError(described, permanent=False, retry_after=_retry_after(response.headers))
     return FcmError(described, permanent=True)
 
 
@@ -197,6 +220,6 @@ def _about_the_token(error: dict[str, Any], details: list[dict[str, Any]]) -> bo
     return "registration token" in str(error.get("message", "")).lower()
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After", "")
     return float(value) if value.isdigit() else None

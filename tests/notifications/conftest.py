@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.notifications.fcm_server import PROJECT, FcmReceiver, fcm_receiver
 
 CLIENT_EMAIL = f"push@{PROJECT}.iam.gserviceaccount.com"
+KEY_ID = "test-key-1"
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +20,7 @@ def service_account_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def service_account_json(key: rsa.RSAPrivateKey, token_uri: str) -> str:
+def service_account_json(key: rsa.RSAPrivateKey, token_uri: str, **fields: str) -> str:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -27,17 +28,18 @@ def service_account_json(key: rsa.RSAPrivateKey, token_uri: str) -> str:
         {
             "type": "service_account",
             "project_id": PROJECT,
-            "private_key_id": "test-key-1",
+            "private_key_id": KEY_ID,
             "private_key": pem,
             "client_email": CLIENT_EMAIL,
             "token_uri": token_uri,
+            **fields,
         }
     )
 
 
 @pytest.fixture
 def fcm(settings: Any, service_account_key: rsa.RSAPrivateKey) -> Iterator[FcmReceiver]:
-    with fcm_receiver(service_account_key.public_key(), CLIENT_EMAIL) as receiver:
+    with fcm_receiver(service_account_key.public_key(), CLIENT_EMAIL, KEY_ID) as receiver:
         settings.FCM_SERVICE_ACCOUNT_KEY = service_account_json(service_account_key, receiver.token_uri)
         settings.FCM_ENDPOINT = receiver.root
         settings.FCM_PROJECT_ID = ""

@@ -1,7 +1,8 @@
 """A real HTTP server on loopback that answers as Google does for FCM HTTP v1: an OAuth2 token
-endpoint that checks the service account's signed JWT (RS256) and issues access tokens, and
-``messages:send`` that checks the bearer token and answers each registration token from a
-script (then 200), as FCM answers: 404 UNREGISTERED, 400 INVALID_ARGUMENT, 429 with Retry-After."""
+endpoint that checks the service account's signed JWT (RS256) and issues access tokens (or
+first answers from a script: 429, 5xx), and ``messages:send`` that checks the bearer token and
+answers each registration token from a script (then 200), as FCM answers: 404 UNREGISTERED,
+400 INVALID_ARGUMENT, 429 with Retry-After."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 PROJECT = "algotrader-test"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+# The audience Google's token endpoint takes in an assertion, whatever URL it is posted to:
+# google-auth always names it.
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 
 def _fcm_error(status: int, code: str, message: str, *extra: dict[str, Any]) -> dict[str, Any]:
@@ -65,11 +69,16 @@ def _unb64(part: str) -> bytes:
 class FcmReceiver:
     public_key: rsa.RSAPublicKey
     client_email: str
+    key_id: str
     root: str = ""
     # Scripted answers per registration token, taken in turn (then 200).
     answers: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     delivered: list[dict[str, Any]] = field(default_factory=list)  # messages answered 200
     attempts: list[str] = field(default_factory=list)  # the registration token of every send
+    # Scripted answers of the token endpoint, taken in turn before it grants (429 or 5xx).
+    token_answers: list[int] = field(default_factory=list)
+    token_delay: float = 0.0  # seconds the token endpoint takes to answer
+    token_requests: int = 0
     token_grants: int = 0
     issued: set[str] = field(default_factory=set)
     refused_assertions: int = 0
@@ -93,16 +102,17 @@ class FcmReceiver:
         now = time.time()
         return bool(
             header.get("alg") == "RS256"
+            and header.get("kid") == self.key_id
             and claims.get("iss") == self.client_email
-            and claims.get("aud") == self.token_uri
+            and claims.get("aud") == GOOGLE_TOKEN_AUDIENCE
             and claims.get("scope") == SCOPE
             and claims.get("iat", 0) - 60 <= now < claims.get("exp", 0)
         )
 
 
 @contextmanager
-def fcm_receiver(public_key: rsa.RSAPublicKey, client_email: str) -> Iterator[FcmReceiver]:
-    receiver = FcmReceiver(public_key=public_key, client_email=client_email)
+def fcm_receiver(public_key: rsa.RSAPublicKey, client_email: str, key_id: str) -> Iterator[FcmReceiver]:
+    receiver = FcmReceiver(public_key=public_key, client_email=client_email, key_id=key_id)
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -113,8 +123,11 @@ def fcm_receiver(public_key: rsa.RSAPublicKey, client_email: str) -> Iterator[Fc
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a timeout under test)
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -128,6 +141,18 @@ def fcm_receiver(public_key: rsa.RSAPublicKey, client_email: str) -> Iterator[Fc
         def _grant(self, form: dict[str, list[str]]) -> None:
             grant = form.get("grant_type", [""])[0]
             assertion = form.get("assertion", [""])[0]
+            with lock:
+                receiver.token_requests += 1
+                delay = receiver.token_delay
+                scripted = receiver.token_answers.pop(0) if receiver.token_answers else None
+            if delay:
+                time.sleep(delay)
+            if scripted is not None:
+                if scripted == 429:
+                    self._answer(429, {"error": "rate_limit_exceeded"}, {"Retry-After": "1"})
+                else:
+                    self._answer(scripted, {"error": "internal_failure"})
+                return
             with lock:
                 if grant != "urn:ietf:params:oauth:grant-type:jwt-bearer" or not receiver.assertion_valid(assertion):
                     receiver.refused_assertions += 1
