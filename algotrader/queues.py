@@ -30,6 +30,7 @@ class TaskName(StrEnum):
     FIRE_SLOT = "strategies.tasks.fire_slot_task"
     SWEEP_DUE = "strategies.tasks.sweep_due_task"
     EXPIRE_BROKER_SESSIONS = "brokers.tasks.expire_broker_sessions_task"
+    REFRESH_INSTRUMENTS = "brokers.tasks.refresh_instruments_task"
     ACCOUNT_EXISTS_NOTIFY = "algotrader.users.tasks.account_exists_notify_task"
     ALERT_NOTIFY = "monitoring.tasks.alert_notify_task"
     ALERTS_NOTIFY_PENDING = "monitoring.tasks.alerts_notify_pending_task"

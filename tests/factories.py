@@ -54,3 +54,30 @@ class BrokerAccountFactory(factory.django.DjangoModelFactory[BrokerAccount]):
     label = factory.Sequence(lambda n: f"account {n}")
     status = "active"
     broker_user_id = factory.LazyAttribute(lambda account: f"PAPER{account.owner.pk}")
+
+
+from decimal import Decimal  # noqa: E402
+
+from django.utils import timezone  # noqa: E402
+
+from brokers.models import Instrument  # noqa: E402
+
+
+class InstrumentFactory(factory.django.DjangoModelFactory[Instrument]):
+    """A BSE equity of the instrument list by default: the migration seeds NSE's shipped list,
+    so tests that rank their own rows search BSE."""
+
+    class Meta:
+        model = Instrument
+
+    instrument_token = factory.Sequence(lambda n: 900_000_000 + n * 256 + 1)
+    exchange_token = factory.LazyAttribute(lambda i: i.instrument_token // 256)
+    exchange = "BSE"
+    symbol = factory.Sequence(lambda n: f"SYM{n}")
+    name = factory.LazyAttribute(lambda i: f"{i.symbol} LIMITED")
+    segment = "BSE"
+    instrument_type = "EQ"
+    tick_size = Decimal("0.05")
+    lot_size = 1
+    last_price = None
+    refreshed_at = factory.LazyFunction(timezone.now)

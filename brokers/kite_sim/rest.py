@@ -6,6 +6,7 @@ routes and their faults, the auto-approving login page and the simulator's own
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import logging
 import re
@@ -347,9 +348,14 @@ class KiteRest:
                         0,
                         i.tick_size,
                         i.lot_size,
-                        "EQ",
+                        i.instrument_type,
                         i.segment,
                         i.exchange,
                     ]
                 )
-        return Response(HTTPStatus.OK, buffer.getvalue().encode(), content_type="text/csv")
+        body = buffer.getvalue().encode()
+        # Kite sends the dump gzipped to a client that accepts it (requests does, and inflates it).
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            gzipped = gzip.compress(body)
+            return Response(HTTPStatus.OK, gzipped, content_type="text/csv", headers={"Content-Encoding": "gzip"})
+        return Response(HTTPStatus.OK, body, content_type="text/csv")
