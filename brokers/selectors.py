@@ -3,6 +3,7 @@ requesting user, so another user's account id is simply not found."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -77,7 +78,7 @@ def instrument_search(*, query: str, exchange: str | None = None, limit: int = 2
     ]
 
 
-def _last_prices(instruments: list[Instrument]) -> list[tuple[Decimal | None, datetime | None]]:
+def _last_prices(instruments: Sequence[Instrument]) -> list[tuple[Decimal | None, datetime | None]]:
     """Each instrument's last tick as the tick consumer keeps it (one Redis round trip), else the
     dump's price at its refresh; a search still answers, with the dump's prices, without Redis."""
     fallback = [(i.last_price, i.refreshed_at if i.last_price is not None else None) for i in instruments]
