@@ -15,6 +15,20 @@ from typing import Any
 from brokers.adapters.base import Instrument
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "nse_equities.csv"
+DUMP_COLUMNS = (
+    "instrument_token",
+    "exchange_token",
+    "tradingsymbol",
+    "name",
+    "last_price",
+    "expiry",
+    "strike",
+    "tick_size",
+    "lot_size",
+    "instrument_type",
+    "segment",
+    "exchange",
+)
 
 
 def instruments_from_csv(text: str) -> list[Instrument]:
@@ -36,6 +50,17 @@ def instruments_from_csv(text: str) -> list[Instrument]:
         for row in csv.DictReader(io.StringIO(text))
         if (row.get("instrument_token") or "").strip()
     ]
+
+
+def instruments_to_csv(instruments: Iterable[Instrument]) -> str:
+    """Instruments as Kite's dump lists them (equities and indices: no expiry, no strike)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(DUMP_COLUMNS)
+    for i in instruments:
+        row = [i.instrument_token, i.exchange_token, i.symbol, i.name, i.reference_price, "", 0, i.tick_size]
+        writer.writerow([*row, i.lot_size, i.instrument_type, i.segment, i.exchange])
+    return buffer.getvalue()
 
 
 @cache

@@ -6,7 +6,7 @@ the instruments of the broker's daily dump that the symbol search reads."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GistIndex
 from django.db import models
 
 from brokers.adapters.base import BrokerOrderStatus, OrderType, Product, Side
@@ -119,11 +119,13 @@ class Instrument(models.Model):
     class Meta:
         ordering = ["exchange", "symbol"]
         indexes = [
-            # Prefix search: LIKE 'INF%' on the symbol (the dump's symbols are upper case).
+            # Prefix search: LIKE 'INF%' on the symbol, then on the name (the dump writes both in upper case).
             models.Index(fields=["symbol"], opclasses=["varchar_pattern_ops"], name="instrument_symbol_prefix"),
-            # Fuzzy search (pg_trgm): similarity on symbols and names, and LIKE on names.
-            GinIndex(fields=["symbol"], opclasses=["gin_trgm_ops"], name="instrument_symbol_trgm"),
-            GinIndex(fields=["name"], opclasses=["gin_trgm_ops"], name="instrument_name_trgm"),
+            models.Index(fields=["name"], opclasses=["varchar_pattern_ops"], name="instrument_name_prefix"),
+            # Fuzzy search (pg_trgm): GiST rather than GIN, for its nearest-first scan that stops
+            # after the few results asked for; GIN reads every candidate a short query has.
+            GistIndex(fields=["symbol"], opclasses=["gist_trgm_ops"], name="instrument_symbol_trgm"),
+            GistIndex(fields=["name"], opclasses=["gist_trgm_ops"], name="instrument_name_trgm"),
         ]
 
     def __str__(self) -> str:

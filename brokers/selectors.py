@@ -9,9 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import redis
-from django.contrib.postgres.search import TrigramSimilarity, TrigramStrictWordSimilarity
-from django.db.models import Case, Q, QuerySet, Value, When
-from django.db.models.functions import Greatest
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from algotrader import redis_keys
@@ -46,32 +44,55 @@ class InstrumentMatch:
     last_price_at: datetime | None
 
 
+# One statement, one round trip: each group's best ``limit`` by its own index (the prefix groups by
+# a B-tree range, the resembling ones by a GiST scan in distance order that stops at ``limit``,
+# the similarity threshold applied after it: as a filter inside, the planner reads and sorts
+# every candidate instead), then the groups in order. The resembling ones are looked for only
+# when the prefixes found fewer than ``limit`` (a one-time filter: PostgreSQL skips the scan);
+# a prefix match among them is kept once, in its prefix group. Built by hand: the ORM took longer
+# to compile these parts than PostgreSQL to run them. ``closeness`` takes a whole word of the
+# name, not a stretch of it: a misspelt RELIANCE is nearer RELIANCE INDUSTRIES than RELAXO
+# FOOTWEARS, whose stretch RELA shares more of its letters.
+_SEARCH_SQL = """
+WITH prefixed AS (
+    (SELECT id, 0 AS grp, {closeness} FROM brokers_instrument
+     WHERE symbol LIKE %(prefix)s AND {exchange}
+     ORDER BY symbol = %(term)s DESC, closeness DESC, symbol, exchange LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, 1, {closeness} FROM brokers_instrument
+     WHERE name LIKE %(prefix)s AND symbol NOT LIKE %(prefix)s AND {exchange}
+     ORDER BY closeness DESC, symbol, exchange LIMIT %(limit)s)
+), resembling AS (
+    (SELECT id, 2, closeness FROM (
+        SELECT id, symbol, {closeness} FROM brokers_instrument WHERE {exchange}
+        ORDER BY symbol <-> %(term)s LIMIT %(limit)s
+    ) nearest WHERE symbol %% %(term)s AND (SELECT count(*) FROM prefixed) < %(limit)s)
+    UNION ALL
+    (SELECT id, 2, closeness FROM (
+        SELECT id, name, {closeness} FROM brokers_instrument WHERE {exchange}
+        ORDER BY name <->> %(term)s LIMIT %(limit)s
+    ) nearest WHERE name %%> %(term)s AND (SELECT count(*) FROM prefixed) < %(limit)s)
+), found AS (
+    SELECT DISTINCT ON (id) * FROM (SELECT * FROM prefixed UNION ALL SELECT * FROM resembling) groups
+    ORDER BY id, grp
+)
+SELECT i.*, found.closeness FROM found JOIN brokers_instrument i ON i.id = found.id
+ORDER BY found.grp, i.symbol = %(term)s DESC, found.closeness DESC, i.symbol, i.exchange
+LIMIT %(limit)s
+"""
+_CLOSENESS = "GREATEST(similarity(symbol, %(term)s), strict_word_similarity(%(term)s, name)) AS closeness"
+
+
 def instrument_search(*, query: str, exchange: str | None = None, limit: int = 20) -> list[InstrumentMatch]:
-    """Instruments whose symbol or name starts with ``query`` first (an exact symbol, then
-    symbol prefixes, then name prefixes), then those that only resemble it (pg_trgm similarity
-    to the symbol or to a stretch of the name), each group by closeness then symbol. The
-    dump's symbols and names are upper case, so is the query; pg_trgm ignores case anyway."""
+    """Instruments whose symbol starts with ``query`` first (the exact symbol before the others),
+    then those whose name does, then those that only resemble it (pg_trgm similarity to the
+    symbol, or to a word of the name), each group by closeness then symbol. The dump's symbols
+    and names are upper case, so is the query; pg_trgm ignores case anyway."""
     term = query.strip().upper()
-    rows = Instrument.objects.filter(
-        Q(symbol__startswith=term)
-        | Q(name__startswith=term)
-        | Q(symbol__trigram_similar=term)
-        | Q(name__trigram_word_similar=term)
-    )
-    if exchange:
-        rows = rows.filter(exchange=exchange.upper())
-    rows = rows.annotate(
-        match_group=Case(
-            When(symbol=term, then=Value(0)),
-            When(symbol__startswith=term, then=Value(1)),
-            When(name__startswith=term, then=Value(2)),
-            default=Value(3),
-        ),
-        # A whole word of the name, not a stretch of it: a misspelt RELIANCE is nearer RELIANCE
-        # INDUSTRIES than RELAXO FOOTWEARS, whose stretch RELA shares more of its letters.
-        closeness=Greatest(TrigramSimilarity("symbol", term), TrigramStrictWordSimilarity(term, "name")),
-    ).order_by("match_group", "-closeness", "symbol", "exchange")
-    found = list(rows[:limit])
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    sql = _SEARCH_SQL.format(closeness=_CLOSENESS, exchange="exchange = %(exchange)s" if exchange else "TRUE")
+    params = {"term": term, "prefix": f"{escaped}%", "limit": limit, "exchange": (exchange or "").upper()}
+    found = list(Instrument.objects.raw(sql, params))
     return [
         InstrumentMatch(instrument=row, last_price=price, last_price_at=at)
         for row, (price, at) in zip(found, _last_prices(found), strict=True)

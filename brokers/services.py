@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from django.apps import apps
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from algotrader.advisory_locks import transaction_lock
@@ -331,6 +331,10 @@ def instruments_store_all(*, instruments: Sequence[Instrument], exchanges: Seque
             exchange: instruments_store(InstrumentRow, exchange=exchange, instruments=instruments, refreshed_at=now)
             for exchange in exchanges
         }
+        # The refresh rewrote the table: fresh statistics, or the planner, still costing the old
+        # rows, may read the whole table where the search's index scans stop after a few rows.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {InstrumentRow._meta.db_table}")
     logger.info("instrument list refreshed", extra={"instruments": kept})
     return kept
 

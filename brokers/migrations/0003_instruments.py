@@ -48,11 +48,12 @@ class Migration(migrations.Migration):
                     models.Index(
                         fields=["symbol"], name="instrument_symbol_prefix", opclasses=["varchar_pattern_ops"]
                     ),
-                    django.contrib.postgres.indexes.GinIndex(
-                        fields=["symbol"], name="instrument_symbol_trgm", opclasses=["gin_trgm_ops"]
+                    models.Index(fields=["name"], name="instrument_name_prefix", opclasses=["varchar_pattern_ops"]),
+                    django.contrib.postgres.indexes.GistIndex(
+                        fields=["symbol"], name="instrument_symbol_trgm", opclasses=["gist_trgm_ops"]
                     ),
-                    django.contrib.postgres.indexes.GinIndex(
-                        fields=["name"], name="instrument_name_trgm", opclasses=["gin_trgm_ops"]
+                    django.contrib.postgres.indexes.GistIndex(
+                        fields=["name"], name="instrument_name_trgm", opclasses=["gist_trgm_ops"]
                     ),
                 ],
             },
