@@ -134,8 +134,8 @@ class InstrumentSearchBench(Bench):
         client = redis.Redis.from_url(self.args.redis_url)
         with client.pipeline(transaction=False) as pipe:
             for i in load_instruments():
-                tick: dict[str, str | float] = {"price": str(i.reference_price), "ts": time.time()}
-                pipe.hset(redis_keys.price(i.exchange, i.symbol), mapping=tick)
+                key = redis_keys.price(i.exchange, i.symbol)
+                pipe.hset(key, mapping={"price": str(i.reference_price), "ts": time.time()})
             pipe.execute()
 
     def endpoints(self) -> list[Endpoint]:
