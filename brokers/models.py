@@ -123,9 +123,11 @@ class Instrument(models.Model):
             models.Index(fields=["symbol"], opclasses=["varchar_pattern_ops"], name="instrument_symbol_prefix"),
             models.Index(fields=["name"], opclasses=["varchar_pattern_ops"], name="instrument_name_prefix"),
             # Fuzzy search (pg_trgm): GiST rather than GIN, for its nearest-first scan that stops
-            # after the few results asked for; GIN reads every candidate a short query has.
-            GistIndex(fields=["symbol"], opclasses=["gist_trgm_ops"], name="instrument_symbol_trgm"),
-            GistIndex(fields=["name"], opclasses=["gist_trgm_ops"], name="instrument_name_trgm"),
+            # after the few results asked for; GIN reads every candidate a short query has. A wider
+            # signature than the default: fewer false candidates, a nearest-first scan several
+            # times faster over a whole exchange's list.
+            GistIndex(fields=["symbol"], opclasses=["gist_trgm_ops(siglen=256)"], name="instrument_symbol_trgm"),
+            GistIndex(fields=["name"], opclasses=["gist_trgm_ops(siglen=256)"], name="instrument_name_trgm"),
         ]
 
     def __str__(self) -> str:

@@ -49,48 +49,50 @@ class InstrumentMatch:
 # the similarity threshold applied after it: as a filter inside, the planner reads and sorts
 # every candidate instead), then the groups in order. The resembling ones are looked for only
 # when the prefixes found fewer than ``limit`` (a one-time filter: PostgreSQL skips the scan);
-# a prefix match among them is kept once, in its prefix group. Built by hand: the ORM took longer
-# to compile these parts than PostgreSQL to run them. ``closeness`` takes a whole word of the
-# name, not a stretch of it: a misspelt RELIANCE is nearer RELIANCE INDUSTRIES than RELAXO
-# FOOTWEARS, whose stretch RELA shares more of its letters.
+# a prefix match among them is kept once, in its prefix group. A prefix match is the closer the
+# less it adds to the query, so those groups rank by length: no trigram is computed for the
+# hundreds of rows a one-letter prefix matches. ``distance`` takes a whole word of the name, not
+# a stretch of it: a misspelt RELIANCE is nearer RELIANCE INDUSTRIES than RELAXO FOOTWEARS, whose
+# stretch RELA shares more of its letters. Built by hand: the ORM took longer to compile these
+# parts than PostgreSQL to run them.
 _SEARCH_SQL = """
 WITH prefixed AS (
-    (SELECT id, 0 AS grp, {closeness} FROM brokers_instrument
+    (SELECT id, 0 AS grp, length(symbol)::float AS distance FROM brokers_instrument
      WHERE symbol LIKE %(prefix)s AND {exchange}
-     ORDER BY symbol = %(term)s DESC, closeness DESC, symbol, exchange LIMIT %(limit)s)
+     ORDER BY symbol = %(term)s DESC, distance, symbol, exchange LIMIT %(limit)s)
     UNION ALL
-    (SELECT id, 1, {closeness} FROM brokers_instrument
+    (SELECT id, 1, length(name)::float AS distance FROM brokers_instrument
      WHERE name LIKE %(prefix)s AND symbol NOT LIKE %(prefix)s AND {exchange}
-     ORDER BY closeness DESC, symbol, exchange LIMIT %(limit)s)
+     ORDER BY distance, symbol, exchange LIMIT %(limit)s)
 ), resembling AS (
-    (SELECT id, 2, closeness FROM (
-        SELECT id, symbol, {closeness} FROM brokers_instrument WHERE {exchange}
+    (SELECT id, 2, {distance} FROM (
+        SELECT id, symbol, name FROM brokers_instrument WHERE {exchange}
         ORDER BY symbol <-> %(term)s LIMIT %(limit)s
     ) nearest WHERE symbol %% %(term)s AND (SELECT count(*) FROM prefixed) < %(limit)s)
     UNION ALL
-    (SELECT id, 2, closeness FROM (
-        SELECT id, name, {closeness} FROM brokers_instrument WHERE {exchange}
+    (SELECT id, 2, {distance} FROM (
+        SELECT id, symbol, name FROM brokers_instrument WHERE {exchange}
         ORDER BY name <->> %(term)s LIMIT %(limit)s
     ) nearest WHERE name %%> %(term)s AND (SELECT count(*) FROM prefixed) < %(limit)s)
 ), found AS (
     SELECT DISTINCT ON (id) * FROM (SELECT * FROM prefixed UNION ALL SELECT * FROM resembling) groups
     ORDER BY id, grp
 )
-SELECT i.*, found.closeness FROM found JOIN brokers_instrument i ON i.id = found.id
-ORDER BY found.grp, i.symbol = %(term)s DESC, found.closeness DESC, i.symbol, i.exchange
+SELECT i.* FROM found JOIN brokers_instrument i ON i.id = found.id
+ORDER BY found.grp, i.symbol = %(term)s DESC, found.distance, i.symbol, i.exchange
 LIMIT %(limit)s
 """
-_CLOSENESS = "GREATEST(similarity(symbol, %(term)s), strict_word_similarity(%(term)s, name)) AS closeness"
+_DISTANCE = "1 - GREATEST(similarity(symbol, %(term)s), strict_word_similarity(%(term)s, name)) AS distance"
 
 
 def instrument_search(*, query: str, exchange: str | None = None, limit: int = 20) -> list[InstrumentMatch]:
-    """Instruments whose symbol starts with ``query`` first (the exact symbol before the others),
-    then those whose name does, then those that only resemble it (pg_trgm similarity to the
-    symbol, or to a word of the name), each group by closeness then symbol. The dump's symbols
-    and names are upper case, so is the query; pg_trgm ignores case anyway."""
+    """Instruments whose symbol starts with ``query`` first (the exact symbol, then the shortest),
+    then those whose name does (the shortest first), then those that only resemble it (pg_trgm
+    similarity to the symbol, or to a word of the name; the closest first), ties by symbol. The
+    dump's symbols and names are upper case, so is the query; pg_trgm ignores case anyway."""
     term = query.strip().upper()
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    sql = _SEARCH_SQL.format(closeness=_CLOSENESS, exchange="exchange = %(exchange)s" if exchange else "TRUE")
+    sql = _SEARCH_SQL.format(distance=_DISTANCE, exchange="exchange = %(exchange)s" if exchange else "TRUE")
     params = {"term": term, "prefix": f"{escaped}%", "limit": limit, "exchange": (exchange or "").upper()}
     found = list(Instrument.objects.raw(sql, params))
     return [

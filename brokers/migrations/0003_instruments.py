@@ -50,10 +50,10 @@ class Migration(migrations.Migration):
                     ),
                     models.Index(fields=["name"], name="instrument_name_prefix", opclasses=["varchar_pattern_ops"]),
                     django.contrib.postgres.indexes.GistIndex(
-                        fields=["symbol"], name="instrument_symbol_trgm", opclasses=["gist_trgm_ops"]
+                        fields=["symbol"], name="instrument_symbol_trgm", opclasses=["gist_trgm_ops(siglen=256)"]
                     ),
                     django.contrib.postgres.indexes.GistIndex(
-                        fields=["name"], name="instrument_name_trgm", opclasses=["gist_trgm_ops"]
+                        fields=["name"], name="instrument_name_trgm", opclasses=["gist_trgm_ops(siglen=256)"]
                     ),
                 ],
             },

@@ -136,7 +136,7 @@ def test_only_authenticated_users_search(api_client):
 
 @pytest.mark.parametrize("query", ["I", "INF", "RELAINCE", "consultancy"])
 def test_every_step_of_the_search_reads_an_index(query):
-    sql = selectors._SEARCH_SQL.format(closeness=selectors._CLOSENESS, exchange="exchange = %(exchange)s")
+    sql = selectors._SEARCH_SQL.format(distance=selectors._DISTANCE, exchange="exchange = %(exchange)s")
     params = {"term": query.upper(), "prefix": f"{query.upper()}%", "limit": 20, "exchange": "NSE"}
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # the seeded table is small enough to scan
