@@ -19,7 +19,7 @@ PYTEST_WORKERS ?= 3
 
 
 .PHONY: audit
-.PHONY: run test test-under-load lint importlint format typecheck migrations-check deploy-check pytest install install-dev browser clean
+.PHONY: run test test-under-load soak lint importlint format typecheck migrations-check deploy-check pytest install install-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +111,10 @@ browser:
 
 pytest: install-dev browser
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) python -m algotrader.devenv pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The race tests at their full round counts (the suite runs as many rounds as fit its budget).
+soak: install-dev browser
+	SOAK=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) python -m algotrader.devenv pytest -p no:xdist -m soak $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

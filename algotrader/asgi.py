@@ -3,9 +3,14 @@ channels consumed by ``manage.py runworker`` (the tick consumer)."""
 
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "algotrader.settings")
+if not settings.configured:
+    # A server loading the application (not a test or runworker, whose settings are loaded
+    # already): its request threads share a connection pool (DATABASE_POOL in settings).
+    os.environ.setdefault("DATABASE_POOL", "true")
 
 # Django must be set up before anything that imports models.
 django_asgi_app = get_asgi_application()

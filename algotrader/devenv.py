@@ -72,14 +72,19 @@ def kite_simulator_start(env: dict[str, str], group: ProcessGroup) -> None:
 
     port, ws_port = env.get("KITE_SIM_PORT") or "8700", env.get("KITE_SIM_WS_PORT") or "8701"
     root = f"http://127.0.0.1:{port}"
+    # Its login page sends the browser back to this stack's web process, whatever its port.
+    redirect_url = f"http://{env.get('WEB_HOST') or '127.0.0.1'}:{env.get('WEB_PORT') or '8000'}/kite/callback/"
     env.update(
         KITE_API_ROOT=root,
         KITE_WS_ROOT=f"ws://127.0.0.1:{ws_port}",
         KITE_LOGIN_URL=f"{root}/connect/login",
+        KITE_REDIRECT_URL=redirect_url,
         KITE_SIMULATED="true",
     )
     say(f"BROKER=kite-sim: starting the Kite simulator at {root} (ticker ws://127.0.0.1:{ws_port})")
-    group.start("kite_sim", manage("run_kite_sim", "--port", port, "--ws-port", ws_port))
+    group.start(
+        "kite_sim", manage("run_kite_sim", "--port", port, "--ws-port", ws_port, "--redirect-url", redirect_url)
+    )
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -9,6 +9,8 @@ class CeleryQueue(StrEnum):
     ORDERS = "orders"
     STOPLOSS = "stoploss"
     SCHEDULER = "scheduler"
+    # Pushes to phones (FCM): slow third-party HTTP with retries, kept off every order worker.
+    NOTIFICATIONS = "notifications"
 
 
 class TaskName(StrEnum):
@@ -32,9 +34,14 @@ class TaskName(StrEnum):
     EXPIRE_BROKER_SESSIONS = "brokers.tasks.expire_broker_sessions_task"
     REFRESH_INSTRUMENTS = "brokers.tasks.refresh_instruments_task"
     ACCOUNT_EXISTS_NOTIFY = "algotrader.users.tasks.account_exists_notify_task"
+    # (email,): a password reset link, to the account of that email if there is one.
+    RESET_LINK_SEND = "algotrader.users.tasks.reset_link_send_task"
     ALERT_NOTIFY = "monitoring.tasks.alert_notify_task"
     ALERTS_NOTIFY_PENDING = "monitoring.tasks.alerts_notify_pending_task"
     BEAT_HEARTBEAT = "monitoring.tasks.beat_heartbeat_task"
+    # (notification_id): push a user's notification to their phones through FCM.
+    NOTIFICATION_PUSH = "notifications.tasks.notification_push_task"
+    NOTIFICATIONS_PUSH_PENDING = "notifications.tasks.notifications_push_pending_task"
 
 
 DEFAULT_QUEUE = CeleryQueue.ORDERS
@@ -45,6 +52,8 @@ TASK_QUEUES: dict[TaskName, CeleryQueue] = {
     TaskName.ORDER_UPDATE: CeleryQueue.STOPLOSS,
     TaskName.FIRE_SLOT: CeleryQueue.SCHEDULER,
     TaskName.SWEEP_DUE: CeleryQueue.SCHEDULER,
+    TaskName.NOTIFICATION_PUSH: CeleryQueue.NOTIFICATIONS,
+    TaskName.NOTIFICATIONS_PUSH_PENDING: CeleryQueue.NOTIFICATIONS,
 }
 
 

@@ -126,12 +126,39 @@ def order_updates_live(account_id: int) -> str:
     return f"order_updates:live:{account_id}"
 
 
+# -- brokers (the one-tap Kite login) ----------------------------------------------------
+
+
+def kite_login_state(nonce: str) -> str:
+    """The broker account id a one-tap Kite login link was made for, alive until the link
+    expires; deleted as the link is used, so that each link completes one login only."""
+    return f"kite_login:{nonce}"
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+def reset_mail_sent(request_id: str) -> str:
+    """Set once a password reset request's email is sent (for as long as its task may be
+    delivered again), so a redelivered task sends no second email."""
+    return f"reset_mail:{request_id}"
+
+
 # -- monitoring -------------------------------------------------------------------------
 
 
 def heartbeat(name: str) -> str:
     """The time (epoch seconds) ``name`` last proved alive: "beat", "worker:<queue>"."""
     return f"heartbeat:{name}"
+
+
+# -- notifications ----------------------------------------------------------------------------
+
+
+def fcm_access_token(client_email: str) -> str:
+    """The OAuth2 access token FCM accepts from this service account, until shortly before
+    it expires: every push worker uses it rather than asking Google for its own."""
+    return f"fcm:access_token:{client_email}"
 
 
 # -- recovery (X1, X4) ----------------------------------------------------------------------

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "strategies",
     "execution",
     "market",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -117,6 +118,16 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Under ASGI each request runs in a thread of its own, and a persistent connection per thread
+# piles up until PostgreSQL refuses clients: the web process (algotrader/asgi.py turns this
+# on) takes its connections from a pool of at most DATABASE_POOL_MAX_SIZE instead.
+if env.bool("DATABASE_POOL", default=False):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's pool requires it: a closed connection goes back
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: runtime state, Celery broker, channel layer, cache ----------------
@@ -172,7 +183,7 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
 }
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "algotrader.beat_scheduler:SnapshotDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # Beat looks for new or moved BUY/SELL slots (T3) at least this often, in seconds.
 CELERY_BEAT_MAX_LOOP_INTERVAL = env.float("CELERY_BEAT_MAX_LOOP_INTERVAL", default=0.5)
@@ -310,6 +321,13 @@ SIMPLE_JWT = {
     "USER_ID_CLAIM": "user_id",
 }
 
+# Password reset: the link mailed is PASSWORD_RESET_URL?uid=...&token=... (the app's page or deep
+# link, which posts them to /api/v1/auth/password/reset/confirm/); the token dies after this long.
+PASSWORD_RESET_URL = env.str("PASSWORD_RESET_URL", default="http://localhost:8000/reset-password")
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT_SECONDS", default=3600)
+if PASSWORD_RESET_TIMEOUT <= 0:
+    raise ImproperlyConfigured("PASSWORD_RESET_TIMEOUT_SECONDS must be > 0")
+
 # django-axes: repeated failed logins lock out the address, and the account from that address only:
 # failing on someone's account from elsewhere must not lock its owner out (the per-account
 # throttle bounds guessing across many addresses).
@@ -387,9 +405,18 @@ SPECTACULAR_SETTINGS = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
+    # Two models' "status" choices, and two fields named "kind", would otherwise meet under one
+    # generated name: each enum gets its own (the broker account's keeps KindEnum).
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "execution.models.Order.Status",
+        "StrategyStatusEnum": "strategies.models.Strategy.Status",
+        "KindEnum": "brokers.models.BrokerAccount.Kind",
+        "NotificationKindEnum": "notifications.models.Notification.Kind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "algotrader.api.schema.error_responses",
+        "algotrader.api.schema.anonymous_operations",
     ],
 }
 
@@ -427,6 +454,13 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) or [
 KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
 KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="wss://ws.kite.trade")
 KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login")
+# The redirect URL registered with the Kite Connect app (developers.kite.trade): this
+# server's /kite/callback/, where Kite sends the browser back after the daily login.
+KITE_REDIRECT_URL = env.str("KITE_REDIRECT_URL", default="http://127.0.0.1:8000/kite/callback/")
+# Seconds a one-tap login link (its signed, single-use state) stays good.
+KITE_LOGIN_STATE_TTL_SECONDS = env.int("KITE_LOGIN_STATE_TTL_SECONDS", default=600)
+if KITE_LOGIN_STATE_TTL_SECONDS <= 0:
+    raise ImproperlyConfigured("KITE_LOGIN_STATE_TTL_SECONDS must be positive")
 # Seconds the Kite adapter waits for an answer; an order write unanswered by then is ambiguous.
 KITE_TIMEOUT_SECONDS = env.float("KITE_TIMEOUT_SECONDS", default=7.0)
 # True when KITE_API_ROOT points at the Kite simulator: strategies on Kite accounts then
@@ -514,6 +548,23 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="algotrader@localhost
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 if ALERT_WEBHOOK_TIMEOUT_SECONDS <= 0:
     raise ImproperlyConfigured("ALERT_WEBHOOK_TIMEOUT_SECONDS must be > 0")
+
+# --- Push notifications to phones (FCM HTTP v1) -------------------------------------
+# The Firebase service account's key: a path to its JSON file, or the JSON itself. Unset,
+# notifications are still recorded (the feed) and nothing is pushed.
+
+FCM_SERVICE_ACCOUNT_KEY = env.str("FCM_SERVICE_ACCOUNT_KEY", default="")
+# The Firebase project; empty means the service account's own project_id.
+FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", default="")
+# FCM's root and the OAuth2 token endpoint (empty: the key's token_uri): overridden by tests.
+FCM_ENDPOINT = env.str("FCM_ENDPOINT", default="https://fcm.googleapis.com").rstrip("/")
+FCM_TOKEN_URI = env.str("FCM_TOKEN_URI", default="")
+FCM_TIMEOUT_SECONDS = env.float("FCM_TIMEOUT_SECONDS", default=10.0)
+# Retries of a push FCM answered 429 or 5xx to, with backoff; the minutely sweep then retries
+# what is left while the notification is fresh.
+FCM_PUSH_RETRIES = env.int("FCM_PUSH_RETRIES", default=5)
+if FCM_TIMEOUT_SECONDS <= 0 or FCM_PUSH_RETRIES < 0:
+    raise ImproperlyConfigured("FCM_TIMEOUT_SECONDS must be > 0 and FCM_PUSH_RETRIES >= 0")
 
 # --- Metrics and readiness ----------------------------------------------------------
 # Unset, PROMETHEUS_MULTIPROC_DIR leaves /metrics with the web process's own counters only.
@@ -616,6 +667,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "monitoring: deliver pending alerts": {
         "task": TaskName.ALERTS_NOTIFY_PENDING.value,
+        "schedule": timedelta(minutes=1),
+        "options": {"expire_seconds": 60},
+    },
+    "notifications: push pending notifications": {
+        "task": TaskName.NOTIFICATIONS_PUSH_PENDING.value,
         "schedule": timedelta(minutes=1),
         "options": {"expire_seconds": 60},
     },

@@ -1,10 +1,16 @@
-"""The broker accounts API: submit keys, list, detail, delete, and the Kite login
-(login URL, then the request token). Credentials are write-only: no response ever
-carries one. Also the instrument search. Thin views over ``brokers.services`` and
-``brokers.selectors``."""
+"""The broker accounts API: submit keys, list, detail, delete, and the Kite login (login URL,
+then the request token; or the one-tap login link and the page Kite's redirect lands on).
+Credentials are write-only: no response ever carries one. Also the instrument search. Thin views
+over ``brokers.services``, ``brokers.kite_login`` and ``brokers.selectors``."""
 
+import logging
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -13,8 +19,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from algotrader.api.requests import request_user
-from brokers import selectors, services
+from algotrader.exceptions import ApplicationError
+from algotrader.users.models import User
+from brokers import kite_login, selectors, services
+from brokers.exceptions import KiteLoginStateInvalid
 from brokers.models import BrokerAccount
+
+logger = logging.getLogger(__name__)
 
 # Kite's keys and tokens are printable ASCII without spaces; anything else (CRLF, non-Latin-1)
 # could never authenticate and would break the HTTP header it is sent in.
@@ -136,6 +147,60 @@ class BrokerAccountLoginUrlApi(APIView):
         account = selectors.broker_account_get(user=request_user(request), account_id=account_id)
         login_url = services.broker_account_login_url(account=account)
         return Response(self.BrokerAccountLoginUrlOutput({"login_url": login_url}).data)
+
+
+class BrokerAccountKiteLoginApi(APIView):
+    class BrokerAccountKiteLoginOutput(serializers.Serializer[Any]):
+        login_url = serializers.URLField(help_text="Open in a browser: Kite's login page, carrying a one-time state.")
+        expires_at = serializers.DateTimeField(help_text="The link completes no login after this.")
+
+    @extend_schema(
+        responses={200: BrokerAccountKiteLoginOutput},
+        operation_id="broker_accounts_kite_login",
+        description="The daily login in one tap: open login_url in a browser. Kite sends the browser back "
+        "to /kite/callback/ (the app's registered redirect URL), which finishes the login itself and shows "
+        "a page saying so; the account is then active (B1) until 06:00 Asia/Kolkata. The link works once, "
+        "until expires_at. 400 login_not_supported for a paper account, 409 for a disabled one.",
+    )
+    def get(self, request: Request, account_id: int) -> Response:
+        account = selectors.broker_account_get(user=request_user(request), account_id=account_id)
+        login = kite_login.kite_login_start(account=account)
+        return Response(self.BrokerAccountKiteLoginOutput(login).data)
+
+
+@method_decorator(never_cache, name="dispatch")
+class KiteLoginCallbackView(View):
+    """Where Kite sends the browser after its login page (the app's registered redirect URL):
+    a plain GET from a browser, with no token of ours, so the signed state it carries back is
+    what says whose login it is. Answers a small HTML page, 200 done or 400 with the reason."""
+
+    class KiteLoginCallbackInput(serializers.Serializer[Any]):
+        state = serializers.CharField(max_length=512)
+        status = serializers.CharField(max_length=32, required=False, default="")
+        request_token = serializers.RegexField(_CREDENTIAL_PATTERN, max_length=128, required=False, default="")
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        data = self.KiteLoginCallbackInput(data=request.GET.dict())
+        if not data.is_valid():
+            return self._page(request, error=KiteLoginStateInvalid())
+        browser_user = request.user if isinstance(request.user, User) else None
+        try:
+            account = kite_login.kite_login_complete(browser_user=browser_user, **data.validated_data)
+        except ApplicationError as error:
+            return self._page(request, error=error)
+        return self._page(request, account=account)
+
+    def _page(
+        self, request: HttpRequest, *, account: BrokerAccount | None = None, error: ApplicationError | None = None
+    ) -> HttpResponse:
+        if error is not None:
+            logger.info("kite login refused", extra={"code": error.code})
+        context = {"account": account, "error": error}
+        status_code = 200 if error is None else (error.status if error.status >= 500 else 400)
+        response = render(request, "brokers/kite_login.html", context, status=status_code)
+        # The address holds the request token: it goes nowhere else, not even as a referrer.
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
 
 
 class BrokerAccountSessionApi(APIView):

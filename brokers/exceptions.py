@@ -31,6 +31,16 @@ class OrderRejected(BrokerError):
     permanent = True
 
 
+class OrderBusy(BrokerError):
+    """A change refused only because the broker is still processing the order (placed or
+    modified a moment ago): nothing took effect, and the same change is taken once it rests."""
+
+    code = "order_busy"
+    status = 409
+    message = "The broker is still processing this order; try the change again in a moment."
+    permanent = False
+
+
 class RateLimited(BrokerError):
     code = "broker_rate_limited"
     status = 503
@@ -82,6 +92,11 @@ class BrokerAccountDisabled(Conflict):
     message = "This broker account has been disabled by an operator."
 
 
+class BrokerAccountInUse(Conflict):
+    code = "broker_account_in_use"
+    message = "A strategy is running or holding a position on this account: stop it, or let it exit, first."
+
+
 class OrderUpdateForbidden(ApplicationError):
     """A broker's order update (a Kite postback) whose checksum no account's secret matches:
     forged, or for an account we do not have. Nothing is changed."""
@@ -89,3 +104,39 @@ class OrderUpdateForbidden(ApplicationError):
     code = "checksum_invalid"
     status = 403
     message = "The order update's checksum does not match."
+
+
+# The one-tap Kite login's refusals: each is shown to the browser Kite sent back, as a page.
+
+
+class KiteLoginFailed(ApplicationError):
+    code = "kite_login_failed"
+    status = 400
+    message = "The Kite login could not be completed: start it again from the app."
+
+
+class KiteLoginStateInvalid(KiteLoginFailed):
+    code = "login_state_invalid"
+    message = "This login link is not valid: start the Kite login again from the app."
+
+
+class KiteLoginStateExpired(KiteLoginFailed):
+    code = "login_state_expired"
+    message = "This login link has expired: start the Kite login again from the app."
+
+
+class KiteLoginStateUsed(KiteLoginFailed):
+    code = "login_state_used"
+    message = "This login link has already been used: start the Kite login again from the app."
+
+
+class KiteLoginForeign(KiteLoginFailed):
+    """A login link completed in a browser signed in as another user of ours."""
+
+    code = "login_state_foreign"
+    message = "This login was started by another user: sign in as that user, or start your own login from the app."
+
+
+class KiteLoginCancelled(KiteLoginFailed):
+    code = "login_cancelled"
+    message = "The Kite login was cancelled: start it again from the app when you are ready."

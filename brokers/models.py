@@ -38,6 +38,9 @@ class BrokerAccount(models.Model):
     last_validated_at = models.DateTimeField(null=True, blank=True)
     # Off: no protective stop order rests at the broker for this account's positions.
     protective_stops = models.BooleanField(default=True)
+    # Deleted by its owner (or with their account) while strategies or orders on record refer to
+    # it: the row stays for them, erased and disabled, and the owner no longer sees it.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -20,7 +20,7 @@ from brokers.models import BrokerAccount, Instrument
 
 
 def broker_account_list(*, user: User) -> QuerySet[BrokerAccount]:
-    return BrokerAccount.objects.filter(owner=user)
+    return BrokerAccount.objects.filter(owner=user, deleted_at__isnull=True)
 
 
 def broker_account_get(*, user: User, account_id: int) -> BrokerAccount:

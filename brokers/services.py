@@ -1,14 +1,15 @@
 """Broker account services: keys checked with the broker (U3, B1/B2), the Kite login, a session
-marked expired (B2 + L4), deletion, secrets re-encrypted; and the instrument list refreshed from
-the broker's dump. Broker calls run outside any transaction, so no row lock is held across the
-network and a refusal's B2 commits though the request fails."""
+marked expired (B2 + L4), deletion, erasure (its owner's account deleted), secrets re-encrypted;
+and the instrument list refreshed from the broker's dump. Broker calls run outside any
+transaction, so no row lock is held across the network and a refusal's B2 commits though the
+request fails."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 from django.apps import apps
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from algotrader.advisory_locks import transaction_lock
@@ -27,6 +29,7 @@ from brokers.adapters.base import AccountProfile, Instrument, SessionLogin
 from brokers.adapters.registry import adapter_for, dump_adapter_for
 from brokers.exceptions import (
     BrokerAccountDisabled,
+    BrokerAccountInUse,
     BrokerAccountLabelTaken,
     BrokerAccountNotFound,
     BrokerAuthError,
@@ -142,17 +145,63 @@ def _insert(account: BrokerAccount) -> None:
         raise BrokerAccountLabelTaken(fields={"label": [BrokerAccountLabelTaken.message]}) from error
 
 
+# Whether an app above still needs an account (a strategy that may trade on it): registered in
+# their ready(), since brokers imports none of them.
+_IN_USE_CHECKS: list[Callable[[BrokerAccount], bool]] = []
+
+
+def broker_account_in_use_register(check: Callable[[BrokerAccount], bool]) -> None:
+    if check not in _IN_USE_CHECKS:
+        _IN_USE_CHECKS.append(check)
+
+
 def broker_account_delete(*, account: BrokerAccount) -> None:
+    """The owner's delete: refused while a strategy may still trade on the account (its exit
+    needs the credentials); gone outright when nothing refers to it, else erased (the row stays
+    for the strategies and orders on record) and hidden from the owner."""
     about = _about(account)
-    account.delete()
+    with transaction.atomic():
+        locked = BrokerAccount.objects.select_for_update().get(pk=account.pk)
+        if any(check(locked) for check in _IN_USE_CHECKS):
+            raise BrokerAccountInUse()
+        try:
+            with transaction.atomic():
+                locked.delete()
+        except ProtectedError:
+            broker_account_erase(account=locked)
+            logger.info("broker account erased on its owner's delete", extra={"user_id": account.owner_id, **about})
+            return
     logger.info("broker account deleted", extra={"user_id": account.owner_id, **about})
 
 
-def broker_account_login_url(*, account: BrokerAccount) -> str:
-    """Kite's login page for this app; Kite redirects back with a ``request_token``."""
+def broker_account_erase(*, account: BrokerAccount) -> None:
+    """Deleting its owner's account: the row stays (orders placed through it are kept) but its
+    credentials and the broker's id of the person are erased, its label no longer says whose it
+    was, and it is disabled, so nothing trades or logs in through it again. The caller holds
+    the row's lock, inside its transaction."""
+    BrokerAccount.objects.filter(pk=account.pk).update(
+        api_key="",
+        api_secret="",
+        access_token="",
+        broker_user_id="",
+        token_expires_at=None,
+        label=f"deleted account {account.pk}",
+        status=BrokerAccount.Status.DISABLED,
+        deleted_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    logger.info("broker account erased", extra={"user_id": account.owner_id, "broker_account_id": account.pk})
+
+
+def broker_account_login_url(*, account: BrokerAccount, redirect_params: Mapping[str, str] | None = None) -> str:
+    """Kite's login page for this app; Kite redirects back with a ``request_token`` and
+    ``redirect_params`` (a query string of their own) echoed as query parameters."""
     if account.kind != BrokerAccount.Kind.KITE:
         raise BrokerLoginNotSupported()
-    return f"{settings.KITE_LOGIN_URL}?{urlencode({'v': 3, 'api_key': account.api_key})}"
+    query: dict[str, str | int] = {"v": 3, "api_key": account.api_key}
+    if redirect_params:
+        query["redirect_params"] = urlencode(redirect_params)
+    return f"{settings.KITE_LOGIN_URL}?{urlencode(query)}"
 
 
 def broker_account_create_session(*, account: BrokerAccount, request_token: str) -> BrokerAccount:

@@ -1,6 +1,6 @@
 """Execution's domain errors (the one error contract of ``algotrader.exceptions``)."""
 
-from algotrader.exceptions import Conflict
+from algotrader.exceptions import Conflict, NotFound
 
 
 class OrderConflict(Conflict):
@@ -14,3 +14,19 @@ class OrderConflict(Conflict):
 class LockConflict(Conflict):
     code = "lock_conflict"
     message = "Another worker is executing this strategy."
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    message = "No order with this id."
+
+
+class AccountHasOpenPositions(Conflict):
+    """Deleting an account that still holds shares, or has an order live at the broker: the
+    position must be closed first, or nobody would be left to watch its stop-loss."""
+
+    code = "positions_open"
+    message = (
+        "This account holds an open position (or has an order still live at the broker): "
+        "close it, or wait for its exit to fill, then delete the account."
+    )

@@ -1,6 +1,7 @@
 """The app's WebSocket: an authenticated user receives the events of their own
 account (strategy timelines, alerts) as they are emitted, and live prices of the
-instruments their running strategies trade (throttled by the tick consumer). The socket
+instruments their running strategies trade (throttled by the tick consumer), each with
+the unrealized P&L of the user's open positions in it. The socket
 is held to a request's rules: it closes when its access token expires unless the app
 renews it in-band, and on logout or deactivation (a ``session.ended`` group message)."""
 
@@ -13,12 +14,16 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from algotrader.websocket_auth import socket_session
+from market.live_pnl import OpenPosition, open_positions_of, positions_priced
 from market.prices import instruments_watched_by, price_group
 from monitoring.pusher import user_group
 
 UNAUTHORIZED_CLOSE_CODE = 4401
 # Events after which the set of running strategies, hence of watched prices, may differ.
 REWATCH_ON = frozenset({"S1", "S3", "S4", "S5"})
+# Events after which the user's open positions may differ: an order settled (its fill), a
+# protective stop filled, a strategy started or ended.
+REPRICE_ON = REWATCH_ON | {"E5", "P3"}
 # What the app sends is a small control message; anything larger is refused unread.
 MAX_FRAME_BYTES = 8192
 
@@ -33,9 +38,11 @@ class UserEventsConsumer(AsyncJsonWebsocketConsumer):
         self.family = self.scope.get("token_family")
         self.group = user_group(user.pk)
         self.price_groups: set[str] = set()
+        self.positions: dict[str, list[OpenPosition]] = {}
         self.expiry: asyncio.TimerHandle | None = None
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self._watch_prices()  # before accepting: the app's first price is not lost
+        await self._load_positions()
         await self.accept(subprotocol=self.scope.get("accepted_subprotocol"))
         self._expire_at(self.scope.get("token_exp", time.time()))
 
@@ -99,17 +106,27 @@ class UserEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=UNAUTHORIZED_CLOSE_CODE)
 
     async def event_message(self, message: dict[str, Any]) -> None:
-        if message["event"].get("code") in REWATCH_ON:
+        code = message["event"].get("code")
+        if code in REWATCH_ON:
             await self._watch_prices()  # first: once the app sees the start, its prices follow
+        if code in REPRICE_ON:
+            await self._load_positions()
         await self.send_json({"type": "event", "event": message["event"]})
 
     async def price_update(self, message: dict[str, Any]) -> None:
-        await self.send_json(
-            {"type": "price", "instrument": message["instrument"], "price": message["price"], "ts": message["ts"]}
-        )
+        """The price, and the unrealized P&L at it of the user's positions in the instrument,
+        from the figures held since the last fill: nothing is read per tick."""
+        push = {"type": "price", "instrument": message["instrument"], "price": message["price"], "ts": message["ts"]}
+        positions = self.positions.get(message["instrument"])
+        if positions:
+            push["positions"] = positions_priced(positions, message["price"])
+        await self.send_json(push)
 
     async def _error(self, code: str, message: str) -> None:
         await self.send_json({"type": "error", "code": code, "message": message})
+
+    async def _load_positions(self) -> None:
+        self.positions = await database_sync_to_async(open_positions_of)(user_id=self.user_id)
 
     async def _watch_prices(self) -> None:
         """Join the price groups of the user's running strategies' instruments, leave the rest."""

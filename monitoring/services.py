@@ -139,9 +139,42 @@ def error_log(
     return record
 
 
+# What another app records beside some events (the user's notifications), in the events'
+# transaction: registered by that app (monitoring, the bottom layer, imports none).
+EventFollower = Callable[[Sequence[tuple[Emission, EventLog]]], None]
+_followers: dict[Event, list[EventFollower]] = {}
+
+
+def event_followers_register(*, events: Iterable[Event], follower: EventFollower) -> None:
+    """Have ``follower`` called with every recording of ``events`` (each with its EventLog
+    row), inside the transaction that records them, so both commit or neither does."""
+    for event in events:
+        if follower not in _followers.setdefault(event, []):
+            _followers[event].append(follower)
+
+
 def emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
     """Record many events at once (a scheduler fan-out): one INSERT for all the rows,
     then, as ``emit`` does for one, a JSON log line each and, after commit, the pushes."""
+    if any(emission.event in _followers for emission in emissions):
+        # What a follower records commits with the events it follows, or not at all.
+        with transaction.atomic(savepoint=False):
+            records = _emit_many(emissions)
+            _follow(emissions, records)
+        return records
+    return _emit_many(emissions)
+
+
+def _follow(emissions: Sequence[Emission], records: Sequence[EventLog]) -> None:
+    by_follower: dict[EventFollower, list[tuple[Emission, EventLog]]] = {}
+    for emission, record in zip(emissions, records, strict=True):
+        for follower in _followers.get(emission.event, ()):
+            by_follower.setdefault(follower, []).append((emission, record))
+    for follower, followed in by_follower.items():
+        follower(followed)
+
+
+def _emit_many(emissions: Sequence[Emission]) -> list[EventLog]:
     records = [
         EventLog(
             code=emission.event.code,

@@ -45,6 +45,8 @@ class ProtectiveOrderOutput(serializers.Serializer[Any]):
 class StrategyOutput(serializers.ModelSerializer[Strategy]):
     # The stop order resting at the broker (or what became of it): null without one.
     protective_order = serializers.SerializerMethodField()
+    # Blank until the strategy exits: said in the schema, which a read-only model field does not.
+    exit_reason = serializers.ChoiceField(choices=Strategy.ExitReason.choices, allow_blank=True, read_only=True)
 
     @extend_schema_field(ProtectiveOrderOutput(allow_null=True))
     def get_protective_order(self, strategy: Strategy) -> dict[str, Any] | None:

@@ -132,6 +132,8 @@ class Strategy(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # Deleted by its owner after it traded: its orders are a broker's record and keep it, hidden.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "strategies"

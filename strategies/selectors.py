@@ -2,16 +2,17 @@
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from algotrader.users.models import User
+from brokers.models import BrokerAccount
 from monitoring.models import EventLog
 from strategies.exceptions import StrategyNotFound
 from strategies.models import Strategy
 
 
 def strategy_list(*, user: User) -> QuerySet[Strategy]:
-    return Strategy.objects.filter(owner=user).select_related("broker_account")
+    return Strategy.objects.filter(owner=user, deleted_at__isnull=True).select_related("broker_account")
 
 
 def strategy_get(*, user: User, strategy_id: int, for_update: bool = False) -> Strategy:
@@ -39,3 +40,16 @@ def strategy_protective_order(*, strategy: Strategy) -> dict[str, Any] | None:
         strategy.orders.filter(protective=True).order_by("-id").values(*PROTECTIVE_ORDER_FIELDS).first()
     )
     return row
+
+
+def strategies_trade_on(account: BrokerAccount) -> bool:
+    """Whether a strategy may still trade on ``account``: running, or holding (or buying or
+    exiting) a position, whose exit needs the account's credentials."""
+    return (
+        Strategy.objects.filter(broker_account=account)
+        .filter(
+            Q(status=Strategy.Status.RUNNING)
+            | Q(position__in=[Strategy.Position.BUYING, Strategy.Position.BOUGHT, Strategy.Position.EXITING])
+        )
+        .exists()
+    )

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, ProtectedError
 from django.utils import timezone
 
 from algotrader import redis_keys
@@ -357,7 +357,11 @@ def strategy_delete(*, user: User, strategy_id: int) -> None:
         strategy = strategy_get(user=user, strategy_id=strategy_id, for_update=True)
         if strategy.status == Status.RUNNING or strategy.position in OPEN_POSITIONS:
             raise InvalidTransition("Stop the strategy (and close its position) before deleting it.")
-        strategy.delete()
+        try:
+            with transaction.atomic():
+                strategy.delete()
+        except ProtectedError:  # it traded: its orders are a broker's record and keep it, hidden
+            Strategy.objects.filter(pk=strategy.pk).update(deleted_at=timezone.now())
 
 
 def strategy_exit(

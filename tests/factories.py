@@ -56,6 +56,28 @@ class BrokerAccountFactory(factory.django.DjangoModelFactory[BrokerAccount]):
     broker_user_id = factory.LazyAttribute(lambda account: f"PAPER{account.owner.pk}")
 
 
+# Appended below the original imports so that concurrent additions to this module never collide.
+from notifications.models import Device, Notification  # noqa: E402
+
+
+class NotificationFactory(factory.django.DjangoModelFactory[Notification]):
+    class Meta:
+        model = Notification
+
+    user = factory.SubFactory(UserFactory)
+    kind = Notification.Kind.ALERT
+    title = factory.Sequence(lambda n: f"Alert {n}")
+    body = "Something needs your attention."
+
+
+class DeviceFactory(factory.django.DjangoModelFactory[Device]):
+    class Meta:
+        model = Device
+
+    user = factory.SubFactory(UserFactory)
+    token = factory.Sequence(lambda n: f"fcm-token-{n:06d}:APA91b{'x' * 40}")
+
+
 from decimal import Decimal  # noqa: E402
 
 from django.utils import timezone  # noqa: E402

@@ -17,7 +17,7 @@ from algotrader.processes import ProcessGroup, free_port, honcho_concurrency
 from tests.databases import throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCESSES = ["web", "worker", "stoploss", "beat", "market", "orderupdates", "ticks", "scheduler", "flower"]
+PROCESSES = ["web", "worker", "stoploss", "beat", "market", "orderupdates", "ticks", "scheduler", "flower", "notify"]
 
 
 def wait_for(url: str, deadline: float, **kwargs) -> requests.Response:
@@ -76,7 +76,7 @@ def test_every_procfile_process_starts_and_stays_up(stack):
     flower_operator = requests.get(f"{flower}/", auth=("operator", "flower-test-password"), timeout=10)
     celery = Celery(broker=stack["REDIS_URL"])
     replies: list[dict[str, object]] = []
-    while len(replies) < 4 and time.monotonic() < deadline:
+    while len(replies) < 5 and time.monotonic() < deadline:
         replies = celery.control.ping(timeout=1.0) or []
     # No proxy is trusted: a client on loopback that claims other addresses is still one address.
     spoofed = [
@@ -98,6 +98,7 @@ def test_every_procfile_process_starts_and_stays_up(stack):
     assert flower_anonymous.status_code == 401
     assert flower_operator.status_code == 200
     assert sorted(name.split("@")[0] for reply in replies for name in reply) == [
+        "notifications",
         "orders-worker.1",
         "orders-worker.2",  # the formation's second orders worker, under a name of its own
         "scheduler",

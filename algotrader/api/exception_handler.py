@@ -3,7 +3,9 @@
 
 from typing import Any
 
+from django.db import OperationalError
 from django.http import Http404
+from psycopg_pool import PoolTimeout
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -41,6 +43,11 @@ def error_body(code: str, message: str, fields: dict[str, list[str]] | None = No
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout):
+        # Every pooled connection busy for the pool's whole timeout: a crowd, not a bug.
+        set_rollback()
+        body = error_body("database_busy", "The service is busy: retry in a moment.")
+        return Response(body, status=503, headers={"Retry-After": "1"})
     if isinstance(exc, ApplicationError):
         set_rollback()
         body = error_body(exc.code, exc.message, exc.fields)

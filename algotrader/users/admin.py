@@ -42,11 +42,21 @@ class UserAdmin(DjangoUserAdmin[User]):  # type: ignore[type-var]  # email-login
 class RefreshTokenRecordAdmin(admin.ModelAdmin[RefreshTokenRecord]):
     """Logins by refresh-token family: read-only (the row holds no token), revocable."""
 
-    list_display = ["jti", "user", "family", "created_at", "expires_at", "used_at", "revoked_at"]
+    list_display = ["jti", "user", "family", "created_at", "expires_at", "used_at", "revoked_at", "user_agent"]
     list_filter = ["revoked_at", "used_at"]
     search_fields = ["user__email", "family"]
     list_select_related = ["user"]
-    readonly_fields = ["jti", "user", "family", "created_at", "expires_at", "used_at", "revoked_at"]
+    readonly_fields = [
+        "jti",
+        "user",
+        "family",
+        "created_at",
+        "expires_at",
+        "used_at",
+        "revoked_at",
+        "user_agent",
+        "ip_address",
+    ]
     actions = ["revoke_families"]
     show_full_result_count = False
 

@@ -1,4 +1,4 @@
-from algotrader.exceptions import ApplicationError
+from algotrader.exceptions import ApplicationError, NotFound
 
 
 class InvalidCredentials(ApplicationError):
@@ -17,3 +17,7 @@ class InvalidToken(ApplicationError):
     code = "token_invalid"
     status = 401
     message = "The token is invalid, expired or already used."
+
+
+class SessionNotFound(NotFound):
+    message = "No such session (or it has ended already)."

@@ -43,6 +43,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.email
 
 
+USER_AGENT_MAX = 256
+
+
 class RefreshTokenRecord(models.Model):
     """What rotation and revocation need of one issued refresh token, and nothing usable: its
     jti and a SHA-256 of it, never the token. A family is one login's chain of rotations; a
@@ -56,8 +59,11 @@ class RefreshTokenRecord(models.Model):
     expires_at = models.DateTimeField()
     # Rotated away or logged out: never valid again, and presenting it again is reuse.
     used_at = models.DateTimeField(null=True, blank=True)
-    # The family was revoked (reuse detected, or logout).
+    # The family was revoked (reuse detected, logout, a password change or reset, a session ended).
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Where the login or refresh that issued it came from, for the user's list of sessions.
+    user_agent = models.CharField(max_length=USER_AGENT_MAX, blank=True, default="")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["expires_at"], name="refreshtoken_expiry")]

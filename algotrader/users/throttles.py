@@ -1,6 +1,6 @@
-"""Rate limits on the unauthenticated auth endpoints, per client address and per
-account (the email in the body), so that neither one address nor many addresses
-against one account can hammer login or register."""
+"""Rate limits on the auth endpoints, per client address and per account (the email in the
+body, or the logged-in user), so that neither one address nor many addresses against one
+account can hammer login, register, a password reset or a password check."""
 
 import hashlib
 from typing import Any
@@ -33,3 +33,15 @@ class AuthTokenPerIPThrottle(AuthPerIPThrottle):
     """Refresh and logout, per client address: each is a database write and a token check."""
 
     scope = "auth_token"
+
+
+class AuthPerUserThrottle(SimpleRateThrottle):
+    """The password change and the account deletion check a password: per user, at the
+    per-account rate, so a stolen access token cannot guess the password quickly."""
+
+    scope = "auth_account"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if not request.user or not request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": f"user:{request.user.pk}"}

@@ -22,6 +22,7 @@ from brokers.exceptions import (
     BrokerAuthError,
     BrokerError,
     BrokerUnavailable,
+    OrderBusy,
     OrderRejected,
     RateLimited,
 )
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 KITE_VERSION: Final = "3"
 
+_BUSY_MESSAGE: Final = "being processed"
 _PERMANENT_ORDER_ERRORS: Final = frozenset({"OrderException", "InputException", "MarginException", "HoldingException"})
 _AUTH_ERRORS: Final = frozenset({"TokenException", "PermissionException"})
 
@@ -235,6 +237,9 @@ class KiteHttp:
         if error_type == "UserException":
             cls = OrderRejected if order_write else BrokerAuthError
             return cls(message, broker_error_type=error_type)
+        if error_type == "OrderException" and order_write and _BUSY_MESSAGE in message.lower():
+            # "Order cannot be modified as it is being processed. Try later.": not a refusal.
+            return OrderBusy(message, broker_error_type=error_type)
         if error_type in _PERMANENT_ORDER_ERRORS and order_write:
             return OrderRejected(message, broker_error_type=error_type)
         if error_type == "InputException" and login:

@@ -19,7 +19,7 @@ DEMO_API_KEY = "kitesim_demo_key"
 DEMO_API_SECRET = "kitesim_demo_secret"  # noqa: S105 - a published demo credential, valid only against the simulator
 DEMO_ACCESS_TOKEN = "kitesim_demo_access_token"  # noqa: S105 - same
 DEMO_USER_ID = "SIM001"
-DEFAULT_REDIRECT_URL = "http://127.0.0.1:8000/kite/callback"
+DEFAULT_REDIRECT_URL = "http://127.0.0.1:8000/kite/callback/"  # KITE_REDIRECT_URL's default
 DEFAULT_OPENING_BALANCE = Decimal("1000000")
 REQUEST_TOKEN_TTL = 300.0  # Kite's request tokens live a few minutes and are single use
 

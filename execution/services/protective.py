@@ -35,12 +35,12 @@ from strategies.models import Strategy
 logger = logging.getLogger(__name__)
 
 _BPS = Decimal(10_000)
-# How brokers say an instrument takes no stop-market orders (Kite blocks SL-M for some segments).
-# Where a refused conversion is tried again: the order was placed or modified a moment ago and the
-# broker (Kite: "being processed") takes a modify only once it rests (OPEN, TRIGGER PENDING).
+# A refused conversion is tried again unless the refusal is permanent and the order rests: placed or
+# modified a moment ago, the broker (Kite: "being processed") takes a modify only once it rests.
 RESTING_STATUSES = frozenset({"OPEN", "TRIGGER PENDING"})
 CONVERT_ATTEMPTS = 20
 CONVERT_RETRY_SECONDS = 0.1
+# How brokers say an instrument takes no stop-market orders (Kite blocks SL-M for some segments).
 _SL_M_REFUSED = re.compile(r"SL-?M|stop[- ]?loss market|market orders? (?:is|are) (?:not allowed|blocked)", re.I)
 
 
@@ -256,9 +256,12 @@ def _convert(order: Order, strategy: Strategy, adapter: BrokerAdapter, lock: Exe
             logger.info("protective stop converted into the exit", extra={"order_id": order.pk})
             return order
         seen = _read(order, adapter)
-        if seen is None or seen.status.is_final or seen.raw_status in RESTING_STATUSES or attempt == CONVERT_ATTEMPTS:
+        if seen is None or seen.status.is_final or attempt == CONVERT_ATTEMPTS:
             break
-        # Still being processed (placed or modified a moment ago): a modify is refused until it rests.
+        if error.permanent and seen.raw_status in RESTING_STATUSES:
+            break  # refused while it rests: a real refusal
+        # Still being processed (placed or modified a moment ago, whatever the read shows a moment
+        # after the refusal), or a refusal that passes: the same modify is taken once it rests.
         time.sleep(CONVERT_RETRY_SECONDS)
     if seen is not None and seen.order_type == OrderType.MARKET and not seen.status.is_final:
         Order.objects.filter(pk=order.pk).update(order_type=str(OrderType.MARKET), updated_at=timezone.now())

@@ -20,13 +20,23 @@ def broker_lists():
 def test_a_task_routed_to_stoploss_lands_only_in_stoploss(broker_lists):
     app.send_task("algotrader.tests.noop", queue=CeleryQueue.STOPLOSS.value)
 
-    assert broker_lists() == {CeleryQueue.STOPLOSS: 1, CeleryQueue.ORDERS: 0, CeleryQueue.SCHEDULER: 0}
+    assert broker_lists() == {
+        CeleryQueue.STOPLOSS: 1,
+        CeleryQueue.ORDERS: 0,
+        CeleryQueue.SCHEDULER: 0,
+        CeleryQueue.NOTIFICATIONS: 0,
+    }
 
 
 def test_an_unrouted_task_lands_only_in_orders(broker_lists):
     app.send_task("algotrader.tests.noop")
 
-    assert broker_lists() == {CeleryQueue.STOPLOSS: 0, CeleryQueue.ORDERS: 1, CeleryQueue.SCHEDULER: 0}
+    assert broker_lists() == {
+        CeleryQueue.STOPLOSS: 0,
+        CeleryQueue.ORDERS: 1,
+        CeleryQueue.SCHEDULER: 0,
+        CeleryQueue.NOTIFICATIONS: 0,
+    }
 
 
 @pytest.mark.parametrize("task", ["strategies.tasks.fire_slot_task", "strategies.tasks.sweep_due_task"])
@@ -34,7 +44,27 @@ def test_the_fan_outs_land_only_in_the_scheduler_queue(broker_lists, task):
     """Publishing a burst's BUYs is kept off the worker that runs them."""
     app.send_task(task)
 
-    assert broker_lists() == {CeleryQueue.STOPLOSS: 0, CeleryQueue.ORDERS: 0, CeleryQueue.SCHEDULER: 1}
+    assert broker_lists() == {
+        CeleryQueue.STOPLOSS: 0,
+        CeleryQueue.ORDERS: 0,
+        CeleryQueue.SCHEDULER: 1,
+        CeleryQueue.NOTIFICATIONS: 0,
+    }
+
+
+@pytest.mark.parametrize(
+    "task", ["notifications.tasks.notification_push_task", "notifications.tasks.notifications_push_pending_task"]
+)
+def test_pushes_to_phones_land_only_in_the_notifications_queue(broker_lists, task):
+    """FCM's slow answers and retries never take an order worker's time."""
+    app.send_task(task)
+
+    assert broker_lists() == {
+        CeleryQueue.STOPLOSS: 0,
+        CeleryQueue.ORDERS: 0,
+        CeleryQueue.SCHEDULER: 0,
+        CeleryQueue.NOTIFICATIONS: 1,
+    }
 
 
 def test_every_beat_entry_names_a_registered_task(settings):
@@ -50,4 +80,9 @@ def test_an_order_update_lands_only_in_stoploss(broker_lists):
     """A stop-loss's fill learnt from a postback must not wait behind a burst of BUYs."""
     app.send_task("execution.tasks.order_update_task")
 
-    assert broker_lists() == {CeleryQueue.STOPLOSS: 1, CeleryQueue.ORDERS: 0, CeleryQueue.SCHEDULER: 0}
+    assert broker_lists() == {
+        CeleryQueue.STOPLOSS: 1,
+        CeleryQueue.ORDERS: 0,
+        CeleryQueue.SCHEDULER: 0,
+        CeleryQueue.NOTIFICATIONS: 0,
+    }

@@ -1,13 +1,18 @@
-"""The broker accounts API: submit (U3 then B1/B2), list, detail, delete, Kite login URL
-and session; credentials are write-only and other users' accounts do not exist."""
+"""The broker accounts API: submit (U3 then B1/B2), list, detail, delete, Kite login URL,
+the one-tap login link, and session; credentials are write-only and other users' accounts do not exist."""
+
+from datetime import timedelta
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+from django.utils import timezone
 
 from brokers.adapters.base import AccountProfile
 from brokers.exceptions import BrokerAuthError
 from brokers.models import BrokerAccount
 from monitoring.models import EventLog
 from tests.factories import BrokerAccountFactory
+from tests.strategies.factories_scheduling import strategy_create
 
 pytestmark = pytest.mark.django_db
 
@@ -95,6 +100,7 @@ def test_the_list_holds_only_the_users_own_accounts(auth_client, user):
         ("get", "", None),
         ("delete", "", None),
         ("get", "login-url/", None),
+        ("get", "kite-login/", None),
         ("post", "session/", {"request_token": "rt123"}),
     ],
 )
@@ -180,6 +186,44 @@ def test_deleting_an_account_removes_it(auth_client, user):
     assert not BrokerAccount.objects.filter(pk=account.pk).exists()
 
 
+def test_an_account_a_running_strategy_trades_on_is_not_deleted(auth_client, user):
+    account = BrokerAccountFactory.create(owner=user, kite=True)
+    strategy_create(
+        buy_fire_at=timezone.now() + timedelta(minutes=5),
+        sell_fire_at=timezone.now() + timedelta(minutes=9),
+        account=account,
+        status="RUNNING",
+    )
+
+    response = auth_client.delete(detail(account.pk))
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "broker_account_in_use"
+    assert BrokerAccount.objects.get(pk=account.pk).access_token  # untouched
+
+
+def test_an_account_with_strategies_on_record_is_erased_and_hidden_not_deleted(auth_client, user):
+    account = BrokerAccountFactory.create(owner=user, kite=True, label="Main")
+    ended = strategy_create(
+        buy_fire_at=timezone.now() - timedelta(minutes=9),
+        sell_fire_at=timezone.now() - timedelta(minutes=5),
+        account=account,
+        status="EXITED",
+        position="SOLD",
+    )
+
+    response = auth_client.delete(detail(account.pk))
+
+    assert response.status_code == 204
+    kept = BrokerAccount.objects.get(pk=account.pk)  # the ended strategy's account, for the record
+    assert (kept.api_key, kept.api_secret, kept.access_token, kept.status) == ("", "", "", "disabled")
+    assert kept.deleted_at is not None and ended.broker_account_id == kept.pk
+    assert auth_client.get(detail(account.pk)).status_code == 404
+    assert auth_client.get(ACCOUNTS).json() == []
+    again = auth_client.post(ACCOUNTS, {"kind": "paper", "label": "Main"}, format="json")
+    assert again.status_code == 201  # its label is free again
+
+
 def test_the_login_url_of_a_kite_account_is_kites_login_page_for_its_api_key(auth_client, user, settings):
     settings.KITE_LOGIN_URL = "https://kite.example/connect/login"
     account = BrokerAccountFactory.create(owner=user, kite=True, api_key="myapikey42")
@@ -190,10 +234,35 @@ def test_the_login_url_of_a_kite_account_is_kites_login_page_for_its_api_key(aut
     assert response.json() == {"login_url": "https://kite.example/connect/login?v=3&api_key=myapikey42"}
 
 
-def test_a_paper_account_has_no_login_url(auth_client, user):
+def test_the_one_tap_login_link_is_kites_login_page_carrying_a_state(auth_client, user, settings):
+    settings.KITE_LOGIN_URL = "https://kite.example/connect/login"
+    account = BrokerAccountFactory.create(owner=user, kite=True, api_key="myapikey42")
+
+    response = auth_client.get(detail(account.pk) + "kite-login/")
+
+    assert response.status_code == 200
+    login_url = urlparse(response.json()["login_url"])
+    query = parse_qs(login_url.query)
+    assert (login_url.netloc, login_url.path) == ("kite.example", "/connect/login")
+    assert (query["v"], query["api_key"]) == (["3"], ["myapikey42"])
+    assert set(parse_qs(query["redirect_params"][0])) == {"state"}
+    assert response.json()["expires_at"]
+
+
+def test_a_disabled_account_gets_no_one_tap_login_link(auth_client, user):
+    account = BrokerAccountFactory.create(owner=user, kite=True, status="disabled")
+
+    response = auth_client.get(detail(account.pk) + "kite-login/")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "broker_account_disabled"
+
+
+@pytest.mark.parametrize("suffix", ["login-url/", "kite-login/"])
+def test_a_paper_account_has_no_login_url(auth_client, user, suffix):
     account = BrokerAccountFactory.create(owner=user)
 
-    response = auth_client.get(detail(account.pk) + "login-url/")
+    response = auth_client.get(detail(account.pk) + suffix)
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "login_not_supported"

@@ -138,9 +138,7 @@ def start_stack(group: ProcessGroup, sim_port: int, ws_port: int, web_port: int)
             "INFO",
         ),
     )
-    group.start(
-        "beat", celery("beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--loglevel", "INFO")
-    )
+    group.start("beat", celery("beat", "--loglevel", "INFO"))
     group.start("ticks", manage("runworker", "ticks"))
     return suffix
 

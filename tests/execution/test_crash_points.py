@@ -25,8 +25,12 @@ from execution.services.exits import strategy_sell_execute, strategy_stoploss_ex
 from monitoring import services as monitoring_services
 from strategies import services as strategy_services
 from tests.execution.helpers import paper_book
+from tests.soak import kill_points
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.soak]
+
+# Kill points a suite run takes of each lifecycle's sweep (all of them under `make soak`).
+SUITE_POINTS = 14
 
 HOOKED: list[tuple[Any, str]] = [
     (monitoring_services, "emit_many"),
@@ -121,7 +125,7 @@ def test_a_worker_killed_at_any_point_loses_and_duplicates_nothing(lifecycle, ma
     assert len(points) >= 45  # every write and broker call of both executions (fewer since they were merged)
     run = LIFECYCLES[lifecycle]
     print(f"{lifecycle}: {len(points)} kill points")  # noqa: T201
-    for at in range(1, len(points) + 1):
+    for at in kill_points(len(points), suite=SUITE_POINTS):
         where = (at, points[at - 1])
         strategy = make_strategy()
         counter = [0]

@@ -14,8 +14,14 @@ from brokers.adapters.paper import PaperAdapter
 from execution.models import Order
 from tests.execution import test_crash_points as sweep
 from tests.execution.helpers import paper_book
+from tests.soak import kill_points
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("protective_on")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("protective_on"),
+    pytest.mark.soak,
+]
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +40,7 @@ def test_a_worker_killed_at_any_point_with_a_protective_stop_leaves_one_sell_and
     assert any("modify_order" in point for point in points)  # the conversion is among the kill points
     run = sweep.LIFECYCLES[lifecycle]
     print(f"{lifecycle}: {len(points)} kill points")  # noqa: T201
-    for at in range(1, len(points) + 1):
+    for at in kill_points(len(points), suite=sweep.SUITE_POINTS):
         where = (at, points[at - 1])
         strategy = make_strategy()
         counter = [0]

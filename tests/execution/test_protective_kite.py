@@ -126,3 +126,31 @@ def test_a_refused_conversion_at_kite_is_cancelled_and_confirmed_before_the_new_
     ]
     strategy.refresh_from_db()
     assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "SELL")
+
+
+def test_a_conversion_refused_while_kite_processes_the_stop_is_tried_again_not_replaced(
+    make_strategy, kite_account, kite_sim, sim_account
+):
+    strategy = make_strategy(account=kite_account)
+    buy = strategy_buy_execute(strategy_id=strategy.pk)
+    wait_until(lambda: book(kite_sim, sim_account)[-1][3] == "TRIGGER PENDING", timeout=5)
+    # Refused as busy while every read shows it resting: the refusal, not the read, says try again.
+    kite_sim.set_fault(
+        "error",
+        endpoint="modify_order",
+        api_key=sim_account.api_key,
+        times=3,
+        status=400,
+        error_type="OrderException",
+        message="Order cannot be modified as it is being processed. Try later.",
+    )
+
+    sell = strategy_sell_execute(strategy_id=strategy.pk, reason="SELL")
+
+    assert buy is not None and sell is not None and sell.protective
+    assert book(kite_sim, sim_account) == [
+        ("BUY", buy.tag, "MARKET", "COMPLETE"),
+        ("SELL", sell.tag, "MARKET", "COMPLETE"),
+    ]
+    strategy.refresh_from_db()
+    assert (strategy.status, strategy.position, strategy.exit_reason) == ("EXITED", "SOLD", "SELL")

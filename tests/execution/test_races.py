@@ -16,10 +16,11 @@ from execution.models import Order
 from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
 from execution.services.orders import order_create
+from tests import soak as races
 from tests.execution.helpers import orders, paper_book
 from tests.factories import BrokerAccountFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.soak]
 
 
 def _together(calls: list[Callable[[], Any]]) -> None:
@@ -53,7 +54,7 @@ def lock_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 def test_sell_and_stoploss_at_the_same_instant_never_give_two_exit_orders(make_strategy, lock_mode):
     account = BrokerAccountFactory.create()
-    rounds = 200 if lock_mode == "with_lock" else 100
+    rounds = races.rounds(full=200, suite=40) if lock_mode == "with_lock" else races.rounds(full=100, suite=30)
     outcomes: dict[str, int] = {}
     for _ in range(rounds):
         strategy = make_strategy(account=account, position="BOUGHT")

@@ -21,7 +21,8 @@ def test_a_batch_is_one_insert_and_one_log_line_per_event(caplog, django_assert_
         Emission(Event.X1_RUNTIME_STATE_LOADED),
     ]
 
-    with caplog.at_level("INFO", logger="algotrader.events"), django_assert_num_queries(1):
+    # One INSERT for the events, and one for what follows them: the user's L4 notification.
+    with caplog.at_level("INFO", logger="algotrader.events"), django_assert_num_queries(2):
         records = emit_many(emissions)
 
     assert [r.code for r in EventLog.objects.order_by("id")] == ["T1", "L4", "X1"]

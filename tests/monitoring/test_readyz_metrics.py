@@ -42,7 +42,15 @@ def test_ready_when_every_check_passes():
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
-    assert set(body["checks"]) == {"database", "redis", "beat", "queue:orders", "queue:stoploss", "queue:scheduler"}
+    assert set(body["checks"]) == {
+        "database",
+        "redis",
+        "beat",
+        "queue:orders",
+        "queue:stoploss",
+        "queue:scheduler",
+        "queue:notifications",
+    }
     assert all(check["ok"] for check in body["checks"].values())
     assert body["checks"]["queue:orders"]["depth"] == 0
 

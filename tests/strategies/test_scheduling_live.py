@@ -42,7 +42,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Proc
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     commands = {
         "worker": ["worker", "-Q", "orders,scheduler", "-n", WORKER, "--concurrency", "2", "--without-mingle"],
-        "beat": ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
+        "beat": ["beat"],
     }
     stack = ProcessGroup(tmp_path_factory.mktemp("celery"), env)
     for name, command in commands.items():

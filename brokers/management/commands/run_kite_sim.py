@@ -7,10 +7,10 @@ import signal
 import threading
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from brokers.kite_sim import DEMO_API_KEY, KiteSimulator
-from brokers.kite_sim.accounts import DEFAULT_REDIRECT_URL
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=7, help="seed of the price random walk")
         parser.add_argument("--tick-interval", type=float, default=1.0, help="seconds between tick frames")
         parser.add_argument(
-            "--redirect-url", default=DEFAULT_REDIRECT_URL, help="where the login page sends the demo user back"
+            "--redirect-url",
+            default=settings.KITE_REDIRECT_URL,
+            help="where the login page sends its users back (default KITE_REDIRECT_URL, the app's /kite/callback/)",
         )
         parser.add_argument(
             "--no-limits",

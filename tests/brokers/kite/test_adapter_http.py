@@ -21,6 +21,7 @@ from brokers.exceptions import (
     AmbiguousOutcome,
     BrokerAuthError,
     BrokerUnavailable,
+    OrderBusy,
     OrderRejected,
     RateLimited,
 )
@@ -393,6 +394,18 @@ def test_an_order_exception_on_an_order_history_poll_is_retryable_not_a_rejectio
 
     assert not isinstance(failed.value, OrderRejected)
     assert not failed.value.permanent
+
+
+def test_a_change_refused_while_kite_processes_the_order_is_busy_not_a_rejection(kite):
+    # Kite takes a modify only once the order rests: the same change a moment later goes through.
+    kite.error(400, "OrderException", "Order cannot be modified as it is being processed. Try later.")
+
+    with pytest.raises(OrderBusy) as busy:
+        make_adapter(kite.root).modify_order("1", order_type=OrderType.MARKET)
+
+    assert not isinstance(busy.value, OrderRejected)
+    assert not busy.value.permanent
+    assert busy.value.broker_error_type == "OrderException"
 
 
 @pytest.mark.parametrize("error_type", ["NetworkException", "GeneralException", ""])

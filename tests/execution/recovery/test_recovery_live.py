@@ -86,7 +86,7 @@ class Stack(ProcessGroup):
                 *("worker", "-Q", "stoploss", "-n", f"rec-sl-{tag}@%h", "-c", "1", "--prefetch-multiplier", "1"),
                 "--without-mingle",
             ),
-            "beat": celery("beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"),
+            "beat": celery("beat"),
             "market": manage("run_market_listener"),
             "ticks": manage("runworker", "ticks"),
         }

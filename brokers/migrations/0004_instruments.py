@@ -21,7 +21,7 @@ def unseed(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("brokers", "0002_protective_stops"),
+        ("brokers", "0003_deleted_at"),
     ]
 
     operations = [
