@@ -32,6 +32,7 @@ class TaskName(StrEnum):
     FIRE_SLOT = "strategies.tasks.fire_slot_task"
     SWEEP_DUE = "strategies.tasks.sweep_due_task"
     EXPIRE_BROKER_SESSIONS = "brokers.tasks.expire_broker_sessions_task"
+    REFRESH_INSTRUMENTS = "brokers.tasks.refresh_instruments_task"
     ACCOUNT_EXISTS_NOTIFY = "algotrader.users.tasks.account_exists_notify_task"
     # (email,): a password reset link, to the account of that email if there is one.
     RESET_LINK_SEND = "algotrader.users.tasks.reset_link_send_task"

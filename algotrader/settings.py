@@ -10,6 +10,7 @@ from pathlib import Path
 
 import django_stubs_ext
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django_guid.integrations import CeleryIntegration
 
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
@@ -465,6 +467,13 @@ KITE_TIMEOUT_SECONDS = env.float("KITE_TIMEOUT_SECONDS", default=7.0)
 # follow the simulated exchange's calendar (open at all hours) instead of NSE/BSE's.
 KITE_SIMULATED = env.bool("KITE_SIMULATED", default=False)
 
+# The instrument search's list: refreshed each trading morning from this broker's public dump
+# ("kite": KITE_API_ROOT's /instruments; "paper": the shipped list), for these exchanges.
+INSTRUMENTS_BROKER = env.str("INSTRUMENTS_BROKER", default="paper")
+INSTRUMENTS_EXCHANGES = [e.strip().upper() for e in env.list("INSTRUMENTS_EXCHANGES", default=["NSE"]) if e.strip()]
+if INSTRUMENTS_BROKER not in {"paper", "kite"} or not INSTRUMENTS_EXCHANGES:
+    raise ImproperlyConfigured("INSTRUMENTS_BROKER must be 'paper' or 'kite', INSTRUMENTS_EXCHANGES not empty")
+
 # The paper broker: market orders fill at the last tick, moved against the trader by
 # PAPER_SLIPPAGE_BPS and completed PAPER_LATENCY_MS after they are placed.
 PAPER_SLIPPAGE_BPS = env.float("PAPER_SLIPPAGE_BPS", default=5.0)
@@ -649,6 +658,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": TaskName.EXPIRE_BROKER_SESSIONS.value,
         "schedule": timedelta(minutes=1),
         "options": {"expire_seconds": 60},
+    },
+    # Kite publishes the day's instrument dump early each morning: 08:00 Asia/Kolkata (02:30 UTC).
+    "brokers: refresh the instrument list": {
+        "task": TaskName.REFRESH_INSTRUMENTS.value,
+        "schedule": crontab(minute=30, hour=2, day_of_week="mon-fri"),
+        "options": {"expire_seconds": 3600},
     },
     "monitoring: deliver pending alerts": {
         "task": TaskName.ALERTS_NOTIFY_PENDING.value,

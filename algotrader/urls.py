@@ -5,13 +5,14 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from algotrader.api.views import json_bad_request, json_not_found, json_server_error
-from brokers.api import KiteLoginCallbackView, KitePostbackApi
+from brokers.api import InstrumentSearchApi, KiteLoginCallbackView, KitePostbackApi
 from notifications.urls import device_urls, notification_urls
 
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/", include("algotrader.users.urls")),
     path("broker-accounts/", include("brokers.urls")),
     path("brokers/kite/postback/", KitePostbackApi.as_view(), name="kite-postback"),
+    path("instruments/", InstrumentSearchApi.as_view(), name="instruments-search"),
     path("strategies/", include("strategies.urls")),
     path("", include("execution.urls")),
     path("notifications/", include(notification_urls)),

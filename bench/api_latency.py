@@ -55,6 +55,7 @@ class Endpoint:
     rate: float  # requests a second offered
     body: str | None = None  # "login" or "strategy": built per request
     auth: bool = True
+    paths: tuple[str, ...] = ()  # if given, request i asks paths[i % len(paths)] instead of path
 
 
 def endpoints(detail_id: int, timeline_id: int, scale: float) -> list[Endpoint]:
@@ -82,6 +83,11 @@ def ms(value: float | None) -> float | None:
 
 
 class Bench:
+    """The run (a database and Redis of its own, migrate, one uvicorn), the seed and the open-loop
+    phases; a benchmark of other endpoints overrides ``seed``, ``endpoints`` and ``setup``."""
+
+    name = "api_latency"
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.local = threading.local()
@@ -102,7 +108,8 @@ class Bench:
         import redis
 
         redis.Redis.from_url(self.args.redis_url).flushdb()
-        group = ProcessGroup(RESULTS / "logs" / "api_latency", env)
+        self.env = env
+        group = self.group = ProcessGroup(RESULTS / "logs" / self.name, env)
         group.start("migrate", manage("migrate", "--noinput", "-v", "0"))
         if group.processes["migrate"].wait(timeout=300) != 0:
             sys.exit(f"migrate failed:\n{group.log('migrate')}")
@@ -113,9 +120,7 @@ class Bench:
         try:
             wait_until(self._healthy, timeout=60, interval=0.2, why=group.logs)
             self.seed()
-            phases = [
-                self.phase(endpoint) for endpoint in endpoints(self.detail_id, self.timeline_id, self.args.rate_scale)
-            ]
+            phases = [self.phase(endpoint) for endpoint in self.endpoints()]
         finally:
             group.stop_all()
         return {
@@ -125,11 +130,16 @@ class Bench:
                 "server": "uvicorn algotrader.asgi:application, one process (as the Procfile), PostgreSQL, Redis",
                 "generator": "open loop, fixed rate per endpoint, latency from each request's due time",
                 "seconds_per_endpoint": self.args.seconds,
-                "seeded_strategies": SEEDED_STRATEGIES,
-                "timeline_events": self.timeline_events,
+                **self.setup(),
             },
             "endpoints": phases,
         }
+
+    def endpoints(self) -> list[Endpoint]:
+        return endpoints(self.detail_id, self.timeline_id, self.args.rate_scale)
+
+    def setup(self) -> dict[str, Any]:
+        return {"seeded_strategies": SEEDED_STRATEGIES, "timeline_events": self.timeline_events}
 
     def _healthy(self) -> bool:
         try:
@@ -137,14 +147,19 @@ class Bench:
         except requests.RequestException:
             return False
 
-    def seed(self) -> None:
-        """One user with a paper account and a full page of strategies, one of them started
-        (its timeline: U4, U6, S1, S2, S3), through the API itself."""
+    def log_in(self) -> AppClient:
+        """A new user, registered and logged in through the API: the phases' access token."""
         self.email = f"bench-{int(time.time())}@example.com"
         client = AppClient(self.base)
         client.register(self.email, PASSWORD)
         client.login(self.email, PASSWORD)
         self.access = client.access
+        return client
+
+    def seed(self) -> None:
+        """One user with a paper account and a full page of strategies, one of them started
+        (its timeline: U4, U6, S1, S2, S3), through the API itself."""
+        client = self.log_in()
         self.account_id = client.connect_paper("bench")["id"]
         ids = [client.create_strategy(**self.strategy_body())["id"] for _ in range(SEEDED_STRATEGIES)]
         self.detail_id = ids[0]
@@ -175,17 +190,20 @@ class Bench:
     def phase(self, endpoint: Endpoint) -> dict[str, Any]:
         total = max(1, round(endpoint.rate * self.args.seconds))
         headers = {"Authorization": f"Bearer {self.access}"} if endpoint.auth else {}
-        bodies = {"login": {"email": self.email, "password": PASSWORD}, "strategy": self.strategy_body()}
-        body = bodies.get(endpoint.body or "")
+        body: dict[str, Any] | None = None
+        if endpoint.body == "login":
+            body = {"email": self.email, "password": PASSWORD}
+        elif endpoint.body == "strategy":
+            body = self.strategy_body()
         samples: list[tuple[float, float, int]] = []  # (from due, from sent, status)
         lock = threading.Lock()
 
-        def one(due: float) -> None:
+        def one(due: float, path: str) -> None:
             sent = time.perf_counter()
             try:
                 status = (
                     self.session()
-                    .request(endpoint.method, f"{self.base}{endpoint.path}", json=body, headers=headers, timeout=30)
+                    .request(endpoint.method, f"{self.base}{path}", json=body, headers=headers, timeout=30)
                     .status_code
                 )
             except requests.RequestException:
@@ -202,7 +220,7 @@ class Bench:
                 delay = due - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-                pool.submit(one, due)
+                pool.submit(one, due, endpoint.paths[i % len(endpoint.paths)] if endpoint.paths else endpoint.path)
         ok = [s for s in samples if 200 <= s[2] < 300]
         latencies = [s[0] for s in ok]
         service = [s[1] for s in ok]
@@ -233,18 +251,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.redis_url.rsplit("/", 1)[-1] in {"", "0"}:
         sys.exit("--redis-url must name a Redis database of the benchmark's own (it is flushed)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # still stop the web process
+    return run_and_report(Bench(args))
+
+
+def run_and_report(bench: Bench) -> dict[str, Any]:
+    """Run, write bench/results/<name>.json and print the table."""
     began = time.monotonic()
-    result = Bench(args).run()
+    result = bench.run()
     result["run_seconds"] = round(time.monotonic() - began, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "api_latency.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'endpoint':22} {'rate/s':>7} {'ok':>5} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    (RESULTS / f"{bench.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'endpoint':28} {'rate/s':>7} {'ok':>5} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for row in result["endpoints"]:
         print(
-            f"{row['name']:22} {row['rate_per_second']:7g} {row['ok']:5} {row['errors']:4} "
+            f"{row['name']:28} {row['rate_per_second']:7g} {row['ok']:5} {row['errors']:4} "
             f"{row['p50_ms']!s:>8} {row['p99_ms']!s:>8} {row['max_ms']!s:>8}"
         )
-    print(f"wrote bench/results/api_latency.json ({result['run_seconds']} s)")
+    print(f"wrote bench/results/{bench.name}.json ({result['run_seconds']} s)")
     return result
 
 

@@ -59,6 +59,12 @@ def api_latency(result: dict[str, Any], ax: Axes) -> str:
     return "API latency at a fixed request rate (open loop, uvicorn, one process)"
 
 
+def instrument_search(result: dict[str, Any], ax: Axes) -> str:
+    api_latency(result, ax)  # the same phases' shape
+    instruments = (result.get("setup") or {}).get("instruments", "?")
+    return f"Instrument search over {instruments} instruments against an authenticated baseline (open loop)"
+
+
 def schedule_burst(result: dict[str, Any], ax: Axes) -> str:
     labels: list[str] = []
     series: dict[str, list[float | None]] = {}
@@ -96,6 +102,7 @@ def tick_to_order(result: dict[str, Any], ax: Axes) -> str:
 
 DRAWERS: dict[str, Callable[[dict[str, Any], Axes], str]] = {
     "api_latency": api_latency,
+    "instrument_search": instrument_search,
     "schedule_burst": schedule_burst,
     "tick_to_order": tick_to_order,
 }

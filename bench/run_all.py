@@ -5,7 +5,7 @@ minutes on a 2-core machine, then one PNG chart per benchmark.
 
 Each benchmark runs as its own process on a PostgreSQL database and a Redis database of
 its own (the Redis databases are flushed: never point --redis-url at a server holding
-anything of value on databases 9, 11 and 12). Sizes below the issues' full sizes are
+anything of value on databases 9, 10, 11 and 12). Sizes below the issues' full sizes are
 listed in SIZES with the full ones; pass ``--full`` for those (it takes far longer).
 Writes bench/results/<name>.json and .png, and run_all.json / summary.md (the figures
 the README shows, with the machine and its load)."""
@@ -31,6 +31,13 @@ BUDGET_SECONDS = 600
 # name -> (script, Redis db, database suffix, quick arguments, the issues' full arguments)
 BENCHMARKS: dict[str, tuple[str, int, str, list[str], list[str]]] = {
     "api_latency": ("bench/api_latency.py", 12, "_api", ["--seconds", "10"], ["--seconds", "30"]),
+    "instrument_search": (
+        "bench/instrument_search.py",
+        10,
+        "_instruments",
+        ["--seconds", "10", "--instruments", "9000"],
+        ["--seconds", "30", "--instruments", "9000"],
+    ),
     "schedule_burst": (
         "bench/schedule_burst.py",
         11,
@@ -105,6 +112,20 @@ def summary_markdown(run: dict[str, Any]) -> str:
             for r in api.get("endpoints", [])
         ]
         lines.append("")
+    search = _read("instrument_search")
+    if search:
+        setup = search.get("setup") or {}
+        lines += [
+            f"Instrument search over {setup.get('instruments')} instruments:",
+            "",
+            "| endpoint | rate | p50 | p99 |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['name']} | {r['rate_per_second']:g}/s | {r['p50_ms']} ms | {r['p99_ms']} ms |"
+            for r in search.get("endpoints", [])
+        ]
+        lines.append("")
     burst = _read("schedule_burst")
     if burst:
         lines += [
@@ -144,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
     parser.add_argument("--full", action="store_true", help="the issues' full sizes (far beyond 10 minutes here)")
     parser.add_argument("--database-prefix", default="postgres://postgres@127.0.0.1:5432/algotrader_bench")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379", help="server only; databases 9, 11, 12")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379", help="server only; databases 9-12")
     args = parser.parse_args(argv)
 
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,13 @@
-"""Operators see broker accounts and the paper order books, never a credential (not even
-its ciphertext): only whether each one is set. Changes go through the services."""
+"""Operators see broker accounts, the paper order books and the instrument list, never a
+credential (not even its ciphertext): only whether each one is set. Changes go through the
+services."""
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from brokers import services
-from brokers.models import BrokerAccount, PaperOrder
+from brokers.models import BrokerAccount, Instrument, PaperOrder
 
 
 def _set_or_not(value: str) -> str:
@@ -93,4 +94,23 @@ class PaperOrderAdmin(admin.ModelAdmin[PaperOrder]):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: PaperOrder | None = None) -> bool:
+        return False
+
+
+@admin.register(Instrument)
+class InstrumentAdmin(admin.ModelAdmin[Instrument]):
+    """The instrument list as the last refresh left it; `manage.py refresh_instruments` changes it."""
+
+    list_display = ["exchange", "symbol", "name", "segment", "tick_size", "lot_size", "last_price", "refreshed_at"]
+    list_filter = ["exchange", "segment"]
+    search_fields = ["symbol", "name", "=instrument_token"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Instrument | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Instrument | None = None) -> bool:
         return False

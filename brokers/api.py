@@ -1,7 +1,7 @@
 """The broker accounts API: submit keys, list, detail, delete, and the Kite login (login URL,
 then the request token; or the one-tap login link and the page Kite's redirect lands on).
-Credentials are write-only: no response ever carries one. Thin views over
-``brokers.services``, ``brokers.kite_login`` and ``brokers.selectors``."""
+Credentials are write-only: no response ever carries one. Also the instrument search. Thin views
+over ``brokers.services``, ``brokers.kite_login`` and ``brokers.selectors``."""
 
 import logging
 from typing import Any
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 # could never authenticate and would break the HTTP header it is sent in.
 _CREDENTIAL_PATTERN = r"^[\x21-\x7e]*$"
 _CREDENTIAL_MESSAGE = "Only printable ASCII characters without spaces."
+INSTRUMENT_SEARCH_DEFAULT = 20
+INSTRUMENT_SEARCH_MAX = 50
 
 
 def _secret_field(max_length: int) -> serializers.RegexField:
@@ -257,3 +259,56 @@ class KitePostbackApi(APIView):
         data.is_valid(raise_exception=True)
         services.kite_postback_receive(payload={**request.data, **data.validated_data})
         return Response(self.KitePostbackOutput({"received": True}).data)
+
+
+class InstrumentSearchApi(APIView):
+    class InstrumentSearchInput(serializers.Serializer[Any]):
+        q = serializers.CharField(
+            min_length=1,
+            max_length=32,
+            help_text="The start of a symbol or name, or something like one (INF, infosys).",
+        )
+        exchange = serializers.ChoiceField(choices=["NSE", "BSE"], required=False, help_text="Only this exchange's.")
+        limit = serializers.IntegerField(
+            min_value=1,
+            max_value=INSTRUMENT_SEARCH_MAX,
+            default=INSTRUMENT_SEARCH_DEFAULT,
+            help_text="At most this many.",
+        )
+
+    class InstrumentOutput(serializers.Serializer[Any]):
+        exchange = serializers.CharField(source="instrument.exchange")
+        symbol = serializers.CharField(source="instrument.symbol", help_text="Kite's tradingsymbol.")
+        name = serializers.CharField(source="instrument.name")
+        segment = serializers.CharField(source="instrument.segment")
+        instrument_type = serializers.CharField(source="instrument.instrument_type")
+        instrument_token = serializers.IntegerField(source="instrument.instrument_token")
+        tick_size = serializers.DecimalField(source="instrument.tick_size", max_digits=12, decimal_places=4)
+        lot_size = serializers.IntegerField(source="instrument.lot_size")
+        last_price = serializers.DecimalField(
+            max_digits=14,
+            decimal_places=4,
+            allow_null=True,
+            help_text="The last tick, else the broker's instrument dump's price; null if neither is known.",
+        )
+        last_price_at = serializers.DateTimeField(
+            allow_null=True, help_text="When last_price was traded (a tick) or listed (the dump's refresh)."
+        )
+
+    @extend_schema(
+        parameters=[InstrumentSearchInput],
+        responses={200: InstrumentOutput(many=True)},
+        operation_id="instruments_search",
+        description="Symbol search over the broker's instrument list (refreshed each trading morning): "
+        "symbols and names starting with q come first (an exact symbol, then symbol prefixes, then name "
+        "prefixes), then those only resembling it (trigram similarity), closest first.",
+    )
+    def get(self, request: Request) -> Response:
+        data = self.InstrumentSearchInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        matches = selectors.instrument_search(
+            query=data.validated_data["q"],
+            exchange=data.validated_data.get("exchange"),
+            limit=data.validated_data["limit"],
+        )
+        return Response(self.InstrumentOutput(matches, many=True).data)

@@ -1,10 +1,12 @@
-"""Broker accounts with their credentials encrypted at rest, and the paper broker's
+"""Broker accounts with their credentials encrypted at rest, the paper broker's
 order book (the paper broker keeps each account's orders in the database, like a
-real broker's book, so that orders survive restarts and are found by their tag)."""
+real broker's book, so that orders survive restarts and are found by their tag), and
+the instruments of the broker's daily dump that the symbol search reads."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GistIndex
 from django.db import models
 
 from brokers.adapters.base import BrokerOrderStatus, OrderType, Product, Side
@@ -96,3 +98,40 @@ class PaperOrder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} {self.quantity} {self.exchange}:{self.symbol} ({self.status})"
+
+
+class Instrument(models.Model):
+    """One tradable instrument as the broker's daily dump lists it (Kite's columns), which
+    the symbol search reads. Refreshed each morning; a row the latest dump of its exchange no
+    longer lists is removed (strategies name their instrument by exchange and symbol)."""
+
+    # Kite's tokens fill 32 unsigned bits: past a PostgreSQL integer.
+    instrument_token = models.BigIntegerField(unique=True)
+    exchange_token = models.BigIntegerField()
+    exchange = models.CharField(max_length=10)
+    symbol = models.CharField(max_length=40, help_text="Kite's tradingsymbol.")
+    name = models.CharField(max_length=120, blank=True)
+    segment = models.CharField(max_length=16)
+    instrument_type = models.CharField(max_length=8)
+    tick_size = models.DecimalField(max_digits=12, decimal_places=4)
+    lot_size = models.PositiveIntegerField()
+    # The dump's own price, shown when no live tick is known; null when the dump gives none.
+    last_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["exchange", "symbol"]
+        indexes = [
+            # Prefix search: LIKE 'INF%' on the symbol, then on the name (the dump writes both in upper case).
+            models.Index(fields=["symbol"], opclasses=["varchar_pattern_ops"], name="instrument_symbol_prefix"),
+            models.Index(fields=["name"], opclasses=["varchar_pattern_ops"], name="instrument_name_prefix"),
+            # Fuzzy search (pg_trgm): GiST rather than GIN, for its nearest-first scan that stops
+            # after the few results asked for; GIN reads every candidate a short query has. A wider
+            # signature than the default: fewer false candidates, a nearest-first scan several
+            # times faster over a whole exchange's list.
+            GistIndex(fields=["symbol"], opclasses=["gist_trgm_ops(siglen=256)"], name="instrument_symbol_trgm"),
+            GistIndex(fields=["name"], opclasses=["gist_trgm_ops(siglen=256)"], name="instrument_name_trgm"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange}:{self.symbol}"

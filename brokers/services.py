@@ -1,14 +1,15 @@
 """Broker account services: keys checked with the broker (U3, B1/B2), the Kite login, a session
-marked expired (B2 + L4), deletion, erasure (its owner's account deleted), secrets re-encrypted.
-Broker calls run outside any transaction, so no row lock is held across the network and a
-refusal's B2 commits though the request fails."""
+marked expired (B2 + L4), deletion, erasure (its owner's account deleted), secrets re-encrypted;
+and the instrument list refreshed from the broker's dump. Broker calls run outside any
+transaction, so no row lock is held across the network and a refusal's B2 commits though the
+request fails."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -16,15 +17,16 @@ from zoneinfo import ZoneInfo
 
 from django.apps import apps
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from algotrader.advisory_locks import transaction_lock
 from algotrader.celery import task_send
 from algotrader.queues import TaskName
 from algotrader.users.models import User
-from brokers.adapters.base import AccountProfile, SessionLogin
-from brokers.adapters.registry import adapter_for
+from brokers.adapters.base import AccountProfile, Instrument, SessionLogin
+from brokers.adapters.registry import adapter_for, dump_adapter_for
 from brokers.exceptions import (
     BrokerAccountDisabled,
     BrokerAccountInUse,
@@ -35,7 +37,9 @@ from brokers.exceptions import (
     OrderUpdateForbidden,
 )
 from brokers.fields import EncryptedTextField
+from brokers.instruments import instruments_store
 from brokers.models import BrokerAccount
+from brokers.models import Instrument as InstrumentRow
 from monitoring.events import Event
 from monitoring.services import alert_raise, alert_resolve, emit
 
@@ -44,6 +48,7 @@ logger = logging.getLogger(__name__)
 KITE_TIME_ZONE = ZoneInfo("Asia/Kolkata")
 KITE_SESSION_ENDS = time(6, 0)
 _ROTATION_BATCH = 500
+_INSTRUMENTS_LOCK_SPACE = 0x1257A0  # the PostgreSQL advisory lock a refresh of the instrument list holds
 
 
 def kite_session_expiry(logged_in_at: datetime) -> datetime:
@@ -362,3 +367,31 @@ def encrypted_fields_rotate() -> int:
                     rotated += 1
                 batch = list(rows.filter(pk__gt=batch[-1][0]).values_list("pk", *names)[:_ROTATION_BATCH])
     return rotated
+
+
+def instruments_store_all(*, instruments: Sequence[Instrument], exchanges: Sequence[str]) -> dict[str, int]:
+    """Store a dump for these exchanges in one transaction, so the search never sees half a
+    refresh; concurrent refreshes (beat's and an operator's) take turns on an advisory lock.
+    Returns the rows kept per exchange (0: that exchange's dump was empty and left as it was)."""
+    with transaction.atomic():
+        transaction_lock(_INSTRUMENTS_LOCK_SPACE)
+        now = timezone.now()
+        kept = {
+            exchange: instruments_store(InstrumentRow, exchange=exchange, instruments=instruments, refreshed_at=now)
+            for exchange in exchanges
+        }
+        # The refresh rewrote the table: fresh statistics, or the planner, still costing the old
+        # rows, may read the whole table where the search's index scans stop after a few rows.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {InstrumentRow._meta.db_table}")
+    logger.info("instrument list refreshed", extra={"instruments": kept})
+    return kept
+
+
+def instruments_refresh(*, exchanges: Sequence[str] | None = None) -> dict[str, int]:
+    """Fetch each exchange's dump from ``INSTRUMENTS_BROKER`` (every fetch before the one write
+    transaction: no row is held while the broker answers) and store it. A broker error raises."""
+    exchanges = [e.upper() for e in exchanges or settings.INSTRUMENTS_EXCHANGES]
+    adapter = dump_adapter_for(settings.INSTRUMENTS_BROKER)
+    instruments = [instrument for exchange in exchanges for instrument in adapter.instruments(exchange)]
+    return instruments_store_all(instruments=instruments, exchanges=exchanges)

@@ -76,3 +76,30 @@ class DeviceFactory(factory.django.DjangoModelFactory[Device]):
 
     user = factory.SubFactory(UserFactory)
     token = factory.Sequence(lambda n: f"fcm-token-{n:06d}:APA91b{'x' * 40}")
+
+
+from decimal import Decimal  # noqa: E402
+
+from django.utils import timezone  # noqa: E402
+
+from brokers.models import Instrument  # noqa: E402
+
+
+class InstrumentFactory(factory.django.DjangoModelFactory[Instrument]):
+    """A BSE equity of the instrument list by default: the migration seeds NSE's shipped list,
+    so tests that rank their own rows search BSE."""
+
+    class Meta:
+        model = Instrument
+
+    instrument_token = factory.Sequence(lambda n: 900_000_000 + n * 256 + 1)
+    exchange_token = factory.LazyAttribute(lambda i: i.instrument_token // 256)
+    exchange = "BSE"
+    symbol = factory.Sequence(lambda n: f"SYM{n}")
+    name = factory.LazyAttribute(lambda i: f"{i.symbol} LIMITED")
+    segment = "BSE"
+    instrument_type = "EQ"
+    tick_size = Decimal("0.05")
+    lot_size = 1
+    last_price = None
+    refreshed_at = factory.LazyFunction(timezone.now)

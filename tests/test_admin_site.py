@@ -35,6 +35,7 @@ def test_the_operators_pages_are_all_registered():
         "users/user",
         "brokers/brokeraccount",
         "brokers/paperorder",
+        "brokers/instrument",
         "strategies/strategy",
         "strategies/marketsession",
         "strategies/marketholiday",

@@ -112,7 +112,8 @@ class Instrument:
     tick_size: Decimal
     lot_size: int
     segment: str
-    reference_price: Decimal  # a plausible last close, seeds simulated prices
+    reference_price: Decimal  # the dump's last price (Kite's is often 0); seeds simulated prices
+    instrument_type: str = "EQ"  # Kite's: EQ (indices too), FUT, CE, PE
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
-import io
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -41,6 +40,7 @@ from brokers.exceptions import (
     BrokerUnavailable,
     OrderRejected,
 )
+from brokers.instruments import instruments_from_csv
 
 logger = logging.getLogger(__name__)
 
@@ -284,22 +284,7 @@ class KiteAdapter:
 
     @_parses_response
     def instruments(self, exchange: str) -> list[Instrument]:
-        text = self._http.request_csv(f"/instruments/{quote(exchange, safe='')}")
-        return [
-            Instrument(
-                instrument_token=int(row["instrument_token"]),
-                exchange_token=int(row["exchange_token"]),
-                exchange=row["exchange"],
-                symbol=row["tradingsymbol"],
-                name=row.get("name") or "",
-                tick_size=to_decimal(row.get("tick_size") or "0"),
-                lot_size=int(row.get("lot_size") or 1),
-                segment=row.get("segment") or "",
-                reference_price=to_decimal(row.get("last_price") or "0"),
-            )
-            for row in csv.DictReader(io.StringIO(text))
-            if row.get("instrument_token")
-        ]
+        return instruments_from_csv(self._http.request_csv(f"/instruments/{quote(exchange, safe='')}"))
 
     def tick_stream(self, on_ticks: TickHandler, events: FeedEvents | None = None) -> KiteTickStream:
         return KiteTickStream(

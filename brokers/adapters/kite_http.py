@@ -205,7 +205,10 @@ class KiteHttp:
         raise self._error(response, body, order_write=order_write, login=not authenticated, secrets=secrets)
 
     def request_csv(self, path: str) -> str:
-        response = self._send("GET", path, form=None, params=None, authenticated=True, order_write=False)
+        # Kite serves its instrument dump without a session: an adapter built without one (the
+        # daily refresh's) sends no Authorization header rather than an empty, refused one.
+        authenticated = bool(self._credentials.access_token)
+        response = self._send("GET", path, form=None, params=None, authenticated=authenticated, order_write=False)
         if response.ok and "json" not in response.headers.get("Content-Type", ""):
             return response.content.decode("utf-8-sig")
         try:

@@ -40,6 +40,12 @@ def adapter_for(account: BrokerAccount, *, process_connections: bool = False) ->
     raise ValueError(f"no adapter for broker kind {account.kind!r}")
 
 
+def dump_adapter_for(kind: str) -> BrokerAdapter:
+    """An adapter of broker ``kind`` for what the broker publishes to anyone (its instrument
+    dump): built on no account, so it holds no credentials and opens no session."""
+    return adapter_for(BrokerAccount(kind=kind))
+
+
 def _fingerprint(account: BrokerAccount) -> str:
     """What the adapter was built from. Any change (a new daily access token, new keys, a
     status change, another API root) gives a new fingerprint, hence a new adapter; a

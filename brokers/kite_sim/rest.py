@@ -5,8 +5,7 @@ routes and their faults, the auto-approving login page and the simulator's own
 
 from __future__ import annotations
 
-import csv
-import io
+import gzip
 import logging
 import re
 import time
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
 from brokers.adapters.base import Instrument
-from brokers.instruments import find_instrument, instruments_by_token, load_instruments
+from brokers.instruments import find_instrument, instruments_by_token, instruments_to_csv, load_instruments
 from brokers.kite_sim.accounts import EXCHANGES
 from brokers.kite_sim.clock import kite_time
 from brokers.kite_sim.errors import KiteError, general_error, input_error
@@ -30,20 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-INSTRUMENT_COLUMNS = (
-    "instrument_token",
-    "exchange_token",
-    "tradingsymbol",
-    "name",
-    "last_price",
-    "expiry",
-    "strike",
-    "tick_size",
-    "lot_size",
-    "instrument_type",
-    "segment",
-    "exchange",
-)
 # Faults answered instead of processing the request.
 PRE_FAULTS = frozenset(
     {
@@ -331,25 +316,9 @@ class KiteRest:
         exchange = request.args.get("exchange")
         if exchange is not None and exchange not in EXCHANGES:
             raise input_error("Invalid `exchange`.")
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(INSTRUMENT_COLUMNS)
-        for i in load_instruments():
-            if exchange is None or i.exchange == exchange:
-                writer.writerow(
-                    [
-                        i.instrument_token,
-                        i.exchange_token,
-                        i.symbol,
-                        i.name,
-                        i.reference_price,
-                        "",
-                        0,
-                        i.tick_size,
-                        i.lot_size,
-                        "EQ",
-                        i.segment,
-                        i.exchange,
-                    ]
-                )
-        return Response(HTTPStatus.OK, buffer.getvalue().encode(), content_type="text/csv")
+        body = instruments_to_csv(i for i in load_instruments() if exchange is None or i.exchange == exchange).encode()
+        # Kite sends the dump gzipped to a client that accepts it (requests does, and inflates it).
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            gzipped = gzip.compress(body)
+            return Response(HTTPStatus.OK, gzipped, content_type="text/csv", headers={"Content-Encoding": "gzip"})
+        return Response(HTTPStatus.OK, body, content_type="text/csv")
