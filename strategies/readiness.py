@@ -77,8 +77,14 @@ def readiness_check_due(*, now: datetime | None = None) -> int:
     total = 0
     for account_id, day in list(due):
         claimed = _claim(account_id=account_id, day=day, now=now)
-        if claimed:
+        if not claimed:
+            continue
+        try:
             total += len(readiness_check_runs(strategy_ids=claimed, now=now))
+        except Exception:
+            # One account's broken check must not cost the others theirs; its claims go
+            # stale and the pass after STALE_CLAIM takes them again.
+            logger.exception("readiness: an account's check failed", extra={"broker_account_id": account_id})
     return total
 
 
@@ -305,7 +311,12 @@ def run_buy_gate(*, strategy: Strategy, now: datetime | None = None) -> Finding 
     )
     if status is None or status == RunReadiness.Status.READY:
         return None
-    finding = readiness_check_runs(strategy_ids=[strategy.pk], now=now).get(strategy.pk)
+    try:
+        finding = readiness_check_runs(strategy_ids=[strategy.pk], now=now).get(strategy.pk)
+    except Exception:
+        # A check that broke is no finding: the BUY must not crash on it, and the broker judges.
+        logger.exception("readiness: the BUY-time check failed", extra={"strategy_id": strategy.pk})
+        return None
     if finding is None or finding.reason not in SKIPPING_REASONS:
         return None
     payload = {

@@ -45,6 +45,8 @@ def strategy_buy_execute(*, strategy_id: int, hand_off: bool = False) -> Order |
             # Still not ready at its BUY time (R2 recorded): nothing was placed, the run ends.
             scheduling.strategies_end_unbought(strategy_ids=[strategy.pk])
             return None
+        if held.lock is not None:
+            held.lock.keepalive()  # a run checked again took broker calls under the lock
         halt = safety.entries_halted(account=strategy.broker_account)
         if halt is not None:
             alert_raise(

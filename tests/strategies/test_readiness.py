@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.test import Client
 
 from brokers.kite_sim import KiteSimulator, SimAccount
 from brokers.models import BrokerAccount
@@ -22,7 +23,7 @@ from notifications.models import Notification
 from strategies import readiness
 from strategies.models import RunReadiness, Strategy
 from strategies.tasks import readiness_check_task
-from tests.factories import BrokerAccountFactory
+from tests.factories import BrokerAccountFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -238,6 +239,58 @@ def test_an_unreachable_broker_is_no_finding_and_the_buy_goes_ahead(settings, cl
     assert outcome(strategy).reason == Reason.BROKER_UNAVAILABLE
     clock.move_to(strategy.buy_fire_at + timedelta(seconds=1))
     assert readiness.run_buy_gate(strategy=strategy) is None
+
+
+def test_a_check_a_killed_worker_left_unfinished_is_taken_over_once_stale(kite_account, clock):
+    strategy = run_on(kite_account)
+    RunReadiness.objects.create(
+        strategy=strategy, broker_account=kite_account, day=WEDNESDAY, claimed_at=at(WEDNESDAY, 8, 50)
+    )
+
+    assert readiness_check_task() == 1
+    assert readiness_check_task() == 0
+
+    row = outcome(strategy)
+    assert (row.status, row.checks) == (RunReadiness.Status.READY, 1)
+
+
+def test_one_accounts_broken_check_leaves_the_others_theirs(kite_account, monkeypatch):
+    other = BrokerAccountFactory.create()  # paper
+    broken = run_on(kite_account)
+    fine = run_on(other)
+    checked = readiness.readiness_check_runs
+
+    def check(*, strategy_ids, now=None):
+        if broken.pk in strategy_ids:
+            raise RuntimeError("a bug in one account's check")
+        return checked(strategy_ids=strategy_ids, now=now)
+
+    monkeypatch.setattr(readiness, "readiness_check_runs", check)
+    assert readiness_check_task() == 1
+
+    assert outcome(fine).status == RunReadiness.Status.READY
+    assert outcome(broken).status == RunReadiness.Status.PENDING  # taken again once stale
+
+
+def test_operators_see_the_outcomes_and_check_a_run_again_after_the_users_login(kite_account):
+    BrokerAccount.objects.filter(pk=kite_account.pk).update(token_expires_at=at(WEDNESDAY, 6, 0))
+    strategy = run_on(kite_account)
+    readiness_check_task()
+    operator = Client()
+    operator.force_login(UserFactory.create(is_staff=True, is_superuser=True))
+
+    page = operator.get("/admin/strategies/runreadiness/?status=NOT_READY")
+    assert page.status_code == 200 and b"Log in to Kite before 09:15" in page.content
+
+    BrokerAccount.objects.filter(pk=kite_account.pk).update(token_expires_at=at(WEDNESDAY + timedelta(days=1), 6, 0))
+    row = outcome(strategy)
+    answer = operator.post(
+        "/admin/strategies/runreadiness/", {"action": "check_again", "_selected_action": [row.pk]}, follow=True
+    )
+
+    assert [str(m) for m in answer.context["messages"]] == ["Checked again: 1 ready, 0 not ready."]
+    assert outcome(strategy).status == RunReadiness.Status.READY
+    assert open_alert(strategy) is None
 
 
 # --- At the BUY time ------------------------------------------------------------------
