@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.test import Client
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from brokers.kite_sim import KiteSimulator, SimAccount
 from brokers.models import BrokerAccount
@@ -291,6 +293,23 @@ def test_operators_see_the_outcomes_and_check_a_run_again_after_the_users_login(
     assert [str(m) for m in answer.context["messages"]] == ["Checked again: 1 ready, 0 not ready."]
     assert outcome(strategy).status == RunReadiness.Status.READY
     assert open_alert(strategy) is None
+
+
+def test_the_owner_reads_the_outcome_and_what_to_do_over_the_api(kite_account):
+    BrokerAccount.objects.filter(pk=kite_account.pk).update(token_expires_at=at(WEDNESDAY, 6, 0))
+    strategy = run_on(kite_account)
+    readiness_check_task()
+    owner, stranger = APIClient(), APIClient()
+    owner.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(strategy.owner).access_token}")
+    stranger.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(UserFactory.create()).access_token}")
+
+    answer = owner.get(f"/api/v1/strategies/{strategy.pk}/readiness/")
+
+    assert answer.status_code == 200
+    [run] = answer.json()["results"]
+    assert (run["day"], run["status"], run["reason"]) == ("2026-12-09", "NOT_READY", "LOGIN_REQUIRED")
+    assert "Log in to Kite before 09:15" in run["message"]
+    assert stranger.get(f"/api/v1/strategies/{strategy.pk}/readiness/").status_code == 404
 
 
 # --- At the BUY time ------------------------------------------------------------------
