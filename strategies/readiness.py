@@ -6,6 +6,7 @@ run not ready is alerted (L4), checked again at its BUY time and skipped if stil
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -13,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, Min, OuterRef
 from django.utils import timezone
 
 from brokers.adapters.base import Funds, Quote
@@ -32,6 +33,8 @@ Reason = RunReadiness.Reason
 ALERT_KIND = "run_not_ready"
 # A claim this old still PENDING lost its check (a worker killed mid-way): the next pass redoes it.
 STALE_CLAIM = timedelta(minutes=2)
+# A pass stops taking accounts after this long (the orders worker runs it, and its BUYs come first).
+PASS_SECONDS = 50
 # Reasons the check found for sure; a broker it could not reach is no finding, so at the BUY
 # time such a run goes ahead and the order path meets the outage with its own retries.
 SKIPPING_REASONS = frozenset(reason for reason in Reason if reason is not Reason.BROKER_UNAVAILABLE)
@@ -70,12 +73,16 @@ def readiness_check_due(*, now: datetime | None = None) -> int:
         Strategy.objects.filter(status=Strategy.Status.RUNNING, buy_fired_at__isnull=True)
         .filter(buy_fire_at__gt=now, buy_fire_at__lte=horizon)
         .filter(~Exists(checked.exclude(status=RunReadiness.Status.PENDING, claimed_at__lt=now - STALE_CLAIM)))
-        .order_by()
+        .values("broker_account_id", "trade_date")
+        .annotate(first_buy=Min("buy_fire_at"))
+        .order_by("first_buy")  # the soonest BUYs first
         .values_list("broker_account_id", "trade_date")
-        .distinct()
     )
     total = 0
+    started = time.monotonic()
     for account_id, day in list(due):
+        if time.monotonic() - started > PASS_SECONDS:
+            break  # the next pass (a minute on) takes the rest: a pass never holds a worker long
         claimed = _claim(account_id=account_id, day=day, now=now)
         if not claimed:
             continue

@@ -243,6 +243,17 @@ def test_an_unreachable_broker_is_no_finding_and_the_buy_goes_ahead(settings, cl
     assert readiness.run_buy_gate(strategy=strategy) is None
 
 
+def test_a_pass_past_its_time_leaves_the_rest_to_the_next(kite_account, monkeypatch):
+    strategy = run_on(kite_account)
+    monkeypatch.setattr(readiness, "PASS_SECONDS", -1)  # out of time before the first account
+
+    assert readiness_check_task() == 0
+    assert not RunReadiness.objects.filter(strategy=strategy).exists()
+
+    monkeypatch.setattr(readiness, "PASS_SECONDS", 50)
+    assert readiness_check_task() == 1
+
+
 def test_a_check_a_killed_worker_left_unfinished_is_taken_over_once_stale(kite_account, clock):
     strategy = run_on(kite_account)
     RunReadiness.objects.create(
