@@ -31,6 +31,8 @@ class TaskName(StrEnum):
     RECORD_TRAIL = "strategies.tasks.record_trail_task"
     FIRE_SLOT = "strategies.tasks.fire_slot_task"
     SWEEP_DUE = "strategies.tasks.sweep_due_task"
+    # The morning readiness check's pass (beat): runs whose BUY is READINESS_MINUTES away, checked once.
+    READINESS_CHECK = "strategies.tasks.readiness_check_task"
     EXPIRE_BROKER_SESSIONS = "brokers.tasks.expire_broker_sessions_task"
     REFRESH_INSTRUMENTS = "brokers.tasks.refresh_instruments_task"
     ACCOUNT_EXISTS_NOTIFY = "algotrader.users.tasks.account_exists_notify_task"

@@ -201,6 +201,15 @@ if CELERY_BEAT_MAX_LOOP_INTERVAL <= 0 or SCHEDULER_SWEEP_SECONDS < 1 or BUY_GRAC
 if SELL_EXPIRES_SECONDS < BUY_GRACE_SECONDS:
     raise ImproperlyConfigured("SELL_EXPIRES_SECONDS must be at least BUY_GRACE_SECONDS")
 
+# The morning readiness check: READINESS_MINUTES before an account's first BUY of the day,
+# its runs are checked (login, funds, instruments, venue). Funds must cover each planned BUY's
+# quantity at the last price times READINESS_MARGIN_PERCENT % (100: the full value; an intraday
+# product's broker margin is a fraction of it).
+READINESS_MINUTES = env.int("READINESS_MINUTES", default=15)
+READINESS_MARGIN_PERCENT = env.int("READINESS_MARGIN_PERCENT", default=100)
+if READINESS_MINUTES < 1 or not 0 < READINESS_MARGIN_PERCENT <= 100:
+    raise ImproperlyConfigured("READINESS_MINUTES must be >= 1, READINESS_MARGIN_PERCENT in 1..100")
+
 # --- Order execution ------------------------------------------------------------
 ORDER_FOLLOW_SECONDS = env.float("ORDER_FOLLOW_SECONDS", default=30.0)
 # Interrupted intents: every ORDER_SETTLE_SECONDS, orders still live and untouched for
@@ -664,6 +673,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": TaskName.REFRESH_INSTRUMENTS.value,
         "schedule": crontab(minute=30, hour=2, day_of_week="mon-fri"),
         "options": {"expire_seconds": 3600},
+    },
+    # Runs whose BUY is READINESS_MINUTES away are checked once (login, funds, instruments, venue).
+    "strategies: morning readiness check": {
+        "task": TaskName.READINESS_CHECK.value,
+        "schedule": timedelta(minutes=1),
+        "options": {"expire_seconds": 60},
     },
     "monitoring: deliver pending alerts": {
         "task": TaskName.ALERTS_NOTIFY_PENDING.value,

@@ -91,12 +91,16 @@ class Event(Enum):
     L3_ERROR_LOGGED = ("L3", "ERROR_LOGGED", Category.MONITORING, Priority.LOW, False)
     L4_ALERT_TRIGGERED = ("L4", "ALERT_TRIGGERED", Category.MONITORING, Priority.LOW, True)
 
-    # Extensions beyond EVENT-MAP (docs/events.md): the protective stop, trailing stops, targets.
+    # Extensions beyond EVENT-MAP (docs/events.md): the protective stop, trailing stops, targets,
+    # the readiness check.
     P1_PROTECTIVE_STOP_PLACED = ("P1", "PROTECTIVE_STOP_PLACED", Category.EXECUTION, Priority.HIGH, True)
     P2_PROTECTIVE_STOP_MOVED = ("P2", "PROTECTIVE_STOP_MOVED", Category.EXECUTION, Priority.HIGH, True)
     P3_PROTECTIVE_STOP_FILLED = ("P3", "PROTECTIVE_STOP_FILLED", Category.EXECUTION, Priority.HIGHEST, True)
     P4_TRAILING_STOP_MOVED = ("P4", "TRAILING_STOP_MOVED", Category.MARKET, Priority.MEDIUM, True)
     P5_TARGET_REACHED = ("P5", "TARGET_REACHED", Category.MARKET, Priority.HIGHEST, True)
+    # The morning readiness check (docs/events.md): a run's outcome, and a run skipped as not ready.
+    R1_READINESS_CHECKED = ("R1", "READINESS_CHECKED", Category.SCHEDULER, Priority.MEDIUM, True)
+    R2_RUN_SKIPPED = ("R2", "RUN_SKIPPED", Category.SCHEDULER, Priority.HIGH, True)
 
     @classmethod
     def by_code(cls, code: str) -> "Event":

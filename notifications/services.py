@@ -25,7 +25,8 @@ Kind = Notification.Kind
 FOLLOWED_EVENTS = (Event.S5_STRATEGY_EXITED, Event.L4_ALERT_TRIGGERED)
 # Alerts that say the user's strategy could not trade as planned: its entry was skipped or
 # refused because something it needed (the schedule, the workers, the account) was not ready.
-READINESS_ALERTS = frozenset({"buy_late", "entries_halted", "order_task_expired"})
+# The morning readiness check's alert (strategies.readiness.ALERT_KIND) is one of them.
+READINESS_ALERTS = frozenset({"buy_late", "entries_halted", "order_task_expired", "run_not_ready"})
 TOKEN_EXPIRY_ALERT = "broker_token_expired"  # noqa: S105 - an alert kind, not a secret
 TITLES = {
     Kind.ALERT: "Alert",

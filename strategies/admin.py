@@ -1,4 +1,4 @@
-"""Operators' view of strategies and the market calendar. A strategy is never edited
+"""Operators' view of strategies, their runs' readiness and the market calendar. A strategy is never edited
 here: Stop and Exit now call the same services as the app's STOP, so every state
 change is a compare-and-set with its events; the calendar is plain data, edited here."""
 
@@ -14,8 +14,8 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from algotrader.exceptions import ApplicationError
-from strategies import services
-from strategies.models import MarketHoliday, MarketSession, Strategy
+from strategies import readiness, services
+from strategies.models import MarketHoliday, MarketSession, RunReadiness, Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +168,54 @@ class StrategyAdmin(admin.ModelAdmin[Strategy]):
                 self.message_user(request, f"{_label(strategy)}: not exited: {refusal}.", messages.WARNING)
                 continue
             self._act(request, strategy, "exit ordered by an operator", keep_position=False)
+
+
+@admin.register(RunReadiness)
+class RunReadinessAdmin(admin.ModelAdmin[RunReadiness]):
+    """The morning readiness check's outcomes: which runs are not ready, why, and what their
+    owner was told to do. View-only; Check again runs the check now (after a user's login)."""
+
+    list_display = ["day", "strategy", "broker_account", "status", "reason", "message", "checked_at", "checks"]
+    list_filter = ["status", "reason", "day"]
+    search_fields = ["strategy__id"]
+    search_help_text = "A strategy id, exactly."
+    list_select_related = ["strategy", "broker_account"]
+    ordering = ["-day", "-id"]
+    show_full_result_count = False
+    actions = ["check_again"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[RunReadiness], search_term: str
+    ) -> tuple[QuerySet[RunReadiness], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        # Exact and indexed, as the strategies' search: a text scan of every day's runs is not.
+        return (queryset.filter(strategy_id=int(term)) if term.isdigit() else queryset.none()), False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: RunReadiness | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: RunReadiness | None = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("strategies.change_strategy")
+
+    @admin.action(description="Check the selected runs again now", permissions=["operate"])
+    def check_again(self, request: HttpRequest, queryset: QuerySet[RunReadiness]) -> None:
+        by_account: dict[int, list[int]] = {}
+        for account_id, strategy_id in queryset.values_list("broker_account_id", "strategy_id"):
+            by_account.setdefault(account_id, []).append(strategy_id)
+        ready = not_ready = 0
+        for strategy_ids in by_account.values():
+            findings = readiness.readiness_check_runs(strategy_ids=strategy_ids)
+            ready += sum(finding.ready for finding in findings.values())
+            not_ready += sum(not finding.ready for finding in findings.values())
+        self.message_user(request, f"Checked again: {ready} ready, {not_ready} not ready.", messages.SUCCESS)
 
 
 def _exit_refusal(strategy: Strategy) -> str:

@@ -1,4 +1,4 @@
-"""The strategies API: create, list, detail, update, delete, start, stop, timeline.
+"""The strategies API: create, list, detail, update, delete, start, stop, timeline, readiness.
 Thin views: a serializer validates shapes, one service or selector does the rest."""
 
 import re
@@ -15,7 +15,7 @@ from algotrader.api.pagination import BoundedLimitOffsetPagination, paginated
 from algotrader.api.requests import request_user
 from monitoring.models import EventLog
 from strategies import selectors, services
-from strategies.models import Strategy
+from strategies.models import RunReadiness, Strategy
 
 TRAIL_PERCENT_HELP = "The stop follows the highest price since the fill, this percentage below it (0-100)."
 TRAIL_POINTS_HELP = "The stop follows the highest price since the fill, this many rupees below it."
@@ -163,6 +163,15 @@ class EventOutput(serializers.ModelSerializer[EventLog]):
         return event.event.label
 
 
+class ReadinessOutput(serializers.ModelSerializer[RunReadiness]):
+    # Blank while ready (or still being checked): said in the schema, which a read-only model field does not.
+    reason = serializers.ChoiceField(choices=RunReadiness.Reason.choices, allow_blank=True, read_only=True)
+
+    class Meta:
+        model = RunReadiness
+        fields = ["day", "status", "reason", "message", "checked_at", "checks"]
+
+
 class StrategyListApi(APIView):
     @extend_schema(**paginated(StrategyOutput, name="StrategyPage"), operation_id="strategies_list")
     def get(self, request: Request) -> Response:
@@ -223,3 +232,12 @@ class StrategyEventsApi(APIView):
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.strategy_timeline(strategy=strategy), request, view=self)
         return paginator.get_paginated_response(EventOutput(page, many=True).data)
+
+
+class StrategyReadinessApi(APIView):
+    @extend_schema(**paginated(ReadinessOutput, name="ReadinessPage"), operation_id="strategies_readiness")
+    def get(self, request: Request, strategy_id: int) -> Response:
+        strategy = selectors.strategy_get(user=request_user(request), strategy_id=strategy_id)
+        paginator = BoundedLimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.strategy_readiness(strategy=strategy), request, view=self)
+        return paginator.get_paginated_response(ReadinessOutput(page, many=True).data)

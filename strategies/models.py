@@ -208,3 +208,48 @@ class Strategy(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.exchange}:{self.symbol} x{self.quantity} {self.trade_date} ({self.status})"
+
+
+class RunReadiness(models.Model):
+    """The morning readiness check's outcome for one run (a strategy's trading day): ready, or
+    not with the reason and what the user can do. One row per run (the claim that makes the
+    check once-only); a run still not ready at its BUY time is checked again, then skipped."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING"  # claimed, being checked
+        READY = "READY"
+        NOT_READY = "NOT_READY"
+
+    class Reason(models.TextChoices):
+        LOGIN_REQUIRED = "LOGIN_REQUIRED", "Broker login needed"
+        FUNDS_SHORT = "FUNDS_SHORT", "Not enough funds"
+        INSTRUMENT_SUSPENDED = "INSTRUMENT_SUSPENDED", "Instrument not tradable"
+        AT_CIRCUIT = "AT_CIRCUIT", "Instrument at its circuit limit"
+        VENUE_CLOSED = "VENUE_CLOSED", "Venue closed"
+        BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE", "Broker unreachable"
+
+    strategy = models.ForeignKey(Strategy, on_delete=models.CASCADE, related_name="readiness")
+    broker_account = models.ForeignKey(
+        "brokers.BrokerAccount", on_delete=models.CASCADE, related_name="readiness", db_index=False
+    )
+    day = models.DateField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=24, choices=Reason.choices, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    # What the check saw: the funds needed and available, the instrument's price and band.
+    details = models.JSONField(default=dict, blank=True)
+    claimed_at = models.DateTimeField()
+    checked_at = models.DateTimeField(null=True, blank=True)
+    checks = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "run readiness"
+        ordering = ["-day", "-id"]
+        constraints = [models.UniqueConstraint(fields=["strategy", "day"], name="readiness_one_per_run")]
+        indexes = [
+            models.Index(fields=["broker_account", "day"], name="readiness_account_day"),
+            models.Index(fields=["day", "status"], name="readiness_day_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"strategy #{self.strategy_id} {self.day}: {self.status} {self.reason}".rstrip()

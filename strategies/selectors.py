@@ -8,7 +8,7 @@ from algotrader.users.models import User
 from brokers.models import BrokerAccount
 from monitoring.models import EventLog
 from strategies.exceptions import StrategyNotFound
-from strategies.models import Strategy
+from strategies.models import RunReadiness, Strategy
 
 
 def strategy_list(*, user: User) -> QuerySet[Strategy]:
@@ -28,6 +28,11 @@ def strategy_get(*, user: User, strategy_id: int, for_update: bool = False) -> S
 def strategy_timeline(*, strategy: Strategy) -> QuerySet[EventLog]:
     """Everything that happened to the strategy, oldest first: the app's timeline."""
     return EventLog.objects.filter(strategy=strategy).order_by("created_at", "id")
+
+
+def strategy_readiness(*, strategy: Strategy) -> QuerySet[RunReadiness]:
+    """The morning readiness check's outcomes for the strategy's runs, the latest day first."""
+    return RunReadiness.objects.filter(strategy=strategy).order_by("-day", "-id")
 
 
 PROTECTIVE_ORDER_FIELDS = ("status", "order_type", "trigger_price", "quantity", "broker_order_id")

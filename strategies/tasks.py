@@ -1,7 +1,8 @@
 """Scheduler tasks (T1, T2): a slot sent by beat at its instant, and the sweeper, each
 fan out to the strategies due; both are thin interfaces to ``strategies.scheduling``.
-Routed by ``algotrader.queues`` to the ``scheduler`` queue and its worker. And the record
-of a raised trailing stop (P4), sent by the tick consumer, on the default queue."""
+Routed by ``algotrader.queues`` to the ``scheduler`` queue and its worker. And, on the default
+queue, the record of a raised trailing stop (P4), sent by the tick consumer, and the morning
+readiness check's pass, sent by beat every minute."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -11,7 +12,7 @@ from celery import Task, shared_task
 from celery.signals import task_revoked
 
 from algotrader.queues import TaskName
-from strategies import scheduling, services
+from strategies import readiness, scheduling, services
 
 ORDER_TASK_SIDES: dict[str, scheduling.Side] = {
     TaskName.EXECUTE_BUY: scheduling.Side.BUY,
@@ -27,6 +28,11 @@ def fire_slot_task(slot: str) -> None:
 @shared_task(name=TaskName.SWEEP_DUE.value, acks_late=True)
 def sweep_due_task() -> None:
     scheduling.sweep()
+
+
+@shared_task(name=TaskName.READINESS_CHECK.value, acks_late=True, expires=60, ignore_result=True)
+def readiness_check_task() -> int:
+    return readiness.readiness_check_due()
 
 
 # A later raise supersedes it: one left queued this long is not worth recording.

@@ -39,6 +39,7 @@ def test_the_operators_pages_are_all_registered():
         "strategies/strategy",
         "strategies/marketsession",
         "strategies/marketholiday",
+        "strategies/runreadiness",
         "execution/order",
         "execution/entryhalt",
         "monitoring/eventlog",

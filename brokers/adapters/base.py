@@ -117,6 +117,32 @@ class Instrument:
 
 
 @dataclass(frozen=True)
+class Funds:
+    """What the account may spend on new equity orders now (Kite: the equity segment's
+    ``net`` of ``GET /user/margins``). ``available`` None: the broker sets no limit (paper)."""
+
+    available: Decimal | None
+
+
+@dataclass(frozen=True)
+class Quote:
+    """An instrument's last price and the day's circuit band (None where the broker has none)."""
+
+    exchange: str
+    symbol: str
+    last_price: Decimal
+    lower_circuit: Decimal | None = None
+    upper_circuit: Decimal | None = None
+
+    @property
+    def at_circuit(self) -> bool:
+        """At either limit: at the upper a BUY finds no seller, at the lower an exit no buyer."""
+        at_upper = self.upper_circuit is not None and self.last_price >= self.upper_circuit
+        at_lower = self.lower_circuit is not None and self.last_price <= self.lower_circuit
+        return at_upper or at_lower
+
+
+@dataclass(frozen=True)
 class Tick:
     exchange: str
     symbol: str
@@ -189,6 +215,15 @@ class BrokerAdapter(Protocol):
     def positions(self) -> list[Position]: ...
 
     def last_price(self, exchange: str, symbol: str) -> Decimal: ...
+
+    def funds(self) -> Funds:
+        """What the account may spend now: the morning readiness check's funds."""
+        ...
+
+    def quotes(self, instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Quote]:
+        """Quotes by (exchange, symbol), in one request. An instrument the broker quotes nothing
+        for (unknown, or suspended from trading) is absent from the answer."""
+        ...
 
     def instruments(self, exchange: str) -> list[Instrument]: ...
 

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, ParamSpec, TypeVar
@@ -25,11 +25,13 @@ from brokers.adapters.base import (
     BrokerOrderStatus,
     Credentials,
     FeedEvents,
+    Funds,
     Instrument,
     OrderRequest,
     OrderType,
     Position,
     Product,
+    Quote,
     Side,
     TickHandler,
 )
@@ -281,6 +283,35 @@ class KiteAdapter:
             # Kite answers an unknown instrument with an empty map, not an error.
             raise OrderRejected(f"Kite has no price for {key}.", broker_error_type="InputException")
         return to_decimal(quote_entry["last_price"])
+
+    @_parses_response
+    def funds(self) -> Funds:
+        """The equity segment's ``net`` (``GET /user/margins/equity``): cash and collateral
+        less what open orders and positions already block."""
+        data = self._mapping(self._http.request("GET", "/user/margins/equity"))
+        return Funds(available=to_decimal(data["net"]))
+
+    @_parses_response
+    def quotes(self, instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Quote]:
+        wanted = {f"{exchange}:{symbol}": (exchange, symbol) for exchange, symbol in instruments}
+        if not wanted:
+            return {}
+        data = self._mapping(self._http.request("GET", "/quote", params={"i": list(wanted)}))
+        found: dict[tuple[str, str], Quote] = {}
+        for key, (exchange, symbol) in wanted.items():
+            entry = data.get(key)
+            # Kite leaves out what it cannot quote (an unknown or suspended instrument).
+            if not isinstance(entry, Mapping) or entry.get("last_price") is None:
+                continue
+            lower, upper = entry.get("lower_circuit_limit"), entry.get("upper_circuit_limit")
+            found[(exchange, symbol)] = Quote(
+                exchange=exchange,
+                symbol=symbol,
+                last_price=to_decimal(entry["last_price"]),
+                lower_circuit=to_decimal(lower) if lower else None,
+                upper_circuit=to_decimal(upper) if upper else None,
+            )
+        return found
 
     @_parses_response
     def instruments(self, exchange: str) -> list[Instrument]:

@@ -137,7 +137,7 @@ class KiteHttp:
         path: str,
         *,
         form: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
+        params: Mapping[str, str | list[str]] | None,
         authenticated: bool,
         order_write: bool,
     ) -> requests.Response:
@@ -182,7 +182,7 @@ class KiteHttp:
         path: str,
         *,
         form: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
         authenticated: bool = True,
         order_write: bool = False,
         secrets: Iterable[str] = (),

@@ -23,11 +23,13 @@ from brokers.adapters.base import (
     BrokerOrder,
     BrokerOrderStatus,
     FeedEvents,
+    Funds,
     Instrument,
     OrderRequest,
     OrderType,
     Position,
     Product,
+    Quote,
     Side,
     TickHandler,
 )
@@ -216,6 +218,18 @@ class PaperAdapter:
                 return _to_tick(price, instrument.tick_size, ROUND_HALF_EVEN)  # float noise off the tick grid
         # No tick seen yet (a fresh install, a quiet symbol): the reference price stands in.
         return instrument.reference_price
+
+    def funds(self) -> Funds:
+        """The paper broker holds no money and places any order: no limit."""
+        return Funds(available=None)
+
+    def quotes(self, instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Quote]:
+        """The last price of each instrument the paper broker lists; it has no circuit band."""
+        found = {}
+        for exchange, symbol in instruments:
+            if find_instrument(exchange, symbol) is not None:
+                found[(exchange, symbol)] = Quote(exchange, symbol, self.last_price(exchange, symbol))
+        return found
 
     def instruments(self, exchange: str) -> list[Instrument]:
         return [i for i in load_instruments() if i.exchange == exchange.upper()]

@@ -58,6 +58,15 @@ class SimAdmin:
             symbol = body.get("tradingsymbol") or body["symbol"]
             self.sim.set_price(body.get("exchange", "NSE"), symbol, Decimal(str(body["price"])))
             return HTTPStatus.OK, {"data": {"last_price": self.sim.price(body.get("exchange", "NSE"), symbol)}}
+        if route == ("POST", "/_sim/funds"):
+            if self.sim.accounts.get(body["api_key"]) is None:
+                return HTTPStatus.NOT_FOUND, {"error": "unknown api_key"}
+            self.sim.set_funds(body["api_key"], Decimal(str(body["amount"])))
+            return HTTPStatus.OK, {"data": True}
+        if route == ("POST", "/_sim/suspend"):
+            symbol = body.get("tradingsymbol") or body["symbol"]
+            self.sim.suspend(body.get("exchange", "NSE"), symbol, suspended=_flag(body.get("suspended", True)))
+            return HTTPStatus.OK, {"data": True}
         if route == ("POST", "/_sim/accounts"):
             if "opening_balance" in body:
                 body["opening_balance"] = Decimal(str(body["opening_balance"]))

@@ -94,6 +94,8 @@ class OrderBook:
         instrument = self.market.instrument(exchange, symbol)
         if instrument is None or instrument.segment == "INDICES":
             raise input_error("Invalid `tradingsymbol`.")
+        if self.market.suspended(instrument):
+            raise input_error("Trading in this instrument is suspended.")
         transaction_type = parse_choice(params, "transaction_type", {"BUY", "SELL"})
         order_type = parse_choice(params, "order_type", {"MARKET", "LIMIT", "SL", "SL-M"})
         product = parse_choice(params, "product", PRODUCTS)

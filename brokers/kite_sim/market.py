@@ -66,6 +66,7 @@ class MarketData:
         self._stats: dict[Key, _DayStats] = {}
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._suspended: set[Key] = set()
 
     def instrument(self, exchange: str, symbol: str) -> Instrument | None:
         return self.market.instrument(exchange.upper(), symbol.upper())
@@ -82,6 +83,18 @@ class MarketData:
         ticks = self.market.step([(i.exchange, i.symbol) for i in instruments])
         for tick in ticks:
             self._record_trade((tick.exchange, tick.symbol), tick.price, tick.exchange_ts)
+
+    def suspend(self, instrument: Instrument, *, suspended: bool = True) -> None:
+        """Suspended from trading: quoted nothing (Kite leaves it out), and orders refused."""
+        key = (instrument.exchange, instrument.symbol)
+        with self._lock:
+            if suspended:
+                self._suspended.add(key)
+            else:
+                self._suspended.discard(key)
+
+    def suspended(self, instrument: Instrument) -> bool:
+        return (instrument.exchange, instrument.symbol) in self._suspended
 
     def circuit(self, instrument: Instrument) -> tuple[Decimal, Decimal]:
         """The day's circuit band (lower, upper): the close +/- 20 %, as ``/quote`` reports it."""

@@ -263,7 +263,8 @@ class KiteRest:
             instrument = (
                 instruments_by_token().get(int(key)) if key.isdigit() else find_instrument(*key.partition(":")[::2])
             )
-            if instrument is not None:  # Kite leaves unknown instruments out of the answer
+            # Kite leaves unknown (and suspended) instruments out of the answer.
+            if instrument is not None and not self.sim.market.suspended(instrument):
                 found.append((key, instrument))
         return found
 

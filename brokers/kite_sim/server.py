@@ -184,6 +184,17 @@ class KiteSimulator:
         """Move an instrument; open LIMIT / trigger orders react on the next engine pass."""
         self.market.set_price(self._instrument(exchange, symbol), float(price))
 
+    def set_funds(self, api_key: str, amount: Decimal | float | str) -> None:
+        """The account's opening balance: its equity margins (``/user/margins``) follow from it."""
+        state = self.accounts.get(api_key)
+        if state is None:
+            raise KeyError(api_key)
+        state.opening_balance = Decimal(str(amount))
+
+    def suspend(self, exchange: str, symbol: str, *, suspended: bool = True) -> None:
+        """Suspend an instrument from trading (or lift it): quoted nothing, orders refused."""
+        self.market.suspend(self._instrument(exchange, symbol), suspended=suspended)
+
     def set_fault(self, fault: Fault | FaultKind | str, **options: Any) -> Fault:
         """Arm a fault: ``set_fault("rate_limit", times=2, api_key=account.api_key)``."""
         if not isinstance(fault, Fault):

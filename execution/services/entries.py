@@ -1,6 +1,7 @@
-"""E1, the entry: the strategy's lock, the BUY's window (the late policy) and the entry
-halt asked, the claim RUNNING & NONE -> BUYING committed with a PENDING BUY, then the
-order placed, its fill followed, and the position opened (``outcomes``)."""
+"""E1, the entry: the strategy's lock, the BUY's window (the late policy), the run's
+readiness (one read; a run not ready is checked again, then skipped) and the entry halt
+asked, the claim RUNNING & NONE -> BUYING committed with a PENDING BUY, then the order
+placed, its fill followed, and the position opened (``outcomes``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from execution.services.outcomes import order_execute
 from execution.services.settlement import position_resume
 from monitoring.events import Event
 from monitoring.services import alert_raise, emit
-from strategies import scheduling
+from strategies import readiness, scheduling
 from strategies.buy_window import buy_valid_until, buy_window_open
 
 
@@ -40,6 +41,12 @@ def strategy_buy_execute(*, strategy_id: int, hand_off: bool = False) -> Order |
             )
             scheduling.strategies_end_unbought(strategy_ids=[strategy.pk])  # the late policy: nothing left to do
             return None
+        if readiness.run_buy_gate(strategy=strategy) is not None:
+            # Still not ready at its BUY time (R2 recorded): nothing was placed, the run ends.
+            scheduling.strategies_end_unbought(strategy_ids=[strategy.pk])
+            return None
+        if held.lock is not None:
+            held.lock.keepalive()  # a run checked again took broker calls under the lock
         halt = safety.entries_halted(account=strategy.broker_account)
         if halt is not None:
             alert_raise(

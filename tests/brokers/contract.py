@@ -12,8 +12,10 @@ from brokers.adapters.base import (
     BrokerAdapter,
     BrokerOrder,
     BrokerOrderStatus,
+    Funds,
     OrderRequest,
     OrderType,
+    Quote,
     Side,
     Tick,
     TickStream,
@@ -131,6 +133,19 @@ class AdapterContract:
 
         assert isinstance(price, Decimal)
         assert price > 0
+
+    def test_funds_are_a_decimal_or_no_limit(self, adapter):
+        funds = adapter.funds()
+
+        assert isinstance(funds, Funds)
+        assert funds.available is None or (isinstance(funds.available, Decimal) and funds.available >= 0)
+
+    def test_quotes_answer_the_known_instruments_only(self, adapter, instrument):
+        quotes = adapter.quotes([instrument, (instrument[0], "NOSUCHSYMBOL")])
+
+        assert set(quotes) == {instrument}
+        quote = quotes[instrument]
+        assert isinstance(quote, Quote) and quote.last_price > 0 and not quote.at_circuit
 
     def test_instruments_list_the_tradable_symbols(self, adapter, instrument):
         symbols = {i.symbol for i in adapter.instruments(instrument[0])}

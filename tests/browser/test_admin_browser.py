@@ -27,6 +27,7 @@ LIST_PAGES = [
     "/admin/strategies/strategy/",
     "/admin/strategies/marketsession/",
     "/admin/strategies/marketholiday/",
+    "/admin/strategies/runreadiness/",
     "/admin/execution/order/",
     "/admin/execution/entryhalt/",
     "/admin/monitoring/eventlog/",

@@ -34,7 +34,7 @@ from market.services import ticks_ingest
 from market.trailing import TrailFollower
 from monitoring.events import Event
 from monitoring.models import EventLog
-from strategies import runtime, scheduling
+from strategies import readiness, runtime, scheduling
 from strategies.exit_index import exits_arm_held
 from strategies.models import Strategy
 from strategies.stoploss_index import stoploss_arm
@@ -178,6 +178,13 @@ def protective_stops(settings: Any) -> None:
     assert protectives_poll() == 1
 
 
+def readiness_check() -> None:
+    """R1 (a run's readiness checked: its account needs a login) and R2 (still not at its BUY: skipped)."""
+    unready = due_now(BrokerAccountFactory.create(status=BrokerAccount.Status.LOGIN_REQUIRED))
+    assert not readiness.readiness_check_runs(strategy_ids=[unready.pk])[unready.pk].ready
+    assert strategy_buy_execute(strategy_id=unready.pk) is None
+
+
 def kite_faults(settings: Any, kite_sim: KiteSimulator, sim_account: SimAccount) -> BrokerAccount:
     """B4 from a rejection, E4 and X5 from rate limits, L4 alerts with them."""
     settings.SAFETY_MAX_BROKER_ERRORS = 3
@@ -237,10 +244,12 @@ def test_every_code_of_the_catalogue_is_emitted_by_a_real_path(settings, kite_si
     paper_trading(settings)
     trailing_stop_and_target(BrokerAccountFactory.create())
     protective_stops(settings)
+    readiness_check()
     account = kite_faults(settings, kite_sim, sim_account)
     market_feed(kite_sim, account)
     assert system_recover(trigger=Trigger.COMMAND) is not None  # X1, X4
 
     catalogue = {event.code for event in Event}
-    assert len(catalogue) == 44  # U1-U7, S1-S5, T1-T3, M1-M4, E1-E5, B1-B6, X1-X5, L1-L4, and P1-P5 (docs/events.md)
+    # U1-U7, S1-S5, T1-T3, M1-M4, E1-E5, B1-B6, X1-X5, L1-L4, and P1-P5, R1-R2 (docs/events.md)
+    assert len(catalogue) == 46
     assert catalogue - recorded() == set()

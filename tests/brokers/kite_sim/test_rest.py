@@ -279,6 +279,35 @@ def test_another_accounts_order_is_not_visible(kite_sim, kite):
     assert kite.orders() == []
 
 
+def test_funds_set_by_a_test_are_what_margins_answer(kite_sim, kite, sim_account):
+    kite_sim.set_funds(sim_account.api_key, "2500.50")
+
+    equity = kite.margins("equity")
+
+    assert equity["available"]["opening_balance"] == 2500.5
+    assert equity["net"] == 2500.5
+
+
+def test_funds_are_set_over_the_admin_endpoint_too(kite_sim, kite, sim_account):
+    response = requests.post(
+        f"{kite_sim.api_root}/_sim/funds", json={"api_key": sim_account.api_key, "amount": "750"}, timeout=5
+    )
+
+    assert response.status_code == 200
+    assert kite.margins("equity")["net"] == 750.0
+
+
+def test_a_suspended_instrument_is_quoted_nothing_and_refused(kite_sim, kite):
+    response = requests.post(f"{kite_sim.api_root}/_sim/suspend", json={"tradingsymbol": "ITC"}, timeout=5)
+    assert response.status_code == 200
+    try:
+        assert kite.quote("NSE:ITC", "NSE:INFY").keys() == {"NSE:INFY"}
+        with pytest.raises(kite_exceptions.InputException, match="suspended"):
+            market_buy(kite, "ITC")
+    finally:
+        kite_sim.suspend("NSE", "ITC", suspended=False)
+
+
 def test_insufficient_funds_rejects_the_order_after_placement(kite_sim, kite):
     kite_sim.set_price("NSE", "MARUTI", 16000)
 
