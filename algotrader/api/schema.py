@@ -52,14 +52,14 @@ DECLARED_ERRORS: dict[str, frozenset[int]] = {
     "auth_account_delete": frozenset({409, 429}),
     "broker_accounts_submit": frozenset({502}),
     "broker_accounts_delete": frozenset({409}),
-    "broker_accounts_login_url": frozenset({409}),
-    "broker_accounts_kite_login": frozenset({409}),
+    "broker_accounts_login_url": frozenset({400, 409}),  # 400: a paper account has no login
+    "broker_accounts_kite_login": frozenset({400, 409}),
     "broker_accounts_session": frozenset({409, 502}),
     "brokers_kite_postback": frozenset({403}),
     "strategies_create": frozenset({409}),
     "strategies_update": frozenset({409}),
     "strategies_delete": frozenset({409}),
-    "strategies_start": frozenset({409}),
+    "strategies_start": frozenset({400, 409}),  # 400: the plan no longer holds (its time passed)
     "strategies_stop": frozenset({409}),
 }
 
