@@ -15,7 +15,7 @@ from execution.models import Order
 from execution.tasks import execute_buy_task, execute_sell_task, execute_stoploss_task, settle_orders_task
 from strategies.models import Strategy
 from tests.execution.helpers import codes, orders
-from tests.execution.workers import Worker, running_worker, wait_idle
+from tests.execution.workers import Worker, running_worker, wait_idle, wait_recovered
 from tests.strategies.scheduling_helpers import declare_queues
 from tests.waiting import wait_until
 
@@ -51,6 +51,7 @@ def workers(
 @pytest.fixture(autouse=True)
 def queues_declared(workers) -> Iterator[None]:
     declare_queues()  # the tests flush Redis, the queues' bindings included
+    wait_recovered(workers)  # and the workers' recovery from that flush is over before a task goes
     yield
     wait_idle(workers, ["orders", "stoploss"])  # before the database is flushed
 
