@@ -97,6 +97,9 @@ class Event(Enum):
     P3_PROTECTIVE_STOP_FILLED = ("P3", "PROTECTIVE_STOP_FILLED", Category.EXECUTION, Priority.HIGHEST, True)
     P4_TRAILING_STOP_MOVED = ("P4", "TRAILING_STOP_MOVED", Category.MARKET, Priority.MEDIUM, True)
     P5_TARGET_REACHED = ("P5", "TARGET_REACHED", Category.MARKET, Priority.HIGHEST, True)
+    # Extensions beyond EVENT-MAP (docs/events.md): the user's and their accounts' risk limits.
+    R1_RISK_LIMIT_REFUSED = ("R1", "RISK_LIMIT_REFUSED", Category.EXECUTION, Priority.HIGH, True)
+    R2_LOSS_LIMIT_REACHED = ("R2", "LOSS_LIMIT_REACHED", Category.EXECUTION, Priority.HIGHEST, True)
 
     @classmethod
     def by_code(cls, code: str) -> "Event":
