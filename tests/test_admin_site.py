@@ -40,6 +40,7 @@ def test_the_operators_pages_are_all_registered():
         "strategies/marketholiday",
         "execution/order",
         "execution/entryhalt",
+        "execution/risklimits",
         "monitoring/eventlog",
         "monitoring/alert",
     } <= set(registered())
