@@ -80,7 +80,7 @@ class EntryHaltAdmin(admin.ModelAdmin[EntryHalt]):
     delete) resumes them. Exits always run, halted or not."""
 
     form = EntryHaltForm
-    list_display = ["id", "scope", "reason", "created_at"]
+    list_display = ["id", "scope", "reason", "until", "created_at"]
     list_select_related = ["account", "account__owner"]
     raw_id_fields = ["account"]
     actions = ["resume"]
@@ -176,7 +176,7 @@ class BrokerAccountHaltsAdmin(BrokerAccountAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BrokerAccount]:
         # One EXISTS per listed row inside the page's one query, not a query per row.
-        halts = EntryHalt.objects.filter(Q(account__isnull=True) | Q(account=OuterRef("pk")))
+        halts = safety.halts_in_force().filter(Q(account__isnull=True) | Q(account=OuterRef("pk")))
         return super().get_queryset(request).annotate(halted=Exists(halts))
 
     @admin.display(description="New BUYs halted", boolean=True)

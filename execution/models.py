@@ -131,6 +131,9 @@ class EntryHalt(models.Model):
         "brokers.BrokerAccount", on_delete=models.CASCADE, null=True, blank=True, related_name="entry_halts"
     )
     reason = models.CharField(max_length=200)
+    # A halt that lapses by itself: the day's loss limit halts until the exchange day ends.
+    # Null: until lifted (an operator's, X5's).
+    until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

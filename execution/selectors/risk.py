@@ -9,4 +9,4 @@ def risk_limits_get(*, user: User, account: BrokerAccount | None = None) -> Risk
     """The limits set (the account must be the user's: callers fetch it through the user), or
     an unsaved row of nulls (no limit) if none were ever set."""
     found = RiskLimits.objects.filter(user=user, account=account).first()
-    return found if found is not None else RiskLimits(user=user, account=account, updated_at=None)
+    return found if found is not None else RiskLimits(user=user, account=account)
