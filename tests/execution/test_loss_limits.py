@@ -33,11 +33,16 @@ def price_is(price: str) -> None:
 
 
 def bought(make_strategy, account, *, quantity: int = 10) -> Strategy:
-    strategy = make_strategy(account=account, quantity=quantity)
+    strategy: Strategy = make_strategy(account=account, quantity=quantity)
     order = strategy_buy_execute(strategy_id=strategy.pk)
     assert order is not None and order.status == Order.Status.COMPLETE
     strategy.refresh_from_db()
     return strategy
+
+
+def entry(strategy: Strategy) -> Decimal:
+    assert strategy.entry_price is not None  # bought
+    return strategy.entry_price
 
 
 @pytest.fixture
@@ -55,7 +60,7 @@ def test_a_loss_below_the_limit_changes_nothing(make_strategy):
     price_is("100")
     strategy = bought(make_strategy, account)
     risk_limits_set(user=account.owner, max_loss_per_day=Decimal("100"))
-    price_is(str(strategy.entry_price - Decimal("9.9")))  # 99 lost on 10 shares
+    price_is(str(entry(strategy) - Decimal("9.9")))  # 99 lost on 10 shares
 
     assert loss_limits_check(user_id=account.owner_id) == []
 
@@ -72,7 +77,7 @@ def test_an_unrealized_loss_reaching_the_users_limit_halts_and_exits_every_accou
     first, second = bought(make_strategy, account), bought(make_strategy, other_account)
     waiting = make_strategy(account=other_account)  # its BUY not yet fired
     risk_limits_set(user=account.owner, max_loss_per_day=Decimal("100"))
-    price_is(str(first.entry_price - 5))  # 50 lost on each position: 100 in all
+    price_is(str(entry(first) - 5))  # 50 lost on each position: 100 in all
 
     with on_commit(execute=True):
         exiting = loss_limits_check(user_id=account.owner_id)
