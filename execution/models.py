@@ -143,7 +143,8 @@ class EntryHalt(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"halt {'all accounts' if self.account_id is None else self.account_id}: {self.reason}"
+        lapses = "" if self.until is None else f" (until {self.until:%Y-%m-%d %H:%M %Z})"
+        return f"halt {'all accounts' if self.account_id is None else self.account_id}: {self.reason}{lapses}"
 
 
 class RiskLimits(models.Model):

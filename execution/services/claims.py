@@ -251,7 +251,7 @@ def position_claim(
     reason: Order.Reason,
     again: bool = False,
     held: Held | None = None,
-    check: Callable[[], None] | None = None,
+    check: Callable[[], dict[str, Any]] | None = None,
     **order: Any,
 ) -> Order | None:
     """The position claim and the order intent, committed together; None if lost. An exit
@@ -259,11 +259,11 @@ def position_claim(
     that follows one that ended without selling everything. ``held``: its pending start
     events are recorded in the same transaction when the claim wins (left pending if not).
     ``check``: the BUY's risk limits, first in the transaction; what it raises ends the claim
-    before anything is written."""
+    before anything is written, what it returns goes on the order."""
     try:
         with transaction.atomic():
             if check is not None:
-                check()
+                order.update(check())
             if not strategy_services.strategy_transition(strategy_id=strategy.pk, expected=expected, changes=changes):
                 return None
             created: Order | None = None

@@ -5,9 +5,8 @@ position opened (``outcomes``)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from functools import partial
 
-from brokers.instruments import find_instrument
 from execution.exceptions import RiskLimitExceeded
 from execution.models import Order
 from execution.services import risk, safety
@@ -15,12 +14,10 @@ from execution.services.claims import Position, Status, position_claim, strategy
 from execution.services.exits import follow_hand_off
 from execution.services.outcomes import order_execute
 from execution.services.settlement import position_resume
-from market.prices import last_prices
 from monitoring.events import Event
 from monitoring.services import alert_raise, emit
 from strategies import scheduling
 from strategies.buy_window import buy_valid_until, buy_window_open
-from strategies.models import Strategy
 
 
 def strategy_buy_execute(*, strategy_id: int, hand_off: bool = False) -> Order | None:
@@ -58,8 +55,6 @@ def strategy_buy_execute(*, strategy_id: int, hand_off: bool = False) -> Order |
                 payload=strategy_about(strategy),
             )
             return None
-        about = strategy_about(strategy)
-        price = _buy_price(strategy, about["symbol"])
         try:
             order = position_claim(
                 strategy,
@@ -67,24 +62,13 @@ def strategy_buy_execute(*, strategy_id: int, hand_off: bool = False) -> Order |
                 changes={"position": Position.BUYING},
                 reason=Order.Reason.BUY,
                 valid_until=valid_until,
-                reference_price=price,
-                check=lambda: risk.buy_risk_check(strategy, price=price),
+                check=partial(risk.buy_risk_check, strategy),
             )
         except RiskLimitExceeded as refusal:
-            risk.buy_refuse(strategy, refusal, about=about)
+            risk.buy_refuse(strategy, refusal)
             return None
         if order is None:
             return position_resume(strategy, Order.Side.BUY, lock=held.lock)
         return order_execute(
             strategy, order, lock=held.lock, hand_off=follow_hand_off(strategy, held.lock) if hand_off else None
         )
-
-
-def _buy_price(strategy: Strategy, instrument: str) -> Decimal | None:
-    """What the BUY is valued at by the risk limits: the last price, else (no tick yet) the
-    instrument's reference price, as the paper broker fills; None for an unknown instrument."""
-    price = last_prices(instruments=[instrument]).get(instrument)
-    if price is None:
-        known = find_instrument(strategy.exchange, strategy.symbol)
-        price = known.reference_price if known is not None else None
-    return price

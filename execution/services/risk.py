@@ -11,11 +11,14 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from algotrader import redis_keys
 from algotrader.users.models import User
+from brokers.instruments import find_instrument
 from brokers.models import BrokerAccount
 from execution.exceptions import RiskLimitExceeded
 from execution.models import RiskLimits
 from execution.selectors.orders import exchange_day_bounds, exchange_today
+from market.prices import last_prices
 from monitoring.events import Event
 from monitoring.services import alert_raise, emit
 from strategies import scheduling
@@ -96,37 +99,68 @@ def _day_so_far(strategy: Strategy) -> tuple[_Day, _Day]:
     )
 
 
-def buy_risk_check(strategy: Strategy, *, price: Decimal | None) -> None:
-    """Raise ``RiskLimitExceeded`` if this BUY (its quantity at ``price``, the last price) would
-    pass a limit of its owner (over all their accounts) or of its account (over that account).
-    Runs in the claim's transaction, before the intent is written: no limits is one query."""
+def buy_risk_check(strategy: Strategy) -> dict[str, Any]:
+    """Raise ``RiskLimitExceeded`` if this BUY would pass a limit of its owner (over all their
+    accounts) or of its account (over that account). Runs in the claim's transaction, before
+    the intent is written: without limits it is one query. Returns what goes on the order:
+    the price it was valued at, when a value limit asked for one."""
     with connection.cursor() as cursor:
         cursor.execute(_LIMITS_SQL, [strategy.owner_id, strategy.broker_account_id])
-        rows = cursor.fetchall()
-    if not rows:
-        return
+        rows = [_Limits(*row) for row in cursor.fetchall()]
+    if not any(row.on_buy for row in rows):
+        return {}  # none, or only a day's loss limit (its halt refuses BUYs)
     user_day, account_day = _day_so_far(strategy)
-    for account_id, max_open, max_order_value, max_day_value, max_orders in rows:
-        scope, day = ("account", account_day) if account_id is not None else ("user", user_day)
-        if max_open is not None and day.open_positions + 1 > max_open:
-            _refuse("max_open_positions", scope, max_open, day.open_positions + 1, "open positions")
-        if max_orders is not None and day.orders + 1 > max_orders:
-            _refuse("max_orders_per_day", scope, max_orders, day.orders + 1, "orders today")
-        if max_order_value is None and max_day_value is None:
+    price = _buy_price(strategy) if any(row.on_value for row in rows) else None
+    for row in rows:
+        scope, day = ("account", account_day) if row.account_id is not None else ("user", user_day)
+        if row.max_open is not None and day.open_positions + 1 > row.max_open:
+            _refuse("max_open_positions", scope, row.max_open, day.open_positions + 1, "open positions")
+        if row.max_orders is not None and day.orders + 1 > row.max_orders:
+            _refuse("max_orders_per_day", scope, row.max_orders, day.orders + 1, "orders today")
+        if not row.on_value:
             continue
         if price is None:
             raise RiskLimitExceeded(
-                "No price is known yet to value the order against the value limits",
-                limit="max_order_value" if max_order_value is not None else "max_day_value",
+                "BUY refused: no price is known to value it against the value limits",
+                limit="max_order_value" if row.max_order_value is not None else "max_day_value",
                 scope=scope,
-                allowed=str(max_order_value if max_order_value is not None else max_day_value),
+                allowed=str(row.max_order_value if row.max_order_value is not None else row.max_day_value),
                 would_be="unknown",
             )
         value = price * strategy.quantity
-        if max_order_value is not None and value > max_order_value:
-            _refuse("max_order_value", scope, max_order_value, value, "rupees in this order")
-        if max_day_value is not None and day.value + value > max_day_value:
-            _refuse("max_day_value", scope, max_day_value, day.value + value, "rupees bought today")
+        if row.max_order_value is not None and value > row.max_order_value:
+            _refuse("max_order_value", scope, row.max_order_value, value, "rupees in this order")
+        if row.max_day_value is not None and day.value + value > row.max_day_value:
+            _refuse("max_day_value", scope, row.max_day_value, day.value + value, "rupees bought today")
+    return {"reference_price": price} if price is not None else {}
+
+
+@dataclass(frozen=True)
+class _Limits:
+    account_id: int | None
+    max_open: int | None
+    max_order_value: Decimal | None
+    max_day_value: Decimal | None
+    max_orders: int | None
+
+    @property
+    def on_value(self) -> bool:
+        return self.max_order_value is not None or self.max_day_value is not None
+
+    @property
+    def on_buy(self) -> bool:
+        return self.on_value or self.max_open is not None or self.max_orders is not None
+
+
+def _buy_price(strategy: Strategy) -> Decimal | None:
+    """What the BUY is valued at: the last price, else (no tick yet) the instrument's
+    reference price, as the paper broker fills; None for an unknown instrument."""
+    instrument = redis_keys.instrument(strategy.exchange, strategy.symbol)
+    price = last_prices(instruments=[instrument]).get(instrument)
+    if price is None:
+        known = find_instrument(strategy.exchange, strategy.symbol)
+        price = known.reference_price if known is not None else None
+    return price
 
 
 def _refuse(limit: str, scope: str, allowed: Any, would_be: Any, unit: str) -> None:
@@ -140,10 +174,14 @@ def _refuse(limit: str, scope: str, allowed: Any, would_be: Any, unit: str) -> N
     )
 
 
-def buy_refuse(strategy: Strategy, refusal: RiskLimitExceeded, *, about: dict[str, Any]) -> None:
+def buy_refuse(strategy: Strategy, refusal: RiskLimitExceeded) -> None:
     """A BUY a limit refused ends its strategy's run as a rejected BUY ends it (S5 REJECTED),
     recorded as R1 with the limit, and the user is alerted (L4)."""
-    payload = {**about, **refusal.extra}
+    payload = {
+        "strategy_id": strategy.pk,
+        "symbol": redis_keys.instrument(strategy.exchange, strategy.symbol),
+        **refusal.extra,
+    }
     emit(Event.R1_RISK_LIMIT_REFUSED, strategy=strategy, message=refusal.message, payload=payload)
     alert_raise(
         kind="risk_limit",

@@ -42,15 +42,24 @@ def _assert_refused(strategy: Strategy, limit: str) -> None:
     assert alert.user_id == strategy.owner_id and alert.payload["limit"] == limit
 
 
-def test_without_limits_a_buy_fills_valued_at_the_last_price(make_strategy):
+def test_without_limits_a_buy_fills_as_before(make_strategy):
+    strategy = make_strategy()
+
+    order = strategy_buy_execute(strategy_id=strategy.pk)
+
+    assert order is not None and order.status == Order.Status.COMPLETE and order.reference_price is None
+    assert "R1" not in codes(strategy)
+
+
+def test_a_buy_within_a_value_limit_fills_valued_at_the_last_price(make_strategy):
     strategy = make_strategy()
     _price("NSE:INFY", "1550.5")
+    risk_limits_set(user=strategy.owner, max_day_value=Decimal("100000"))
 
     order = strategy_buy_execute(strategy_id=strategy.pk)
 
     assert order is not None and order.status == Order.Status.COMPLETE
     assert order.reference_price == Decimal("1550.5")
-    assert "R1" not in codes(strategy)
 
 
 def test_max_open_positions_refuses_a_buy_past_the_users_open_positions(make_strategy):
