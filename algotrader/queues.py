@@ -26,6 +26,8 @@ class TaskName(StrEnum):
     SETTLE_ORDERS = "execution.tasks.settle_orders_task"
     # (account_id, payload): a broker's order update (a Kite postback), verified, to apply.
     ORDER_UPDATE = "execution.tasks.order_update_task"
+    CHECK_LOSS_LIMITS = "execution.tasks.check_loss_limits_task"
+    CHECK_LOSS_LIMITS_HOLDING = "execution.tasks.check_loss_limits_holding_task"
     # (strategy_id, high_price str, stop_price str, move_protective): a trailing stop's raise recorded
     # (P4), off the tick path, then the protective order's move sent.
     RECORD_TRAIL = "strategies.tasks.record_trail_task"

@@ -211,6 +211,11 @@ if READINESS_MINUTES < 1 or not 0 < READINESS_MARGIN_PERCENT <= 100:
     raise ImproperlyConfigured("READINESS_MINUTES must be >= 1, READINESS_MARGIN_PERCENT in 1..100")
 
 # --- Order execution ------------------------------------------------------------
+# The day's loss limit (a user's or an account's max_loss_per_day) is checked after each exit's
+# fill and, for users holding positions, every LOSS_CHECK_SECONDS as prices move.
+LOSS_CHECK_SECONDS = env.int("LOSS_CHECK_SECONDS", default=10)
+if LOSS_CHECK_SECONDS < 1:
+    raise ImproperlyConfigured("LOSS_CHECK_SECONDS must be at least 1")
 ORDER_FOLLOW_SECONDS = env.float("ORDER_FOLLOW_SECONDS", default=30.0)
 # Interrupted intents: every ORDER_SETTLE_SECONDS, orders still live and untouched for
 # ORDER_SETTLE_AFTER_SECONDS whose strategy no worker holds are settled by their tag.
@@ -661,6 +666,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": TaskName.SETTLE_ORDERS.value,
         "schedule": timedelta(seconds=ORDER_SETTLE_SECONDS),
         "options": {"expire_seconds": ORDER_SETTLE_SECONDS},
+    },
+    # Prices move unrealized P&L between fills: the day's loss limits of users holding positions.
+    "execution: check loss limits": {
+        "task": TaskName.CHECK_LOSS_LIMITS_HOLDING.value,
+        "schedule": timedelta(seconds=LOSS_CHECK_SECONDS),
+        "options": {"expire_seconds": LOSS_CHECK_SECONDS},
     },
     # Kite sessions end at 06:00 Asia/Kolkata; tell users before the first order fails.
     "brokers: expire ended broker sessions": {

@@ -1,6 +1,7 @@
-"""Orders and the kill switch in admin. Orders are read-only: an order changes only
+"""Orders, the kill switch and the risk limits in admin. Orders are read-only: an order changes only
 through the execution services. A halt is set and lifted through the same services as
-``manage.py entries halt|resume``, so the admin and the command can never disagree."""
+``manage.py entries halt|resume``, so the admin and the command can never disagree; risk
+limits are set through the same service as the API's."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from django.http import HttpRequest
 
 from brokers.admin import BrokerAccountAdmin
 from brokers.models import BrokerAccount
-from execution.models import EntryHalt, Order
-from execution.services import safety
+from execution.models import EntryHalt, Order, RiskLimits
+from execution.services import risk, safety
 
 
 @admin.register(Order)
@@ -79,7 +80,7 @@ class EntryHaltAdmin(admin.ModelAdmin[EntryHalt]):
     delete) resumes them. Exits always run, halted or not."""
 
     form = EntryHaltForm
-    list_display = ["id", "scope", "reason", "created_at"]
+    list_display = ["id", "scope", "reason", "until", "created_at"]
     list_select_related = ["account", "account__owner"]
     raw_id_fields = ["account"]
     actions = ["resume"]
@@ -124,6 +125,44 @@ class EntryHaltAdmin(admin.ModelAdmin[EntryHalt]):
             self.message_user(request, f"New BUYs resumed on {scope} ({lifted} halt(s) lifted).", messages.SUCCESS)
 
 
+class RiskLimitsForm(forms.ModelForm[RiskLimits]):
+    class Meta:
+        model = RiskLimits
+        fields = ["user", "account", *RiskLimits.LIMITS]
+        help_texts = {"account": "Leave empty for the user's own limits, over all their accounts."}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        user, account = cleaned.get("user"), cleaned.get("account")
+        if user is not None and account is not None and account.owner_id != user.pk:
+            self.add_error("account", "This account is not the user's.")
+        return cleaned
+
+
+@admin.register(RiskLimits)
+class RiskLimitsAdmin(admin.ModelAdmin[RiskLimits]):
+    """A user's risk limits, or an account's: each empty limit is no limit. Saved through the
+    same service as the API (``risk_limits_set``); the engine checks them before each BUY."""
+
+    form = RiskLimitsForm
+    list_display = ["id", "user", "account", *RiskLimits.LIMITS, "updated_at"]
+    list_select_related = ["user", "account"]
+    raw_id_fields = ["user", "account"]
+    search_fields = ["user__email"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: RiskLimits | None = None) -> list[str]:
+        return ["user", "account"] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: RiskLimits | None = None) -> bool:
+        return False  # no limit is an empty one, set like any other
+
+    def save_model(self, request: HttpRequest, obj: RiskLimits, form: Any, change: bool) -> None:
+        saved = risk.risk_limits_set(
+            user=obj.user, account=obj.account, **{name: getattr(obj, name) for name in RiskLimits.LIMITS}
+        )
+        obj.pk, obj.updated_at = saved.pk, saved.updated_at
+
+
 # The broker accounts' admin, with the kill switch per account: the halt is execution's
 # (EntryHalt and its services), the account is brokers'. Registered again here, after
 # brokers' admin, rather than have brokers import the execution engine.
@@ -137,7 +176,7 @@ class BrokerAccountHaltsAdmin(BrokerAccountAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BrokerAccount]:
         # One EXISTS per listed row inside the page's one query, not a query per row.
-        halts = EntryHalt.objects.filter(Q(account__isnull=True) | Q(account=OuterRef("pk")))
+        halts = safety.halts_in_force().filter(Q(account__isnull=True) | Q(account=OuterRef("pk")))
         return super().get_queryset(request).annotate(halted=Exists(halts))
 
     @admin.display(description="New BUYs halted", boolean=True)

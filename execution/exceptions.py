@@ -1,6 +1,6 @@
 """Execution's domain errors (the one error contract of ``algotrader.exceptions``)."""
 
-from algotrader.exceptions import Conflict, NotFound
+from algotrader.exceptions import ApplicationError, Conflict, NotFound
 
 
 class OrderConflict(Conflict):
@@ -30,3 +30,16 @@ class AccountHasOpenPositions(Conflict):
         "This account holds an open position (or has an order still live at the broker): "
         "close it, or wait for its exit to fill, then delete the account."
     )
+
+
+class RiskLimitExceeded(ApplicationError):
+    """A BUY would pass one of the user's or the account's risk limits: it is refused before
+    its order intent is written, so nothing of it reaches the broker."""
+
+    code = "risk_limit_exceeded"
+    status = 409
+
+    def __init__(self, message: str, *, limit: str, scope: str, allowed: str, would_be: str) -> None:
+        super().__init__(message, extra={"limit": limit, "scope": scope, "allowed": allowed, "would_be": would_be})
+        self.limit = limit
+        self.scope = scope

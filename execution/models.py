@@ -2,6 +2,7 @@
 a crash at any moment leaves a tag to look up. The partial unique constraints, whatever workers, locks or
 redeliveries do, make a duplicate BUY or a second exit impossible; the entry halt is the kill switch."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -59,6 +60,9 @@ class Order(models.Model):
     filled_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
+    # The price a BUY was valued at by the risk limits' check (the last price when claimed): what a
+    # live BUY counts towards the day's value until its fill says what it cost.
+    reference_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     # A BUY delivered after this is refused (the late policy); null: valid until final.
     valid_until = models.DateTimeField(null=True, blank=True)
     # A lost order (FAILED without a definite answer: not found by its tag) may still reach the
@@ -104,6 +108,8 @@ class Order(models.Model):
             models.Index(
                 fields=["status"], name="order_live", condition=Q(status__in=("PENDING", "PLACED", "UNKNOWN"))
             ),
+            # The risk limits' read of an account's BUYs of the day, once before each BUY.
+            models.Index(fields=["account", "created_at"], name="order_account_buys", condition=Q(side="BUY")),
             # Settlement's scan for lost orders that may still surface.
             models.Index(fields=["watch_until"], name="order_watched", condition=Q(watch_until__isnull=False)),
         ]
@@ -125,6 +131,9 @@ class EntryHalt(models.Model):
         "brokers.BrokerAccount", on_delete=models.CASCADE, null=True, blank=True, related_name="entry_halts"
     )
     reason = models.CharField(max_length=200)
+    # A halt that lapses by itself: the day's loss limit halts until the exchange day ends.
+    # Null: until lifted (an operator's, X5's).
+    until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -134,4 +143,57 @@ class EntryHalt(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"halt {'all accounts' if self.account_id is None else self.account_id}: {self.reason}"
+        lapses = "" if self.until is None else f" (until {self.until:%Y-%m-%d %H:%M %Z})"
+        return f"halt {'all accounts' if self.account_id is None else self.account_id}: {self.reason}{lapses}"
+
+
+class RiskLimits(models.Model):
+    """A user's risk limits (``account`` null), or one broker account's: each null is no limit.
+    The user's count over all their accounts, an account's over that account alone, so the
+    stricter of the two is what stops a BUY. Checked before each BUY claims its position."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="risk_limits")
+    account = models.OneToOneField(
+        "brokers.BrokerAccount", on_delete=models.CASCADE, null=True, blank=True, related_name="risk_limits"
+    )
+    max_loss_per_day = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Rupees: realized plus unrealized loss of the day that halts entries and exits positions.",
+    )
+    max_open_positions = models.PositiveIntegerField(null=True, blank=True)
+    max_order_value = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, help_text="Rupees: quantity times the last price."
+    )
+    max_day_value = models.DecimalField(
+        max_digits=16, decimal_places=2, null=True, blank=True, help_text="Rupees: the day's BUYs together."
+    )
+    max_orders_per_day = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    LIMITS = ("max_loss_per_day", "max_open_positions", "max_order_value", "max_day_value", "max_orders_per_day")
+
+    class Meta:
+        verbose_name_plural = "risk limits"
+        constraints = [
+            models.UniqueConstraint(fields=["user"], condition=Q(account__isnull=True), name="risklimits_one_per_user"),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gt": 0}),
+                    name=f"risklimits_{name}_positive",
+                )
+                for name in (
+                    "max_loss_per_day",
+                    "max_open_positions",
+                    "max_order_value",
+                    "max_day_value",
+                    "max_orders_per_day",
+                )
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"user {self.user_id}" if self.account_id is None else f"account {self.account_id}"
+        return f"risk limits of {scope}"

@@ -11,7 +11,7 @@ from django.conf import settings
 from algotrader.queues import TaskName
 from execution import services
 from execution.recovery import settlement
-from execution.services import protective, updates
+from execution.services import losses, protective, updates
 from monitoring.logging import log_context
 from monitoring.services import strategy_tasks_register
 from strategies.buy_window import buy_window_seconds
@@ -86,6 +86,18 @@ def move_protective_stop_task(strategy_id: int, trigger_price: str) -> None:
 @shared_task(name=TaskName.SETTLE_ORDERS.value, acks_late=True, expires=settings.ORDER_SETTLE_SECONDS)
 def settle_orders_task() -> None:
     settlement.orders_settle_interrupted()
+
+
+@shared_task(name=TaskName.CHECK_LOSS_LIMITS.value, acks_late=True, expires=settings.LOSS_CHECK_SECONDS * 2)
+def check_loss_limits_task(user_id: int) -> None:
+    # Sent after an exit's fill; running it twice trips a limit once (one halt, one alert, one exit each).
+    with log_context(user_id=user_id):
+        losses.loss_limits_check(user_id=user_id)
+
+
+@shared_task(name=TaskName.CHECK_LOSS_LIMITS_HOLDING.value, acks_late=True, expires=settings.LOSS_CHECK_SECONDS)
+def check_loss_limits_holding_task() -> None:
+    losses.loss_limits_check_holding()
 
 
 def _strategy_with_owner(strategy_id: int) -> Strategy | None:

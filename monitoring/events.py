@@ -101,6 +101,9 @@ class Event(Enum):
     # The morning readiness check (docs/events.md): a run's outcome, and a run skipped as not ready.
     R1_READINESS_CHECKED = ("R1", "READINESS_CHECKED", Category.SCHEDULER, Priority.MEDIUM, True)
     R2_RUN_SKIPPED = ("R2", "RUN_SKIPPED", Category.SCHEDULER, Priority.HIGH, True)
+    # The risk limits (docs/events.md): a BUY refused by a limit, and the day's loss limit reached.
+    G1_RISK_LIMIT_REFUSED = ("G1", "RISK_LIMIT_REFUSED", Category.EXECUTION, Priority.HIGH, True)
+    G2_LOSS_LIMIT_REACHED = ("G2", "LOSS_LIMIT_REACHED", Category.EXECUTION, Priority.HIGHEST, True)
 
     @classmethod
     def by_code(cls, code: str) -> "Event":

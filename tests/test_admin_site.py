@@ -42,6 +42,7 @@ def test_the_operators_pages_are_all_registered():
         "strategies/runreadiness",
         "execution/order",
         "execution/entryhalt",
+        "execution/risklimits",
         "monitoring/eventlog",
         "monitoring/alert",
     } <= set(registered())

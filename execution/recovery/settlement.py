@@ -15,9 +15,9 @@ from algotrader import redis_keys
 from algotrader.redis_client import get_redis
 from brokers.adapters.base import BrokerAdapter, BrokerOrder
 from brokers.exceptions import BrokerError
-from execution.models import EntryHalt, Order
+from execution.models import Order
 from execution.recovery.runtime import stops_fired, stops_fired_before, targets_fired
-from execution.services import entries, exits, locks, outcomes, settlement
+from execution.services import entries, exits, locks, outcomes, safety, settlement
 from execution.services.fills import order_settle
 from execution.services.orders import about, order_adopt, order_fail, order_replace
 from execution.services.placement import broker_adapter
@@ -279,7 +279,7 @@ def _buys_rescue() -> int:
     )
     rescued = 0
     for strategy_id, account_id in lost:
-        if EntryHalt.objects.filter(Q(account__isnull=True) | Q(account_id=account_id)).exists():
+        if safety.halts_in_force().filter(Q(account__isnull=True) | Q(account_id=account_id)).exists():
             continue  # refused anyway, and alerted by the BUY that met the halt
         logger.warning("running a BUY whose task was lost", extra={"strategy_id": strategy_id})
         try:

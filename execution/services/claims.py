@@ -5,7 +5,7 @@ exit per position: the exit claim (BOUGHT -> EXITING) is won once, the live-exit
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,14 +251,19 @@ def position_claim(
     reason: Order.Reason,
     again: bool = False,
     held: Held | None = None,
+    check: Callable[[], dict[str, Any]] | None = None,
     **order: Any,
 ) -> Order | None:
     """The position claim and the order intent, committed together; None if lost. An exit
     sells what is held, read under the row lock the transition took; ``again``: the exit
     that follows one that ended without selling everything. ``held``: its pending start
-    events are recorded in the same transaction when the claim wins (left pending if not)."""
+    events are recorded in the same transaction when the claim wins (left pending if not).
+    ``check``: the BUY's risk limits, first in the transaction; what it raises ends the claim
+    before anything is written, what it returns goes on the order."""
     try:
         with transaction.atomic():
+            if check is not None:
+                order.update(check())
             if not strategy_services.strategy_transition(strategy_id=strategy.pk, expected=expected, changes=changes):
                 return None
             created: Order | None = None

@@ -1,12 +1,16 @@
 """E1, the entry: the strategy's lock, the BUY's window (the late policy), the run's
 readiness (one read; a run not ready is checked again, then skipped) and the entry halt
-asked, the claim RUNNING & NONE -> BUYING committed with a PENDING BUY, then the order
-placed, its fill followed, and the position opened (``outcomes``)."""
+asked, the risk limits checked in the claim's transaction, the claim RUNNING & NONE ->
+BUYING committed with a PENDING BUY, then the order placed, its fill followed, and the
+position opened (``outcomes``)."""
 
 from __future__ import annotations
 
+from functools import partial
+
+from execution.exceptions import RiskLimitExceeded
 from execution.models import Order
-from execution.services import safety
+from execution.services import risk, safety
 from execution.services.claims import Position, Status, position_claim, strategy_about, strategy_locked, strategy_read
 from execution.services.exits import follow_hand_off
 from execution.services.outcomes import order_execute
@@ -58,13 +62,18 @@ def strategy_buy_execute(*, strategy_id: int, hand_off: bool = False) -> Order |
                 payload=strategy_about(strategy),
             )
             return None
-        order = position_claim(
-            strategy,
-            expected={"status": Status.RUNNING, "position": Position.NONE},
-            changes={"position": Position.BUYING},
-            reason=Order.Reason.BUY,
-            valid_until=valid_until,
-        )
+        try:
+            order = position_claim(
+                strategy,
+                expected={"status": Status.RUNNING, "position": Position.NONE},
+                changes={"position": Position.BUYING},
+                reason=Order.Reason.BUY,
+                valid_until=valid_until,
+                check=partial(risk.buy_risk_check, strategy),
+            )
+        except RiskLimitExceeded as refusal:
+            risk.buy_refuse(strategy, refusal)
+            return None
         if order is None:
             return position_resume(strategy, Order.Side.BUY, lock=held.lock)
         return order_execute(

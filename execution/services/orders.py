@@ -5,6 +5,7 @@ until the trading day ends, as the broker may still put it in its book."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from brokers.adapters.base import Side as BrokerSide
 from brokers.exceptions import BrokerError
 from execution.exceptions import OrderConflict
 from execution.models import Order
+from execution.services import losses
 from monitoring.events import Event
 from monitoring.metrics import ORDERS
 from monitoring.models import EventLog
@@ -144,6 +146,9 @@ def order_finalize(order: Order, strategy: Strategy, status: Status, **changes: 
         order.refresh_from_db()
         return False
     ORDERS.labels(str(status), order.reason).inc()
+    if order.side == Order.Side.SELL and order.filled_quantity:
+        # An exit's fill moved realized P&L: the day's loss limit is checked once it commits.
+        transaction.on_commit(partial(losses.loss_check_soon, user_id=strategy.owner_id))
     emit(
         Event.E5_ORDER_FINALIZED,
         strategy=strategy,

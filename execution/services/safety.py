@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterable
+from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from algotrader import redis_keys
@@ -82,17 +84,29 @@ def lock_and_rate_take(*, strategy_id: int, account: BrokerAccount, reason: str)
     )
 
 
+def halts_in_force() -> QuerySet[EntryHalt]:
+    """The halts that refuse BUYs now: those until lifted, and those not lapsed yet."""
+    return EntryHalt.objects.filter(Q(until__isnull=True) | Q(until__gt=timezone.now()))
+
+
 def entries_halted(*, account: BrokerAccount) -> EntryHalt | None:
-    return EntryHalt.objects.filter(Q(account__isnull=True) | Q(account=account)).first()
+    return halts_in_force().filter(Q(account__isnull=True) | Q(account=account)).first()
 
 
-def entries_halt(*, reason: str, account: BrokerAccount | None = None) -> EntryHalt:
-    """The kill switch: no new BUY (for ``account``, or every account) until lifted."""
+def entries_halt(*, reason: str, account: BrokerAccount | None = None, until: datetime | None = None) -> EntryHalt:
+    """The kill switch: no new BUY (for ``account``, or every account) until lifted, or until
+    ``until``. An account's one halt only ever grows: one that lapses is extended (or made
+    lasting) by a later one, never shortened, and a lapsed one is replaced."""
     try:
         with transaction.atomic():
-            return EntryHalt.objects.create(account=account, reason=reason[:200])
+            return EntryHalt.objects.create(account=account, reason=reason[:200], until=until)
     except IntegrityError:
-        return EntryHalt.objects.get(account=account)
+        halt = EntryHalt.objects.get(account=account)
+    lapsed = halt.until is not None and halt.until <= timezone.now()
+    if lapsed or (halt.until is not None and (until is None or until > halt.until)):
+        EntryHalt.objects.filter(pk=halt.pk).update(reason=reason[:200], until=until)
+        halt.refresh_from_db()
+    return halt
 
 
 def entries_resume(*, account: BrokerAccount | None = None) -> int:
@@ -127,27 +141,49 @@ def broker_failing_mark(*, account: BrokerAccount) -> bool:
     return get_redis().set(redis_keys.broker_failing(account.pk), 1, px=ttl, get=True) is not None
 
 
-def account_safety_abort(*, account: BrokerAccount, reason: str) -> list[int]:
-    """X5: halt the account's entries, stop its running strategies, exit the positions
-    they hold (reason ABORT); returns the ids of the strategies whose exit was enqueued."""
-    entries_halt(account=account, reason=f"safety abort: {reason}")
+def strategies_stop_and_exit(strategies: Iterable[Strategy]) -> tuple[list[Strategy], list[int]]:
+    """Stop each strategy and claim the exit (reason ABORT) of a position it holds, each by a
+    compare-and-set from the state it was read in: one a stop-loss or a SELL claimed first
+    keeps that exit (one exit per position). Returns those stopped and the ids whose exit is
+    to be sent (``exits_send``), after the events that explain them are recorded."""
     exiting: list[int] = []
     stopped: list[Strategy] = []
-    for strategy in Strategy.objects.filter(broker_account=account, status=Strategy.Status.RUNNING).select_related(
-        "owner"
-    ):
+    for strategy in strategies:
         holds = strategy.position == Strategy.Position.BOUGHT
         changes: dict[str, object] = {"status": Strategy.Status.STOPPED}
         if holds:
             changes.update(position=Strategy.Position.EXITING, exit_reason=Strategy.ExitReason.ABORT)
         if strategy_services.strategy_transition(
             strategy_id=strategy.pk,
-            expected={"status": Strategy.Status.RUNNING, "position": strategy.position},
+            expected={"status": strategy.status, "position": strategy.position},
             changes=changes,
         ):
             stopped.append(strategy)
             if holds:
                 exiting.append(strategy.pk)
+    return stopped, exiting
+
+
+def exits_send(*, stopped: Iterable[Strategy], exiting: Iterable[int]) -> None:
+    """Take the stopped strategies' slots off beat's schedule and send the claimed exits."""
+    for strategy in stopped:
+        slots.unschedule_strategy(strategy)
+    for strategy_id in exiting:
+        task_send(
+            TaskName.EXECUTE_SELL,
+            args=(strategy_id,),
+            kwargs={"reason": Strategy.ExitReason.ABORT.value},
+            expires=settings.SELL_EXPIRES_SECONDS,
+        )
+
+
+def account_safety_abort(*, account: BrokerAccount, reason: str) -> list[int]:
+    """X5: halt the account's entries, stop its running strategies, exit the positions
+    they hold (reason ABORT); returns the ids of the strategies whose exit was enqueued."""
+    entries_halt(account=account, reason=f"safety abort: {reason}")
+    stopped, exiting = strategies_stop_and_exit(
+        Strategy.objects.filter(broker_account=account, status=Strategy.Status.RUNNING)
+    )
     emit(
         Event.X5_SAFETY_ABORT,
         user=account.owner,
@@ -167,13 +203,5 @@ def account_safety_abort(*, account: BrokerAccount, reason: str) -> list[int]:
         payload={"broker_account_id": account.pk, "reason": reason, "at": timezone.now().isoformat()},
     )
     logger.error("safety abort", extra={"broker_account_id": account.pk, "reason": reason})
-    for strategy in stopped:
-        slots.unschedule_strategy(strategy)
-    for strategy_id in exiting:
-        task_send(
-            TaskName.EXECUTE_SELL,
-            args=(strategy_id,),
-            kwargs={"reason": Strategy.ExitReason.ABORT.value},
-            expires=settings.SELL_EXPIRES_SECONDS,
-        )
+    exits_send(stopped=stopped, exiting=exiting)
     return exiting

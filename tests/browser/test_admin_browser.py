@@ -30,6 +30,7 @@ LIST_PAGES = [
     "/admin/strategies/runreadiness/",
     "/admin/execution/order/",
     "/admin/execution/entryhalt/",
+    "/admin/execution/risklimits/",
     "/admin/monitoring/eventlog/",
     "/admin/monitoring/alert/",
 ]
@@ -149,6 +150,27 @@ def test_the_kill_switch_refuses_a_buy_until_an_operator_lifts_it(operator: Page
     allowed = due_now()
     execute_buy_task.delay(allowed.pk)
     wait_until(lambda: state(allowed) == ("RUNNING", "BOUGHT"), message=worker.text)
+
+
+def test_an_operator_sets_an_accounts_risk_limit_and_the_worker_refuses_the_next_buy(operator: Page, worker):
+    declare_queues()
+    account = BrokerAccountFactory.create()
+    held = due_now(account=account, position=Strategy.Position.BOUGHT)
+    operator.goto("/admin/execution/risklimits/add/")
+    operator.fill("#id_user", str(account.owner_id))
+    operator.fill("#id_account", str(account.pk))
+    operator.fill("#id_max_open_positions", "1")
+    operator.click("input[name=_save]")
+    expect(operator.locator("ul.messagelist")).to_contain_text("was added successfully")
+
+    refused = due_now(account=account)
+    execute_buy_task.delay(refused.pk)
+
+    wait_until(lambda: state(refused) == ("EXITED", "NONE"), message=worker.text)
+    assert not Order.objects.filter(strategy=refused).exists()
+    assert state(held) == ("RUNNING", "BOUGHT")
+    operator.goto(f"/admin/monitoring/eventlog/?code__exact=G1&strategy={refused.pk}")
+    expect(operator.locator("#result_list")).to_contain_text("max_open_positions")
 
 
 def test_an_operator_adds_a_market_holiday(operator: Page):

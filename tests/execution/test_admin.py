@@ -1,6 +1,6 @@
 """Orders in admin are read-only and listed in a fixed number of queries; the kill
 switch is flipped from admin through the same services as ``manage.py entries``, and a
-BUY is refused while it is on."""
+BUY is refused while it is on; risk limits are set by operators through the API's service."""
 
 from io import StringIO
 
@@ -8,8 +8,9 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from execution.models import EntryHalt, Order
+from execution.models import EntryHalt, Order, RiskLimits
 from execution.services import safety, strategy_buy_execute
+from execution.services.risk import risk_limits_set
 from monitoring.models import EventLog
 from tests.factories import BrokerAccountFactory, UserFactory
 
@@ -151,3 +152,49 @@ def test_a_second_kill_switch_is_answered_with_the_one_already_on(operator):
 
     assert messages_of(again)[0] == "New BUYs were already halted on every account: first drill"
     assert list(EntryHalt.objects.values_list("reason", flat=True)) == ["first drill"]
+
+
+LIMITS = "/admin/execution/risklimits/"
+NO_LIMITS = dict.fromkeys(RiskLimits.LIMITS, "")
+
+
+def test_an_operator_sets_an_accounts_risk_limits_and_the_next_buy_is_refused(operator, make_strategy):
+    held = make_strategy(position="BOUGHT")
+    strategy = make_strategy(account=held.broker_account)
+
+    response = operator.post(
+        f"{LIMITS}add/",
+        {**NO_LIMITS, "user": strategy.owner_id, "account": strategy.broker_account_id, "max_open_positions": "1"},
+    )
+
+    assert response.status_code == 302, response.content
+    limits = RiskLimits.objects.get(account=strategy.broker_account)
+    assert (limits.user_id, limits.max_open_positions, limits.max_loss_per_day) == (strategy.owner_id, 1, None)
+    assert strategy_buy_execute(strategy_id=strategy.pk) is None
+    assert operator.get(LIMITS).status_code == 200
+
+
+def test_an_operator_cannot_give_a_user_another_users_account_limits(operator):
+    account = BrokerAccountFactory.create()
+    stranger = UserFactory.create()
+
+    response = operator.post(
+        f"{LIMITS}add/",
+        {**NO_LIMITS, "user": stranger.pk, "account": account.pk, "max_open_positions": "1"},
+    )
+
+    assert response.status_code == 200
+    assert "account" in response.context["adminform"].form.errors
+    assert not RiskLimits.objects.exists()
+
+
+def test_an_operator_changes_a_users_limits_through_the_service(operator):
+    user = UserFactory.create()
+    limits = risk_limits_set(user=user, max_orders_per_day=5)
+
+    response = operator.post(f"{LIMITS}{limits.pk}/change/", {**NO_LIMITS, "max_open_positions": "2"})
+
+    assert response.status_code == 302, response.content
+    limits.refresh_from_db()
+    assert (limits.max_open_positions, limits.max_orders_per_day) == (2, None)
+    assert RiskLimits.objects.count() == 1

@@ -23,6 +23,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/api/v1/strategies/{strategy_id}/"): {"quantity": 2},
     ("post", "/api/v1/strategies/{strategy_id}/stop/"): {},
     ("post", "/api/v1/broker-accounts/{account_id}/session/"): {"request_token": "a-request-token"},
+    ("put", "/api/v1/broker-accounts/{account_id}/risk-limits/"): {"max_open_positions": 1},
 }
 
 

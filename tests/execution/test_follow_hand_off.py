@@ -51,8 +51,9 @@ def test_the_hand_off_names_the_strategy_and_the_follow_reads_the_order_once_und
 
     assert kwargs.keys() == {"strategy_id", "accepted_at"} and kwargs["strategy_id"] == strategy.pk
     # Was 27: an order read twice, the owner, two alerts, the slot's lock. Then 20, and one more
-    # since: the exit's notification for its owner, one INSERT in S5's transaction.
-    with django_assert_num_queries(21):
+    # since: the exit's notification for its owner, one INSERT in S5's transaction; and one
+    # more, once the exit is final: whether its owner has a day's loss limit to check.
+    with django_assert_num_queries(22):
         followed = position_follow(
             order_id=order_id, lock_token=token, broker_order_id=broker_order_id, request=request, **kwargs
         )

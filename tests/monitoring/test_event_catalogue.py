@@ -2,7 +2,7 @@
 that registers and logs in over the API, connects brokers, creates, updates, starts and
 stops a strategy, fires BUYs and SELLs from the scheduler, trades at the paper broker and
 the Kite simulator (with its fault injection: rate limits, rejections, a dropped feed),
-takes a stop-loss off a tick, runs the market listener on the simulator's ticker and
+takes a stop-loss off a tick, meets risk limits, runs the market listener on the simulator's ticker and
 recovers the runtime. Then every code must be in ``EventLog``."""
 
 import threading
@@ -27,7 +27,9 @@ from brokers.kite_sim import KiteSimulator, SimAccount
 from brokers.models import BrokerAccount
 from execution.recovery.system import Trigger, system_recover
 from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
+from execution.services.losses import loss_limits_check
 from execution.services.protective import protective_stop_move
+from execution.services.risk import risk_limits_set
 from execution.services.updates_protective import protectives_poll
 from market.listener import MarketListener
 from market.services import ticks_ingest
@@ -185,6 +187,19 @@ def readiness_check() -> None:
     assert strategy_buy_execute(strategy_id=unready.pk) is None
 
 
+def risk_limits(settings: Any) -> None:
+    """G1 (a BUY past max_open_positions refused) and G2 (the day's loss limit reached)."""
+    settings.PROTECTIVE_STOPS = False
+    account = BrokerAccountFactory.create()
+    get_redis().hset(redis_keys.price("NSE", "INFY"), mapping={"price": "1541.00", "ts": time.time()})
+    held, refused = due_now(account), due_now(account)
+    assert strategy_buy_execute(strategy_id=held.pk) is not None
+    risk_limits_set(user=account.owner, max_open_positions=1, max_loss_per_day=Decimal("1"))
+    assert strategy_buy_execute(strategy_id=refused.pk) is None
+    get_redis().hset(redis_keys.price("NSE", "INFY"), mapping={"price": "1500.00", "ts": time.time()})
+    assert loss_limits_check(user_id=account.owner_id) == [held.pk]
+
+
 def kite_faults(settings: Any, kite_sim: KiteSimulator, sim_account: SimAccount) -> BrokerAccount:
     """B4 from a rejection, E4 and X5 from rate limits, L4 alerts with them."""
     settings.SAFETY_MAX_BROKER_ERRORS = 3
@@ -245,11 +260,12 @@ def test_every_code_of_the_catalogue_is_emitted_by_a_real_path(settings, kite_si
     trailing_stop_and_target(BrokerAccountFactory.create())
     protective_stops(settings)
     readiness_check()
+    risk_limits(settings)
     account = kite_faults(settings, kite_sim, sim_account)
     market_feed(kite_sim, account)
     assert system_recover(trigger=Trigger.COMMAND) is not None  # X1, X4
 
     catalogue = {event.code for event in Event}
-    # U1-U7, S1-S5, T1-T3, M1-M4, E1-E5, B1-B6, X1-X5, L1-L4, and P1-P5, R1-R2 (docs/events.md)
-    assert len(catalogue) == 46
+    # U1-U7, S1-S5, T1-T3, M1-M4, E1-E5, B1-B6, X1-X5, L1-L4, and P1-P5, R1-R2, G1-G2 (docs/events.md)
+    assert len(catalogue) == 48
     assert catalogue - recorded() == set()

@@ -21,7 +21,7 @@ EVENT_MAP_CODES = (
 )
 
 
-EXTENSION_CODES = [f"P{i}" for i in range(1, 6)]
+EXTENSION_CODES = [f"P{i}" for i in range(1, 6)] + ["R1", "R2", "G1", "G2"]
 
 
 def test_catalogue_holds_exactly_the_event_map_codes_and_the_extensions():
