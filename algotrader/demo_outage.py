@@ -6,7 +6,7 @@ fills the stop, the workers return, and the strategy's timeline completes (P3, t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from enum import Enum
@@ -44,7 +44,7 @@ class Consumed:
     routing_key: str
 
 
-def consumed_queues(reply: Mapping[str, list[dict[str, Any]]] | None) -> list[Consumed]:
+def consumed_queues(reply: Mapping[str, Sequence[Mapping[str, Any]]] | None) -> list[Consumed]:
     """Each (worker, queue) of an ``inspect().active_queues()`` reply, in a stable order."""
     consumed = []
     for worker, queues in sorted((reply or {}).items()):
