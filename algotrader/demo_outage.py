@@ -114,7 +114,8 @@ class Phase(Enum):
     HOLDING = "holding"  # waiting for P1, and for the other three to end
     FALLEN = "fallen"  # workers down, the price moved: waiting for the simulator's fill
     FILLED = "filled"  # the broker's stop filled: watching what records it while the workers are down
-    BACK = "back"  # the workers returned: the demo waits for the strategy to end
+    RETURNED = "returned"  # the workers are back and the fill not recorded yet: watching what records it
+    BACK = "back"  # told: the demo waits for the last events
 
 
 @dataclass
@@ -129,6 +130,7 @@ class BrokerStopExit:
     log: Callable[[str], None]
     phase: Phase = Phase.HOLDING
     broker_order_id: str = ""
+    entry_price: str = ""
     since: float = field(default_factory=time.monotonic)
 
     @property
@@ -142,6 +144,8 @@ class BrokerStopExit:
             self._watch_book()
         elif self.phase is Phase.FILLED:
             self._watch_strategy()
+        elif self.phase is Phase.RETURNED:
+            self._watch_recovery()
 
     def _fall_while_down(self) -> None:
         strategy = self.client.strategy(self.strategy_id)
@@ -153,6 +157,7 @@ class BrokerStopExit:
         if strategy["position"] != "BOUGHT" or protective.get("status") != "PLACED":
             return
         self.broker_order_id = str(protective["broker_order_id"])
+        self.entry_price = str(strategy["entry_price"])
         trigger = Decimal(str(protective["trigger_price"]))
         self.log(
             f"#{self.strategy_id}'s protective stop rests at the broker (P1): {protective['order_type']} SELL"
@@ -168,11 +173,7 @@ class BrokerStopExit:
         else:
             self.log("no Celery worker answered the remote control: the workers stay up for this one")
         price = price_through(trigger)
-        requests.post(
-            f"{self.sim_root}/_sim/price",
-            json={"exchange": "NSE", "symbol": OUTAGE_SYMBOL, "price": str(price)},
-            timeout=10,
-        ).raise_for_status()
+        self._move_price(str(price))
         self.log(f"the price falls: NSE:{OUTAGE_SYMBOL} at {price} at the simulator (POST /_sim/price)")
         self.phase, self.since = Phase.FALLEN, time.monotonic()
 
@@ -184,16 +185,19 @@ class BrokerStopExit:
                 f" {order['order_type']} {order['status']} at {order.get('average_price')}: the broker's stop"
                 " sold the position"
             )
+            # Each run would otherwise start lower, until a stop falls outside the circuit band.
+            self._move_price(self.entry_price)
+            self.log(f"(the demo puts the simulator's NSE:{OUTAGE_SYMBOL} back at {self.entry_price} for the next run)")
             self.phase, self.since = Phase.FILLED, time.monotonic()
         elif time.monotonic() - self.since > FILL_TIMEOUT:
             status = order["status"] if order else "not in the book"
             self.log(f"the simulator has not filled the stop in {FILL_TIMEOUT:.0f} s ({status})")
-            self._return()
+            self._return(Phase.RETURNED)
 
     def _watch_strategy(self) -> None:
         strategy = self.client.strategy(self.strategy_id)
-        if strategy["status"] in ("STOPPED", "EXITED") and strategy["position"] in ("SOLD", "EXITED_BY_SL"):
-            if self._settled_by_order_update():
+        if _ended(strategy):
+            if self._settled_by() == "order_update":
                 self.log(
                     "what really happened: the orderupdates process (no Celery worker: it follows the Kite"
                     " account's order updates on the ticker) got the simulator's update and recorded the"
@@ -201,28 +205,49 @@ class BrokerStopExit:
                 )
             else:
                 self.log("the fill was recorded while the workers were down")
-            self._return()
+            self._return(Phase.BACK)
         elif time.monotonic() - self.since > DOWN_AFTER_FILL:
             self.log(
                 f"with the workers down nothing has recorded the fill: #{self.strategy_id} still says"
                 f" {strategy['status']}/{strategy['position']}"
             )
-            self._return()
+            self._return(Phase.RETURNED)
 
-    def _return(self) -> None:
+    def _watch_recovery(self) -> None:
+        if not _ended(self.client.strategy(self.strategy_id)):
+            return
+        how = {
+            "get_order": "a worker asked the broker for the stop's order (get_order: settlement's protective poll)",
+            "order_update": "the orderupdates process got the broker's order update",
+        }.get(self._settled_by() or "", "the workers")
+        self.log(f"with the workers back, {how} and recorded the fill (P3, then S5 STOPLOSS)")
+        self.phase = Phase.BACK
+
+    def _return(self, then: Phase) -> None:
         restored = self.workers.restore()
         if restored:
             self.log(f"the workers return: add_consumer on {describe(restored)}")
-        self.phase = Phase.BACK
+        self.phase = then
+
+    def _move_price(self, price: str) -> None:
+        requests.post(
+            f"{self.sim_root}/_sim/price", json={"exchange": "NSE", "symbol": OUTAGE_SYMBOL, "price": price}, timeout=10
+        ).raise_for_status()
 
     def _sim_order(self) -> dict[str, Any] | None:
         response = requests.get(f"{self.sim_root}/_sim/orders", params={"api_key": self.api_key}, timeout=10)
         response.raise_for_status()
         return next((o for o in response.json()["data"] if o["order_id"] == self.broker_order_id), None)
 
-    def _settled_by_order_update(self) -> bool:
-        """Whether an L2 of the strategy logs the stop's final state as learnt from a pushed update."""
-        return any(
-            event["code"] == "L2" and "order_update" in ((event.get("payload") or {}).get("request") or {})
-            for event in self.client.timeline(self.strategy_id)
-        )
+    def _settled_by(self) -> str | None:
+        """How the stop's final state was learnt, as the last L2 that recorded one logs it: a pushed
+        ``order_update`` or a ``get_order`` asked of the broker."""
+        for event in reversed(self.client.timeline(self.strategy_id)):
+            request = (event.get("payload") or {}).get("request") or {}
+            if event["code"] == "L2" and ("order_update" in request or "get_order" in request):
+                return "order_update" if "order_update" in request else "get_order"
+        return None
+
+
+def _ended(strategy: dict[str, Any]) -> bool:
+    return strategy["status"] in ("STOPPED", "EXITED") and strategy["position"] in ("SOLD", "EXITED_BY_SL")
