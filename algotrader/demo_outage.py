@@ -197,14 +197,11 @@ class BrokerStopExit:
     def _watch_strategy(self) -> None:
         strategy = self.client.strategy(self.strategy_id)
         if _ended(strategy):
-            if self._settled_by() == "order_update":
-                self.log(
-                    "what really happened: the orderupdates process (no Celery worker: it follows the Kite"
-                    " account's order updates on the ticker) got the simulator's update and recorded the"
-                    " fill itself (P3, then S5 STOPLOSS) while the workers were down"
-                )
-            else:
-                self.log("the fill was recorded while the workers were down")
+            self.log(
+                "what really happened: the fill was recorded (P3, then S5 STOPLOSS) while no Celery worker"
+                " consumed, by the orderupdates process, which follows the Kite account's order updates on"
+                " the ticker and settles a protective stop's fill itself"
+            )
             self._return(Phase.BACK)
         elif time.monotonic() - self.since > DOWN_AFTER_FILL:
             self.log(
@@ -214,14 +211,12 @@ class BrokerStopExit:
             self._return(Phase.RETURNED)
 
     def _watch_recovery(self) -> None:
-        if not _ended(self.client.strategy(self.strategy_id)):
-            return
-        how = {
-            "get_order": "a worker asked the broker for the stop's order (get_order: settlement's protective poll)",
-            "order_update": "the orderupdates process got the broker's order update",
-        }.get(self._settled_by() or "", "the workers")
-        self.log(f"with the workers back, {how} and recorded the fill (P3, then S5 STOPLOSS)")
-        self.phase = Phase.BACK
+        if _ended(self.client.strategy(self.strategy_id)):
+            self.log(
+                "with the workers back the fill was recorded (P3, then S5 STOPLOSS): settlement's protective"
+                " poll asks the broker about a resting stop's order (get_order)"
+            )
+            self.phase = Phase.BACK
 
     def _return(self, then: Phase) -> None:
         restored = self.workers.restore()
@@ -238,15 +233,6 @@ class BrokerStopExit:
         response = requests.get(f"{self.sim_root}/_sim/orders", params={"api_key": self.api_key}, timeout=10)
         response.raise_for_status()
         return next((o for o in response.json()["data"] if o["order_id"] == self.broker_order_id), None)
-
-    def _settled_by(self) -> str | None:
-        """How the stop's final state was learnt, as the last L2 that recorded one logs it: a pushed
-        ``order_update`` or a ``get_order`` asked of the broker."""
-        for event in reversed(self.client.timeline(self.strategy_id)):
-            request = (event.get("payload") or {}).get("request") or {}
-            if event["code"] == "L2" and ("order_update" in request or "get_order" in request):
-                return "order_update" if "order_update" in request else "get_order"
-        return None
 
 
 def _ended(strategy: dict[str, Any]) -> bool:
