@@ -1,6 +1,7 @@
 """`make demo`: against the stack `make run` started, act as a new user of the mobile app through
 the public API and WebSocket only, with a paper account (or a simulated Kite one through the real
-login), and trade three strategies out by the SELL, a stop-loss and STOP, printing their events.
+login), and trade three strategies out by the SELL, a stop-loss and STOP, printing their events; with
+the Kite simulator a fourth exits by the broker's protective stop while the workers are down.
 
     python -m algotrader.demo [--broker paper|kite-sim] [--url http://127.0.0.1:8000]
 """
@@ -15,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from algotrader.appclient import ApiError, AppClient, EventStream
+from algotrader.demo_outage import OUTAGE_SYMBOL, PAPER_NOTE, BrokerStopExit, Workers
 from algotrader.devenv import read_env
 from algotrader.processes import ROOT, manage
 
@@ -30,9 +32,17 @@ from algotrader.processes import ROOT, manage
 EXCHANGE_ZONE = ZoneInfo("Asia/Kolkata")
 BUY_LEAD = timedelta(seconds=20)  # room to create, start and see a first price before the BUY
 HOLD = timedelta(seconds=62)  # the plan needs the SELL at least a minute after the BUY
+# The stop-loss strategy's stop, once bought, this far under the live price: a tick's usual move.
+STOP_GAP = Decimal("0.0001")
+OUTAGE_HOLD = timedelta(minutes=10)  # the fourth's SELL time stays well after its broker stop's exit
 DEMO_KITE_KEY, DEMO_KITE_SECRET = "kitesim_demo_key", "kitesim_demo_secret"
-SYMBOLS = {"sell": "INFY", "stoploss": "TCS", "stop": "RELIANCE"}
-EXITS = {"sell": "exit by SELL at the sell time", "stoploss": "exit by stop-loss", "stop": "exit by STOP"}
+SYMBOLS = {"sell": "INFY", "stoploss": "TCS", "stop": "RELIANCE", "outage": OUTAGE_SYMBOL}
+EXITS = {
+    "sell": "exit by SELL at the sell time",
+    "stoploss": "exit by stop-loss",
+    "stop": "exit by STOP",
+    "outage": "exit by the broker's stop while the workers are down",
+}
 FINAL = frozenset({"STOPPED", "EXITED"})
 
 
@@ -45,6 +55,8 @@ class Demo:
     client: AppClient
     broker: str
     sim_root: str | None = None
+    broker_url: str = ""
+    outage: BrokerStopExit | None = None
     strategies: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> strategy
     started: float = field(default_factory=time.monotonic)
 
@@ -75,19 +87,27 @@ class Demo:
         )
         return account
 
-    def plan_times(self) -> tuple[date, str, str]:
-        """A BUY ``BUY_LEAD`` from now and the SELL ``HOLD`` later, on one exchange day: near
+    @property
+    def plan(self) -> dict[str, timedelta]:
+        """Each role this run trades and its hold: the fourth needs the Kite simulator's prices."""
+        roles = [role for role in SYMBOLS if role != "outage" or self.broker == "kite-sim"]
+        return {role: OUTAGE_HOLD if role == "outage" else HOLD for role in roles}
+
+    def plan_times(self) -> tuple[date, datetime]:
+        """A BUY ``BUY_LEAD`` from now and every SELL after it on one exchange day: near
         midnight (exchange time) the plan moves to the first seconds of the next day."""
         buy = (datetime.now(EXCHANGE_ZONE) + BUY_LEAD).replace(microsecond=0)
-        if (buy + HOLD).date() != buy.date():
+        if (buy + max(self.plan.values())).date() != buy.date():
             buy = datetime.combine(buy.date() + timedelta(days=1), datetime.min.time(), EXCHANGE_ZONE)
             buy += timedelta(seconds=5)
             say(f"The exchange day ends first: buying at {buy:%Y-%m-%d %H:%M:%S} exchange time instead.")
-        return buy.date(), buy.strftime("%H:%M:%S"), (buy + HOLD).strftime("%H:%M:%S")
+        return buy.date(), buy
 
     def create_and_start(self, account_id: int) -> None:
-        trade_date, buy_at, sell_at = self.plan_times()
-        for role, symbol in SYMBOLS.items():
+        trade_date, buy = self.plan_times()
+        buy_at = buy.strftime("%H:%M:%S")
+        for role, hold in self.plan.items():
+            symbol, sell_at = SYMBOLS[role], (buy + hold).strftime("%H:%M:%S")
             strategy = self.client.create_strategy(
                 broker_account=account_id,
                 exchange="NSE",
@@ -100,52 +120,74 @@ class Demo:
             )
             self.strategies[role] = self.client.start(strategy["id"])
             say(f"  #{strategy['id']} NSE:{symbol} BUY at {buy_at}, SELL at {sell_at} ({EXITS[role]})")
+        if "outage" in self.strategies:
+            assert self.sim_root is not None  # the fourth runs with the simulator only
+            self.outage = BrokerStopExit(
+                client=self.client,
+                workers=Workers(self.broker_url),
+                sim_root=self.sim_root,
+                api_key=DEMO_KITE_KEY,
+                strategy_id=self.strategies["outage"]["id"],
+                log=lambda text: say(f"{self.clock()}  {text}"),
+            )
+        else:
+            say(PAPER_NOTE)
 
     # --- live -----------------------------------------------------------------------------
 
     def follow(self, stream: EventStream, *, timeout: float) -> None:
         """Print events and act on them until every strategy is final."""
-        stoploss = self.strategies["stoploss"]
-        instrument = f"NSE:{stoploss['symbol']}"
-        stop_raised = stop_sent = False
+        instrument = f"NSE:{self.strategies['stoploss']['symbol']}"
+        stop_moved = stop_sent = False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                message = stream.messages.get(timeout=1)
-            except queue.Empty:
-                message = None
-            if message and message.get("type") == "event":
-                self.print_event(message["event"])
-            if message and message.get("type") == "price" and message["instrument"] == instrument and not stop_raised:
-                stop_raised = self.raise_stop(Decimal(message["price"]))
-            if not stop_raised and time.monotonic() - self.started > BUY_LEAD.total_seconds() - 3:
-                stop_raised = True
-                say(
-                    f"{self.clock()}  no live {instrument} price yet (is the `market` process up?):"
-                    " its stop stays 5% below the fill"
-                )
+            price = None
+            for message in self.arrived(stream):  # all of them: the loop's reads must not fall behind
+                if message.get("type") == "event":
+                    self.print_event(message["event"])
+                elif message.get("type") == "price" and message["instrument"] == instrument:
+                    price = Decimal(message["price"])
+            if not stop_moved and price is not None and self.strategies["stoploss"]["position"] == "BOUGHT":
+                stop_moved = self.tighten_stop(price)
             if not stop_sent and self.bought("stop"):
                 stop_sent = True
                 say(f"{self.clock()}  you press STOP on #{self.strategies['stop']['id']}")
                 self.client.stop(self.strategies["stop"]["id"])
-            if self.all_final():
+            final = self.all_final()
+            if self.outage is not None:
+                self.outage.step(others_final=self.all_final(but="outage"))
+            if final and (self.outage is None or self.outage.done):
                 time.sleep(1.5)  # the last events of the exits (E5, S5) land just after the status
-                while not stream.messages.empty():
-                    last = stream.messages.get()
+                for last in self.arrived(stream, wait=0):
                     if last.get("type") == "event":
                         self.print_event(last["event"])
                 return
         raise TimeoutError(f"the strategies were not all final within {timeout:.0f} s")
 
-    def raise_stop(self, price: Decimal) -> bool:
-        """The stop-loss strategy's stop goes 1% above the live price before its BUY: the first
-        tick after the fill is at or below it, so the stop-loss exit follows at once (U5)."""
-        strategy = self.client.strategy(self.strategies["stoploss"]["id"])
-        if strategy["position"] != "NONE":
-            return True
-        stop = (price * Decimal("1.01")).quantize(Decimal("0.01"))
-        self.client.update_strategy(strategy["id"], stop_loss_price=str(stop))
-        say(f"{self.clock()}  you move #{strategy['id']}'s stop-loss to {stop} (live price {price}: it will trigger)")
+    @staticmethod
+    def arrived(stream: EventStream, *, wait: float = 1) -> list[dict[str, Any]]:
+        """The messages received so far, waiting up to ``wait`` seconds for a first one."""
+        messages = []
+        try:
+            messages.append(stream.messages.get(timeout=wait) if wait else stream.messages.get_nowait())
+            while True:
+                messages.append(stream.messages.get_nowait())
+        except queue.Empty:
+            return messages
+
+    def tighten_stop(self, price: Decimal) -> bool:
+        """Once bought, the stop-loss strategy's stop goes just under the live price (a stop must
+        lie below the last price, so not before): the walk's next dip crosses it (U5, then M2).
+        False if the price moved through it meanwhile (400): the next price tries again."""
+        strategy_id = self.strategies["stoploss"]["id"]
+        stop = (price * (1 - STOP_GAP)).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+        try:
+            self.client.update_strategy(strategy_id, stop_loss_price=str(stop))
+        except ApiError as error:
+            if error.status != 400:
+                raise
+            return False
+        say(f"{self.clock()}  you move #{strategy_id}'s stop-loss to {stop}, just under the live price {price}")
         return True
 
     def bought(self, role: str) -> bool:
@@ -153,12 +195,21 @@ class Demo:
         self.strategies[role] = strategy
         return bool(strategy["position"] == "BOUGHT")
 
-    def all_final(self) -> bool:
-        for role, strategy in self.strategies.items():
-            self.strategies[role] = self.client.strategy(strategy["id"])
+    def all_final(self, *, but: str = "") -> bool:
+        """Every strategy (but the role ``but``, as last read) has ended; reads them afresh."""
+        if not but:
+            for role, strategy in self.strategies.items():
+                self.strategies[role] = self.client.strategy(strategy["id"])
         return all(
-            s["status"] in FINAL and s["position"] in ("SOLD", "EXITED_BY_SL", "NONE") for s in self.strategies.values()
+            s["status"] in FINAL and s["position"] in ("SOLD", "EXITED_BY_SL", "NONE")
+            for role, s in self.strategies.items()
+            if role != but
         )
+
+    def workers_back(self) -> None:
+        """However the demo ends, workers it stopped consume again."""
+        if self.outage is not None and self.outage.workers.restore():
+            say("The workers the demo stopped consume again (add_consumer).")
 
     def clock(self) -> str:
         return f"[{time.monotonic() - self.started:6.1f}s]"
@@ -270,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "--broker", choices=["paper", "kite-sim"], help="default: BROKER of the environment or .env, else paper"
     )
     parser.add_argument("--url", help="the web process (default: WEB_HOST and WEB_PORT of .env / the environment)")
-    parser.add_argument("--timeout", type=float, default=240, help="seconds to wait for the three exits")
+    parser.add_argument("--timeout", type=float, default=240, help="seconds to wait for the exits")
     args = parser.parse_args(argv)
     env = read_env(ROOT / ".env")
     broker = args.broker or env.get("BROKER") or "paper"
@@ -284,18 +335,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     say(f"The stack at {url} is {health.get('status')}.")
     client = AppClient(url)
-    demo = Demo(client, broker)
+    demo = Demo(client, broker, broker_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     try:
         demo.sign_up()
         account = demo.connect_broker()
         stream = client.events()
-        say("Listening on /ws/v1/events/. Creating and starting three strategies:")
+        say(f"Listening on /ws/v1/events/. Creating and starting {len(demo.plan)} strategies:")
         demo.create_and_start(account["id"])
         say("Live timeline (each line is one event as the app receives it):")
         try:
             demo.follow(stream, timeout=args.timeout)
         finally:
             stream.close()
+            demo.workers_back()
         demo.summary()
     except ApiError as error:
         say(f"The API refused: {error}")

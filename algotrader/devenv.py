@@ -112,7 +112,8 @@ def banner(env: dict[str, str], operator: str) -> str:
             f"  Django admin           {web}/admin/   (log in as the operator)",
             f"  Flower                 {flower}/   (user {flower_user}, password {flower_password})",
             f"  Health                 {web}/healthz",
-            f"Then, in another terminal: `make demo{demo_broker}` (three strategies, live timelines).",
+            f"Then, in another terminal: `make demo{demo_broker}` ({'four' if demo_broker else 'three'} strategies,"
+            " live timelines).",
             "Ctrl-C stops everything.",
             "=" * 72,
             "",
