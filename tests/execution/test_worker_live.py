@@ -8,7 +8,7 @@ import pytest
 from execution.tasks import execute_buy_task, execute_sell_task, execute_stoploss_task
 from strategies.models import Strategy
 from tests.execution.helpers import codes, orders, paper_book
-from tests.execution.workers import Worker, running_worker, wait_idle, wait_recovered
+from tests.execution.workers import Worker, running_worker, wait_idle
 from tests.strategies.scheduling_helpers import declare_queues
 from tests.waiting import wait_until
 
@@ -25,7 +25,6 @@ def running(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Wo
 @pytest.fixture(autouse=True)
 def queues_declared(running: Worker) -> Iterator[None]:
     declare_queues()  # the tests flush Redis, the queues' bindings included
-    wait_recovered([running])  # and the workers' recovery from that flush is over before a task goes
     yield
     wait_idle([running], ["orders", "stoploss"])  # before the database is flushed
 

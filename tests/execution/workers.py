@@ -15,7 +15,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.db import connection
 
-from algotrader import redis_keys
 from algotrader.celery import app
 from algotrader.processes import procfile_command
 from algotrader.redis_client import get_redis
@@ -163,23 +162,3 @@ def wait_idle(workers: Iterable[Worker], queues: Iterable[str], timeout: float =
         timeout=timeout,
         message=lambda: "\n".join(worker.text() for worker in pending),
     )
-
-
-LOST = "Redis lost the runtime state: recovering"
-RECOVERED = "recovery done  trigger=redis_"  # a flush, or a restart
-
-
-def wait_recovered(workers: Iterable[Worker], timeout: float = 60) -> None:
-    """Until the workers' recovery watches have dealt with the test's flush of Redis: the
-    sentinel written again and every recovery a worker began finished. A task sent earlier
-    runs beside a recovery that rebuilds the runtime under it, which is recovery's own test,
-    not this one's."""
-    pending = list(workers)
-
-    def recovered() -> bool:
-        if not get_redis().exists(redis_keys.recovery_sentinel()):
-            return False
-        texts = [worker.text(tail=10**7) for worker in pending]
-        return all(text.count(LOST) == text.count(RECOVERED) for text in texts)
-
-    wait_until(recovered, timeout=timeout, interval=0.2, message=lambda: "\n".join(w.text() for w in pending))
