@@ -2,16 +2,11 @@
 (the periodic pass and an exit's fill), one thread and database connection each, on real
 PostgreSQL and Redis: exactly one exit order per position, whoever wins."""
 
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from functools import partial
-from typing import Any
 
 import pytest
-from django.db import connection
 
 from algotrader import redis_keys
 from algotrader.redis_client import get_redis
@@ -20,25 +15,10 @@ from execution.services import safety, strategy_buy_execute, strategy_sell_execu
 from execution.services.losses import loss_limits_check
 from execution.services.risk import risk_limits_set
 from tests import soak as races
-from tests.execution.helpers import orders
+from tests.execution.helpers import orders, together
 from tests.factories import BrokerAccountFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.soak]
-
-
-def _together(calls: list[Callable[[], Any]]) -> None:
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            call()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        for future in [pool.submit(run, call) for call in calls]:
-            future.result()
 
 
 def _loss_limit_fires(user_id: int) -> None:
@@ -57,7 +37,7 @@ def test_a_loss_limit_and_a_stoploss_at_the_same_instant_give_one_exit_order(mak
         assert strategy_buy_execute(strategy_id=strategy.pk) is not None
         get_redis().hset(redis_keys.price("NSE", "INFY"), mapping={"price": "90", "ts": time.time()})
 
-        _together(
+        together(
             [
                 partial(_loss_limit_fires, account.owner_id),
                 partial(_loss_limit_fires, account.owner_id),

@@ -3,22 +3,17 @@ tick the tick stop-loss fires, the SELL time fires and the broker's own trigger 
 SELL fills each round and no position goes short, however the three interleave."""
 
 import random
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from functools import partial
-from typing import Any
 
 import pytest
-from django.db import connection
 
 from brokers.kite_sim import KiteSimulator, SimAccount
 from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
 from strategies.models import Strategy
-from tests.execution.helpers import orders
+from tests.execution.helpers import orders, together
 from tests.soak import SOAK
 from tests.waiting import wait_until
 
@@ -29,23 +24,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 ROUNDS = 200
 BUDGET_SECONDS = 3600.0 if SOAK else 20.0
 MIN_ROUNDS = ROUNDS if SOAK else 8
-
-
-def _together(calls: list[Callable[[], Any]]) -> None:
-    """Released at one instant, each after a random few milliseconds, so every order of arrival occurs."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            time.sleep(random.uniform(0, 0.03))
-            call()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        for future in [pool.submit(run, call) for call in calls]:
-            future.result()
 
 
 def _price_falls(kite_sim: KiteSimulator, price: Decimal) -> None:
@@ -76,12 +54,13 @@ def test_tick_stop_sell_time_and_the_brokers_trigger_on_one_tick_fill_exactly_on
         assert strategy.position == "BOUGHT" and strategy.stop_trigger_price is not None
         falls_through = strategy.stop_trigger_price * Decimal("0.97")
 
-        _together(
+        together(
             [
                 partial(_price_falls, kite_sim, falls_through),
                 partial(strategy_stoploss_execute, strategy_id=strategy.pk),
                 partial(strategy_sell_execute, strategy_id=strategy.pk, reason="SELL"),
-            ]
+            ],
+            jitter=0.03,
         )
 
         def ended(strategy: Strategy = strategy) -> bool:

@@ -4,38 +4,19 @@ order, 50 copies of one BUY give one order; with and without the Redis lock, sin
 database alone must hold the line."""
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
 
 import pytest
-from django.db import connection
 
 from execution.models import Order
 from execution.recovery.settlement import orders_settle_interrupted
 from execution.services import locks, strategy_buy_execute, strategy_sell_execute, strategy_stoploss_execute
 from execution.services.orders import order_create
 from tests import soak as races
-from tests.execution.helpers import orders, paper_book
+from tests.execution.helpers import orders, paper_book, together
 from tests.factories import BrokerAccountFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.soak]
-
-
-def _together(calls: list[Callable[[], Any]]) -> None:
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            call()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        for future in [pool.submit(run, call) for call in calls]:
-            future.result()
 
 
 @pytest.fixture(params=["with_lock", "database_only"])
@@ -59,7 +40,7 @@ def test_sell_and_stoploss_at_the_same_instant_never_give_two_exit_orders(make_s
     for _ in range(rounds):
         strategy = make_strategy(account=account, position="BOUGHT")
 
-        _together(
+        together(
             [
                 partial(strategy_sell_execute, strategy_id=strategy.pk, reason="SELL"),
                 partial(strategy_stoploss_execute, strategy_id=strategy.pk),
@@ -79,7 +60,7 @@ def test_sell_and_stoploss_at_the_same_instant_never_give_two_exit_orders(make_s
 def test_fifty_identical_buy_deliveries_at_once_place_one_order(make_strategy, lock_mode):
     strategy = make_strategy()
 
-    _together([lambda: strategy_buy_execute(strategy_id=strategy.pk)] * 50)
+    together([lambda: strategy_buy_execute(strategy_id=strategy.pk)] * 50)
 
     assert len(paper_book(strategy)) == 1
     [order] = orders(strategy)
@@ -102,7 +83,7 @@ def test_a_failed_exit_placed_again_by_racing_settlements_and_triggers_gives_one
         Order.objects.filter(pk=rejected.pk).update(status=Order.Status.REJECTED)
 
         # when settlement rounds, a repeated trigger and the SELL timer all place it again at once
-        _together(
+        together(
             [
                 partial(orders_settle_interrupted, older_than=0),
                 partial(orders_settle_interrupted, older_than=0),

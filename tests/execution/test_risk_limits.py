@@ -2,14 +2,12 @@
 limit is refused before its intent is written (no order, nothing at the broker), its run ends
 with G1 and an L4 alert; within the limits it trades as before."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 import time_machine
-from django.db import connection
 from django.utils import timezone
 
 from algotrader import redis_keys
@@ -19,7 +17,7 @@ from execution.services import strategy_buy_execute
 from execution.services.risk import risk_limits_set
 from monitoring.models import Alert
 from strategies.models import Strategy
-from tests.execution.helpers import codes, orders, paper_book
+from tests.execution.helpers import codes, orders, paper_book, together
 from tests.factories import BrokerAccountFactory
 
 pytestmark = pytest.mark.django_db
@@ -170,18 +168,7 @@ def test_racing_buys_of_one_user_never_pass_max_open_positions_together(make_str
     other_account = BrokerAccountFactory.create(owner=account.owner)
     risk_limits_set(user=account.owner, max_open_positions=2)
     strategies = [make_strategy(account=a) for a in (account, other_account) * 3]
-    barrier = threading.Barrier(len(strategies))
-
-    def buy(strategy_id: int) -> None:
-        try:
-            barrier.wait()
-            strategy_buy_execute(strategy_id=strategy_id)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=len(strategies)) as pool:
-        for future in [pool.submit(buy, s.pk) for s in strategies]:
-            future.result()
+    together([partial(strategy_buy_execute, strategy_id=s.pk) for s in strategies])
 
     assert Order.objects.filter(account__owner=account.owner).count() == 2
     assert Strategy.objects.filter(owner=account.owner, position="BOUGHT").count() == 2
